@@ -1,0 +1,222 @@
+//! Assembling and running the service: `serve` and the tests both go through [`Application`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::ServiceExt;
+use axum::extract::Request;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::cloud_api::{self, AppState, Inner, TokenCheck};
+use crate::config::{ConfigError, Settings};
+use crate::directory::{Directory, DirectoryError};
+use crate::notify::{Acceptor, Backends, NotifyError, worker};
+use crate::store::{Store, StoreError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Neither a token nor `app.allow_any_token` is configured.
+    #[error(
+        "no API token configured: set `app.auth_token` (or ONCALL_RELAY_APP__AUTH_TOKEN) to the key pasted in OnCall's Cloud settings; \
+         `app.allow_any_token: true` accepts any token, as the original did, and is unsafe"
+    )]
+    NoToken,
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database is unreachable or its migration failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Loading the directory failed.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// A backend is misconfigured.
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built service: bound, migrated, workers started, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    store: Store,
+    directory: Directory,
+    committer: JoinHandle<()>,
+    workers: Option<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    stop_workers: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connects, migrates, loads the directory, starts the queue and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        crate::install_crypto_provider();
+        settings.validate()?;
+        let tokens: Vec<String> = settings
+            .app
+            .auth_token
+            .0
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        if tokens.is_empty() {
+            if !settings.app.allow_any_token {
+                return Err(StartupError::NoToken);
+            }
+            tracing::warn!(
+                "app.allow_any_token is on and no token is configured: ANY caller can place calls and read the directory"
+            );
+        }
+
+        let store = Store::connect(&settings.db).await?;
+        store.migrate().await?;
+        let directory = Directory::load(store.clone()).await?;
+        let backends = Arc::new(Backends::from_settings(&settings.plugin)?);
+
+        let wake = Arc::new(Notify::new());
+        let (acceptor, committer) = Acceptor::spawn(store.clone(), &settings.queue, wake.clone());
+        let stop_workers = CancellationToken::new();
+        let workers = settings.queue.deliver.then(|| {
+            worker::spawn(
+                store.clone(),
+                backends.clone(),
+                settings.queue.clone(),
+                wake.clone(),
+                stop_workers.clone(),
+            )
+        });
+        let shutdown = CancellationToken::new();
+        let background = vec![spawn_directory_refresh(
+            directory.clone(),
+            settings.directory.refresh_interval,
+            shutdown.clone(),
+        )];
+
+        let addr = settings.app.port.socket_addr()?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+
+        let state = AppState::new(Inner {
+            tokens: TokenCheck::new(tokens, settings.app.allow_any_token),
+            public_url: settings.public_url(),
+            directory: directory.clone(),
+            acceptor,
+            store: store.clone(),
+            request_timeout: settings.app.write_timeout,
+        });
+        let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);
+        Ok(Application {
+            listener,
+            router,
+            store,
+            directory,
+            committer,
+            workers,
+            background,
+            stop_workers,
+            shutdown,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, StartupError> {
+        self.listener.local_addr().map_err(StartupError::Serve)
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The user directory this service answers from.
+    pub fn directory(&self) -> Directory {
+        self.directory.clone()
+    }
+
+    /// The database this service uses.
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains: requests in flight finish,
+    /// their notifications are committed, deliveries in flight are recorded.
+    pub async fn run(self) -> Result<(), StartupError> {
+        let Application {
+            listener,
+            router,
+            store,
+            committer,
+            workers,
+            background,
+            stop_workers,
+            shutdown,
+            ..
+        } = self;
+        // Trimming happens before routing, so `/info/` and `/info` reach the same handler
+        // with no redirect (a redirected POST loses its body and its token).
+        let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+        let signal = shutdown.clone();
+        let served = axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
+            .with_graceful_shutdown(async move { signal.cancelled().await })
+            .await;
+        shutdown.cancel();
+        // The router (and with it every Acceptor) is gone: the committer drains and stops.
+        let _ = committer.await;
+        stop_workers.cancel();
+        if let Some(w) = workers {
+            let _ = w.await;
+        }
+        for task in background {
+            let _ = task.await;
+        }
+        store.close().await;
+        served.map_err(StartupError::Serve)
+    }
+}
+
+fn spawn_directory_refresh(
+    directory: Directory,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match directory.refresh().await {
+                Ok(_) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot refresh the user directory; answering from the last copy");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,167 @@
+//! The endpoints OnCall calls on "Grafana Cloud", and the routes around them.
+//!
+//! Every API route lives in [`router`]. Paths answer with and without a trailing slash (the
+//! server trims it before routing, without redirecting) and under `app.path_prefix` as well
+//! as at the root, since engines before v1.0.12 dropped the prefix.
+
+mod auth;
+mod error;
+mod extract;
+mod info;
+mod notifications;
+mod pages;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use auth::TokenCheck;
+pub use error::ApiError;
+
+use crate::directory::Directory;
+use crate::notify::Acceptor;
+use crate::store::Store;
+
+/// What handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared parts behind [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// Accepted tokens.
+    pub tokens: TokenCheck,
+    /// The configured public URL (ends with `/`), if any.
+    pub public_url: Option<String>,
+    /// The user directory.
+    pub directory: Directory,
+    /// Entry to the durable queue.
+    pub acceptor: Acceptor,
+    /// The database, for readiness checks.
+    pub store: Store,
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(inner: Inner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Inner {
+    /// The public root URL (with a trailing `/`): `app.hostname` when set, otherwise what the
+    /// request itself says (forwarded headers first), plus the path prefix it came through.
+    pub fn public_root(&self, headers: &HeaderMap, prefix: &str) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let scheme = header("x-forwarded-proto")
+            .filter(|s| s == "http" || s == "https")
+            .unwrap_or_else(|| "http".into());
+        let host = header("x-forwarded-host")
+            .or_else(|| header("host"))
+            .unwrap_or_else(|| "localhost".into());
+        format!("{scheme}://{host}{}/", prefix.trim_end_matches('/'))
+    }
+}
+
+/// The whole HTTP application (before trailing-slash trimming, which wraps it).
+pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
+    let api = Router::new()
+        .route("/api/v1/info", get(info::info))
+        .route("/api/v1/users", get(users::list))
+        .route("/api/v1/make_call", post(notifications::make_call))
+        .route("/api/v1/send_sms", post(notifications::send_sms))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let open = Router::new()
+        .route("/a/{*rest}", any(pages::oncall_link))
+        .route("/health", get(healthz))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    let routes = api.merge(open);
+    let mut app = routes.clone();
+    let prefix = path_prefix.trim_end_matches('/');
+    if !prefix.is_empty() {
+        app = app.nest(prefix, routes);
+    }
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(error::json_errors))
+        .layer(CatchPanicLayer::new())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let probe = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(state.store.pool());
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        Ok(Err(e)) => ApiError::Unavailable(format!("database: {e}")).into_response(),
+        Err(_) => ApiError::Unavailable("database: timed out".into()).into_response(),
+    }
+}
+
+/// The path prefix a nested request came through (empty at the root).
+pub(crate) fn prefix_of(original: &axum::http::Uri, inner: &axum::http::Uri) -> String {
+    let full = original.path();
+    let rest = inner.path();
+    if full.len() > rest.len() && full.ends_with(rest) {
+        full[..full.len() - rest.len()].to_string()
+    } else {
+        String::new()
+    }
+}

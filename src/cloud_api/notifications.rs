@@ -1,0 +1,94 @@
+//! E7/E8: `POST api/v1/make_call` and `POST api/v1/send_sms`.
+//!
+//! 200 `{}` means committed to the durable queue; the call or SMS goes out afterwards, from a
+//! worker. The engine never retries a non-200, so each answer must say exactly what happened.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::FormOrJson;
+use super::{ApiError, AppState};
+use crate::directory::parse_email;
+use crate::notify::{Kind, NewNotification};
+
+/// The form OnCall posts.
+#[derive(Debug, Deserialize)]
+pub struct NotifyRequest {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Places a phone call.
+pub async fn make_call(
+    State(state): State<AppState>,
+    FormOrJson(body): FormOrJson<NotifyRequest>,
+) -> Result<Json<Value>, ApiError> {
+    accept(&state, Kind::Call, body).await
+}
+
+/// Sends an SMS.
+pub async fn send_sms(
+    State(state): State<AppState>,
+    FormOrJson(body): FormOrJson<NotifyRequest>,
+) -> Result<Json<Value>, ApiError> {
+    accept(&state, Kind::Sms, body).await
+}
+
+async fn accept(
+    state: &AppState,
+    kind: Kind,
+    body: NotifyRequest,
+) -> Result<Json<Value>, ApiError> {
+    let mut fields = std::collections::BTreeMap::new();
+    let email = match body.email.as_deref().map(parse_email) {
+        None => {
+            fields.insert("email", vec!["This field is required.".to_string()]);
+            None
+        }
+        Some(Err(_)) => {
+            fields.insert("email", vec!["Enter a valid email address.".to_string()]);
+            None
+        }
+        Some(Ok(e)) => Some(e),
+    };
+    let message = match body.message {
+        None => {
+            fields.insert("message", vec!["This field is required.".to_string()]);
+            None
+        }
+        Some(m) if m.trim().is_empty() => {
+            fields.insert("message", vec!["This field may not be blank.".to_string()]);
+            None
+        }
+        Some(m) => Some(m),
+    };
+    let (Some(email), Some(message)) = (email, message) else {
+        return Err(ApiError::Fields(fields));
+    };
+
+    let user = state
+        .directory
+        .find_for_delivery(&email)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    if !user.phone_verified() {
+        return Err(ApiError::NumberNotVerified);
+    }
+    state
+        .acceptor
+        .accept(NewNotification {
+            kind,
+            user_id: user.id.clone(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            phone_number: user.phone_number.clone(),
+            message,
+        })
+        .await?;
+    tracing::debug!(kind = %kind, user_id = %user.id, "notification accepted");
+    Ok(Json(json!({})))
+}

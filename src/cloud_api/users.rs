@@ -1,0 +1,258 @@
+//! E2/E3: `GET api/v1/users`, the user sync.
+//!
+//! Answers from the directory snapshot, in the paginated shape of Grafana Cloud's API
+//! (`count`, `next`, `previous`, `results`, ...). `next` and `previous` are absolute URLs.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::{ApiError, AppState, prefix_of};
+use crate::directory::{Role, User, email_key};
+
+/// Largest and default page size.
+const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Debug, Default)]
+struct Query {
+    page: usize,
+    perpage: usize,
+    short: bool,
+    roles: Vec<Role>,
+    email: Option<String>,
+    username: Option<String>,
+    /// Every parameter as received, to rebuild `next`/`previous`.
+    raw: Vec<(String, String)>,
+}
+
+fn parse_query(query: Option<&str>) -> Result<Query, ApiError> {
+    let mut q = Query {
+        page: 1,
+        perpage: MAX_PAGE_SIZE,
+        ..Query::default()
+    };
+    let mut bad_roles = Vec::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let (key, mut value) = (key.into_owned(), value.into_owned());
+        match key.as_str() {
+            "page" => {
+                q.page = value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::field("page", "A valid integer is required."))?
+                    .max(1) as usize;
+            }
+            "perpage" | "page_size" => {
+                q.perpage = value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::field("perpage", "A valid integer is required."))?
+                    .clamp(1, MAX_PAGE_SIZE as i64) as usize;
+            }
+            "short" => {
+                q.short = matches!(
+                    value.trim().to_ascii_lowercase().as_str(),
+                    "true" | "1" | "yes"
+                )
+            }
+            "roles" | "role" => match Role::from_code(&value) {
+                Some(role) => q.roles.push(role),
+                None => bad_roles.push(format!(
+                    "Select a valid choice. {value} is not one of the available choices."
+                )),
+            },
+            "email" => {
+                // OnCall does not URL-encode the email: `a+b@x.com` arrives as `a b@x.com`.
+                value = value.trim().replace(' ', "+");
+                q.email = Some(value.clone());
+            }
+            "username" => q.username = Some(value.trim().to_string()),
+            _ => {}
+        }
+        q.raw.push((key, value));
+    }
+    if !bad_roles.is_empty() {
+        return Err(ApiError::Fields(
+            [("roles", bad_roles)].into_iter().collect(),
+        ));
+    }
+    Ok(q)
+}
+
+#[derive(Serialize)]
+struct ShortUser<'a> {
+    id: &'a str,
+    grafana_id: i64,
+    email: &'a str,
+    username: &'a str,
+    role: &'static str,
+    is_phone_number_verified: bool,
+}
+
+#[derive(Serialize)]
+struct LongUser<'a> {
+    id: &'a str,
+    grafana_id: i64,
+    email: &'a str,
+    username: &'a str,
+    role: &'static str,
+    is_phone_number_verified: bool,
+    name: &'a str,
+    timezone: &'a str,
+    teams: [&'a str; 0],
+    slack: Option<()>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UserOut<'a> {
+    Short(ShortUser<'a>),
+    Long(LongUser<'a>),
+}
+
+impl<'a> UserOut<'a> {
+    fn new(u: &'a User, short: bool) -> UserOut<'a> {
+        if short {
+            UserOut::Short(ShortUser {
+                id: &u.id,
+                grafana_id: u.seq,
+                email: &u.email,
+                username: &u.username,
+                role: u.role.as_str(),
+                is_phone_number_verified: u.phone_verified(),
+            })
+        } else {
+            UserOut::Long(LongUser {
+                id: &u.id,
+                grafana_id: u.seq,
+                email: &u.email,
+                username: &u.username,
+                role: u.role.as_str(),
+                is_phone_number_verified: u.phone_verified(),
+                name: &u.name,
+                timezone: &u.timezone,
+                teams: [],
+                slack: None,
+            })
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Page<'a> {
+    count: usize,
+    next: Option<String>,
+    previous: Option<String>,
+    results: Vec<UserOut<'a>>,
+    page_size: usize,
+    current_page_number: usize,
+    total_pages: usize,
+}
+
+/// Lists users page by page, filtered by roles, email and username.
+pub async fn list(
+    State(state): State<AppState>,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let q = parse_query(uri.query())?;
+    let snapshot = state.directory.snapshot();
+    let email = q.email.as_deref().map(email_key);
+    let username = q.username.as_deref().map(str::to_lowercase);
+    let matches = |u: &&Arc<User>| {
+        (q.roles.is_empty() || q.roles.contains(&u.role))
+            && username
+                .as_deref()
+                .is_none_or(|name| u.username.to_lowercase() == name)
+    };
+    let selected: Vec<&Arc<User>> = match &email {
+        // The email filter goes through the index; the rest filter the one match.
+        Some(email) => snapshot
+            .by_email(email)
+            .into_iter()
+            .filter(matches)
+            .collect(),
+        None => snapshot.users().iter().filter(matches).collect(),
+    };
+
+    let count = selected.len();
+    let total_pages = count.div_ceil(q.perpage).max(1);
+    // Past the end answers the last page, as the engine expects, never a 404.
+    let page = q.page.min(total_pages);
+    let start = (page - 1) * q.perpage;
+    let results = selected[start.min(count)..(start + q.perpage).min(count)]
+        .iter()
+        .map(|u| UserOut::new(u, q.short))
+        .collect();
+
+    let link = |target: usize| {
+        let root = state.public_root(&headers, &prefix_of(&original, &uri));
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        let mut has_page = false;
+        for (k, v) in &q.raw {
+            if k == "page" {
+                if !has_page {
+                    ser.append_pair("page", &target.to_string());
+                    has_page = true;
+                }
+            } else {
+                ser.append_pair(k, v);
+            }
+        }
+        if !has_page {
+            ser.append_pair("page", &target.to_string());
+        }
+        let path = uri.path().trim_start_matches('/');
+        format!("{root}{path}?{}", ser.finish())
+    };
+    let body = Page {
+        count,
+        next: (page < total_pages).then(|| link(page + 1)),
+        previous: (page > 1).then(|| link(page - 1)),
+        results,
+        page_size: q.perpage,
+        current_page_number: page,
+        total_pages,
+    };
+    // Serialised here because the page borrows from the snapshot.
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::Internal(format!("cannot encode users page: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_space_becomes_plus() {
+        let q =
+            parse_query(Some("email=john oncall@x.com&roles=0&roles=1&short=true")).expect("ok");
+        assert_eq!(q.email.as_deref(), Some("john+oncall@x.com"));
+        let q = parse_query(Some("email=john+oncall@x.com")).expect("ok");
+        assert_eq!(q.email.as_deref(), Some("john+oncall@x.com"));
+        let q = parse_query(Some("email=john%2Boncall@x.com")).expect("ok");
+        assert_eq!(q.email.as_deref(), Some("john+oncall@x.com"));
+    }
+
+    #[test]
+    fn roles_are_ored_and_checked() {
+        let q = parse_query(Some("roles=0&roles=1")).expect("ok");
+        assert_eq!(q.roles, vec![Role::Admin, Role::Editor]);
+        assert!(matches!(
+            parse_query(Some("roles=7")),
+            Err(ApiError::Fields(_))
+        ));
+    }
+
+    #[test]
+    fn paging_parameters_are_bounded() {
+        let q = parse_query(Some("page=0&perpage=1000")).expect("ok");
+        assert_eq!((q.page, q.perpage), (1, 100));
+        assert!(parse_query(Some("page=abc")).is_err());
+    }
+}

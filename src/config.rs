@@ -1,0 +1,875 @@
+//! Layered configuration: built-in defaults, a YAML file, environment variables, CLI flags.
+//!
+//! Option names follow the original service so that its YAML files keep working; every
+//! struct denies unknown keys so that a typo is a startup error naming the option.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Prefix of the environment variables read as configuration (`ONCALL_RELAY_APP__PORT`).
+pub const ENV_PREFIX: &str = "ONCALL_RELAY_";
+/// Configuration file read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config/config.yml";
+
+/// Errors raised while assembling the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The YAML file, an environment variable or a flag holds a bad key or value.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The file named by `--config` does not exist.
+    #[error("configuration file {0} not found")]
+    MissingFile(PathBuf),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        // figment reports one error per bad key; name every one of them and where it came from.
+        let parts: Vec<String> = err
+            .into_iter()
+            .map(|e| {
+                let key = if e.path.is_empty() {
+                    String::new()
+                } else {
+                    format!("option `{}`: ", e.path.join("."))
+                };
+                let source = e
+                    .metadata
+                    .as_ref()
+                    .map(|m| {
+                        let src = m
+                            .source
+                            .as_ref()
+                            .map(|s| format!(" ({s})"))
+                            .unwrap_or_default();
+                        format!(" [from {}{src}]", m.name)
+                    })
+                    .unwrap_or_default();
+                format!("{key}{}{source}", e.kind)
+            })
+            .collect();
+        ConfigError::Invalid(parts.join("; "))
+    }
+}
+
+/// YAML through `yaml_serde` (figment's own YAML support uses an archived parser).
+struct Yaml;
+
+impl Format for Yaml {
+    type Error = yaml_serde::Error;
+    const NAME: &'static str = "YAML";
+
+    fn from_str<T: serde::de::DeserializeOwned>(string: &str) -> Result<T, Self::Error> {
+        yaml_serde::from_str(string)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Exposes profiling endpoints on the admin side (off by default).
+    pub debug: bool,
+    /// HTTP server, logging and authentication.
+    pub app: AppSettings,
+    /// Database connection.
+    pub db: DbSettings,
+    /// Grafana and OnCall connection details (schedules and incident details).
+    pub grafana: GrafanaSettings,
+    /// Delivery backends ("plugins").
+    pub plugin: PluginSettings,
+    /// Durable notification queue.
+    pub queue: QueueSettings,
+    /// User directory behaviour.
+    pub directory: DirectorySettings,
+}
+
+/// `app.*`: HTTP server, logging and authentication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppSettings {
+    /// Listen address: `:8880`, `127.0.0.1:8880` or a bare port.
+    pub port: ListenAddr,
+    /// Public base URL sent to OnCall (derived from each request when empty).
+    pub hostname: String,
+    /// Log level: trace, debug, info, warn, error.
+    pub log_level: String,
+    /// File that log lines are appended to; stdout when empty.
+    pub log_path: String,
+    /// Version string reported in logs.
+    pub version: String,
+    /// Token(s) OnCall must present: one string or a list.
+    pub auth_token: Tokens,
+    /// Accept any token when none is configured (the original's behaviour); loudly discouraged.
+    pub allow_any_token: bool,
+    /// Optional path prefix the API is also served under, e.g. `/oncall`.
+    pub path_prefix: String,
+    /// Longest time one request may take before it is answered with an error.
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        AppSettings {
+            port: ListenAddr(":8880".into()),
+            hostname: String::new(),
+            log_level: "debug".into(),
+            log_path: String::new(),
+            version: "1.0".into(),
+            auth_token: Tokens::default(),
+            allow_any_token: false,
+            path_prefix: String::new(),
+            write_timeout: Duration::from_secs(60),
+            body_limit: 256 * 1024,
+        }
+    }
+}
+
+/// A listen address in the original's Go style (`:8880` means every interface).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenAddr(pub String);
+
+impl ListenAddr {
+    /// The address in a form `TcpListener::bind` accepts.
+    pub fn socket_addr(&self) -> Result<String, ConfigError> {
+        let raw = self.0.trim();
+        let addr = if let Some(port) = raw.strip_prefix(':') {
+            format!("0.0.0.0:{port}")
+        } else if raw.chars().all(|c| c.is_ascii_digit()) {
+            format!("0.0.0.0:{raw}")
+        } else {
+            raw.to_string()
+        };
+        let port_ok = addr
+            .rsplit_once(':')
+            .map(|(_, p)| p.parse::<u16>().is_ok())
+            .unwrap_or(false);
+        if port_ok {
+            Ok(addr)
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "option `app.port`: `{raw}` is not a listen address (use `:8880` or `127.0.0.1:8880`)"
+            )))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(u16),
+            Text(String),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Num(n) => ListenAddr(n.to_string()),
+            Raw::Text(s) => ListenAddr(s),
+        })
+    }
+}
+
+/// A secret string that never shows in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"***\"")
+        }
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(i64),
+            Text(String),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Num(n) => Secret(n.to_string()),
+            Raw::Text(s) => Secret(s),
+        })
+    }
+}
+
+/// One token or several, each accepted (several ease a rotation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tokens(pub Vec<Secret>);
+
+impl<'de> Deserialize<'de> for Tokens {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(Secret),
+            Many(Vec<Secret>),
+        }
+        let list = match Raw::deserialize(d)? {
+            Raw::One(s) => vec![s],
+            Raw::Many(v) => v,
+        };
+        // Allow comma-separated lists in one environment variable.
+        let tokens = list
+            .into_iter()
+            .flat_map(|s| {
+                s.0.split(',')
+                    .map(|t| Secret(t.trim().to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| !s.0.is_empty())
+            .collect();
+        Ok(Tokens(tokens))
+    }
+}
+
+/// Which database engine holds the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// Embedded SQLite file (single node).
+    Sqlite,
+    /// PostgreSQL (any number of replicas).
+    #[serde(alias = "postgresql", alias = "pgx")]
+    Postgres,
+}
+
+/// `db.*`: database connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbSettings {
+    /// `sqlite` (default) or `postgres`.
+    pub driver: Driver,
+    /// Full connection URL; wins over the individual options when set.
+    pub url: Secret,
+    /// SQLite database file.
+    pub path: String,
+    /// PostgreSQL host.
+    pub addr: String,
+    /// PostgreSQL port.
+    pub port: u16,
+    /// PostgreSQL user.
+    pub user: String,
+    /// PostgreSQL password.
+    pub password: Secret,
+    /// PostgreSQL database name.
+    pub dbname: String,
+    /// PostgreSQL `sslmode` (disable, prefer, require, verify-ca, verify-full).
+    pub sslmode: String,
+    /// Longest wait for a connection from the pool (or a new one).
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Statement timeout for reads.
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+    /// Statement timeout for writes.
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
+    /// Connection pool sizing.
+    pub pool: PoolSettings,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        DbSettings {
+            driver: Driver::Sqlite,
+            url: Secret::default(),
+            path: "oncall-relay.db".into(),
+            addr: "127.0.0.1".into(),
+            port: 5432,
+            user: "admin".into(),
+            password: Secret("admin".into()),
+            dbname: "emu_oncall".into(),
+            sslmode: "prefer".into(),
+            timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            pool: PoolSettings::default(),
+        }
+    }
+}
+
+/// `db.pool.*`: connection pool sizing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSettings {
+    /// Most connections open at once.
+    pub max_open_connections: u32,
+    /// Connections kept open while idle.
+    pub max_idle_connections: u32,
+    /// A connection is replaced after this long.
+    #[serde(with = "duration")]
+    pub max_life_time: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_open_connections: 16,
+            max_idle_connections: 2,
+            max_life_time: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// `grafana.*`: connection to Grafana and OnCall.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrafanaSettings {
+    /// Grafana base URL.
+    pub url: String,
+    /// Credentials sent to Grafana in the `Authorization` header.
+    pub header_token: Secret,
+    /// OnCall connection and tracked schedules.
+    pub oncall: OncallSettings,
+}
+
+/// `grafana.oncall.*`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OncallSettings {
+    /// OnCall base URL.
+    pub url: String,
+    /// Token sent to OnCall.
+    pub header_token: Secret,
+    /// Load more details about incidents from OnCall.
+    pub incident_details: bool,
+    /// Schedules to track, by key.
+    pub schedules: BTreeMap<String, ScheduleSettings>,
+}
+
+/// `grafana.oncall.schedules.<KEY>.*`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Display name (the calendar's own name overrides it).
+    pub name: String,
+    /// iCal export URL, or a path appended to `grafana.oncall.url`.
+    pub ical_url: String,
+    /// `local` or `callback`.
+    pub transport: Option<String>,
+    /// The original's code read this key instead of `transport`.
+    pub notify: Option<String>,
+    /// Where the `callback` transport posts.
+    pub callback_url: String,
+}
+
+/// `plugin.*`: delivery backends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Name of the backend that delivers calls and SMS.
+    pub backend: String,
+    /// Configured backends by name.
+    pub backends: BTreeMap<String, BackendSettings>,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            backend: "stdout".into(),
+            backends: BTreeMap::new(),
+        }
+    }
+}
+
+/// One backend's configuration, selected by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendSettings {
+    /// One JSON line per notification on stdout.
+    Stdout {},
+    /// An HTTP request per notification.
+    Webhook(WebhookSettings),
+}
+
+/// A `webhook` backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Target URL.
+    pub url: String,
+    /// HTTP method (POST by default).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Request timeout.
+    #[serde(default = "default_webhook_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Body template (Jinja syntax); a JSON document describing the notification when absent.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Content type of a templated body.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_content_type() -> String {
+    "application/json".into()
+}
+
+/// `queue.*`: the durable notification queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Deliveries in flight at once in this process.
+    pub concurrency: usize,
+    /// Attempts before a notification is marked failed.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles each time.
+    #[serde(with = "duration")]
+    pub retry_base: Duration,
+    /// Longest delay between retries.
+    #[serde(with = "duration")]
+    pub retry_max: Duration,
+    /// How long a claimed notification stays with its worker before another may take it.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    /// How often idle workers look for due notifications written by other processes.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// Longest wait for an accepted notification to be committed before answering 503.
+    #[serde(with = "duration")]
+    pub accept_timeout: Duration,
+    /// Most notifications committed in one transaction.
+    pub batch_size: usize,
+    /// Concurrent commits of accepted notifications.
+    pub writers: usize,
+    /// Run delivery workers in this process.
+    pub deliver: bool,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            concurrency: 32,
+            max_attempts: 12,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            accept_timeout: Duration::from_secs(4),
+            batch_size: 256,
+            writers: 2,
+            deliver: true,
+        }
+    }
+}
+
+/// `directory.*`: the user directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// How often a server notices directory changes made by other processes.
+    #[serde(with = "duration")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for DirectorySettings {
+    fn default() -> Self {
+        DirectorySettings {
+            refresh_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Overrides given as command-line flags: the highest layer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides(pub BTreeMap<String, serde_json::Value>);
+
+impl Overrides {
+    /// Sets `key` (dotted path) to `value` when the value is present.
+    pub fn set(&mut self, key: &str, value: Option<impl Into<serde_json::Value>>) {
+        if let Some(v) = value {
+            self.0.insert(key.to_string(), v.into());
+        }
+    }
+
+    fn nested(&self) -> serde_json::Value {
+        let mut root = serde_json::Map::new();
+        for (key, value) in &self.0 {
+            let mut node = &mut root;
+            let mut parts = key.split('.').peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    node.insert(part.to_string(), value.clone());
+                } else {
+                    let entry = node
+                        .entry(part.to_string())
+                        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                    if !entry.is_object() {
+                        *entry = serde_json::Value::Object(Default::default());
+                    }
+                    match entry {
+                        serde_json::Value::Object(map) => node = map,
+                        _ => break,
+                    }
+                }
+            }
+        }
+        serde_json::Value::Object(root)
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then the YAML file, then the environment, then `overrides`.
+    ///
+    /// `path` is the file named by `--config`; it must exist. Without it, the default
+    /// path is read when present and skipped otherwise.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        Self::load_from_env(path, overrides, std::env::vars())
+    }
+
+    /// Same as [`Settings::load`] with an explicit environment (for tests).
+    pub fn load_from_env(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match path {
+            Some(p) if !p.exists() => return Err(ConfigError::MissingFile(p.to_path_buf())),
+            Some(p) => fig = fig.merge(Yaml::file_exact(p)),
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                if default.exists() {
+                    fig = fig.merge(Yaml::file_exact(default));
+                }
+            }
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // The original read only AUTH_TOKEN; keep it working below the documented names.
+        if let Some((_, token)) = env.iter().find(|(k, _)| k == "AUTH_TOKEN") {
+            fig = fig.merge(Serialized::default("app.auth_token", token.clone()));
+        }
+        let prefixed: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        fig = fig.merge(env_provider(prefixed));
+        fig = fig.merge(Serialized::defaults(overrides.nested()));
+        let settings: Settings = fig.extract()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot: listen address, prefix, backend names, timeouts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.app.port.socket_addr()?;
+        let prefix = &self.app.path_prefix;
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.trim_matches('/').is_empty()) {
+            return Err(ConfigError::Invalid(format!(
+                "option `app.path_prefix`: `{prefix}` must start with `/` and name a path, e.g. `/oncall`"
+            )));
+        }
+        if !self.app.hostname.is_empty() && self.app.hostname.len() > 190 {
+            return Err(ConfigError::Invalid(
+                "option `app.hostname`: longer than OnCall accepts (190 characters)".into(),
+            ));
+        }
+        if self.plugin.backend != "stdout"
+            && !self.plugin.backends.contains_key(&self.plugin.backend)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "option `plugin.backend`: no backend named `{}` under `plugin.backends`",
+                self.plugin.backend
+            )));
+        }
+        for (name, backend) in &self.plugin.backends {
+            if let BackendSettings::Webhook(w) = backend {
+                if w.timeout >= self.queue.lease {
+                    return Err(ConfigError::Invalid(format!(
+                        "option `plugin.backends.{name}.timeout`: must be shorter than `queue.lease` ({}s), or a slow delivery could be repeated",
+                        self.queue.lease.as_secs()
+                    )));
+                }
+            }
+        }
+        if self.queue.batch_size == 0 || self.queue.concurrency == 0 || self.queue.writers == 0 {
+            return Err(ConfigError::Invalid(
+                "options `queue.batch_size`, `queue.concurrency` and `queue.writers` must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.queue.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "option `queue.max_attempts`: must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public base URL configured by the operator, normalised to end with `/`.
+    pub fn public_url(&self) -> Option<String> {
+        let host = self.app.hostname.trim();
+        if host.is_empty() {
+            return None;
+        }
+        let with_scheme = if host.contains("://") {
+            host.to_string()
+        } else {
+            format!("http://{host}")
+        };
+        Some(format!("{}/", with_scheme.trim_end_matches('/')))
+    }
+}
+
+/// Environment provider: `ONCALL_RELAY_APP__PORT` → `app.port`.
+fn env_provider(vars: Vec<(String, String)>) -> figment::providers::Serialized<serde_json::Value> {
+    // Built by hand rather than with figment's `Env` so that tests can pass an explicit environment.
+    let mut overrides = Overrides::default();
+    for (key, value) in vars {
+        let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let path = rest.to_ascii_lowercase().replace("__", ".");
+        let parsed: serde_json::Value = match yaml_serde::from_str::<serde_json::Value>(&value) {
+            // Lists and maps read as YAML; numbers and booleans only when they read back
+            // identically, so that a token like `0123` keeps its leading zero.
+            Ok(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => v,
+            Ok(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)))
+                if serde_json::to_string(&v).ok().as_deref() == Some(value.trim()) =>
+            {
+                v
+            }
+            _ => serde_json::Value::String(value),
+        };
+        overrides.0.insert(path, parsed);
+    }
+    Serialized::defaults(overrides.nested()).profile(figment::Profile::Default)
+}
+
+/// Serde helpers for durations written as `60s`, `1m30s`, `500ms` or a number of seconds.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes a duration as humantime text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Reads `60s`, `1m`, `250ms` or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Float(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Duration::from_secs(n)),
+            Raw::Float(f) if f >= 0.0 && f.is_finite() => Ok(Duration::from_secs_f64(f)),
+            Raw::Float(f) => Err(serde::de::Error::custom(format!("`{f}` is not a duration"))),
+            Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{t}` is not a duration ({e}); write e.g. `60s`, `5m`, `500ms`"
+                ))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_yaml(yaml: &str, env: Vec<(&str, &str)>) -> Result<Settings, ConfigError> {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(yaml.as_bytes()).expect("write");
+        Settings::load_from_env(
+            Some(file.path()),
+            &Overrides::default(),
+            env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let s = Settings::default();
+        assert_eq!(s.app.port.0, ":8880");
+        assert_eq!(s.app.log_level, "debug");
+        assert_eq!(s.app.version, "1.0");
+        assert_eq!(s.db.dbname, "emu_oncall");
+        assert_eq!(s.db.driver, Driver::Sqlite);
+        assert!(!s.debug);
+    }
+
+    #[test]
+    fn original_yaml_is_accepted() {
+        let s = load_yaml(
+            "debug: false\napp:\n  port: 127.0.0.1:9999\n  auth_token: abc\n  write_timeout: 30s\ndb:\n  driver: postgres\n  addr: db\n  pool:\n    max_open_connections: 5\n    max_life_time: 1m\ngrafana:\n  url: http://g\n  oncall:\n    url: http://o\n    schedules:\n      team:\n        name: Team\n        notify: callback\n        ical_url: /api/ical\n        callback_url: http://cb\nplugin:\n  backend: stdout\n",
+            vec![],
+        )
+        .expect("loads");
+        assert_eq!(s.app.port.socket_addr().expect("addr"), "127.0.0.1:9999");
+        assert_eq!(s.app.auth_token.0, vec![Secret("abc".into())]);
+        assert_eq!(s.app.write_timeout, Duration::from_secs(30));
+        assert_eq!(s.db.driver, Driver::Postgres);
+        assert_eq!(s.db.pool.max_open_connections, 5);
+        assert_eq!(s.db.pool.max_life_time, Duration::from_secs(60));
+        assert_eq!(
+            s.grafana.oncall.schedules["team"].notify.as_deref(),
+            Some("callback")
+        );
+    }
+
+    #[test]
+    fn unknown_option_is_named() {
+        let err = load_yaml("app:\n  prot: ':1'\n", vec![]).expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.contains("prot"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = load_yaml("db:\n  port: lots\n", vec![]).expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.contains("db.port"), "{text}");
+    }
+
+    #[test]
+    fn environment_beats_file_and_flags_beat_environment() {
+        let s = load_yaml(
+            "app:\n  log_level: info\n  port: ':1111'\n",
+            vec![
+                ("ONCALL_RELAY_APP__LOG_LEVEL", "warn"),
+                ("ONCALL_RELAY_APP__PORT", "2222"),
+                ("ONCALL_RELAY_APP__AUTH_TOKEN", "12345"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(s.app.log_level, "warn");
+        assert_eq!(s.app.port.socket_addr().expect("addr"), "0.0.0.0:2222");
+        assert_eq!(s.app.auth_token.0, vec![Secret("12345".into())]);
+
+        let mut o = Overrides::default();
+        o.set("app.log_level", Some("error"));
+        let s = Settings::load_from_env(
+            None,
+            &o,
+            vec![(
+                "ONCALL_RELAY_APP__LOG_LEVEL".to_string(),
+                "warn".to_string(),
+            )],
+        )
+        .expect("loads");
+        assert_eq!(s.app.log_level, "error");
+    }
+
+    #[test]
+    fn legacy_auth_token_variable_works() {
+        let s = load_yaml("{}", vec![("AUTH_TOKEN", "legacy")]).expect("loads");
+        assert_eq!(s.app.auth_token.0, vec![Secret("legacy".into())]);
+        let s = load_yaml(
+            "{}",
+            vec![
+                ("AUTH_TOKEN", "legacy"),
+                ("ONCALL_RELAY_APP__AUTH_TOKEN", "new,second"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(
+            s.app.auth_token.0,
+            vec![Secret("new".into()), Secret("second".into())]
+        );
+    }
+
+    #[test]
+    fn backend_settings_are_checked() {
+        let err = load_yaml("plugin:\n  backend: gw\n", vec![]).expect_err("unknown backend");
+        assert!(err.to_string().contains("plugin.backend"), "{err}");
+        let err = load_yaml(
+            "plugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://x\n      colour: red\n",
+            vec![],
+        )
+        .expect_err("unknown key");
+        assert!(err.to_string().contains("colour"), "{err}");
+        let s = load_yaml(
+            "plugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://x\n      timeout: 2s\n",
+            vec![],
+        )
+        .expect("loads");
+        assert!(matches!(
+            s.plugin.backends["gw"],
+            BackendSettings::Webhook(_)
+        ));
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let err = Settings::load_from_env(
+            Some(Path::new("/nonexistent/relay.yml")),
+            &Overrides::default(),
+            Vec::new(),
+        )
+        .expect_err("missing");
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let mut s = Settings::default();
+        s.app.auth_token = Tokens(vec![Secret("hunter2".into())]);
+        s.db.password = Secret("dbpass".into());
+        let text = format!("{s:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("dbpass"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn public_url_ends_with_slash() {
+        let mut s = Settings::default();
+        assert_eq!(s.public_url(), None);
+        s.app.hostname = "relay.example.com/oncall".into();
+        assert_eq!(
+            s.public_url().as_deref(),
+            Some("http://relay.example.com/oncall/")
+        );
+        s.app.hostname = "https://relay.example.com/".into();
+        assert_eq!(
+            s.public_url().as_deref(),
+            Some("https://relay.example.com/")
+        );
+    }
+}

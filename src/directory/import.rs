@@ -1,0 +1,227 @@
+//! Reading users from CSV and YAML files for `users import`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{DirectoryError, NewUser, UserPatch};
+
+/// File formats `users import` understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// Comma-separated with a header row.
+    Csv,
+    /// A list of users, or a map with a `users` list.
+    Yaml,
+}
+
+impl ImportFormat {
+    /// Guesses the format from the file extension.
+    pub fn from_path(path: &Path) -> Option<ImportFormat> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("csv") => Some(ImportFormat::Csv),
+            Some("yml" | "yaml" | "json") => Some(ImportFormat::Yaml),
+            _ => None,
+        }
+    }
+}
+
+/// One user record in an import file; only `email` is required.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRow {
+    /// Public id kept as is (for users moving from another system).
+    #[serde(default, alias = "user_id", deserialize_with = "empty_as_none")]
+    pub id: Option<String>,
+    /// Email, the key that makes the import idempotent.
+    pub email: String,
+    /// Display name.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub name: Option<String>,
+    /// Username.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub username: Option<String>,
+    /// Phone number; an empty cell leaves the phone as it is.
+    #[serde(default, alias = "phone", deserialize_with = "empty_as_none")]
+    pub phone_number: Option<String>,
+    /// Role name.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub role: Option<String>,
+    /// Active flag (`true`/`false`, `1`/`0`, `yes`/`no`).
+    #[serde(default, deserialize_with = "flexible_bool")]
+    pub active: Option<bool>,
+    /// IANA time zone.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub timezone: Option<String>,
+}
+
+impl ImportRow {
+    pub(super) fn into_new(self) -> NewUser {
+        NewUser {
+            id: self.id,
+            email: self.email,
+            name: self.name,
+            username: self.username,
+            phone_number: self.phone_number,
+            role: self.role,
+            active: self.active,
+            timezone: self.timezone,
+        }
+    }
+
+    pub(super) fn into_patch(self) -> UserPatch {
+        UserPatch {
+            email: None,
+            name: self.name,
+            username: self.username,
+            phone_number: self.phone_number.map(Some),
+            role: self.role,
+            active: self.active,
+            timezone: self.timezone,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// New users.
+    pub added: usize,
+    /// Existing users whose fields changed.
+    pub updated: usize,
+    /// Existing users already up to date.
+    pub unchanged: usize,
+}
+
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Num(i64),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        Some(Raw::Text(s)) if !s.trim().is_empty() => Some(s),
+        Some(Raw::Num(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Num(i64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Bool(b)) => Ok(Some(b)),
+        Some(Raw::Num(n)) => Ok(Some(n != 0)),
+        Some(Raw::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "true" | "t" | "yes" | "y" | "1" => Ok(Some(true)),
+            "false" | "f" | "no" | "n" | "0" => Ok(Some(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not true or false"
+            ))),
+        },
+    }
+}
+
+/// Reads import records from `text` in the given format.
+pub fn parse_import(
+    text: &str,
+    format: ImportFormat,
+    path: &str,
+) -> Result<Vec<ImportRow>, DirectoryError> {
+    let fail = |message: String| DirectoryError::Import {
+        path: path.to_string(),
+        message,
+    };
+    match format {
+        ImportFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .from_reader(text.as_bytes());
+            let headers = reader
+                .headers()
+                .map_err(|e| fail(format!("header row: {e}")))?
+                .clone();
+            let mut rows = Vec::new();
+            for (i, record) in reader.records().enumerate() {
+                let record = record.map_err(|e| fail(format!("record {}: {e}", i + 1)))?;
+                // Cells stay text: csv's own typing would read `+4930123456` as a number and
+                // drop the plus.
+                let map: serde_json::Map<String, serde_json::Value> = headers
+                    .iter()
+                    .zip(record.iter())
+                    .map(|(h, v)| (h.to_string(), serde_json::Value::String(v.to_string())))
+                    .collect();
+                let row = serde_json::from_value(serde_json::Value::Object(map))
+                    .map_err(|e| fail(format!("record {}: {e}", i + 1)))?;
+                rows.push(row);
+            }
+            Ok(rows)
+        }
+        ImportFormat::Yaml => {
+            #[derive(Deserialize)]
+            #[serde(untagged)]
+            enum Doc {
+                List(Vec<ImportRow>),
+                Wrapped { users: Vec<ImportRow> },
+            }
+            let doc: Doc = yaml_serde::from_str(text).map_err(|e| fail(e.to_string()))?;
+            Ok(match doc {
+                Doc::List(rows) | Doc::Wrapped { users: rows } => rows,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_with_partial_columns() {
+        let rows = parse_import(
+            "email,phone,name,role,active\nA@x.com,+4930123456,Ann,admin,yes\nb@x.com,,,,\n",
+            ImportFormat::Csv,
+            "u.csv",
+        )
+        .expect("parses");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].phone_number.as_deref(), Some("+4930123456"));
+        assert_eq!(rows[0].active, Some(true));
+        assert_eq!(rows[1].phone_number, None);
+        assert_eq!(rows[1].active, None);
+    }
+
+    #[test]
+    fn yaml_list_or_wrapped() {
+        let a = parse_import(
+            "- email: a@x.com\n  phone_number: '+4930123456'\n",
+            ImportFormat::Yaml,
+            "u.yml",
+        )
+        .expect("list");
+        let b = parse_import("users:\n  - email: a@x.com\n", ImportFormat::Yaml, "u.yml")
+            .expect("wrapped");
+        assert_eq!(a.len(), 1);
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn unknown_column_is_an_error() {
+        let err = parse_import("email,colour\na@x.com,red\n", ImportFormat::Csv, "u.csv")
+            .expect_err("unknown column");
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

@@ -1,0 +1,469 @@
+//! The `oncall-relay` command: `serve` runs the service, the other subcommands manage it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use oncall_relay::config::{Overrides, Settings};
+use oncall_relay::directory::{Directory, ImportFormat, NewUser, User, UserPatch, parse_import};
+use oncall_relay::notify::{EventFilter, events};
+use oncall_relay::store::{Store, format_ms, now_ms};
+use oncall_relay::{Application, telemetry};
+
+/// The "Grafana Cloud" for self-hosted Grafana OnCall: phone calls, SMS and more, routed to
+/// your own backends.
+///
+/// Configuration comes from built-in defaults, then the YAML file, then environment variables
+/// named ONCALL_RELAY_<SECTION>__<OPTION> (e.g. ONCALL_RELAY_APP__AUTH_TOKEN), then the flags
+/// below.
+#[derive(Debug, Parser)]
+#[command(name = "oncall-relay", version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// YAML configuration file [default: config/config.yml when it exists]
+    #[arg(long, short = 'c', global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Listen address, e.g. :8880 or 127.0.0.1:8880 (app.port)
+    #[arg(long, global = true, value_name = "ADDR")]
+    port: Option<String>,
+    /// Public base URL sent to OnCall (app.hostname)
+    #[arg(long, global = true, value_name = "URL")]
+    hostname: Option<String>,
+    /// API token OnCall must present (app.auth_token)
+    #[arg(long, global = true, value_name = "TOKEN")]
+    auth_token: Option<String>,
+    /// trace, debug, info, warn or error (app.log_level)
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// sqlite or postgres (db.driver)
+    #[arg(long, global = true, value_name = "DRIVER")]
+    db_driver: Option<String>,
+    /// Full database URL, e.g. postgres://user@host/db (db.url)
+    #[arg(long, global = true, value_name = "URL")]
+    db_url: Option<String>,
+    /// SQLite database file (db.path)
+    #[arg(long, global = true, value_name = "PATH")]
+    db_path: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve,
+    /// Manage the user directory (who OnCall can call, and at which number).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Inspect notifications and delivery attempts.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Print the effective configuration (secrets hidden) and exit.
+    Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Add a user.
+    Add(AddUser),
+    /// List users.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user found by email or id.
+    Update(UpdateUser),
+    /// Remove a user found by email or id.
+    Remove {
+        /// Email or public id.
+        user: String,
+    },
+    /// Add or update users from a CSV or YAML file, matched by email.
+    Import {
+        /// The file (.csv, .yml or .yaml).
+        file: PathBuf,
+        /// File format [default: from the extension]
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AddUser {
+    /// Email, as in Grafana.
+    #[arg(long)]
+    email: String,
+    /// Phone number with country code, e.g. '+49 30 123456'.
+    #[arg(long)]
+    phone: Option<String>,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Grafana username [default: the email's local part]
+    #[arg(long)]
+    username: Option<String>,
+    /// admin, editor (user), viewer (observer) or none [default: editor]
+    #[arg(long)]
+    role: Option<String>,
+    /// Public id kept as is (at most 20 characters) [default: generated]
+    #[arg(long)]
+    id: Option<String>,
+    /// IANA time zone [default: UTC]
+    #[arg(long)]
+    timezone: Option<String>,
+    /// Add the user as inactive (never called).
+    #[arg(long)]
+    inactive: bool,
+}
+
+#[derive(Debug, Args)]
+struct UpdateUser {
+    /// Email or public id of the user to change.
+    user: String,
+    /// New email.
+    #[arg(long)]
+    email: Option<String>,
+    /// New phone number.
+    #[arg(long, conflicts_with = "no_phone")]
+    phone: Option<String>,
+    /// Remove the phone number.
+    #[arg(long)]
+    no_phone: bool,
+    /// New display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// New username.
+    #[arg(long)]
+    username: Option<String>,
+    /// New role.
+    #[arg(long)]
+    role: Option<String>,
+    /// Activate or deactivate.
+    #[arg(long)]
+    active: Option<bool>,
+    /// New time zone.
+    #[arg(long)]
+    timezone: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// List notifications, newest first, with their delivery attempts.
+    List {
+        /// Only since this long ago (e.g. 1h, 2d) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this user (email or id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this status: queued, delivering, delivered, failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this kind: call or sms.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many notifications.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn overrides(g: &Global) -> Overrides {
+    let mut o = Overrides::default();
+    o.set("app.port", g.port.clone());
+    o.set("app.hostname", g.hostname.clone());
+    o.set("app.auth_token", g.auth_token.clone());
+    o.set("app.log_level", g.log_level.clone());
+    o.set("db.driver", g.db_driver.clone());
+    o.set("db.url", g.db_url.clone());
+    o.set("db.path", g.db_path.clone());
+    o
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.global.config.as_deref(), &overrides(&cli.global))?;
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Config => {
+            let mut shown = settings.clone();
+            hide_secrets(&mut shown);
+            print!("{}", yaml_serde::to_string(&shown)?);
+            Ok(())
+        }
+        Command::Users(cmd) => {
+            telemetry::init_cli();
+            users(settings, cmd).await
+        }
+        Command::Events(cmd) => {
+            telemetry::init_cli();
+            events_cmd(settings, cmd).await
+        }
+    }
+}
+
+fn hide_secrets(s: &mut Settings) {
+    use oncall_relay::config::Secret;
+    let hide = |secret: &mut Secret| {
+        if !secret.0.is_empty() {
+            secret.0 = "***".into();
+        }
+    };
+    s.app.auth_token.0.iter_mut().for_each(hide);
+    hide(&mut s.db.password);
+    hide(&mut s.db.url);
+    hide(&mut s.grafana.header_token);
+    hide(&mut s.grafana.oncall.header_token);
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let _guard = telemetry::init(&settings.app.log_level, &settings.app.log_path)?;
+    let started = std::time::Instant::now();
+    let app = Application::build(settings.clone()).await?;
+    let addr = app.local_addr()?;
+    tracing::info!(
+        address = %addr,
+        version = %settings.app.version,
+        driver = oncall_relay::store::driver_name(app.store().driver()),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "oncall-relay listening"
+    );
+    let token = app.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    app.run().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.db).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let dir = Directory::load(store.clone()).await?;
+    match cmd {
+        UsersCommand::Add(a) => {
+            let user = dir
+                .add(NewUser {
+                    id: a.id,
+                    email: a.email,
+                    name: a.name,
+                    username: a.username,
+                    phone_number: a.phone,
+                    role: a.role,
+                    active: Some(!a.inactive),
+                    timezone: a.timezone,
+                })
+                .await?;
+            println!("added {}", describe(&user));
+        }
+        UsersCommand::List { json } => {
+            let list = dir.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print_users(&list);
+            }
+        }
+        UsersCommand::Update(u) => {
+            let phone = if u.no_phone {
+                Some(None)
+            } else {
+                u.phone.map(Some)
+            };
+            let user = dir
+                .update(
+                    &u.user,
+                    UserPatch {
+                        email: u.email,
+                        name: u.name,
+                        username: u.username,
+                        phone_number: phone,
+                        role: u.role,
+                        active: u.active,
+                        timezone: u.timezone,
+                    },
+                )
+                .await?;
+            println!("updated {}", describe(&user));
+        }
+        UsersCommand::Remove { user } => {
+            let user = dir.remove(&user).await?;
+            println!("removed {}", describe(&user));
+        }
+        UsersCommand::Import { file, format } => {
+            let format = match format.or_else(|| ImportFormat::from_path(&file)) {
+                Some(f) => f,
+                None => bail!(
+                    "cannot tell the format of {}: use --format csv or --format yaml",
+                    file.display()
+                ),
+            };
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let rows = parse_import(&text, format, &file.display().to_string())?;
+            let report = dir.import(rows).await?;
+            println!(
+                "imported {}: {} added, {} updated, {} unchanged",
+                file.display(),
+                report.added,
+                report.updated,
+                report.unchanged
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn describe(u: &User) -> String {
+    format!(
+        "{} <{}> id={} role={} phone={} {}",
+        if u.name.is_empty() {
+            &u.username
+        } else {
+            &u.name
+        },
+        u.email,
+        u.id,
+        u.role.as_str(),
+        u.phone_number.as_deref().unwrap_or("-"),
+        if u.phone_verified() {
+            "verified"
+        } else {
+            "not verified"
+        }
+    )
+}
+
+fn print_users(users: &[User]) {
+    println!(
+        "{:<20} {:<32} {:<16} {:<7} {:<16} {:<6} VERIFIED",
+        "ID", "EMAIL", "USERNAME", "ROLE", "PHONE", "ACTIVE"
+    );
+    for u in users {
+        println!(
+            "{:<20} {:<32} {:<16} {:<7} {:<16} {:<6} {}",
+            u.id,
+            u.email,
+            u.username,
+            u.role.as_str(),
+            u.phone_number.as_deref().unwrap_or("-"),
+            if u.active { "yes" } else { "no" },
+            if u.phone_verified() { "yes" } else { "no" }
+        );
+    }
+}
+
+fn parse_since(raw: &str) -> anyhow::Result<i64> {
+    if let Ok(d) = humantime::parse_duration(raw.trim()) {
+        return Ok(now_ms() - d.as_millis() as i64);
+    }
+    let t = humantime::parse_rfc3339_weak(raw.trim())
+        .with_context(|| format!("--since `{raw}`: use a duration (1h, 2d) or an RFC 3339 time"))?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Ok(ms)
+}
+
+async fn events_cmd(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let EventsCommand::List {
+        since,
+        user,
+        status,
+        kind,
+        limit,
+        json,
+    } = cmd;
+    let filter = EventFilter {
+        since: since.as_deref().map(parse_since).transpose()?,
+        user,
+        status,
+        kind,
+        limit,
+    };
+    let records = events::list(&store, &filter).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else {
+        println!(
+            "{:<8} {:<24} {:<5} {:<24} {:<10} {:<8} {:<10} LAST ERROR",
+            "ID", "ACCEPTED", "KIND", "EMAIL", "STATUS", "ATTEMPTS", "BACKEND"
+        );
+        for r in &records {
+            println!(
+                "{:<8} {:<24} {:<5} {:<24} {:<10} {:<8} {:<10} {}",
+                r.id,
+                format_ms(r.created_at),
+                r.kind,
+                r.email,
+                r.status,
+                r.attempts,
+                r.backend.as_deref().unwrap_or("-"),
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
+}

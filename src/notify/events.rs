@@ -1,0 +1,190 @@
+//! The events log: notifications and their delivery attempts, queried for `events list`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::NotifyError;
+use crate::store::Store;
+
+/// Statuses a notification can have.
+pub const STATUSES: [&str; 4] = ["queued", "delivering", "delivered", "failed"];
+
+/// Which notifications to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only notifications accepted at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Only this user (email, case-insensitive, or public id).
+    pub user: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Most rows returned, newest first.
+    pub limit: usize,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// Attempt number, from 1.
+    pub attempt: i64,
+    /// Backend that made it.
+    pub backend: String,
+    /// `delivered`, `retry` or `failed`.
+    pub outcome: String,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// Start (Unix ms).
+    pub started_at: i64,
+    /// How long it took.
+    pub duration_ms: i64,
+}
+
+/// One notification with its attempts.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationRecord {
+    /// Queue id.
+    pub id: i64,
+    /// `call` or `sms`.
+    pub kind: String,
+    /// Recipient's public id.
+    pub user_id: String,
+    /// Recipient's email.
+    pub email: String,
+    /// Phone number it was sent to.
+    pub phone_number: Option<String>,
+    /// The text.
+    pub message: String,
+    /// `queued`, `delivering`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Backend of the last attempt.
+    pub backend: Option<String>,
+    /// Error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// Acceptance time (Unix ms).
+    pub created_at: i64,
+    /// When it was delivered or given up (Unix ms).
+    pub finished_at: Option<i64>,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+/// Lists notifications matching `filter`, newest first, with their attempts.
+pub async fn list(
+    store: &Store,
+    filter: &EventFilter,
+) -> Result<Vec<NotificationRecord>, NotifyError> {
+    if let Some(status) = &filter.status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(NotifyError::Filter(format!(
+            "status `{status}` is not one of {}",
+            STATUSES.join(", ")
+        )));
+    }
+    let mut conditions = Vec::new();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if filter.since.is_some() {
+        conditions.push(format!("created_at >= {}", next()));
+    }
+    if filter.user.is_some() {
+        conditions.push(format!(
+            "(lower(email) = {} OR user_id = {})",
+            next(),
+            next()
+        ));
+    }
+    if filter.status.is_some() {
+        conditions.push(format!("status = {}", next()));
+    }
+    if filter.kind.is_some() {
+        conditions.push(format!("kind = {}", next()));
+    }
+    let limit = next();
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT id, kind, user_id, email, phone_number, message, status, attempts, backend, last_error, created_at, finished_at \
+         FROM notifications {where_clause} ORDER BY id DESC LIMIT {limit}"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    if let Some(since) = filter.since {
+        q = q.bind(since);
+    }
+    if let Some(user) = &filter.user {
+        q = q
+            .bind(user.trim().to_lowercase())
+            .bind(user.trim().to_string());
+    }
+    if let Some(status) = &filter.status {
+        q = q.bind(status.clone());
+    }
+    if let Some(kind) = &filter.kind {
+        q = q.bind(kind.clone());
+    }
+    q = q.bind(filter.limit.max(1) as i64);
+    let rows = q.fetch_all(store.pool()).await?;
+    let mut records = rows
+        .iter()
+        .map(|r| {
+            Ok(NotificationRecord {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                user_id: r.try_get("user_id")?,
+                email: r.try_get("email")?,
+                phone_number: r.try_get("phone_number")?,
+                message: r.try_get("message")?,
+                status: r.try_get("status")?,
+                attempts: r.try_get("attempts")?,
+                backend: r.try_get("backend")?,
+                last_error: r.try_get("last_error")?,
+                created_at: r.try_get("created_at")?,
+                finished_at: r.try_get("finished_at")?,
+                attempt_log: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    if records.is_empty() {
+        return Ok(records);
+    }
+    let ids: Vec<String> = (1..=records.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT notification_id, attempt, backend, outcome, error, started_at, duration_ms FROM delivery_attempts \
+         WHERE notification_id IN ({}) ORDER BY id",
+        ids.join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in &records {
+        q = q.bind(r.id);
+    }
+    let mut by_id: HashMap<i64, Vec<AttemptRecord>> = HashMap::new();
+    for row in q.fetch_all(store.pool()).await? {
+        by_id
+            .entry(row.try_get("notification_id")?)
+            .or_default()
+            .push(AttemptRecord {
+                attempt: row.try_get("attempt")?,
+                backend: row.try_get("backend")?,
+                outcome: row.try_get("outcome")?,
+                error: row.try_get("error")?,
+                started_at: row.try_get("started_at")?,
+                duration_ms: row.try_get("duration_ms")?,
+            });
+    }
+    for r in &mut records {
+        r.attempt_log = by_id.remove(&r.id).unwrap_or_default();
+    }
+    Ok(records)
+}

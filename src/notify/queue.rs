@@ -1,0 +1,213 @@
+//! SQL of the durable queue: insert, claim and record outcomes.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use super::{NewNotification, Notification};
+use crate::store::{Store, pow2_chunks, values_placeholders};
+
+/// Largest number of rows in one multi-row statement.
+const MAX_ROWS_PER_STATEMENT: usize = 128;
+
+/// Status of a notification row.
+pub(crate) const QUEUED: &str = "queued";
+
+/// Inserts `items` as due now; one transaction when more than one statement is needed.
+pub(crate) async fn insert_batch(
+    store: &Store,
+    items: &[NewNotification],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    const COLS: usize = 10;
+    let chunks = pow2_chunks(items.len(), MAX_ROWS_PER_STATEMENT);
+    let mut tx = store.pool().begin().await?;
+    let mut offset = 0;
+    for size in chunks {
+        let sql = format!(
+            "INSERT INTO notifications (kind, user_id, email, name, phone_number, message, status, due_at, created_at, updated_at) VALUES {}",
+            values_placeholders(size, COLS, 1)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for n in &items[offset..offset + size] {
+            q = q
+                .bind(n.kind.as_str())
+                .bind(n.user_id.clone())
+                .bind(n.email.clone())
+                .bind(n.name.clone())
+                .bind(n.phone_number.clone())
+                .bind(n.message.clone())
+                .bind(QUEUED)
+                .bind(now)
+                .bind(now)
+                .bind(now);
+        }
+        q.execute(&mut *tx).await?;
+        offset += size;
+    }
+    tx.commit().await
+}
+
+/// Claims up to `limit` due notifications for one lease, tagging them with `claim`.
+pub(crate) async fn claim(
+    store: &Store,
+    limit: usize,
+    now: i64,
+    lease_until: i64,
+    claim: i64,
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, due_at = $1, claim = $2, updated_at = $3 \
+         WHERE id IN (SELECT id FROM notifications WHERE due_at <= $3 ORDER BY due_at LIMIT $4{}) \
+         RETURNING id, kind, user_id, email, name, phone_number, message, attempts, created_at",
+        store.skip_locked()
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until)
+        .bind(claim)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Notification {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                user_id: r.try_get("user_id")?,
+                email: r.try_get("email")?,
+                name: r.try_get("name")?,
+                phone_number: r.try_get("phone_number")?,
+                message: r.try_get("message")?,
+                attempt: r.try_get("attempts")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// How one attempt ended and what happens to the notification next.
+#[derive(Debug, Clone)]
+pub(crate) enum Next {
+    /// Delivered: final.
+    Delivered,
+    /// Failed for now: due again at this time.
+    Retry(i64),
+    /// Failed for good.
+    Failed,
+}
+
+/// One finished delivery attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub id: i64,
+    pub claim: i64,
+    pub attempt: i64,
+    pub backend: String,
+    pub error: Option<String>,
+    pub next: Next,
+    pub started_at: i64,
+    pub duration_ms: i64,
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self.next {
+            Next::Delivered => "delivered",
+            Next::Retry(_) => "retry",
+            Next::Failed => "failed",
+        }
+    }
+}
+
+/// Records attempts and moves notifications on, in one transaction.
+///
+/// Every update is guarded by the claim tag: if the lease ran out and another worker claimed
+/// the row meanwhile, this worker's late verdict does not overwrite the newer one.
+pub(crate) async fn record(
+    store: &Store,
+    outcomes: &[Outcome],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = store.pool().begin().await?;
+
+    let mut offset = 0;
+    for size in pow2_chunks(outcomes.len(), MAX_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO delivery_attempts (notification_id, attempt, backend, outcome, error, started_at, duration_ms) VALUES {}",
+            values_placeholders(size, 7, 1)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for o in &outcomes[offset..offset + size] {
+            q = q
+                .bind(o.id)
+                .bind(o.attempt)
+                .bind(o.backend.clone())
+                .bind(o.label())
+                .bind(o.error.clone())
+                .bind(o.started_at)
+                .bind(o.duration_ms);
+        }
+        q.execute(&mut *tx).await?;
+        offset += size;
+    }
+
+    // Deliveries are the common case: one statement per claim and backend.
+    let mut delivered: BTreeMap<(i64, &str), Vec<i64>> = BTreeMap::new();
+    for o in outcomes {
+        match &o.next {
+            Next::Delivered => delivered
+                .entry((o.claim, o.backend.as_str()))
+                .or_default()
+                .push(o.id),
+            Next::Retry(due) => {
+                sqlx::query(
+                    "UPDATE notifications SET status = 'queued', due_at = $1, last_error = $2, backend = $3, updated_at = $4 \
+                     WHERE id = $5 AND claim = $6",
+                )
+                .bind(*due)
+                .bind(o.error.clone())
+                .bind(o.backend.clone())
+                .bind(now)
+                .bind(o.id)
+                .bind(o.claim)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Next::Failed => {
+                sqlx::query(
+                    "UPDATE notifications SET status = 'failed', due_at = NULL, last_error = $1, backend = $2, updated_at = $3, finished_at = $3 \
+                     WHERE id = $4 AND claim = $5",
+                )
+                .bind(o.error.clone())
+                .bind(o.backend.clone())
+                .bind(now)
+                .bind(o.id)
+                .bind(o.claim)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    for ((claim, backend), ids) in delivered {
+        let mut offset = 0;
+        for size in pow2_chunks(ids.len(), MAX_ROWS_PER_STATEMENT) {
+            let list: Vec<String> = (0..size).map(|i| format!("${}", i + 4)).collect();
+            let sql = format!(
+                "UPDATE notifications SET status = 'delivered', due_at = NULL, last_error = NULL, backend = $1, updated_at = $2, finished_at = $2 \
+                 WHERE claim = $3 AND id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(backend.to_string())
+                .bind(now)
+                .bind(claim);
+            for id in &ids[offset..offset + size] {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+            offset += size;
+        }
+    }
+    tx.commit().await
+}

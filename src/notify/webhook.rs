@@ -1,0 +1,213 @@
+//! The `webhook` backend: one HTTP request per notification.
+//!
+//! The URL and body are Jinja templates over the notification (`phone`, `message`, `kind`,
+//! `user`, ...). With a JSON content type, values print JSON-encoded (`{"text": {{ message }}}`),
+//! so quotes in an alert title cannot break the document.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+
+use super::backend::{Backend, BoxFuture, DeliveryError};
+use super::{Notification, NotifyError};
+use crate::config::WebhookSettings;
+use crate::store::format_ms;
+
+/// Template steps allowed per render, so a runaway loop cannot stall deliveries.
+const TEMPLATE_FUEL: u64 = 100_000;
+
+/// Posts (or sends with another method) each notification to a URL.
+#[derive(Debug)]
+pub struct Webhook {
+    name: String,
+    method: reqwest::Method,
+    headers: HeaderMap,
+    timeout: Duration,
+    templated_body: bool,
+    content_type: String,
+    env: Environment<'static>,
+    client: reqwest::Client,
+}
+
+/// What templates see.
+#[derive(Debug, Serialize)]
+struct TemplateContext<'a> {
+    id: i64,
+    kind: &'a str,
+    message: &'a str,
+    phone: Option<&'a str>,
+    phone_number: Option<&'a str>,
+    email: &'a str,
+    name: &'a str,
+    user_id: &'a str,
+    user: TemplateUser<'a>,
+    attempt: i64,
+    created_at: String,
+    created_at_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct TemplateUser<'a> {
+    id: &'a str,
+    email: &'a str,
+    name: &'a str,
+    phone_number: Option<&'a str>,
+}
+
+impl Webhook {
+    /// Validates the settings and compiles the templates.
+    pub fn new(
+        name: &str,
+        s: &WebhookSettings,
+        client: reqwest::Client,
+    ) -> Result<Webhook, NotifyError> {
+        let bad = |message: String| NotifyError::BackendConfig {
+            name: name.to_string(),
+            message,
+        };
+        let method = reqwest::Method::from_str(&s.method.to_ascii_uppercase())
+            .map_err(|_| bad(format!("`method`: `{}` is not an HTTP method", s.method)))?;
+        let mut headers = HeaderMap::new();
+        for (key, value) in &s.headers {
+            let k = HeaderName::from_str(key)
+                .map_err(|_| bad(format!("`headers`: `{key}` is not a header name")))?;
+            let mut v = HeaderValue::from_str(value.expose())
+                .map_err(|_| bad(format!("`headers.{key}`: not a valid header value")))?;
+            v.set_sensitive(true);
+            headers.insert(k, v);
+        }
+        let mut env = Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let json_body = s.content_type.to_ascii_lowercase().contains("json");
+        env.set_auto_escape_callback(move |template| match template {
+            "body" if json_body => AutoEscape::Json,
+            _ => AutoEscape::None,
+        });
+        env.add_template_owned("url", s.url.clone())
+            .map_err(|e| bad(format!("`url` template: {e}")))?;
+        if s.url.trim().is_empty() {
+            return Err(bad("`url` is required".into()));
+        }
+        if !s.url.contains("{{") {
+            let parsed = reqwest::Url::parse(&s.url).map_err(|e| bad(format!("`url`: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(bad("`url` must be http or https".into()));
+            }
+        }
+        if let Some(body) = &s.body {
+            env.add_template_owned("body", body.clone())
+                .map_err(|e| bad(format!("`body` template: {e}")))?;
+        }
+        Ok(Webhook {
+            name: name.to_string(),
+            method,
+            headers,
+            timeout: s.timeout,
+            templated_body: s.body.is_some(),
+            content_type: s.content_type.clone(),
+            env,
+            client,
+        })
+    }
+
+    fn render(&self, template: &str, ctx: &Value) -> Result<String, DeliveryError> {
+        self.env
+            .get_template(template)
+            .and_then(|t| t.render(ctx.clone()))
+            .map_err(|e| DeliveryError::Permanent(format!("{template} template: {e}")))
+    }
+
+    fn context<'a>(n: &'a Notification) -> TemplateContext<'a> {
+        TemplateContext {
+            id: n.id,
+            kind: &n.kind,
+            message: &n.message,
+            phone: n.phone_number.as_deref(),
+            phone_number: n.phone_number.as_deref(),
+            email: &n.email,
+            name: &n.name,
+            user_id: &n.user_id,
+            user: TemplateUser {
+                id: &n.user_id,
+                email: &n.email,
+                name: &n.name,
+                phone_number: n.phone_number.as_deref(),
+            },
+            attempt: n.attempt,
+            created_at: format_ms(n.created_at),
+            created_at_ms: n.created_at,
+        }
+    }
+}
+
+impl Backend for Webhook {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let ctx = Self::context(n);
+            let value = Value::from(minijinja::value::Serde(&ctx));
+            let url = self.render("url", &value)?;
+            let url = reqwest::Url::parse(url.trim())
+                .map_err(|e| DeliveryError::Permanent(format!("rendered url is invalid: {e}")))?;
+            let (body, content_type) = if self.templated_body {
+                (self.render("body", &value)?, self.content_type.clone())
+            } else {
+                let json = serde_json::to_string(&ctx)
+                    .map_err(|e| DeliveryError::Permanent(format!("cannot encode body: {e}")))?;
+                (json, "application/json".to_string())
+            };
+            let mut request = self
+                .client
+                .request(self.method.clone(), url)
+                .timeout(self.timeout)
+                .headers(self.headers.clone());
+            if self.method != reqwest::Method::GET {
+                request = request.header(CONTENT_TYPE, content_type).body(body);
+            }
+            let response = request.send().await.map_err(|e| {
+                DeliveryError::Transient(format!(
+                    "request failed: {}",
+                    error_chain(&e.without_url())
+                ))
+            })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let detail = response
+                .text()
+                .await
+                .map(|t| t.chars().take(300).collect::<String>())
+                .unwrap_or_default();
+            let message = format!("HTTP {status}: {detail}");
+            // 408 and 429 say "later", not "never".
+            if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+                Err(DeliveryError::Transient(message))
+            } else {
+                Err(DeliveryError::Permanent(message))
+            }
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

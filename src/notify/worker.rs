@@ -1,0 +1,224 @@
+//! Delivery workers: claim due notifications, deliver them, record what happened.
+//!
+//! A dispatcher claims as many rows as there are free delivery slots and runs each delivery
+//! in its own task; a recorder writes finished attempts in batches. Claims carry a lease: a
+//! row whose process died is due again once the lease runs out, so nothing accepted is lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::Notification;
+use super::backend::{Backends, DeliveryError};
+use super::queue::{self, Next, Outcome};
+use crate::config::QueueSettings;
+use crate::store::{Store, now_ms};
+
+/// Largest number of outcomes written in one transaction.
+const RECORD_BATCH: usize = 512;
+
+/// Starts the delivery workers of this process.
+pub fn spawn(
+    store: Store,
+    backends: Arc<Backends>,
+    settings: QueueSettings,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(dispatch(store, backends, settings, wake, shutdown))
+}
+
+/// Delay before retry number `attempt` (from 1): doubling from `base`, capped, with ±20 % jitter
+/// so that many notifications failing together do not retry together.
+pub fn backoff(attempt: i64, base: Duration, max: Duration) -> Duration {
+    let exp = attempt.clamp(1, 30) as u32 - 1;
+    let raw = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    raw.mul_f64(jitter).min(max)
+}
+
+async fn dispatch(
+    store: Store,
+    backends: Arc<Backends>,
+    settings: QueueSettings,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Outcome>();
+    let recorder = tokio::spawn(record_loop(store.clone(), done_rx));
+    let lease_ms = settings.lease.as_millis() as i64;
+    let mut failures = 0u32;
+
+    loop {
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let limit = (1 + slots.available_permits()).min(settings.batch_size);
+        let now = now_ms();
+        let claim_tag: i64 = rand::rng().random();
+        let claimed = queue::claim(&store, limit, now, now + lease_ms, claim_tag).await;
+        let rows = match claimed {
+            Ok(rows) => {
+                failures = 0;
+                rows
+            }
+            Err(e) => {
+                failures += 1;
+                // Once per outage is enough in the log; the readiness probe tells the rest.
+                if failures == 1 || failures % 60 == 0 {
+                    tracing::warn!(error = %e, "cannot claim notifications");
+                }
+                drop(first);
+                tokio::select! {
+                    _ = tokio::time::sleep(settings.poll_interval) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+        };
+        let claimed_all = rows.len() == limit;
+        let mut first = Some(first);
+        for n in rows {
+            let permit = match first.take() {
+                Some(p) => p,
+                // Only this loop takes slots, so the ones counted above are still free.
+                None => match slots.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let backends = backends.clone();
+            let done = done_tx.clone();
+            let settings = settings.clone();
+            tokio::spawn(async move {
+                let outcome = deliver(&backends, &settings, n, claim_tag).await;
+                let _ = done.send(outcome);
+                drop(permit);
+            });
+        }
+        drop(first);
+        if !claimed_all {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(settings.poll_interval) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    // Let deliveries in flight finish so their outcomes are recorded; what does not finish
+    // in time stays claimed and is picked up again after its lease.
+    let all = settings.concurrency as u32;
+    let _ = tokio::time::timeout(settings.lease, slots.acquire_many(all)).await;
+    drop(done_tx);
+    let _ = recorder.await;
+}
+
+async fn deliver(
+    backends: &Backends,
+    settings: &QueueSettings,
+    n: Notification,
+    claim: i64,
+) -> Outcome {
+    let backend = backends.for_notification(&n);
+    let started_at = now_ms();
+    let clock = Instant::now();
+    // The backend's own timeout applies first; this one guards against a backend that forgets.
+    let result = match tokio::time::timeout(
+        backend.timeout() + Duration::from_secs(1),
+        backend.deliver(&n),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(DeliveryError::Transient("delivery timed out".into())),
+    };
+    let duration_ms = clock.elapsed().as_millis() as i64;
+    let (next, error) = match result {
+        Ok(()) => (Next::Delivered, None),
+        Err(DeliveryError::Permanent(e)) => (Next::Failed, Some(e)),
+        Err(DeliveryError::Transient(e)) if n.attempt >= i64::from(settings.max_attempts) => (
+            Next::Failed,
+            Some(format!("{e} (gave up after {} attempts)", n.attempt)),
+        ),
+        Err(DeliveryError::Transient(e)) => {
+            let delay = backoff(n.attempt, settings.retry_base, settings.retry_max);
+            (Next::Retry(now_ms() + delay.as_millis() as i64), Some(e))
+        }
+    };
+    match &next {
+        Next::Delivered => {
+            tracing::info!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, duration_ms, "notification delivered")
+        }
+        Next::Retry(_) => {
+            tracing::warn!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error.as_deref().unwrap_or(""), "delivery failed, will retry")
+        }
+        Next::Failed => {
+            tracing::error!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error.as_deref().unwrap_or(""), "delivery failed for good")
+        }
+    }
+    Outcome {
+        id: n.id,
+        claim,
+        attempt: n.attempt,
+        backend: backend.name().to_string(),
+        error,
+        next,
+        started_at,
+        duration_ms,
+    }
+}
+
+async fn record_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        // Keep trying while the database is away; if it never comes back, the leases run out
+        // and the notifications are delivered again rather than lost.
+        let mut wait = Duration::from_millis(100);
+        for attempt in 1..=20 {
+            match queue::record(&store, &batch, now_ms()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    if attempt == 1 || attempt == 20 {
+                        tracing::warn!(error = %e, count = batch.len(), attempt, "cannot record delivery outcomes");
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_secs(2);
+        let max = Duration::from_secs(60);
+        for _ in 0..50 {
+            let first = backoff(1, base, max);
+            assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400));
+            let third = backoff(3, base, max);
+            assert!(third >= Duration::from_millis(6400) && third <= Duration::from_millis(9600));
+            assert!(backoff(30, base, max) <= max);
+        }
+    }
+}
