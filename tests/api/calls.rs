@@ -1,0 +1,240 @@
+//! E7/E8 `make_call` and `send_sms`: every answer of the contract and bad input.
+
+use crate::db_test;
+use crate::helpers::*;
+
+const CALL: &str = "You are invited to check an Alert Group from Grafana OnCall. Alert via Grafana Alerting with title \"CPU high\" triggered 3 times";
+const SMS: &str = "Grafana OnCall: Alert group #2\"CPU high\" from stack: \"prod\", integration: Grafana Alerting, alerts registered: 1.";
+
+async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    use_webhook(&mut s, &fake.url);
+    let app = TestApp::spawn(s).await;
+    let user = app
+        .add_user("alice@example.com", Some("+49 30 123456"))
+        .await;
+
+    for (path, message) in [("/api/v1/make_call", CALL), ("/api/v1/send_sms/", SMS)] {
+        let resp = app
+            .post_fields(
+                path,
+                &[("email", "alice@example.com"), ("message", message)],
+            )
+            .await;
+        let (status, body) = json_of(resp).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body, serde_json::json!({}));
+    }
+    let events = app.wait_until_settled(2).await;
+    assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let mut kinds = Vec::new();
+    for r in &requests {
+        let body = r.json();
+        assert_eq!(body["phone"], "+4930123456");
+        assert_eq!(body["user"]["id"], user.id.as_str());
+        assert_eq!(body["email"], "alice@example.com");
+        kinds.push(body["kind"].as_str().expect("kind").to_string());
+        let expected = if body["kind"] == "call" { CALL } else { SMS };
+        assert_eq!(body["message"], expected, "message passed through intact");
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["call", "sms"]);
+    app.stop().await;
+}
+db_test!(accepted_calls_and_sms_reach_the_webhook);
+
+async fn unknown_user_is_404_user_not_found(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    for path in ["/api/v1/make_call", "/api/v1/send_sms"] {
+        let resp = app
+            .post_fields(path, &[("email", "ghost@example.com"), ("message", "hi")])
+            .await;
+        let (status, body) = json_of(resp).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body, serde_json::json!({"error": "user-not-found"}));
+    }
+    assert!(app.events().await.is_empty(), "nothing queued");
+    app.stop().await;
+}
+db_test!(unknown_user_is_404_user_not_found);
+
+async fn user_without_phone_or_inactive_is_400_number_not_verified(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    app.add_user("nophone@example.com", None).await;
+    app.directory
+        .add(oncall_relay::directory::NewUser {
+            email: "gone@example.com".into(),
+            phone_number: Some("+4930123456".into()),
+            active: Some(false),
+            ..Default::default()
+        })
+        .await
+        .expect("add");
+    for email in ["nophone@example.com", "GONE@example.com"] {
+        for path in ["/api/v1/make_call/", "/api/v1/send_sms"] {
+            let resp = app
+                .post_fields(path, &[("email", email), ("message", "hi")])
+                .await;
+            let (status, body) = json_of(resp).await;
+            assert_eq!(status, 400, "{path} {email}");
+            assert_eq!(body, serde_json::json!({"error": "number-not-verified"}));
+        }
+    }
+    assert!(app.events().await.is_empty(), "nothing queued");
+    app.stop().await;
+}
+db_test!(user_without_phone_or_inactive_is_400_number_not_verified);
+
+async fn invalid_input_is_400_json_naming_the_field(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let cases: &[(&str, &str)] = &[
+        ("email=not-an-email&message=hi", "email"),
+        ("message=hi", "email"),
+        ("email=alice%40example.com&message=", "message"),
+        ("email=alice%40example.com&message=%20%20", "message"),
+        ("email=alice%40example.com", "message"),
+    ];
+    for (body, field) in cases {
+        let (status, json) = json_of(app.post_form("/api/v1/make_call", body).await).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(json[field].is_array(), "{body} → {json}");
+    }
+    // Not valid UTF-8: still a JSON 400, never a 500.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/send_sms"))
+        .header("Authorization", TOKEN)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(vec![b'e', b'm', b'=', 0xff, 0xfe])
+        .send()
+        .await
+        .expect("send");
+    let (status, json) = json_of(resp).await;
+    assert_eq!(status, 400);
+    assert!(json["detail"].is_string());
+    // Broken JSON body.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/make_call"))
+        .header("Authorization", TOKEN)
+        .header("Content-Type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .expect("send");
+    let (status, _) = json_of(resp).await;
+    assert_eq!(status, 400);
+    assert!(app.events().await.is_empty(), "nothing queued");
+    app.stop().await;
+}
+db_test!(invalid_input_is_400_json_naming_the_field);
+
+async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    use_webhook(&mut s, &fake.url);
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+
+    let huge = format!(
+        "email=alice%40example.com&message={}",
+        "a".repeat(1024 * 1024)
+    );
+    let (status, body) = json_of(app.post_form("/api/v1/make_call", &huge).await).await;
+    assert_eq!(status, 413);
+    assert!(body["detail"].is_string());
+
+    let long: String = (0..16 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let resp = app
+        .post_fields(
+            "/api/v1/send_sms",
+            &[("email", "alice@example.com"), ("message", &long)],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    app.wait_until_settled(1).await;
+    assert_eq!(
+        fake.requests()[0].json()["message"],
+        long.as_str(),
+        "not truncated"
+    );
+    app.stop().await;
+}
+db_test!(one_mebibyte_body_is_413_json_and_16k_message_is_kept);
+
+async fn json_bodies_are_accepted_too(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/make_call/"))
+        .header("Authorization", TOKEN)
+        .json(&serde_json::json!({"email": "Alice@Example.com", "message": "hi"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    app.stop().await;
+}
+db_test!(json_bodies_are_accepted_too);
+
+async fn accepted_means_committed_before_the_answer(db: Db) {
+    let db = TestDb::new(db).await;
+    let mut s = settings(&db);
+    // No workers: the row must already be there, queued, when 200 arrives.
+    s.queue.deliver = false;
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/make_call");
+        handles.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("Authorization", TOKEN)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("email=alice%40example.com&message=call+{i}"))
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.expect("join"), 200);
+    }
+    // Read through a separate connection pool, as a crash-restarted process would.
+    let other = oncall_relay::store::Store::connect(&db.settings)
+        .await
+        .expect("connect");
+    let rows = oncall_relay::notify::events::list(
+        &other,
+        &oncall_relay::notify::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list");
+    assert_eq!(rows.len(), 50);
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "queued" && r.kind == "call")
+    );
+    app.stop().await;
+}
+db_test!(accepted_means_committed_before_the_answer);

@@ -1,0 +1,223 @@
+//! The `oncall-relay` binary: user management, events, configuration errors.
+
+use std::process::Output;
+
+use crate::db_test;
+use crate::helpers::*;
+
+fn relay(db: &TestDb, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
+    cmd.args(db.cli_args()).args(args).env_remove("AUTH_TOKEN");
+    cmd.output().expect("run oncall-relay")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn users_can_be_managed_without_sql(db: Db) {
+    let db = TestDb::new(db).await;
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "Ann@Example.com",
+            "--phone",
+            "+49 30 123456",
+            "--role",
+            "admin",
+            "--name",
+            "Ann",
+        ],
+    ));
+    let out = relay(&db, &["users", "add", "--email", "ann@example.com"]);
+    assert!(
+        !out.status.success(),
+        "duplicate email (case-insensitive) refused"
+    );
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "bad@example.com",
+            "--phone",
+            "12ab",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("phone_number"),
+        "names the field"
+    );
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list[0]["phone_number"], "+4930123456");
+    assert_eq!(list[0]["role"], "admin");
+
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "ann@example.com",
+            "--no-phone",
+            "--role",
+            "observer",
+        ],
+    ));
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    assert!(list[0]["phone_number"].is_null());
+    assert_eq!(list[0]["role"], "viewer");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "email,phone,name,role,id\nann@example.com,+4930654321,Ann,admin,\nbob@example.com,+12025550143,Bob,user,legacy-42\n",
+    )
+    .expect("write");
+    let first = ok(&relay(
+        &db,
+        &["users", "import", csv.to_str().expect("path")],
+    ));
+    assert!(first.contains("1 added, 1 updated, 0 unchanged"), "{first}");
+    let again = ok(&relay(
+        &db,
+        &["users", "import", csv.to_str().expect("path")],
+    ));
+    assert!(
+        again.contains("0 added, 0 updated, 2 unchanged"),
+        "idempotent: {again}"
+    );
+
+    let yaml = dir.path().join("users.yml");
+    std::fs::write(
+        &yaml,
+        "- email: carol@example.com\n  phone_number: '+33 1 23 45 67 89'\n",
+    )
+    .expect("write");
+    ok(&relay(
+        &db,
+        &["users", "import", yaml.to_str().expect("path")],
+    ));
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    let bob = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|u| u["email"] == "bob@example.com")
+        .expect("bob");
+    assert_eq!(bob["id"], "legacy-42", "imported id kept");
+    assert_eq!(bob["role"], "editor");
+    assert_eq!(list.as_array().expect("list").len(), 3);
+
+    ok(&relay(&db, &["users", "remove", "legacy-42"]));
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 2);
+}
+db_test!(users_can_be_managed_without_sql);
+
+async fn events_list_filters_by_user_and_status(db: Db) {
+    let db = TestDb::new(db).await;
+    let mut s = settings(&db);
+    s.queue.deliver = false;
+    let app = TestApp::spawn(s).await;
+    app.add_user("a@example.com", Some("+4930123456")).await;
+    app.add_user("b@example.com", Some("+4930123457")).await;
+    for email in ["a@example.com", "b@example.com", "a@example.com"] {
+        let resp = app
+            .post_fields("/api/v1/send_sms", &[("email", email), ("message", "x")])
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    app.stop().await;
+    let all: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["events", "list", "--json"]))).expect("json");
+    assert_eq!(all.as_array().expect("list").len(), 3);
+    let a: serde_json::Value = serde_json::from_str(&ok(&relay(
+        &db,
+        &[
+            "events",
+            "list",
+            "--json",
+            "--user",
+            "A@example.com",
+            "--status",
+            "queued",
+            "--since",
+            "1h",
+        ],
+    )))
+    .expect("json");
+    assert_eq!(a.as_array().expect("list").len(), 2);
+    let none: serde_json::Value = serde_json::from_str(&ok(&relay(
+        &db,
+        &["events", "list", "--json", "--status", "delivered"],
+    )))
+    .expect("json");
+    assert_eq!(none.as_array().expect("list").len(), 0);
+    let out = relay(&db, &["events", "list", "--status", "lost"]);
+    assert!(!out.status.success());
+}
+db_test!(events_list_filters_by_user_and_status);
+
+#[test]
+fn serve_refuses_to_start_without_a_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir.path())
+        .env_remove("AUTH_TOKEN")
+        .env_remove("ONCALL_RELAY_APP__AUTH_TOKEN")
+        .args(["serve", "--port", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("app.auth_token") && err.contains("allow_any_token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_option_is_a_startup_error_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(&cfg, "app:\n  auth_token: x\n  portt: ':1'\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir.path())
+        .args(["--config", cfg.to_str().expect("path"), "serve"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("portt"), "{err}");
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .arg("--help")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["serve", "users", "events", "config"] {
+        assert!(text.contains(cmd), "{cmd} missing from --help");
+    }
+}

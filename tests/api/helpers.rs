@@ -1,0 +1,424 @@
+//! Test harness: a fresh database per test (SQLite file or PostgreSQL database), the real
+//! router on a random loopback port, and a loopback fake for outbound webhooks.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::any;
+use oncall_relay::Application;
+use oncall_relay::config::{
+    BackendSettings, DbSettings, Driver, Secret, Settings, Tokens, WebhookSettings,
+};
+use oncall_relay::directory::{Directory, NewUser, User};
+use oncall_relay::notify::{EventFilter, NotificationRecord, events};
+use oncall_relay::store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The token every test app accepts.
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$name(Db)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::skip_postgres() {
+                    return;
+                }
+                super::$name($crate::helpers::Db::Postgres).await
+            }
+        }
+    };
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("ONCALL_RELAY_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Whether PostgreSQL tests must be skipped: only outside CI, when no server answers.
+pub fn skip_postgres() -> bool {
+    if std::env::var("ONCALL_RELAY_REQUIRE_PG").is_ok() || std::env::var("CI").is_ok() {
+        return false;
+    }
+    let reachable = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().expect("address"),
+        Duration::from_millis(300),
+    )
+    .is_ok();
+    if !reachable {
+        eprintln!("PostgreSQL is not running on 127.0.0.1:5432: skipping this PostgreSQL test");
+    }
+    !reachable
+}
+
+/// A fresh, empty database.
+pub struct TestDb {
+    pub kind: Db,
+    pub settings: DbSettings,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(kind: Db) -> TestDb {
+        oncall_relay::install_crypto_provider();
+        match kind {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("relay.db");
+                let settings = DbSettings {
+                    driver: Driver::Sqlite,
+                    path: path.display().to_string(),
+                    ..DbSettings::default()
+                };
+                TestDb {
+                    kind,
+                    settings,
+                    _dir: Some(dir),
+                }
+            }
+            Db::Postgres => {
+                sqlx::any::install_default_drivers();
+                let name = format!("ort_{:016x}", rand::random::<u64>());
+                let admin = pg_admin_url();
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must be running for the PostgreSQL tests (scripts/test starts it)");
+                sqlx::Executor::execute(
+                    &mut conn,
+                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+                )
+                .await
+                .expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                let settings = DbSettings {
+                    driver: Driver::Postgres,
+                    url: Secret(format!("{base}/{name}")),
+                    ..DbSettings::default()
+                };
+                TestDb {
+                    kind,
+                    settings,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// A URL or path for `--db-url`/`--db-path` flags of the binary.
+    pub fn cli_args(&self) -> Vec<String> {
+        match self.kind {
+            Db::Sqlite => vec![
+                "--db-driver".into(),
+                "sqlite".into(),
+                "--db-path".into(),
+                self.settings.path.clone(),
+            ],
+            Db::Postgres => vec!["--db-url".into(), self.settings.url.expose().to_string()],
+        }
+    }
+}
+
+/// Settings for a test app on `db`: random port, test token, quick polling.
+pub fn settings(db: &TestDb) -> Settings {
+    let mut s = Settings::default();
+    s.app.port = oncall_relay::config::ListenAddr("127.0.0.1:0".into());
+    s.app.auth_token = Tokens(vec![Secret(TOKEN.into())]);
+    s.app.log_level = "warn".into();
+    s.db = db.settings.clone();
+    s.queue.poll_interval = Duration::from_millis(50);
+    s.queue.retry_base = Duration::from_millis(100);
+    s.queue.retry_max = Duration::from_millis(500);
+    s.directory.refresh_interval = Duration::from_millis(200);
+    s
+}
+
+/// Points delivery at a webhook backend named `hook`.
+pub fn use_webhook(s: &mut Settings, url: &str) {
+    s.plugin.backend = "hook".into();
+    s.plugin.backends.insert(
+        "hook".into(),
+        BackendSettings::Webhook(WebhookSettings {
+            url: url.to_string(),
+            method: "POST".into(),
+            headers: Default::default(),
+            timeout: Duration::from_secs(2),
+            body: None,
+            content_type: "application/json".into(),
+        }),
+    );
+}
+
+/// A running app.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub directory: Directory,
+    pub store: Store,
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl TestApp {
+    pub async fn spawn(settings: Settings) -> TestApp {
+        let app = Application::build(settings).await.expect("app builds");
+        let addr = app.local_addr().expect("bound");
+        let directory = app.directory();
+        let store = app.store();
+        let shutdown = app.shutdown_token();
+        let handle = tokio::spawn(async move {
+            app.run().await.expect("app runs");
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            directory,
+            store,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// Stops gracefully and waits until everything is drained.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET with the raw token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("Authorization", TOKEN)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST a URL-encoded form body, exactly as given, with the raw token.
+    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("Authorization", TOKEN)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST a form the way python-requests encodes `data={...}`.
+    pub async fn post_fields(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let body = serde_urlencoded::to_string(fields).expect("encode");
+        self.post_form(path, &body).await
+    }
+
+    pub async fn add_user(&self, email: &str, phone: Option<&str>) -> User {
+        self.directory
+            .add(NewUser {
+                email: email.into(),
+                phone_number: phone.map(str::to_string),
+                ..NewUser::default()
+            })
+            .await
+            .expect("user added")
+    }
+
+    pub async fn events(&self) -> Vec<NotificationRecord> {
+        events::list(
+            &self.store,
+            &EventFilter {
+                limit: 100_000,
+                ..EventFilter::default()
+            },
+        )
+        .await
+        .expect("events")
+    }
+
+    /// Waits until every notification is final (delivered or failed).
+    pub async fn wait_until_settled(&self, expected: usize) -> Vec<NotificationRecord> {
+        wait_for(Duration::from_secs(20), || async {
+            let ev = self.events().await;
+            (ev.len() >= expected
+                && ev
+                    .iter()
+                    .all(|e| e.status == "delivered" || e.status == "failed"))
+            .then_some(ev)
+        })
+        .await
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("condition not met within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+/// How the fake answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Status(u16),
+    /// Never answers (the client times out).
+    Hang,
+}
+
+#[derive(Default)]
+struct FakeState {
+    requests: Vec<Recorded>,
+    script: Vec<Reply>,
+    default: Option<Reply>,
+}
+
+/// A loopback HTTP server that records every request and answers as scripted.
+#[derive(Clone)]
+pub struct Fake {
+    pub url: String,
+    state: Arc<Mutex<FakeState>>,
+}
+
+impl Fake {
+    /// Answers 200 unless told otherwise.
+    pub async fn start() -> Fake {
+        let state = Arc::new(Mutex::new(FakeState {
+            default: Some(Reply::Status(200)),
+            ..FakeState::default()
+        }));
+        let app = Router::new()
+            .fallback(any(record))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Fake {
+            url: format!("http://{addr}/hook"),
+            state,
+        }
+    }
+
+    /// The next answers, in order; after them, `default`.
+    pub fn script(&self, replies: &[Reply], default: Reply) {
+        let mut s = self.state.lock().expect("lock");
+        s.script = replies.iter().rev().copied().collect();
+        s.default = Some(default);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+}
+
+async fn record(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let reply = {
+        let mut s = state.lock().expect("lock");
+        s.requests.push(Recorded {
+            method,
+            uri,
+            headers,
+            body,
+        });
+        s.script.pop().or(s.default).unwrap_or(Reply::Status(200))
+    };
+    match reply {
+        Reply::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::OK
+        }
+    }
+}
+
+/// Sends raw bytes over TCP and returns the whole answer (status line, headers, body).
+pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status code and JSON body of a response (panics when the body is not JSON).
+pub async fn json_of(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().await.expect("body");
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
+    assert!(
+        ct.starts_with("application/json"),
+        "content-type {ct:?} for {text}"
+    );
+    (status, value)
+}

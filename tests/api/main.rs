@@ -1,0 +1,10 @@
+//! Integration tests: the real router on a random loopback port, on SQLite and PostgreSQL.
+
+mod helpers;
+
+mod calls;
+mod cli;
+mod info;
+mod queue;
+mod users;
+mod webhook;

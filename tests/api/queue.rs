@@ -1,0 +1,293 @@
+//! The durable queue: retries, permanent failures, crash recovery, several instances.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::db_test;
+use crate::helpers::*;
+
+async fn call(app: &TestApp, message: &str) {
+    let resp = app
+        .post_fields(
+            "/api/v1/make_call",
+            &[("email", "alice@example.com"), ("message", message)],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(
+        &[Reply::Status(500), Reply::Status(503), Reply::Hang],
+        Reply::Status(200),
+    );
+    let mut s = settings(&db);
+    use_webhook(&mut s, &fake.url);
+    if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
+        s.plugin.backends.get_mut("hook")
+    {
+        w.timeout = Duration::from_millis(300);
+    }
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    call(&app, "retry me").await;
+    let events = app.wait_until_settled(1).await;
+    let e = &events[0];
+    assert_eq!(e.status, "delivered", "{e:?}");
+    assert_eq!(e.attempts, 4);
+    let outcomes: Vec<&str> = e.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "retry", "delivered"]);
+    assert!(
+        e.attempt_log[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("500")
+    );
+    assert!(
+        e.attempt_log[2]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out")
+            || e.attempt_log[2]
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("request failed"),
+        "{:?}",
+        e.attempt_log[2]
+    );
+    let ids: Vec<i64> = fake
+        .requests()
+        .iter()
+        .map(|r| r.json()["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![e.id; 4], "same notification id on every attempt");
+    app.stop().await;
+}
+db_test!(transient_failures_are_retried_with_every_attempt_recorded);
+
+async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(&[Reply::Status(404)], Reply::Status(500));
+    let mut s = settings(&db);
+    s.queue.max_attempts = 3;
+    use_webhook(&mut s, &fake.url);
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    call(&app, "first").await;
+    let events = app.wait_until_settled(1).await;
+    assert_eq!(events[0].status, "failed");
+    assert_eq!(events[0].attempts, 1, "a 4xx is not retried");
+    assert!(
+        events[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("404")
+    );
+
+    call(&app, "second").await;
+    let events = app.wait_until_settled(2).await;
+    let second = events
+        .iter()
+        .find(|e| e.message == "second")
+        .expect("second");
+    assert_eq!(second.status, "failed");
+    assert_eq!(second.attempts, 3);
+    assert_eq!(second.attempt_log.len(), 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.requests().len(), 4, "nothing after giving up");
+    app.stop().await;
+}
+db_test!(client_errors_fail_at_once_and_retries_stop_at_the_budget);
+
+async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(&[], Reply::Hang);
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("relay.yml");
+    let db_yaml = match db.kind {
+        Db::Sqlite => format!("  driver: sqlite\n  path: '{}'\n", db.settings.path),
+        Db::Postgres => format!(
+            "  driver: postgres\n  url: '{}'\n",
+            db.settings.url.expose()
+        ),
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "app:\n  port: '127.0.0.1:0'\n  auth_token: '{TOKEN}'\n  log_level: info\ndb:\n{db_yaml}\
+             queue:\n  lease: 2s\n  poll_interval: 100ms\n\
+             plugin:\n  backend: hook\n  backends:\n    hook:\n      type: webhook\n      url: '{}'\n      timeout: 1500ms\n",
+            fake.url
+        ),
+    )
+    .expect("config");
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn relay");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == "oncall-relay listening"
+            {
+                return v["address"].as_str().expect("address").to_string();
+            }
+        }
+        panic!("relay exited before listening");
+    })
+    .await
+    .expect("relay starts");
+
+    let directory = oncall_relay::directory::Directory::load(
+        oncall_relay::store::Store::connect(&db.settings)
+            .await
+            .expect("connect"),
+    )
+    .await
+    .expect("directory");
+    directory
+        .add(oncall_relay::directory::NewUser {
+            email: "alice@example.com".into(),
+            phone_number: Some("+4930123456".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("add");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/make_call"))
+        .header("Authorization", TOKEN)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("email=alice%40example.com&message=survive")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+
+    // The delivery is in flight (the fake holds it): kill the process now.
+    wait_for(Duration::from_secs(10), || async {
+        (!fake.requests().is_empty()).then_some(())
+    })
+    .await;
+    child.start_kill().expect("kill");
+    let _ = child.wait().await;
+
+    fake.script(&[], Reply::Status(200));
+    let mut s = settings(&db);
+    use_webhook(&mut s, &fake.url);
+    let app = TestApp::spawn(s).await;
+    let events = app.wait_until_settled(1).await;
+    assert_eq!(events[0].status, "delivered");
+    assert_eq!(
+        events[0].attempts, 2,
+        "claimed again after the lease ran out"
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].json()["message"], "survive");
+    app.stop().await;
+}
+db_test!(a_notification_survives_the_process_being_killed_mid_delivery);
+
+async fn graceful_stop_drains_accepted_notifications(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    use_webhook(&mut s, &fake.url);
+    let app = TestApp::spawn(s.clone()).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    for i in 0..20 {
+        call(&app, &format!("m{i}")).await;
+    }
+    app.stop().await;
+    let app = TestApp::spawn(s).await;
+    let events = app.wait_until_settled(20).await;
+    assert!(events.iter().all(|e| e.status == "delivered"));
+    let mut ids: Vec<i64> = fake
+        .requests()
+        .iter()
+        .map(|r| r.json()["id"].as_i64().expect("id"))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+    app.stop().await;
+}
+db_test!(graceful_stop_drains_accepted_notifications);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_deliver_each_notification_exactly_once() {
+    if skip_postgres() {
+        return;
+    }
+    let db = TestDb::new(Db::Postgres).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    use_webhook(&mut s, &fake.url);
+    s.queue.concurrency = 8;
+    s.queue.batch_size = 8;
+    let a = TestApp::spawn(s.clone()).await;
+    let b = TestApp::spawn(s).await;
+    a.add_user("alice@example.com", Some("+4930123456")).await;
+
+    let total = 400;
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        let (client, url) = if i % 2 == 0 {
+            (a.client.clone(), a.url("/api/v1/make_call"))
+        } else {
+            (b.client.clone(), b.url("/api/v1/make_call"))
+        };
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("Authorization", TOKEN)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("email=alice%40example.com&message=n{i}"))
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("join"), 200);
+    }
+    let events = a.wait_until_settled(total).await;
+    assert_eq!(events.len(), total);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.status == "delivered" && e.attempts == 1)
+    );
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    for r in fake.requests() {
+        *seen
+            .entry(r.json()["id"].as_i64().expect("id"))
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), total, "every notification delivered");
+    assert!(seen.values().all(|&n| n == 1), "none delivered twice");
+    a.stop().await;
+    b.stop().await;
+}

@@ -1,0 +1,118 @@
+//! The webhook backend: templated URL and body, method, headers.
+
+use std::time::Duration;
+
+use oncall_relay::config::{BackendSettings, Secret, WebhookSettings};
+
+use crate::db_test;
+use crate::helpers::*;
+
+fn hook(s: &mut oncall_relay::config::Settings, w: WebhookSettings) {
+    s.plugin.backend = "gateway".into();
+    s.plugin
+        .backends
+        .insert("gateway".into(), BackendSettings::Webhook(w));
+}
+
+async fn templated_json_body_with_headers_survives_quotes(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    hook(
+        &mut s,
+        WebhookSettings {
+            url: fake.url.clone(),
+            method: "PUT".into(),
+            headers: [("X-Api-Key".to_string(), Secret("k3y".into()))].into_iter().collect(),
+            timeout: Duration::from_secs(2),
+            body: Some(r#"{"to": {{ phone }}, "text": {{ message }}, "kind": {{ kind }}, "who": {{ user.email }}}"#.into()),
+            content_type: "application/json".into(),
+        },
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let message = r#"Alert group #2"CPU \ high" {{ not a template }}"#;
+    let resp = app
+        .post_fields(
+            "/api/v1/send_sms",
+            &[("email", "alice@example.com"), ("message", message)],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    app.wait_until_settled(1).await;
+    let r = &fake.requests()[0];
+    assert_eq!(r.method, "PUT");
+    assert_eq!(r.headers["x-api-key"], "k3y");
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"to": "+4930123456", "text": message, "kind": "sms", "who": "alice@example.com"})
+    );
+    app.stop().await;
+}
+db_test!(templated_json_body_with_headers_survives_quotes);
+
+async fn templated_url_and_form_body(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    hook(
+        &mut s,
+        WebhookSettings {
+            url: format!(
+                "{}?to={{{{ phone|urlencode }}}}&type={{{{ kind }}}}",
+                fake.url
+            ),
+            method: "POST".into(),
+            headers: Default::default(),
+            timeout: Duration::from_secs(2),
+            body: Some("number={{ phone|urlencode }}&text={{ message|urlencode }}".into()),
+            content_type: "application/x-www-form-urlencoded".into(),
+        },
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let resp = app
+        .post_fields(
+            "/api/v1/make_call",
+            &[("email", "alice@example.com"), ("message", "a&b=c d")],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    app.wait_until_settled(1).await;
+    let r = &fake.requests()[0];
+    assert_eq!(r.uri.query(), Some("to=%2B4930123456&type=call"));
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).expect("form");
+    assert_eq!(
+        form,
+        vec![
+            ("number".to_string(), "+4930123456".to_string()),
+            ("text".to_string(), "a&b=c d".to_string())
+        ]
+    );
+    app.stop().await;
+}
+db_test!(templated_url_and_form_body);
+
+#[tokio::test]
+async fn a_broken_template_is_a_startup_error_naming_the_backend() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let mut s = settings(&db);
+    hook(
+        &mut s,
+        WebhookSettings {
+            url: "http://127.0.0.1:9/".into(),
+            method: "POST".into(),
+            headers: Default::default(),
+            timeout: Duration::from_secs(2),
+            body: Some("{{ phone ".into()),
+            content_type: "application/json".into(),
+        },
+    );
+    let err = oncall_relay::Application::build(s)
+        .await
+        .err()
+        .expect("must fail");
+    let text = err.to_string();
+    assert!(text.contains("gateway") && text.contains("body"), "{text}");
+}
