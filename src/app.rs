@@ -104,11 +104,18 @@ impl Application {
             )
         });
         let shutdown = CancellationToken::new();
-        let background = vec![spawn_directory_refresh(
+        let mut background = vec![spawn_directory_refresh(
             directory.clone(),
             settings.directory.refresh_interval,
             shutdown.clone(),
         )];
+        if !settings.queue.retention.is_zero() {
+            background.push(spawn_purge(
+                store.clone(),
+                settings.queue.retention,
+                shutdown.clone(),
+            ));
+        }
 
         let addr = settings.app.port.socket_addr()?;
         let listener = TcpListener::bind(&addr)
@@ -216,6 +223,27 @@ fn spawn_directory_refresh(
                     }
                     failing = true;
                 }
+            }
+        }
+    })
+}
+
+fn spawn_purge(
+    store: Store,
+    retention: std::time::Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let before = crate::store::now_ms() - retention.as_millis() as i64;
+            match crate::notify::purge_finished(&store, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "purged old notifications"),
+                Err(e) => tracing::warn!(error = %e, "cannot purge old notifications"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+                _ = shutdown.cancelled() => return,
             }
         }
     })

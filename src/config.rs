@@ -472,6 +472,9 @@ pub struct QueueSettings {
     pub writers: usize,
     /// Run delivery workers in this process.
     pub deliver: bool,
+    /// Delivered and failed notifications older than this are deleted (0 keeps them forever).
+    #[serde(with = "duration")]
+    pub retention: Duration,
 }
 
 impl Default for QueueSettings {
@@ -487,6 +490,7 @@ impl Default for QueueSettings {
             batch_size: 256,
             writers: 2,
             deliver: true,
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -855,6 +859,39 @@ mod tests {
             !text.contains("hunter2") && !text.contains("dbpass"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn example_config_loads_and_documents_every_option() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/config.example.yml"
+        ));
+        let text = std::fs::read_to_string(path).expect("example config");
+        Settings::load_from_env(Some(path), &Overrides::default(), Vec::new())
+            .expect("example config is valid");
+        fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(map) if !map.is_empty() => {
+                    for (k, v) in map {
+                        leaves(k, v, out);
+                    }
+                }
+                _ => out.push(prefix.to_string()),
+            }
+        }
+        let mut keys = Vec::new();
+        leaves(
+            "",
+            &serde_json::to_value(Settings::default()).expect("json"),
+            &mut keys,
+        );
+        for key in keys {
+            assert!(
+                text.contains(&format!("{key}:")),
+                "option `{key}` is missing from config.example.yml"
+            );
+        }
     }
 
     #[test]

@@ -43,7 +43,11 @@ impl Acceptor {
     ) -> (Acceptor, JoinHandle<()>) {
         let batch = settings.batch_size.max(1);
         let (tx, rx) = mpsc::channel(batch * 8);
-        let writers = settings.writers.max(1);
+        // SQLite has one writer at a time: a second committer would only wait on its lock.
+        let writers = match store.driver() {
+            crate::config::Driver::Sqlite => 1,
+            crate::config::Driver::Postgres => settings.writers.max(1),
+        };
         let handle = tokio::spawn(commit_loop(store, rx, batch, writers, wake));
         (
             Acceptor {

@@ -51,6 +51,19 @@ impl From<sqlx::Error> for NotifyError {
     }
 }
 
+/// Deletes notifications that finished before `before` (Unix ms); returns how many.
+pub async fn purge_finished(store: &crate::store::Store, before: i64) -> Result<u64, NotifyError> {
+    let mut total = 0;
+    // In slices, so a first purge of a large table does not hold one long transaction.
+    loop {
+        let n = queue::purge_finished(store, before, 5_000).await?;
+        total += n;
+        if n < 5_000 {
+            return Ok(total);
+        }
+    }
+}
+
 /// What a notification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

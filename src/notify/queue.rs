@@ -211,3 +211,32 @@ pub(crate) async fn record(
     }
     tx.commit().await
 }
+
+/// Deletes up to `limit` finished notifications (and their attempts) finished before `before`.
+pub(crate) async fn purge_finished(
+    store: &Store,
+    before: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = store.pool().begin().await?;
+    // Attempts first: SQLite only cascades with foreign keys on, and explicit is cheaper to read.
+    sqlx::query(
+        "DELETE FROM delivery_attempts WHERE notification_id IN \
+         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?;
+    let done = sqlx::query(
+        "DELETE FROM notifications WHERE id IN \
+         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(done)
+}

@@ -291,3 +291,34 @@ async fn two_instances_on_one_postgres_deliver_each_notification_exactly_once() 
     a.stop().await;
     b.stop().await;
 }
+
+async fn purge_removes_only_finished_notifications(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    use_webhook(&mut s, &fake.url);
+    let app = TestApp::spawn(s.clone()).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    call(&app, "one").await;
+    call(&app, "two").await;
+    app.wait_until_settled(2).await;
+    app.stop().await;
+
+    s.queue.deliver = false;
+    let app = TestApp::spawn(s).await;
+    call(&app, "still queued").await;
+    let now = oncall_relay::store::now_ms();
+    let deleted = oncall_relay::notify::purge_finished(&app.store, now - 60_000)
+        .await
+        .expect("purge");
+    assert_eq!(deleted, 0, "nothing finished a minute ago");
+    let deleted = oncall_relay::notify::purge_finished(&app.store, now + 1)
+        .await
+        .expect("purge");
+    assert_eq!(deleted, 2);
+    let left = app.events().await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].status, "queued");
+    app.stop().await;
+}
+db_test!(purge_removes_only_finished_notifications);
