@@ -15,6 +15,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 use crate::cloud_api::{self, AppState, Inner, TokenCheck};
 use crate::config::{ConfigError, Settings};
 use crate::directory::{Directory, DirectoryError};
+use crate::heartbeat::Heartbeats;
 use crate::notify::{Acceptor, Backends, NotifyError, worker};
 use crate::store::{Store, StoreError};
 
@@ -125,12 +126,26 @@ impl Application {
                 source,
             })?;
 
+        let heartbeats = Heartbeats::new(
+            store.clone(),
+            directory.clone(),
+            settings.heartbeat.clone(),
+            wake.clone(),
+        );
+        background.push(heartbeats.clone().spawn_watchdog(shutdown.clone()));
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let push_route = non_empty(&settings.push.backend);
+        let push_fallback_route = non_empty(&settings.push.fallback_backend).or(push_route.clone());
+
         let state = AppState::new(Inner {
             tokens: TokenCheck::new(tokens, settings.app.allow_any_token),
             public_url: settings.public_url(),
             directory: directory.clone(),
             acceptor,
             store: store.clone(),
+            heartbeats,
+            push_route,
+            push_fallback_route,
             request_timeout: settings.app.write_timeout,
         });
         let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);

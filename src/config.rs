@@ -88,6 +88,10 @@ pub struct Settings {
     pub queue: QueueSettings,
     /// User directory behaviour.
     pub directory: DirectorySettings,
+    /// Mobile push relay.
+    pub push: PushSettings,
+    /// Watching OnCall's own heartbeat.
+    pub heartbeat: HeartbeatSettings,
 }
 
 /// `app.*`: HTTP server, logging and authentication.
@@ -512,6 +516,43 @@ impl Default for DirectorySettings {
     }
 }
 
+/// `push.*`: where mobile pushes go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushSettings {
+    /// Backend for pushes to devices assigned to a user; empty: `plugin.backend`.
+    pub backend: String,
+    /// Backend for pushes to unassigned devices (e.g. a team chat webhook); empty: `push.backend`.
+    pub fallback_backend: String,
+}
+
+/// `heartbeat.*`: watching OnCall's own heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    /// Silence after which OnCall is reported as down.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// How often silence is checked.
+    #[serde(with = "duration")]
+    pub check_interval: Duration,
+    /// Who is told (emails or ids); empty: every active admin in the directory.
+    pub notify_users: Vec<String>,
+    /// Backend for these alerts; empty: `plugin.backend`.
+    pub backend: String,
+}
+
+impl Default for HeartbeatSettings {
+    fn default() -> Self {
+        HeartbeatSettings {
+            timeout: Duration::from_secs(600),
+            check_interval: Duration::from_secs(15),
+            notify_users: Vec::new(),
+            backend: String::new(),
+        }
+    }
+}
+
 /// Overrides given as command-line flags: the highest layer.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Overrides(pub BTreeMap<String, serde_json::Value>);
@@ -601,9 +642,10 @@ impl Settings {
                 "option `app.path_prefix`: `{prefix}` must start with `/` and name a path, e.g. `/oncall`"
             )));
         }
-        if !self.app.hostname.is_empty() && self.app.hostname.len() > 190 {
+        // The heartbeat link (hostname + ~70 characters) must fit OnCall's 200-character column.
+        if self.app.hostname.trim().len() > 120 {
             return Err(ConfigError::Invalid(
-                "option `app.hostname`: longer than OnCall accepts (190 characters)".into(),
+                "option `app.hostname`: longer than 120 characters; OnCall stores links built from it in 200".into(),
             ));
         }
         if self.plugin.backend != "stdout"

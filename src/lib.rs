@@ -5,6 +5,7 @@ pub mod app;
 pub mod cloud_api;
 pub mod config;
 pub mod directory;
+pub mod heartbeat;
 pub mod notify;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use oncall_relay::config::{Overrides, Settings};
 use oncall_relay::directory::{Directory, ImportFormat, NewUser, User, UserPatch, parse_import};
+use oncall_relay::heartbeat::Heartbeats;
 use oncall_relay::notify::{EventFilter, events};
 use oncall_relay::store::{Store, format_ms, now_ms};
 use oncall_relay::{Application, telemetry};
@@ -63,6 +64,12 @@ enum Command {
     /// Inspect notifications and delivery attempts.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Manage mobile devices: which user a push token belongs to.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Show the integrations OnCall created (its heartbeat) and their state.
+    #[command(subcommand)]
+    Integrations(IntegrationsCommand),
     /// Print the effective configuration (secrets hidden) and exit.
     Config,
 }
@@ -153,6 +160,42 @@ struct UpdateUser {
 }
 
 #[derive(Debug, Subcommand)]
+enum DevicesCommand {
+    /// Assign a push token to a user (registering the token if new).
+    Add {
+        /// The device's push registration token.
+        token: String,
+        /// Email or id of the user who owns the device.
+        #[arg(long)]
+        user: String,
+        /// Free text, e.g. "Alice's phone".
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List devices, unassigned ones included.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a device.
+    Remove {
+        /// The device's push registration token.
+        token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IntegrationsCommand {
+    /// List integrations with their heartbeat state.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum EventsCommand {
     /// List notifications, newest first, with their delivery attempts.
     List {
@@ -227,6 +270,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(cmd) => {
             telemetry::init_cli();
             events_cmd(settings, cmd).await
+        }
+        Command::Devices(cmd) => {
+            telemetry::init_cli();
+            devices(settings, cmd).await
+        }
+        Command::Integrations(IntegrationsCommand::List { json }) => {
+            telemetry::init_cli();
+            integrations(settings, json).await
         }
     }
 }
@@ -461,6 +512,82 @@ async fn events_cmd(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()
                 r.attempts,
                 r.backend.as_deref().unwrap_or("-"),
                 r.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn devices(settings: Settings, cmd: DevicesCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let dir = Directory::load(store.clone()).await?;
+    match cmd {
+        DevicesCommand::Add { token, user, label } => {
+            let d = dir.assign_device(&token, &user, label.as_deref()).await?;
+            println!(
+                "device {} assigned to {}",
+                short_token(&d.token),
+                d.user_id.as_deref().unwrap_or("-")
+            );
+        }
+        DevicesCommand::List { json } => {
+            let list = dir.devices().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<24} {:<20} {:<24} {:<24} LABEL",
+                    "TOKEN", "USER", "FIRST SEEN", "LAST SEEN"
+                );
+                for d in &list {
+                    println!(
+                        "{:<24} {:<20} {:<24} {:<24} {}",
+                        short_token(&d.token),
+                        d.user_id.as_deref().unwrap_or("(unassigned)"),
+                        format_ms(d.first_seen_at),
+                        format_ms(d.last_seen_at),
+                        d.label
+                    );
+                }
+            }
+        }
+        DevicesCommand::Remove { token } => {
+            let d = dir.remove_device(&token).await?;
+            println!("device {} removed", short_token(&d.token));
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn short_token(token: &str) -> String {
+    if token.chars().count() <= 20 {
+        token.to_string()
+    } else {
+        format!("{}…", token.chars().take(19).collect::<String>())
+    }
+}
+
+async fn integrations(settings: Settings, json: bool) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let dir = Directory::load(store.clone()).await?;
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let heartbeats = Heartbeats::new(store.clone(), dir, settings.heartbeat.clone(), wake);
+    let list = heartbeats.list(None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        println!("{:<16} {:<8} {:<26} NAME", "ID", "STATE", "LAST BEAT");
+        for i in &list {
+            println!(
+                "{:<16} {:<8} {:<26} {}",
+                i.id,
+                i.state,
+                i.last_beat_at
+                    .map(format_ms)
+                    .unwrap_or_else(|| "never".into()),
+                i.name
             );
         }
     }

@@ -33,7 +33,8 @@ CREATE TABLE notifications (
     name         TEXT   NOT NULL DEFAULT '',
     phone_number TEXT,
     message      TEXT   NOT NULL,
-    payload      TEXT,
+    payload      TEXT,  -- kind-specific details as JSON (a push's title, data, device token)
+    route        TEXT,  -- backend chosen at acceptance; NULL: the default for the kind
     status       TEXT   NOT NULL,
     attempts     BIGINT NOT NULL DEFAULT 0,
     due_at       BIGINT,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::directory::DirectoryError;
+use crate::heartbeat::HeartbeatError;
 use crate::notify::NotifyError;
 
 /// An error answer of the cloud API.
@@ -23,6 +24,9 @@ pub enum ApiError {
     /// No route here.
     #[error("not found")]
     NotFound,
+    /// A heartbeat link nobody issued: 403, so that the engine creates its integration again.
+    #[error("unknown heartbeat link")]
+    UnknownHeartbeat,
     /// The route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -60,7 +64,7 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidToken => StatusCode::FORBIDDEN,
+            ApiError::InvalidToken | ApiError::UnknownHeartbeat => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::UserNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -79,6 +83,7 @@ impl IntoResponse for ApiError {
         let body = match &self {
             ApiError::InvalidToken => json!({"detail": "Invalid token."}),
             ApiError::NotFound => json!({"detail": "Not found."}),
+            ApiError::UnknownHeartbeat => json!({"detail": "Unknown heartbeat link."}),
             ApiError::MethodNotAllowed => json!({"detail": "Method not allowed."}),
             ApiError::PayloadTooLarge => json!({"detail": "Request body too large."}),
             ApiError::Fields(fields) => json!(fields),
@@ -109,6 +114,16 @@ impl From<DirectoryError> for ApiError {
             }
             DirectoryError::Import { .. } => ApiError::BadRequest(e.to_string()),
             DirectoryError::Store(s) => ApiError::Unavailable(s.to_string()),
+        }
+    }
+}
+
+impl From<HeartbeatError> for ApiError {
+    fn from(e: HeartbeatError) -> Self {
+        match e {
+            HeartbeatError::Invalid(m) => ApiError::BadRequest(m),
+            HeartbeatError::Store(s) => ApiError::Unavailable(s.to_string()),
+            HeartbeatError::Notify(n) => n.into(),
         }
     }
 }

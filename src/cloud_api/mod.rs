@@ -8,8 +8,10 @@ mod auth;
 mod error;
 mod extract;
 mod info;
+mod integrations;
 mod notifications;
 mod pages;
+mod push;
 mod users;
 
 use std::sync::Arc;
@@ -28,6 +30,7 @@ pub use auth::TokenCheck;
 pub use error::ApiError;
 
 use crate::directory::Directory;
+use crate::heartbeat::Heartbeats;
 use crate::notify::Acceptor;
 use crate::store::Store;
 
@@ -48,6 +51,12 @@ pub struct Inner {
     pub acceptor: Acceptor,
     /// The database, for readiness checks.
     pub store: Store,
+    /// Integrations and heartbeats.
+    pub heartbeats: Heartbeats,
+    /// Backend for pushes to assigned devices (`None`: the default).
+    pub push_route: Option<String>,
+    /// Backend for pushes to unassigned devices (`None`: the default).
+    pub push_fallback_route: Option<String>,
     /// Longest time a request may take.
     pub request_timeout: Duration,
 }
@@ -98,12 +107,21 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route("/api/v1/users", get(users::list))
         .route("/api/v1/make_call", post(notifications::make_call))
         .route("/api/v1/send_sms", post(notifications::send_sms))
+        .route(
+            "/api/v1/integrations",
+            post(integrations::create).get(integrations::list),
+        )
+        .route("/mobile_app/v1/fcm_relay", post(push::relay))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ));
     let open = Router::new()
         .route("/a/{*rest}", any(pages::oncall_link))
+        .route(
+            "/integrations/v1/formatted_webhook/{token}/heartbeat",
+            get(integrations::beat).post(integrations::beat),
+        )
         .route("/health", get(healthz))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));

@@ -80,14 +80,7 @@ async fn accept(
     }
     state
         .acceptor
-        .accept(NewNotification {
-            kind,
-            user_id: user.id.clone(),
-            email: user.email.clone(),
-            name: user.name.clone(),
-            phone_number: user.phone_number.clone(),
-            message,
-        })
+        .accept(NewNotification::to_user(kind, &user, message))
         .await?;
     tracing::debug!(kind = %kind, user_id = %user.id, "notification accepted");
     Ok(Json(json!({})))

@@ -5,6 +5,7 @@
 //! transaction. A miss is re-checked against that version first, so a user added a moment ago
 //! by another process is found at once.
 
+mod devices;
 mod import;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use sqlx::Row;
 
 use crate::store::{Store, StoreError, now_ms};
 
+pub use devices::Device;
 pub use import::{ImportFormat, ImportReport, ImportRow, parse_import};
 
 /// Longest public id OnCall can store.
@@ -294,21 +296,48 @@ pub struct Snapshot {
     version: i64,
     users: Vec<Arc<User>>,
     by_email: HashMap<String, usize>,
+    by_id: HashMap<String, usize>,
+    /// Assigned devices: push token → owner's public id.
+    devices: HashMap<String, String>,
 }
 
 impl Snapshot {
-    fn new(version: i64, users: Vec<User>) -> Snapshot {
+    fn new(version: i64, users: Vec<User>, devices: HashMap<String, String>) -> Snapshot {
         let users: Vec<Arc<User>> = users.into_iter().map(Arc::new).collect();
         let by_email = users
             .iter()
             .enumerate()
             .map(|(i, u)| (email_key(&u.email), i))
             .collect();
+        let by_id = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.id.clone(), i))
+            .collect();
         Snapshot {
             version,
             users,
             by_email,
+            by_id,
+            devices,
         }
+    }
+
+    /// The user with this public id.
+    pub fn by_id(&self, id: &str) -> Option<&Arc<User>> {
+        self.by_id.get(id).map(|&i| &self.users[i])
+    }
+
+    /// The user a push token is assigned to.
+    pub fn device_owner(&self, token: &str) -> Option<&Arc<User>> {
+        self.devices.get(token).and_then(|id| self.by_id(id))
+    }
+
+    /// Active admins, the default audience of heartbeat alerts.
+    pub fn admins(&self) -> impl Iterator<Item = &Arc<User>> {
+        self.users
+            .iter()
+            .filter(|u| u.active && u.role == Role::Admin)
     }
 
     /// Every user, in creation order.
@@ -407,12 +436,13 @@ impl Directory {
         )))
         .fetch_all(&mut *tx)
         .await?;
+        let devices = devices::assigned(&mut tx).await?;
         tx.commit().await?;
         let users = rows
             .iter()
             .map(user_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        self.install(Snapshot::new(version, users));
+        self.install(Snapshot::new(version, users, devices));
         Ok(true)
     }
 
@@ -462,7 +492,7 @@ impl Directory {
     /// Adds a user after validating every field.
     pub async fn add(&self, new: NewUser) -> Result<User, DirectoryError> {
         let user = validate_new(new)?;
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let user = insert_user(&mut tx, user).await?;
         bump_version(&mut tx).await?;
         tx.commit().await?;
@@ -478,7 +508,7 @@ impl Directory {
     ) -> Result<User, DirectoryError> {
         let current = self.get(email_or_id).await?;
         let updated = apply_patch(current, patch)?;
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let user = update_user(&mut tx, updated).await?;
         bump_version(&mut tx).await?;
         tx.commit().await?;
@@ -489,7 +519,7 @@ impl Directory {
     /// Removes a user found by email or public id.
     pub async fn remove(&self, email_or_id: &str) -> Result<User, DirectoryError> {
         let user = self.get(email_or_id).await?;
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         sqlx::query("DELETE FROM directory_users WHERE id = $1")
             .bind(user.seq)
             .execute(&mut *tx)
@@ -503,7 +533,7 @@ impl Directory {
     /// Adds or updates users by email in one transaction; all or nothing.
     pub async fn import(&self, rows: Vec<ImportRow>) -> Result<ImportReport, DirectoryError> {
         let mut report = ImportReport::default();
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         for (index, row) in rows.into_iter().enumerate() {
             let at = |e: DirectoryError| match e {
                 DirectoryError::Invalid { field, message } => DirectoryError::Invalid {
@@ -544,7 +574,9 @@ impl Directory {
     }
 }
 
-async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), DirectoryError> {
+pub(crate) async fn bump_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<(), DirectoryError> {
     sqlx::query("UPDATE directory_version SET version = version + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;

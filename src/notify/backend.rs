@@ -70,9 +70,13 @@ impl Backends {
         Ok(Backends { all, default })
     }
 
-    /// The backend that delivers `n`.
-    pub fn for_notification(&self, _n: &Notification) -> Arc<dyn Backend> {
-        self.default.clone()
+    /// The backend that delivers `n`: the one chosen at acceptance, else the default.
+    pub fn for_notification(&self, n: &Notification) -> Arc<dyn Backend> {
+        n.route
+            .as_deref()
+            .and_then(|name| self.all.get(name))
+            .unwrap_or(&self.default)
+            .clone()
     }
 
     /// A backend by name.

@@ -51,6 +51,20 @@ impl From<sqlx::Error> for NotifyError {
     }
 }
 
+/// Enqueues `items` inside the caller's transaction, so that they are queued exactly when
+/// the caller's own change commits.
+pub async fn enqueue_in(
+    conn: &mut sqlx::AnyConnection,
+    items: &[NewNotification],
+    now: i64,
+) -> Result<(), NotifyError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    queue::insert_rows(conn, items, now).await?;
+    Ok(())
+}
+
 /// Deletes notifications that finished before `before` (Unix ms); returns how many.
 pub async fn purge_finished(store: &crate::store::Store, before: i64) -> Result<u64, NotifyError> {
     let mut total = 0;
@@ -72,6 +86,10 @@ pub enum Kind {
     Call,
     /// A text message (send_sms).
     Sms,
+    /// A mobile push (fcm_relay).
+    Push,
+    /// An alert about OnCall's own heartbeat stopping or resuming.
+    Heartbeat,
 }
 
 impl Kind {
@@ -80,6 +98,8 @@ impl Kind {
         match self {
             Kind::Call => "call",
             Kind::Sms => "sms",
+            Kind::Push => "push",
+            Kind::Heartbeat => "heartbeat",
         }
     }
 
@@ -88,6 +108,8 @@ impl Kind {
         match raw {
             "call" => Some(Kind::Call),
             "sms" => Some(Kind::Sms),
+            "push" => Some(Kind::Push),
+            "heartbeat" => Some(Kind::Heartbeat),
             _ => None,
         }
     }
@@ -114,6 +136,26 @@ pub struct NewNotification {
     pub phone_number: Option<String>,
     /// The text to say or send.
     pub message: String,
+    /// Kind-specific details (a push's title, data and device token).
+    pub payload: Option<serde_json::Value>,
+    /// The backend to use instead of the default for the kind.
+    pub route: Option<String>,
+}
+
+impl NewNotification {
+    /// A notification for `user` with no details and the default route.
+    pub fn to_user(kind: Kind, user: &crate::directory::User, message: String) -> NewNotification {
+        NewNotification {
+            kind,
+            user_id: user.id.clone(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            phone_number: user.phone_number.clone(),
+            message,
+            payload: None,
+            route: None,
+        }
+    }
 }
 
 /// A stored notification handed to a backend.
@@ -133,8 +175,37 @@ pub struct Notification {
     pub phone_number: Option<String>,
     /// The text to say or send.
     pub message: String,
+    /// Kind-specific details (a push's title, data and device token).
+    pub payload: Option<serde_json::Value>,
+    /// The backend chosen at acceptance, if not the default.
+    pub route: Option<String>,
     /// This delivery's attempt number, from 1.
     pub attempt: i64,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,
+}
+
+impl Notification {
+    /// A short title: a push's own, else the message's first line.
+    pub fn title(&self) -> &str {
+        self.payload
+            .as_ref()
+            .and_then(|p| p.get("title"))
+            .and_then(|t| t.as_str())
+            .unwrap_or_else(|| self.message.lines().next().unwrap_or(""))
+    }
+
+    /// Whether a backend should use its loudest channel: calls, heartbeat alerts and
+    /// critical pushes.
+    pub fn important(&self) -> bool {
+        match self.kind.as_str() {
+            "call" | "heartbeat" => true,
+            _ => self
+                .payload
+                .as_ref()
+                .and_then(|p| p.get("important"))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        }
+    }
 }

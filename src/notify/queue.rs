@@ -13,19 +13,28 @@ const MAX_ROWS_PER_STATEMENT: usize = 128;
 /// Status of a notification row.
 pub(crate) const QUEUED: &str = "queued";
 
-/// Inserts `items` as due now; one transaction when more than one statement is needed.
+/// Inserts `items` as due now, in one transaction.
 pub(crate) async fn insert_batch(
     store: &Store,
     items: &[NewNotification],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    const COLS: usize = 10;
-    let chunks = pow2_chunks(items.len(), MAX_ROWS_PER_STATEMENT);
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
+    insert_rows(&mut tx, items, now).await?;
+    tx.commit().await
+}
+
+/// Inserts `items` as due now on `conn` (inside the caller's transaction).
+pub(crate) async fn insert_rows(
+    conn: &mut sqlx::AnyConnection,
+    items: &[NewNotification],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    const COLS: usize = 12;
     let mut offset = 0;
-    for size in chunks {
+    for size in pow2_chunks(items.len(), MAX_ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO notifications (kind, user_id, email, name, phone_number, message, status, due_at, created_at, updated_at) VALUES {}",
+            "INSERT INTO notifications (kind, user_id, email, name, phone_number, message, payload, route, status, due_at, created_at, updated_at) VALUES {}",
             values_placeholders(size, COLS, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -37,15 +46,17 @@ pub(crate) async fn insert_batch(
                 .bind(n.name.clone())
                 .bind(n.phone_number.clone())
                 .bind(n.message.clone())
+                .bind(n.payload.as_ref().map(|p| p.to_string()))
+                .bind(n.route.clone())
                 .bind(QUEUED)
                 .bind(now)
                 .bind(now)
                 .bind(now);
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
         offset += size;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Claims up to `limit` due notifications for one lease, tagging them with `claim`.
@@ -59,7 +70,7 @@ pub(crate) async fn claim(
     let sql = format!(
         "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, due_at = $1, claim = $2, updated_at = $3 \
          WHERE id IN (SELECT id FROM notifications WHERE due_at <= $3 ORDER BY due_at LIMIT $4{}) \
-         RETURNING id, kind, user_id, email, name, phone_number, message, attempts, created_at",
+         RETURNING id, kind, user_id, email, name, phone_number, message, payload, route, attempts, created_at",
         store.skip_locked()
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -79,6 +90,11 @@ pub(crate) async fn claim(
                 name: r.try_get("name")?,
                 phone_number: r.try_get("phone_number")?,
                 message: r.try_get("message")?,
+                // A payload that no longer parses is delivered without its details, not dropped.
+                payload: r
+                    .try_get::<Option<String>, _>("payload")?
+                    .and_then(|p| serde_json::from_str(&p).ok()),
+                route: r.try_get("route")?,
                 attempt: r.try_get("attempts")?,
                 created_at: r.try_get("created_at")?,
             })
@@ -129,7 +145,7 @@ pub(crate) async fn record(
     outcomes: &[Outcome],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
 
     let mut offset = 0;
     for size in pow2_chunks(outcomes.len(), MAX_ROWS_PER_STATEMENT) {
@@ -218,7 +234,7 @@ pub(crate) async fn purge_finished(
     before: i64,
     limit: i64,
 ) -> Result<u64, sqlx::Error> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     // Attempts first: SQLite only cascades with foreign keys on, and explicit is cheaper to read.
     sqlx::query(
         "DELETE FROM delivery_attempts WHERE notification_id IN \

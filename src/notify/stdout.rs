@@ -40,6 +40,7 @@ impl Backend for Stdout {
                 "name": n.name,
                 "phone_number": n.phone_number,
                 "message": n.message,
+                "details": n.payload,
                 "attempt": n.attempt,
                 "created_at": format_ms(n.created_at),
             });

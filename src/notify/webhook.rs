@@ -47,6 +47,12 @@ struct TemplateContext<'a> {
     attempt: i64,
     created_at: String,
     created_at_ms: i64,
+    /// A push's title (the message's first line otherwise).
+    title: &'a str,
+    /// A critical push, a call, or a heartbeat alert.
+    important: bool,
+    /// Kind-specific details: a push's `data`, `device_token`, ...
+    details: Option<&'a serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +146,9 @@ impl Webhook {
             attempt: n.attempt,
             created_at: format_ms(n.created_at),
             created_at_ms: n.created_at,
+            title: n.title(),
+            important: n.important(),
+            details: n.payload.as_ref(),
         }
     }
 }

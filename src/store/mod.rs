@@ -128,6 +128,16 @@ impl Store {
         }
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first fails with SQLITE_BUSY,
+    /// without waiting, when it later tries to write while another connection has written.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.driver {
+            Driver::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Driver::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -155,8 +155,13 @@ pub fn settings(db: &TestDb) -> Settings {
 /// Points delivery at a webhook backend named `hook`.
 pub fn use_webhook(s: &mut Settings, url: &str) {
     s.plugin.backend = "hook".into();
+    add_webhook(s, "hook", url);
+}
+
+/// Declares a webhook backend `name` posting to `url`.
+pub fn add_webhook(s: &mut Settings, name: &str, url: &str) {
     s.plugin.backends.insert(
-        "hook".into(),
+        name.into(),
         BackendSettings::Webhook(WebhookSettings {
             url: url.to_string(),
             method: "POST".into(),

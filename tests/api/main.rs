@@ -4,7 +4,9 @@ mod helpers;
 
 mod calls;
 mod cli;
+mod heartbeat;
 mod info;
+mod push;
 mod queue;
 mod users;
 mod webhook;

@@ -1,0 +1,145 @@
+//! The device registry: which user a mobile push token belongs to.
+//!
+//! OnCall's push relay names only a device token. An operator assigns tokens to users; a token
+//! seen for the first time is registered unassigned so that it shows up in `devices list`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Directory, DirectoryError, bump_version};
+use crate::store::now_ms;
+
+/// A registered device.
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    /// Push registration token.
+    pub token: String,
+    /// Owner's public id; `None` while unassigned.
+    pub user_id: Option<String>,
+    /// Free text (e.g. "Alice's phone").
+    pub label: String,
+    /// First push seen or assignment (Unix ms).
+    pub first_seen_at: i64,
+    /// Last push seen or change (Unix ms).
+    pub last_seen_at: i64,
+}
+
+/// Longest accepted token (FCM tokens are about 160 characters).
+const MAX_TOKEN_LEN: usize = 4096;
+
+fn check_token(token: &str) -> Result<String, DirectoryError> {
+    let token = token.trim();
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+        return Err(DirectoryError::Invalid {
+            field: "token",
+            message: "a device token is 1 to 4096 characters without spaces".into(),
+        });
+    }
+    Ok(token.to_string())
+}
+
+pub(super) async fn assigned(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<HashMap<String, String>, sqlx::Error> {
+    let rows = sqlx::query("SELECT token, user_id FROM devices WHERE user_id IS NOT NULL")
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("token")?, r.try_get("user_id")?)))
+        .collect()
+}
+
+impl Directory {
+    /// Assigns `token` to a user (found by email or id), registering the token if new.
+    pub async fn assign_device(
+        &self,
+        token: &str,
+        user: &str,
+        label: Option<&str>,
+    ) -> Result<Device, DirectoryError> {
+        let token = check_token(token)?;
+        let owner = self.get(user).await?;
+        let now = now_ms();
+        let mut tx = self.store.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO devices (token, user_id, label, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (token) DO UPDATE SET user_id = $2, label = COALESCE($5, devices.label), last_seen_at = $4",
+        )
+        .bind(token.clone())
+        .bind(owner.id.clone())
+        .bind(label.unwrap_or("").to_string())
+        .bind(now)
+        .bind(label.map(str::to_string))
+        .execute(&mut *tx)
+        .await?;
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        self.device(&token).await
+    }
+
+    /// Removes a device.
+    pub async fn remove_device(&self, token: &str) -> Result<Device, DirectoryError> {
+        let device = self.device(token.trim()).await?;
+        let mut tx = self.store.begin_write().await?;
+        sqlx::query("DELETE FROM devices WHERE token = $1")
+            .bind(device.token.clone())
+            .execute(&mut *tx)
+            .await?;
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        Ok(device)
+    }
+
+    /// Records that a push for `token` arrived, registering it (unassigned) if new.
+    pub async fn see_device(&self, token: &str) -> Result<(), DirectoryError> {
+        let token = check_token(token)?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO devices (token, first_seen_at, last_seen_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (token) DO UPDATE SET last_seen_at = $2",
+        )
+        .bind(token)
+        .bind(now)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// One device by token.
+    pub async fn device(&self, token: &str) -> Result<Device, DirectoryError> {
+        let row = sqlx::query(
+            "SELECT token, user_id, label, first_seen_at, last_seen_at FROM devices WHERE token = $1",
+        )
+        .bind(token.to_string())
+        .fetch_optional(self.store.pool())
+        .await?;
+        match row {
+            Some(r) => Ok(device_from_row(&r)?),
+            None => Err(DirectoryError::NotFound(token.to_string())),
+        }
+    }
+
+    /// Every device, unassigned ones included.
+    pub async fn devices(&self) -> Result<Vec<Device>, DirectoryError> {
+        let rows = sqlx::query(
+            "SELECT token, user_id, label, first_seen_at, last_seen_at FROM devices ORDER BY id",
+        )
+        .fetch_all(self.store.pool())
+        .await?;
+        Ok(rows.iter().map(device_from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+fn device_from_row(r: &sqlx::any::AnyRow) -> Result<Device, sqlx::Error> {
+    Ok(Device {
+        token: r.try_get("token")?,
+        user_id: r.try_get("user_id")?,
+        label: r.try_get("label")?,
+        first_seen_at: r.try_get("first_seen_at")?,
+        last_seen_at: r.try_get("last_seen_at")?,
+    })
+}

@@ -1,0 +1,349 @@
+//! Watching OnCall itself: the heartbeat integration OnCall creates, its beats, and the
+//! watchdog that says so when they stop and when they resume.
+//!
+//! Each transition is one conditional UPDATE that also enqueues the alerts in the same
+//! transaction, so with any number of relay processes exactly one announces it, and a crash
+//! between "noticed" and "queued" is impossible.
+
+use std::sync::Arc;
+
+use rand::RngExt;
+use serde::Serialize;
+use sqlx::Row;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HeartbeatSettings;
+use crate::directory::Directory;
+use crate::notify::{self, Kind, NewNotification};
+use crate::store::{Store, StoreError, format_ms, now_ms};
+
+/// Integration types OnCall may create.
+pub const INTEGRATION_TYPES: [&str; 2] = ["formatted_webhook", "webhook"];
+
+/// Prefix of the name the engine gives its heartbeat integration.
+const NAME_PREFIX: &str = "OnCall Cloud Heartbeat ";
+
+/// Errors of the heartbeat module.
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    /// A field failed validation.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The alerts could not be queued.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
+}
+
+impl From<sqlx::Error> for HeartbeatError {
+    fn from(e: sqlx::Error) -> Self {
+        HeartbeatError::Store(StoreError::Query(e))
+    }
+}
+
+/// An integration as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Integration {
+    /// Public id (sent to OnCall).
+    pub id: String,
+    /// Name, unique.
+    pub name: String,
+    /// Integration type, e.g. `formatted_webhook`.
+    pub kind: String,
+    /// The secret part of the heartbeat link.
+    #[serde(skip)]
+    pub heartbeat_token: String,
+    /// `new` (never beaten), `alive` or `silent`.
+    pub state: String,
+    /// Last beat (Unix ms).
+    pub last_beat_at: Option<i64>,
+    /// Creation (Unix ms).
+    pub created_at: i64,
+}
+
+impl Integration {
+    /// The instance name OnCall put after "OnCall Cloud Heartbeat " (its base URL).
+    pub fn instance(&self) -> &str {
+        self.name.strip_prefix(NAME_PREFIX).unwrap_or(&self.name)
+    }
+}
+
+const COLUMNS: &str = "public_id, name, kind, heartbeat_token, state, last_beat_at, created_at";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Integration, sqlx::Error> {
+    Ok(Integration {
+        id: r.try_get("public_id")?,
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        heartbeat_token: r.try_get("heartbeat_token")?,
+        state: r.try_get("state")?,
+        last_beat_at: r.try_get("last_beat_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn random_string(prefix: &str, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut s = String::with_capacity(prefix.len() + len);
+    s.push_str(prefix);
+    for _ in 0..len {
+        s.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    }
+    s
+}
+
+/// Integrations, beats and the watchdog.
+#[derive(Debug, Clone)]
+pub struct Heartbeats {
+    store: Store,
+    directory: Directory,
+    settings: HeartbeatSettings,
+    wake: Arc<Notify>,
+}
+
+impl Heartbeats {
+    /// Heartbeat handling on `store`, alerting through the durable queue.
+    pub fn new(
+        store: Store,
+        directory: Directory,
+        settings: HeartbeatSettings,
+        wake: Arc<Notify>,
+    ) -> Heartbeats {
+        Heartbeats {
+            store,
+            directory,
+            settings,
+            wake,
+        }
+    }
+
+    /// Returns the integration with this name, creating it first if needed (idempotent, so a
+    /// reconnecting engine gets its heartbeat back).
+    pub async fn create_or_get(
+        &self,
+        name: &str,
+        kind: &str,
+    ) -> Result<Integration, HeartbeatError> {
+        let name = name.trim();
+        let kind = kind.trim();
+        if !INTEGRATION_TYPES.contains(&kind) {
+            return Err(HeartbeatError::Invalid("Invalid integration type".into()));
+        }
+        if name.is_empty() || name.len() > 500 {
+            return Err(HeartbeatError::Invalid(
+                "Integration name must be 1 to 500 characters".into(),
+            ));
+        }
+        if let Some(existing) = self.by_name(name).await? {
+            return Ok(existing);
+        }
+        // Two replicas creating the same name at once: one insert wins, both read it back.
+        sqlx::query(
+            "INSERT INTO integrations (public_id, name, kind, heartbeat_token, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(random_string("C", 13))
+        .bind(name.to_string())
+        .bind(kind.to_string())
+        .bind(random_string("", 24))
+        .bind(now_ms())
+        .execute(self.store.pool())
+        .await?;
+        self.by_name(name).await?.ok_or_else(|| {
+            HeartbeatError::Invalid("integration vanished while being created".into())
+        })
+    }
+
+    async fn by_name(&self, name: &str) -> Result<Option<Integration>, HeartbeatError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM integrations WHERE name = $1"
+        )))
+        .bind(name.to_string())
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(row.as_ref().map(from_row).transpose()?)
+    }
+
+    /// Every integration, or those with this exact name.
+    pub async fn list(&self, name: Option<&str>) -> Result<Vec<Integration>, HeartbeatError> {
+        let rows = match name {
+            Some(name) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM integrations WHERE name = $1 ORDER BY id"
+                )))
+                .bind(name.trim().to_string())
+                .fetch_all(self.store.pool())
+                .await?
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM integrations ORDER BY id"
+                )))
+                .fetch_all(self.store.pool())
+                .await?
+            }
+        };
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Records a beat for the link token; `false` when no integration has it.
+    pub async fn beat(&self, token: &str) -> Result<bool, HeartbeatError> {
+        let now = now_ms();
+        let mut tx = self.store.begin_write().await?;
+        let previous: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT last_beat_at FROM integrations WHERE heartbeat_token = $1")
+                .bind(token.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(previous) = previous else {
+            return Ok(false);
+        };
+        let restored = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE integrations SET state = 'alive', last_beat_at = $1, state_changed_at = $1 \
+             WHERE heartbeat_token = $2 AND state = 'silent' RETURNING {COLUMNS}"
+        )))
+        .bind(now)
+        .bind(token.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = restored {
+            let integration = from_row(&row)?;
+            let silent_for = (now - previous.unwrap_or(now)).max(0) / 1000;
+            let message = format!(
+                "OnCall instance {} is sending heartbeats again (silent for about {}).",
+                integration.instance(),
+                humantime::format_duration(std::time::Duration::from_secs(silent_for as u64))
+            );
+            tracing::warn!(integration = %integration.name, "heartbeat restored");
+            let alerts = self.alerts(&integration, "restored", message);
+            notify::enqueue_in(&mut tx, &alerts, now).await?;
+            tx.commit().await?;
+            self.wake.notify_one();
+            return Ok(true);
+        }
+        let updated = sqlx::query(
+            "UPDATE integrations SET last_beat_at = $1, \
+             state = 'alive', state_changed_at = CASE WHEN state = 'new' THEN $1 ELSE state_changed_at END \
+             WHERE heartbeat_token = $2",
+        )
+        .bind(now)
+        .bind(token.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated > 0)
+    }
+
+    /// Marks integrations silent for longer than the timeout and enqueues their alerts;
+    /// returns how many went silent.
+    pub async fn check(&self) -> Result<usize, HeartbeatError> {
+        let now = now_ms();
+        let deadline = now - self.settings.timeout.as_millis() as i64;
+        let mut tx = self.store.begin_write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE integrations SET state = 'silent', state_changed_at = $1 \
+             WHERE state = 'alive' AND last_beat_at < $2 RETURNING {COLUMNS}"
+        )))
+        .bind(now)
+        .bind(deadline)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut alerts = Vec::new();
+        for row in &rows {
+            let integration = from_row(row)?;
+            let last = integration.last_beat_at.unwrap_or(now);
+            let message = format!(
+                "OnCall instance {} stopped sending heartbeats: none for {} s (last at {}).",
+                integration.instance(),
+                (now - last) / 1000,
+                format_ms(last)
+            );
+            tracing::error!(integration = %integration.name, "heartbeat lost");
+            alerts.extend(self.alerts(&integration, "silent", message));
+        }
+        notify::enqueue_in(&mut tx, &alerts, now).await?;
+        tx.commit().await?;
+        if !rows.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(rows.len())
+    }
+
+    /// One alert per recipient: the configured users, else the active admins; with nobody to
+    /// tell, one alert without a user still goes to the backend (and the events log).
+    fn alerts(
+        &self,
+        integration: &Integration,
+        state: &str,
+        message: String,
+    ) -> Vec<NewNotification> {
+        let snapshot = self.directory.snapshot();
+        let users: Vec<_> = if self.settings.notify_users.is_empty() {
+            snapshot.admins().cloned().collect()
+        } else {
+            self.settings
+                .notify_users
+                .iter()
+                .filter_map(|who| {
+                    let found = snapshot.by_email(who).or_else(|| snapshot.by_id(who)).cloned();
+                    if found.is_none() {
+                        tracing::warn!(user = %who, "heartbeat.notify_users names no directory user");
+                    }
+                    found
+                })
+                .collect()
+        };
+        let payload = serde_json::json!({
+            "title": format!("OnCall heartbeat {state}"),
+            "integration": integration.name,
+            "integration_id": integration.id,
+            "state": state,
+            "last_beat_at": integration.last_beat_at.map(format_ms),
+        });
+        let route = (!self.settings.backend.is_empty()).then(|| self.settings.backend.clone());
+        let base = NewNotification {
+            kind: Kind::Heartbeat,
+            user_id: String::new(),
+            email: String::new(),
+            name: String::new(),
+            phone_number: None,
+            message,
+            payload: Some(payload),
+            route,
+        };
+        if users.is_empty() {
+            return vec![base];
+        }
+        users
+            .iter()
+            .map(|u| NewNotification {
+                user_id: u.id.clone(),
+                email: u.email.clone(),
+                name: u.name.clone(),
+                phone_number: u.phone_number.clone(),
+                ..base.clone()
+            })
+            .collect()
+    }
+
+    /// Runs [`Heartbeats::check`] every `heartbeat.check_interval` until shutdown.
+    pub fn spawn_watchdog(self, shutdown: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.check_interval) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                if let Err(e) = self.check().await {
+                    tracing::warn!(error = %e, "heartbeat check failed");
+                }
+            }
+        })
+    }
+}

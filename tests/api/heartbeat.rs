@@ -1,0 +1,317 @@
+//! E4/E5 integrations, E6 heartbeat links, and the watchdog.
+
+use std::time::Duration;
+
+use crate::db_test;
+use crate::helpers::*;
+
+const NAME: &str = "OnCall Cloud Heartbeat http://oncall-engine:8080";
+
+async fn create(app: &TestApp) -> serde_json::Value {
+    // python-requests' encoding of data={"type": ..., "name": ...}.
+    let resp = app
+        .post_fields(
+            "/api/v1/integrations/",
+            &[("type", "formatted_webhook"), ("name", NAME)],
+        )
+        .await;
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+fn path_of(link: &str) -> String {
+    let rest = link.split_once("://").expect("absolute").1;
+    format!("/{}", rest.split_once('/').expect("path").1)
+}
+
+async fn creating_twice_returns_the_same_integration(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    let first = create(&app).await;
+    let again = create(&app).await;
+    assert_eq!(first, again, "idempotent on the name");
+    let id = first["id"].as_str().expect("id");
+    assert!(!id.is_empty() && id.len() <= 50);
+    assert_eq!(first["name"], NAME);
+    assert_eq!(first["type"], "formatted_webhook");
+    let link = first["link"].as_str().expect("link");
+    let beat = first["heartbeat"]["link"].as_str().expect("heartbeat link");
+    assert!(link.starts_with(&format!("http://{}/", app.addr)), "{link}");
+    assert!(beat.starts_with("http://") && beat.len() <= 200, "{beat}");
+    assert!(beat.ends_with("/heartbeat/"), "{beat}");
+
+    // JSON works too, and the no-slash path.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/integrations"))
+        .header("Authorization", TOKEN)
+        .json(&serde_json::json!({"type": "formatted_webhook", "name": NAME}))
+        .send()
+        .await
+        .expect("send");
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 201);
+    assert_eq!(body["id"], first["id"]);
+
+    let (status, body) = json_of(
+        app.get(&format!("/api/v1/integrations/?name={}", urlencode(NAME)))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["count"], 1);
+    assert_eq!(body["results"][0]["id"], first["id"]);
+    assert!(body["next"].is_null());
+    let (_, body) = json_of(app.get("/api/v1/integrations/?name=nothing").await).await;
+    assert_eq!(body["count"], 0);
+    app.stop().await;
+}
+db_test!(creating_twice_returns_the_same_integration);
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn bad_integration_requests_are_400_with_detail(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    let (status, body) = json_of(
+        app.post_fields(
+            "/api/v1/integrations/",
+            &[("type", "alertmanager"), ("name", "x")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        serde_json::json!({"detail": "Invalid integration type"})
+    );
+    let (status, body) = json_of(
+        app.post_fields("/api/v1/integrations/", &[("type", "formatted_webhook")])
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["detail"].is_string());
+    let resp = app
+        .client
+        .post(app.url("/api/v1/integrations/"))
+        .body("type=formatted_webhook&name=x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 403);
+    app.stop().await;
+}
+db_test!(bad_integration_requests_are_400_with_detail);
+
+async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    let created = create(&app).await;
+    let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
+    let resp = app.client.get(app.url(&beat)).send().await.expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = app
+        .client
+        .post(app.url(&beat))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    let resp = app
+        .client
+        .get(app.url(beat.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, body) = json_of(
+        app.client
+            .get(app.url("/integrations/v1/formatted_webhook/not-a-real-token/heartbeat/"))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body["detail"].is_string());
+    app.stop().await;
+}
+db_test!(heartbeat_link_needs_no_token_and_unknown_links_are_403);
+
+fn watchdog_settings(db: &TestDb, fake: &Fake) -> oncall_relay::config::Settings {
+    let mut s = settings(db);
+    use_webhook(&mut s, &fake.url);
+    s.heartbeat.timeout = Duration::from_millis(800);
+    s.heartbeat.check_interval = Duration::from_millis(100);
+    s
+}
+
+fn heartbeat_alerts(fake: &Fake) -> Vec<serde_json::Value> {
+    fake.requests()
+        .iter()
+        .map(|r| r.json())
+        .filter(|b| b["kind"] == "heartbeat")
+        .collect()
+}
+
+async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let s = watchdog_settings(&db, &fake);
+    let app = TestApp::spawn(s.clone()).await;
+    let admin = app.add_user("admin@example.com", Some("+4930123456")).await;
+    app.directory
+        .update(
+            "admin@example.com",
+            oncall_relay::directory::UserPatch {
+                role: Some("admin".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("admin");
+    app.add_user("editor@example.com", Some("+4930123457"))
+        .await;
+
+    // A never-beaten integration raises nothing.
+    let (_, quiet) = json_of(
+        app.post_fields(
+            "/api/v1/integrations/",
+            &[("type", "formatted_webhook"), ("name", "never beats")],
+        )
+        .await,
+    )
+    .await;
+    assert!(quiet["id"].is_string());
+    let created = create(&app).await;
+    let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
+    assert_eq!(
+        app.client
+            .get(app.url(&beat))
+            .send()
+            .await
+            .expect("beat")
+            .status()
+            .as_u16(),
+        200
+    );
+
+    let alerts = wait_for(Duration::from_secs(10), || async {
+        let a = heartbeat_alerts(&fake);
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(
+        alerts[0]["user"]["id"],
+        admin.id.as_str(),
+        "admins are told by default"
+    );
+    assert!(
+        alerts[0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("stopped sending heartbeats")
+    );
+    assert!(
+        alerts[0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("http://oncall-engine:8080")
+    );
+
+    // Still silent, and a restart: no second alert.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.stop().await;
+    let app = TestApp::spawn(s).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(heartbeat_alerts(&fake).len(), 1, "once per transition");
+
+    assert_eq!(
+        app.client
+            .post(app.url(&beat))
+            .send()
+            .await
+            .expect("beat")
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url(&beat))
+            .send()
+            .await
+            .expect("beat")
+            .status()
+            .as_u16(),
+        200
+    );
+    let alerts = wait_for(Duration::from_secs(10), || async {
+        let a = heartbeat_alerts(&fake);
+        (a.len() >= 2).then_some(a)
+    })
+    .await;
+    assert!(
+        alerts[1]["message"]
+            .as_str()
+            .expect("message")
+            .contains("sending heartbeats again")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(heartbeat_alerts(&fake).len(), 2);
+    app.stop().await;
+}
+db_test!(watchdog_alerts_once_when_silent_and_once_when_restored);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_announce_each_transition_once() {
+    if skip_postgres() {
+        return;
+    }
+    let db = TestDb::new(Db::Postgres).await;
+    let fake = Fake::start().await;
+    let mut s = watchdog_settings(&db, &fake);
+    s.heartbeat.check_interval = Duration::from_millis(20);
+    let a = TestApp::spawn(s.clone()).await;
+    let b = TestApp::spawn(s).await;
+    a.directory
+        .add(oncall_relay::directory::NewUser {
+            email: "admin@example.com".into(),
+            role: Some("admin".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("admin");
+    let created = create(&a).await;
+    let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
+    // Beats through both instances.
+    a.client.get(a.url(&beat)).send().await.expect("beat");
+    b.client.get(b.url(&beat)).send().await.expect("beat");
+    wait_for(Duration::from_secs(10), || async {
+        (!heartbeat_alerts(&fake).is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(heartbeat_alerts(&fake).len(), 1);
+    let (ra, rb) = tokio::join!(
+        a.client.get(a.url(&beat)).send(),
+        b.client.get(b.url(&beat)).send()
+    );
+    assert_eq!(ra.expect("beat").status().as_u16(), 200);
+    assert_eq!(rb.expect("beat").status().as_u16(), 200);
+    wait_for(Duration::from_secs(10), || async {
+        (heartbeat_alerts(&fake).len() >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alerts = heartbeat_alerts(&fake);
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    a.stop().await;
+    b.stop().await;
+}
