@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# Benchmark of oncall-relay on SQLite and PostgreSQL: one command, a Markdown table at the end.
+#
+# What it measures, for each database (a fresh SQLite file, a fresh PostgreSQL database
+# bench_<random> that is dropped at the end), with 10,000 imported users and the default
+# `stdout` backend (its output goes to /dev/null):
+#   - GET /healthz requests/s at 64 clients (the HTTP stack alone, as a reference);
+#   - GET /api/v1/users?page=3&short=true&roles=0&roles=1 requests/s and p99;
+#   - POST /api/v1/make_call accepted (2xx) per second, p50 and p99, each request for another
+#     of the 10,000 users; then that every 2xx answer left a row in `notifications`;
+#   - the server's resident memory (VmRSS) when idle after start, and again after the load
+#     once the delivery queue has drained;
+#   - time from process start to the first answered /healthz (median of 5 starts).
+# Load: target/release/examples/loadgen (examples/loadgen.rs), closed loop, 64 keep-alive
+# HTTP/1.1 connections, 2 s warm-up then 10 s measured. The load generator runs on the same
+# machine as the server and the database, so all three share its cores.
+#
+# Run from anywhere:   bash bench/run.sh
+# Needs: cargo, curl, python3, psql, and PostgreSQL reachable as PG_URL (trust auth).
+# Knobs (environment): PG_URL (default postgres://postgres@127.0.0.1:5432), PG_PARAMS (appended
+# to the database URL, e.g. '?sslmode=disable'), DBS ("sqlite postgres"), USERS (10000),
+# CONCURRENCY (64), DURATION (10s), WARMUP (2s), STARTS (5).
+# ONCALL_RELAY_* variables set in your environment reach the server too (e.g.
+# ONCALL_RELAY_QUEUE__WRITERS=4), except the db.* ones this script sets; the table lists them.
+# Output: the table on stdout and in bench/results/latest.md, raw loadgen lines beneath it.
+
+set -euo pipefail
+export LC_ALL=C
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+PG_PARAMS=${PG_PARAMS:-}
+DBS=${DBS:-sqlite postgres}
+USERS=${USERS:-10000}
+CONCURRENCY=${CONCURRENCY:-64}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+STARTS=${STARTS:-5}
+RESULTS_DIR=$ROOT/bench/results
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+for tool in cargo curl python3; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+if [[ " $DBS " == *" postgres "* ]]; then
+    command -v psql >/dev/null || die "psql is required for the PostgreSQL run (or set DBS=sqlite)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+log "building (cargo build --release --bin oncall-relay --example loadgen)"
+(cd "$ROOT" && cargo build --release --bin oncall-relay --example loadgen)
+TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BIN=$TARGET_DIR/release/oncall-relay
+LOADGEN=$TARGET_DIR/release/examples/loadgen
+# Other work on the machine skews every number: note how busy it was when measuring began.
+LOADAVG_START=$(cut -d' ' -f1 /proc/loadavg)
+
+# ---------------------------------------------------------------------------------------------
+# State and cleanup
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/oncall-bench.XXXXXX")
+TOKEN=bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BASE=http://127.0.0.1:$PORT
+SERVER_PID=""
+PG_DB=""
+LAST_STOP_MS=""
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    local pid=$SERVER_PID
+    SERVER_PID=""
+    local t0=$EPOCHREALTIME
+    kill -TERM "$pid" 2>/dev/null || return 0
+    # Graceful shutdown drains the queue; give it 15 s, then force.
+    for _ in $(seq 1500); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.01
+    done
+    if kill -KILL "$pid" 2>/dev/null; then
+        log "WARNING: the server (pid $pid) ignored SIGTERM for 15 s and was killed"
+    fi
+    wait "$pid" 2>/dev/null || true
+    LAST_STOP_MS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+}
+
+drop_pg_db() {
+    [[ -n $PG_DB ]] || return 0
+    psql "$PG_URL/postgres" -qAt -v ON_ERROR_STOP=1 \
+        -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null || log "could not drop $PG_DB"
+    PG_DB=""
+}
+
+cleanup() {
+    stop_server
+    drop_pg_db
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The server reads config/config.yml from its working directory when present: run it from
+# the empty work directory so that only this script's settings apply.
+server_env=()
+set_db_env() { # sqlite FILE | postgres URL
+    case $1 in
+    sqlite) server_env=(ONCALL_RELAY_DB__DRIVER=sqlite "ONCALL_RELAY_DB__PATH=$2" ONCALL_RELAY_DB__URL=) ;;
+    postgres) server_env=(ONCALL_RELAY_DB__DRIVER=postgres "ONCALL_RELAY_DB__URL=$2") ;;
+    esac
+}
+
+relay() { # oncall-relay subcommand with the current database
+    (cd "$WORK" && env "${server_env[@]}" "$BIN" "$@")
+}
+
+json() { # json FILE KEY: one field of a JSON object
+    python3 -c 'import json, sys; v = json.load(open(sys.argv[1]))[sys.argv[2]]; print(json.dumps(v) if isinstance(v, (dict, list)) else v)' "$1" "$2"
+}
+
+rss_mib() {
+    awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+median() {
+    sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# Starts the server in the background (SERVER_PID) and waits for /healthz; READY_MS is the
+# time from just before the start to the first 2xx answer. Not to be called in $(...): the
+# server must be this shell's child.
+READY_MS=""
+start_server() {
+    local start_ns
+    start_ns=$(date +%s%N)
+    (cd "$WORK" && exec env "${server_env[@]}" "$BIN" serve --auth-token "$TOKEN" \
+        --port "127.0.0.1:$PORT" --log-level warn >/dev/null 2>"$WORK/server.err") &
+    SERVER_PID=$!
+    if ! "$LOADGEN" --wait-ready --since-ns "$start_ns" --url "$BASE/healthz" \
+        --ready-timeout 30s >"$WORK/ready.json"; then
+        cat "$WORK/server.err" >&2 || true
+        die "the server did not answer /healthz"
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited: $(cat "$WORK/server.err")"
+    READY_MS=$(json "$WORK/ready.json" ready_ms)
+}
+
+cpu_ticks() { # user + system clock ticks of a process
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# loadgen NAME ARGS...: runs a load against the server, keeps its JSON line as $WORK/NAME.json
+# and the cores the server used meanwhile (CPU time / wall time) as CPU[NAME].
+declare -A CPU
+loadgen() {
+    local name=$1 before after t0 t1
+    shift
+    before=$(cpu_ticks "$SERVER_PID")
+    t0=$EPOCHREALTIME
+    "$LOADGEN" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
+        --header "Authorization: $TOKEN" "$@" >"$WORK/$name.json"
+    t1=$EPOCHREALTIME
+    after=$(cpu_ticks "$SERVER_PID")
+    CPU[$name]=$(awk -v d=$((after - before)) -v hz="$(getconf CLK_TCK)" -v a="$t0" -v b="$t1" \
+        'BEGIN { printf "%.2f", d / hz / (b - a) }')
+    log "$name (server used ${CPU[$name]} cores): $(cat "$WORK/$name.json")"
+    printf '%s: %s\n' "$name" "$(cat "$WORK/$name.json")" >>"$WORK/raw.txt"
+}
+
+sql() { # sql DB_KIND TARGET QUERY: the first row, columns separated by |
+    case $1 in
+    sqlite)
+        python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=10); print("|".join("" if v is None else str(v) for v in c.execute(sys.argv[2]).fetchone()))' "$2" "$3"
+        ;;
+    postgres) psql "$2" -qAt -v ON_ERROR_STOP=1 -c "$3" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# Users: u0..u{USERS-1}@bench.example, valid Berlin numbers +4930 1000000+i, mixed roles
+# (80 % admin or editor, which the users page below filters on).
+
+CSV=$WORK/users.csv
+seq 0 $((USERS - 1)) | awk '
+    BEGIN { print "email,phone,name,role" }
+    { role = ($1 % 5 == 0) ? "admin" : ($1 % 5 == 4) ? "viewer" : "editor"
+      printf "u%d@bench.example,+4930%07d,Bench User %d,%s\n", $1, 1000000 + $1, $1, role }' >"$CSV"
+
+declare -A R # results by "db:metric"
+
+bench_db() { # bench_db sqlite|postgres
+    local db=$1 target
+    case $db in
+    sqlite)
+        target=$WORK/bench.db
+        set_db_env sqlite "$target"
+        ;;
+    postgres)
+        PG_DB=bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+        psql "$PG_URL/postgres" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE $PG_DB" >/dev/null
+        target=$PG_URL/$PG_DB$PG_PARAMS
+        set_db_env postgres "$target"
+        ;;
+    esac
+    log "== $db"
+
+    local imported
+    imported=$(relay users import "$CSV" 2>&1) || die "users import failed: $imported"
+    log "$imported"
+    [[ $imported == *": $USERS added,"* ]] || die "expected $USERS users added: $imported"
+
+    # e. Start-up time, median of STARTS starts (the database is migrated and holds the users).
+    local starts=()
+    for _ in $(seq "$STARTS"); do
+        start_server
+        starts+=("$READY_MS")
+        stop_server
+    done
+    R[$db:start_ms]=$(printf '%s\n' "${starts[@]}" | median)
+    log "start to first /healthz (ms): ${starts[*]} -> median ${R[$db:start_ms]}"
+
+    start_server
+    local pid=$SERVER_PID
+    sleep 1
+    R[$db:rss_idle]=$(rss_mib "$pid")
+
+    # a. /healthz
+    loadgen "$db-healthz" --url "$BASE/healthz"
+    R[$db:healthz_rps]=$(json "$WORK/$db-healthz.json" rps)
+    R[$db:healthz_err]=$(json "$WORK/$db-healthz.json" errors)
+
+    # b. users page
+    local users_url="$BASE/api/v1/users?page=3&short=true&roles=0&roles=1"
+    local page
+    page=$(curl -fsS -H "Authorization: $TOKEN" "$users_url") || die "users page failed"
+    [[ $page == *'"results":[{"id":'* ]] || die "unexpected users page: ${page:0:300}"
+    loadgen "$db-users" --url "$users_url"
+    R[$db:users_rps]=$(json "$WORK/$db-users.json" rps)
+    R[$db:users_p99]=$(json "$WORK/$db-users.json" p99_ms)
+    R[$db:users_err]=$(json "$WORK/$db-users.json" errors)
+
+    # c. make_call, after one checked by hand
+    local answer
+    answer=$(curl -fsS -H "Authorization: $TOKEN" --data 'email=u1@bench.example&message=bench+probe' \
+        "$BASE/api/v1/make_call") || die "make_call failed"
+    [[ $answer == '{}' ]] || die "unexpected make_call answer: $answer"
+    loadgen "$db-make_call" --url "$BASE/api/v1/make_call" --method POST --users "$USERS" \
+        --body-template 'email=u{n}%40bench.example&message=Bench+call+{n}'
+    local f=$WORK/$db-make_call.json
+    R[$db:call_rps]=$(json "$f" ok_rps)
+    R[$db:call_p50]=$(json "$f" p50_ms)
+    R[$db:call_p99]=$(json "$f" p99_ms)
+    R[$db:call_max]=$(json "$f" max_ms)
+    R[$db:call_err]=$(json "$f" errors)
+    R[$db:call_err_counts]=$(json "$f" error_counts)
+    local answered=$(($(json "$f" total_ok) + 1)) # + the probe
+
+    # Wait for the delivery queue to drain, then d. RSS again and the durability check.
+    local t0=$SECONDS pending
+    while :; do
+        pending=$(sql "$db" "$target" \
+            "SELECT count(*) FROM notifications WHERE status IN ('queued', 'delivering')")
+        [[ $pending == 0 ]] && break
+        ((SECONDS - t0 < 300)) || die "$pending notifications still pending after 300 s"
+        sleep 0.5
+    done
+    R[$db:drain_s]=$((SECONDS - t0))
+    sleep 1
+    R[$db:rss_after]=$(rss_mib "$pid")
+    local rows delivered
+    rows=$(sql "$db" "$target" "SELECT count(*) FROM notifications")
+    delivered=$(sql "$db" "$target" "SELECT count(*) FROM notifications WHERE status = 'delivered'")
+    # Delivery: rate from the first acceptance to the last delivery, and the longest wait.
+    local span lag
+    IFS='|' read -r span lag < <(sql "$db" "$target" \
+        "SELECT max(finished_at) - min(created_at), max(finished_at - created_at) FROM notifications WHERE status = 'delivered'")
+    R[$db:deliver_rps]=$(awk -v n="$delivered" -v ms="$span" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')
+    R[$db:deliver_lag]=$(awk -v ms="$lag" 'BEGIN { printf "%.1f", ms / 1000 }')
+    R[$db:cpu]="${CPU[$db-healthz]} / ${CPU[$db-users]} / ${CPU[$db-make_call]}"
+    R[$db:rows]=$rows
+    R[$db:answered]=$answered
+    R[$db:delivered]=$delivered
+    log "make_call on $db: $answered answered 2xx, $rows rows in notifications, $delivered delivered"
+    [[ $rows == "$answered" ]] || log "WARNING: rows ($rows) != 2xx answers ($answered)"
+
+    stop_server
+    log "the server exited $LAST_STOP_MS ms after SIGTERM"
+    [[ $db == postgres ]] && drop_pg_db
+    return 0
+}
+
+for db in $DBS; do
+    bench_db "$db"
+done
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+cell() { echo "${R[$1]:-n/a}"; }
+row() { # row LABEL TARGET KEY|FUNCTION: one table row, a cell per database
+    local label=$1 goal=$2 what=$3
+    local line="| $label | $goal |"
+    for db in $DBS; do
+        if declare -F "$what" >/dev/null; then
+            line+=" $("$what" "$db") |"
+        else
+            line+=" $(cell "$db:$what") |"
+        fi
+    done
+    echo "$line"
+}
+int() { if [[ $1 =~ ^[0-9.]+$ ]]; then printf '%.0f' "$1"; else echo "$1"; fi; }
+f_healthz() { echo "$(int "$(cell "$1:healthz_rps")") ($(cell "$1:healthz_err") errors)"; }
+f_users() { int "$(cell "$1:users_rps")"; }
+f_users_p99() { echo "$(cell "$1:users_p99") ($(cell "$1:users_err") errors)"; }
+f_call() { int "$(cell "$1:call_rps")"; }
+f_call_lat() { echo "$(cell "$1:call_p50") / $(cell "$1:call_p99") / $(cell "$1:call_max")"; }
+f_call_err() {
+    local e
+    e=$(cell "$1:call_err")
+    if [[ $e == 0 ]]; then echo 0; else echo "$e $(cell "$1:call_err_counts")"; fi
+}
+f_durable() {
+    local ok=✓
+    [[ $(cell "$1:rows") == "$(cell "$1:answered")" ]] || ok="✗ MISMATCH"
+    echo "$(cell "$1:rows") / $(cell "$1:answered") $ok ($(cell "$1:delivered") delivered, drained in $(cell "$1:drain_s") s)"
+}
+
+commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock migrations 2>/dev/null | head -1)
+[[ -n $dirty ]] && commit+=" (with uncommitted changes)"
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+extra_env=$(env | grep '^ONCALL_RELAY_' | grep -v '^ONCALL_RELAY_DB__' | cut -d= -f1 | tr '\n' ' ' || true)
+names=""
+for db in $DBS; do
+    case $db in sqlite) names+=" SQLite |" ;; postgres) names+=" PostgreSQL |" ;; esac
+done
+seps=$(for _ in $DBS; do printf -- ' ---: |'; done)
+
+report=$WORK/report.md
+{
+    echo "## oncall-relay benchmark"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, $(nproc) cores ($cpu)," \
+        "$USERS users, $CONCURRENCY clients, $WARMUP warm-up + $DURATION measured," \
+        "load generator on the same machine, load average before the run $LOADAVG_START." \
+        "PostgreSQL URL parameters: ${PG_PARAMS:-none (sslmode=prefer)}.${extra_env:+ Server settings from the environment: $extra_env}"
+    echo
+    echo "| metric | target |$names"
+    echo "| --- | --- |$seps"
+    row "GET /healthz req/s (reference)" "–" f_healthz
+    row "GET users page 3 (short, roles 0+1) req/s" "≥ 5,000" f_users
+    row "GET users page p99 ms" "–" f_users_p99
+    row "POST make_call accepted/s" "≥ 3,000 (PG), aim 10,000" f_call
+    row "POST make_call p50 / p99 / max ms" "p99 ≤ 25 (PG)" f_call_lat
+    row "POST make_call errors (by status)" "0" f_call_err
+    row "rows in notifications / 2xx answers" "equal" f_durable
+    row "delivered/s (first accept → last delivery)" "–" deliver_rps
+    row "longest accept → delivered wait, s" "–" deliver_lag
+    row "server CPU, cores (healthz / users / make_call)" "–" cpu
+    row "idle RSS after start, MiB" "≤ 25, aim 10" rss_idle
+    row "idle RSS after load (queue drained), MiB" "≤ 25, aim 10" rss_after
+    row "start → first /healthz, ms (median of $STARTS)" "≤ 300, aim 30" start_ms
+    echo
+    echo "<details><summary>raw loadgen output</summary>"
+    echo
+    echo '```'
+    cat "$WORK/raw.txt"
+    echo '```'
+    echo
+    echo "</details>"
+} >"$report"
+
+mkdir -p "$RESULTS_DIR"
+cp "$report" "$RESULTS_DIR/latest.md"
+echo
+cat "$report"
+log "written to bench/results/latest.md"
