@@ -110,6 +110,7 @@ impl Application {
             settings.directory.refresh_interval,
             shutdown.clone(),
         )];
+        background.push(spawn_memory_trim(shutdown.clone()));
         if !settings.queue.retention.is_zero() {
             background.push(spawn_purge(
                 store.clone(),
@@ -260,6 +261,19 @@ fn spawn_purge(
                 _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
                 _ = shutdown.cancelled() => return,
             }
+        }
+    })
+}
+
+/// Returns memory freed after a burst to the system, so an idle relay stays small.
+fn spawn_memory_trim(shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            crate::telemetry::release_free_memory();
         }
     })
 }

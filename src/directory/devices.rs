@@ -41,10 +41,10 @@ fn check_token(token: &str) -> Result<String, DirectoryError> {
 }
 
 pub(super) async fn assigned(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
 ) -> Result<HashMap<String, String>, sqlx::Error> {
     let rows = sqlx::query("SELECT token, user_id FROM devices WHERE user_id IS NOT NULL")
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("token")?, r.try_get("user_id")?)))
@@ -98,6 +98,7 @@ impl Directory {
     pub async fn see_device(&self, token: &str) -> Result<(), DirectoryError> {
         let token = check_token(token)?;
         let now = now_ms();
+        let _guard = self.store.write_guard().await;
         sqlx::query(
             "INSERT INTO devices (token, first_seen_at, last_seen_at) VALUES ($1, $2, $2) \
              ON CONFLICT (token) DO UPDATE SET last_seen_at = $2",

@@ -11,6 +11,7 @@ mod import;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -431,18 +432,21 @@ impl Directory {
         let version: i64 = sqlx::query_scalar("SELECT version FROM directory_version WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM directory_users ORDER BY id"
-        )))
-        .fetch_all(&mut *tx)
-        .await?;
+        // Row by row: holding every raw row at once would double the peak memory of a reload.
+        let mut users = Vec::new();
+        {
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM directory_users ORDER BY id"
+            )))
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                users.push(user_from_row(&row)?);
+            }
+        }
         let devices = devices::assigned(&mut tx).await?;
         tx.commit().await?;
-        let users = rows
-            .iter()
-            .map(user_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
         self.install(Snapshot::new(version, users, devices));
+        crate::telemetry::release_free_memory();
         Ok(true)
     }
 
@@ -574,11 +578,9 @@ impl Directory {
     }
 }
 
-pub(crate) async fn bump_version(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-) -> Result<(), DirectoryError> {
+pub(crate) async fn bump_version(conn: &mut sqlx::AnyConnection) -> Result<(), DirectoryError> {
     sqlx::query("UPDATE directory_version SET version = version + 1 WHERE id = 1")
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
@@ -673,10 +675,7 @@ fn unique_violation(e: sqlx::Error, user: &User) -> DirectoryError {
     e.into()
 }
 
-async fn insert_user(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    user: User,
-) -> Result<User, DirectoryError> {
+async fn insert_user(conn: &mut sqlx::AnyConnection, user: User) -> Result<User, DirectoryError> {
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO directory_users (public_id, name, username, email, email_key, phone_number, active, role, timezone, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
@@ -692,16 +691,13 @@ async fn insert_user(
     .bind(user.timezone.clone())
     .bind(user.created_at)
     .bind(user.updated_at)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *conn)
     .await
     .map_err(|e| unique_violation(e, &user))?;
     Ok(User { seq, ..user })
 }
 
-async fn update_user(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    user: User,
-) -> Result<User, DirectoryError> {
+async fn update_user(conn: &mut sqlx::AnyConnection, user: User) -> Result<User, DirectoryError> {
     sqlx::query(
         "UPDATE directory_users SET name = $1, username = $2, email = $3, email_key = $4, phone_number = $5, \
          active = $6, role = $7, timezone = $8, updated_at = $9 WHERE id = $10",
@@ -716,7 +712,7 @@ async fn update_user(
     .bind(user.timezone.clone())
     .bind(user.updated_at)
     .bind(user.seq)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(|e| unique_violation(e, &user))?;
     Ok(user)

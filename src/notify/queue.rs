@@ -73,6 +73,7 @@ pub(crate) async fn claim(
          RETURNING id, kind, user_id, email, name, phone_number, message, payload, route, attempts, created_at",
         store.skip_locked()
     );
+    let _guard = store.write_guard().await;
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(lease_until)
         .bind(claim)

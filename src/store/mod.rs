@@ -5,10 +5,12 @@
 //! carries only integers, floats, text and blobs: timestamps are Unix milliseconds in BIGINT
 //! columns, flags are BIGINT 0/1.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::{DbSettings, Driver};
 
@@ -39,6 +41,37 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     driver: Driver,
+    /// SQLite only: this process's writers queue here. SQLite's own busy handler sleeps in
+    /// steps of up to 100 ms, so contended writers would stall; a mutex wakes the next one
+    /// the moment the lock is free.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction; on SQLite it also holds this process's write lock until it ends.
+#[derive(Debug)]
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits, then releases the write lock.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -76,8 +109,11 @@ impl Store {
                     .max_connections(max)
                     .min_connections(db.pool.max_idle_connections.min(max))
                     .after_connect(move |conn, _meta| {
+                        // Custom plans: the queue table starts empty, and a generic plan cached
+                        // then keeps scanning it whole long after it has grown.
                         let set = format!(
-                            "SET statement_timeout = {statement_timeout}; SET application_name = 'oncall-relay'"
+                            "SET statement_timeout = {statement_timeout}; SET application_name = 'oncall-relay'; \
+                             SET plan_cache_mode = force_custom_plan"
                         );
                         Box::pin(async move {
                             conn.execute(sqlx::AssertSqlSafe(set)).await?;
@@ -97,7 +133,12 @@ impl Store {
                 driver: name,
                 source,
             })?;
-        Ok(Store { pool, driver })
+        let write_lock = (driver == Driver::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Store {
+            pool,
+            driver,
+            write_lock,
+        })
     }
 
     /// Applies pending schema migrations (PostgreSQL serialises concurrent runs with a lock).
@@ -131,10 +172,21 @@ impl Store {
     /// Begins a transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first fails with SQLITE_BUSY,
     /// without waiting, when it later tries to write while another connection has written.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.driver {
-            Driver::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Driver::Postgres => self.pool.begin().await,
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let guard = self.write_guard().await;
+        let tx = match self.driver {
+            Driver::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Driver::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Holds this process's SQLite write lock (nothing on PostgreSQL) for a single writing
+    /// statement outside a transaction.
+    pub async fn write_guard(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
         }
     }
 
