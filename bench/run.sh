@@ -10,6 +10,8 @@
 #     of the 10,000 users; then that every 2xx answer left a row in `notifications`;
 #   - the server's resident memory (VmRSS) when idle after start, and again after the load
 #     once the delivery queue has drained;
+#   - POST /mobile_app/v1/fcm_relay (the push relay) accepted per second, p50 and p99, a
+#     Firebase message for one of 100 devices assigned to users, JSON body;
 #   - time from process start to the first answered /healthz (median of 5 starts).
 # Load: target/release/examples/loadgen (examples/loadgen.rs), closed loop, 64 keep-alive
 # HTTP/1.1 connections, 2 s warm-up then 10 s measured. The load generator runs on the same
@@ -174,6 +176,15 @@ loadgen() {
     printf '%s: %s\n' "$name" "$(cat "$WORK/$name.json")" >>"$WORK/raw.txt"
 }
 
+sql_exec() { # sql_exec DB_KIND TARGET STATEMENT: runs a writing statement
+    case $1 in
+    sqlite)
+        python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=10); c.execute(sys.argv[2]); c.commit()' "$2" "$3"
+        ;;
+    postgres) psql "$2" -qAt -v ON_ERROR_STOP=1 -c "$3" >/dev/null ;;
+    esac
+}
+
 sql() { # sql DB_KIND TARGET QUERY: the first row, columns separated by |
     case $1 in
     sqlite)
@@ -215,6 +226,9 @@ bench_db() { # bench_db sqlite|postgres
     imported=$(relay users import "$CSV" 2>&1) || die "users import failed: $imported"
     log "$imported"
     [[ $imported == *": $USERS added,"* ]] || die "expected $USERS users added: $imported"
+    # 100 mobile devices, bench-device-0..99, assigned to the first 100 users.
+    sql_exec "$db" "$target" \
+        "INSERT INTO devices (token, user_id, label, first_seen_at, last_seen_at) SELECT 'bench-device-' || (id - 1), public_id, 'bench', 0, 0 FROM directory_users WHERE id <= 100"
 
     # e. Start-up time, median of STARTS starts (the database is migrated and holds the users).
     local starts=()
@@ -290,6 +304,21 @@ bench_db() { # bench_db sqlite|postgres
     log "make_call on $db: $answered answered 2xx, $rows rows in notifications, $delivered delivered"
     [[ $rows == "$answered" ]] || log "WARNING: rows ($rows) != 2xx answers ($answered)"
 
+    # e. push relay (JSON Firebase messages for assigned devices)
+    loadgen "$db-push" --url "$BASE/mobile_app/v1/fcm_relay" --method POST --users 100 \
+        --header 'Content-Type: application/json' \
+        --body-template '{"token": "bench-device-{n}", "data": {"title": "Bench push {i}", "orgName": "Bench", "alertGroupId": "I{i}", "type": "oncall.message"}, "apns": {"headers": {"apns-priority": "10"}, "payload": {"aps": {"alert": {"title": "Bench push {i}"}, "thread-id": "I{i}"}}}, "android": {"priority": "high"}}'
+    f=$WORK/$db-push.json
+    R[$db:push_rps]=$(json "$f" ok_rps)
+    R[$db:push_p50]=$(json "$f" p50_ms)
+    R[$db:push_p99]=$(json "$f" p99_ms)
+    R[$db:push_err]=$(json "$f" errors)
+    local pushed pushes
+    pushed=$(json "$f" total_ok)
+    pushes=$(sql "$db" "$target" "SELECT count(*) FROM notifications WHERE kind = 'push'")
+    R[$db:push_durable]="$pushes / $pushed"
+    [[ $pushes == "$pushed" ]] || log "WARNING: push rows ($pushes) != 2xx answers ($pushed)"
+
     stop_server
     log "the server exited $LAST_STOP_MS ms after SIGTERM"
     [[ $db == postgres ]] && drop_pg_db
@@ -327,6 +356,8 @@ f_call_err() {
     e=$(cell "$1:call_err")
     if [[ $e == 0 ]]; then echo 0; else echo "$e $(cell "$1:call_err_counts")"; fi
 }
+f_push() { int "$(cell "$1:push_rps")"; }
+f_push_lat() { echo "$(cell "$1:push_p50") / $(cell "$1:push_p99"), $(cell "$1:push_err") errors"; }
 f_durable() {
     local ok=✓
     [[ $(cell "$1:rows") == "$(cell "$1:answered")" ]] || ok="✗ MISMATCH"
@@ -362,6 +393,9 @@ report=$WORK/report.md
     row "POST make_call p50 / p99 / max ms" "p99 ≤ 25 (PG)" f_call_lat
     row "POST make_call errors (by status)" "0" f_call_err
     row "rows in notifications / 2xx answers" "equal" f_durable
+    row "POST fcm_relay (push) accepted/s" "–" f_push
+    row "POST fcm_relay p50 / p99 ms, errors" "–" f_push_lat
+    row "push rows / 2xx answers" "equal" push_durable
     row "delivered/s (first accept → last delivery)" "–" deliver_rps
     row "longest accept → delivered wait, s" "–" deliver_lag
     row "server CPU, cores (healthz / users / make_call)" "–" cpu

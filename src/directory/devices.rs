@@ -26,6 +26,11 @@ pub struct Device {
     pub last_seen_at: i64,
 }
 
+/// How long a recorded unassigned token is not recorded again.
+const SEEN_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most tokens remembered as recently recorded.
+const SEEN_CAPACITY: usize = 10_000;
+
 /// Longest accepted token (FCM tokens are about 160 characters).
 const MAX_TOKEN_LEN: usize = 4096;
 
@@ -94,19 +99,42 @@ impl Directory {
         Ok(device)
     }
 
-    /// Records that a push for `token` arrived, registering it (unassigned) if new.
+    /// Records that a push for `token` arrived, registering it (unassigned) if new. A token
+    /// recorded in the last few minutes is not written again.
     pub async fn see_device(&self, token: &str) -> Result<(), DirectoryError> {
         let token = check_token(token)?;
+        {
+            let mut seen = match self.seen_devices.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if seen
+                .get(&token)
+                .is_some_and(|at| at.elapsed() < SEEN_REFRESH)
+            {
+                return Ok(());
+            }
+            if seen.len() >= SEEN_CAPACITY {
+                seen.clear();
+            }
+            seen.insert(token.clone(), std::time::Instant::now());
+        }
         let now = now_ms();
         let _guard = self.store.write_guard().await;
         sqlx::query(
             "INSERT INTO devices (token, first_seen_at, last_seen_at) VALUES ($1, $2, $2) \
              ON CONFLICT (token) DO UPDATE SET last_seen_at = $2",
         )
-        .bind(token)
+        .bind(token.clone())
         .bind(now)
         .execute(self.store.pool())
-        .await?;
+        .await
+        .inspect_err(|_| {
+            // Not recorded after all: try again on the next push.
+            if let Ok(mut seen) = self.seen_devices.lock() {
+                seen.remove(&token);
+            }
+        })?;
         Ok(())
     }
 

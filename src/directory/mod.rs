@@ -360,6 +360,9 @@ pub struct Directory {
     store: Store,
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     reload: Arc<tokio::sync::Mutex<()>>,
+    /// Unassigned push tokens recently recorded, so that a stream of pushes to one device
+    /// does not write to the database each time.
+    seen_devices: Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
 }
 
 const USER_COLUMNS: &str = "id, public_id, name, username, email, phone_number, active, role, timezone, created_at, updated_at";
@@ -391,6 +394,7 @@ impl Directory {
                 ..Snapshot::default()
             }))),
             reload: Arc::new(tokio::sync::Mutex::new(())),
+            seen_devices: Arc::default(),
         };
         dir.refresh().await?;
         Ok(dir)

@@ -221,3 +221,53 @@ fn help_documents_every_subcommand() {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }
 }
+
+async fn devices_can_be_assigned_listed_and_removed(db: Db) {
+    let db = TestDb::new(db).await;
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "ann@example.com",
+            "--phone",
+            "+4930123456",
+        ],
+    ));
+    let out = relay(
+        &db,
+        &["devices", "add", "tok-1", "--user", "nobody@example.com"],
+    );
+    assert!(!out.status.success(), "unknown user refused");
+    ok(&relay(
+        &db,
+        &[
+            "devices",
+            "add",
+            "tok-1",
+            "--user",
+            "ann@example.com",
+            "--label",
+            "Ann's phone",
+        ],
+    ));
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["devices", "list", "--json"]))).expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list[0]["token"], "tok-1");
+    assert_eq!(list[0]["label"], "Ann's phone");
+    assert!(
+        list[0]["user_id"]
+            .as_str()
+            .expect("assigned")
+            .starts_with('U')
+    );
+    ok(&relay(&db, &["devices", "remove", "tok-1"]));
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["devices", "list", "--json"]))).expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 0);
+    let out = relay(&db, &["integrations", "list"]);
+    assert!(out.status.success());
+}
+db_test!(devices_can_be_assigned_listed_and_removed);

@@ -146,3 +146,29 @@ async fn oncall_ui_links_get_a_page_not_a_404(db: Db) {
     app.stop().await;
 }
 db_test!(oncall_ui_links_get_a_page_not_a_404);
+
+async fn allow_any_token_accepts_anything_only_without_configured_tokens(db: Db) {
+    let db = TestDb::new(db).await;
+    let mut s = settings(&db);
+    s.app.auth_token = oncall_relay::config::Tokens(vec![]);
+    s.app.allow_any_token = true;
+    let app = TestApp::spawn(s).await;
+    let resp = app
+        .client
+        .get(app.url("/api/v1/info/"))
+        .header("Authorization", "whatever")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 200);
+    app.stop().await;
+
+    let mut s = settings(&db);
+    s.app.auth_token = oncall_relay::config::Tokens(vec![]);
+    let err = oncall_relay::Application::build(s)
+        .await
+        .err()
+        .expect("refuses");
+    assert!(matches!(err, oncall_relay::StartupError::NoToken));
+}
+db_test!(allow_any_token_accepts_anything_only_without_configured_tokens);
