@@ -98,6 +98,7 @@ impl Application {
         let workers = settings.queue.deliver.then(|| {
             worker::spawn(
                 store.clone(),
+                directory.clone(),
                 backends.clone(),
                 settings.queue.clone(),
                 wake.clone(),

@@ -393,6 +393,8 @@ pub struct PluginSettings {
     pub backend: String,
     /// Configured backends by name.
     pub backends: BTreeMap<String, BackendSettings>,
+    /// Per kind (`call`, `sms`, `push`, `heartbeat`), the backends to try in order.
+    pub routes: BTreeMap<String, Vec<RouteSettings>>,
 }
 
 impl Default for PluginSettings {
@@ -400,9 +402,33 @@ impl Default for PluginSettings {
         PluginSettings {
             backend: "stdout".into(),
             backends: BTreeMap::new(),
+            routes: BTreeMap::new(),
         }
     }
 }
+
+/// One step of a route: a backend, and which notifications it takes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// Backend name under `plugin.backends` (or `stdout`).
+    pub backend: String,
+    /// Only for users with one of these roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Only for these users (emails or ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Only for important notifications (true) or only for the others (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub important: Option<bool>,
+    /// Attempts on this backend before the next step is tried (default `queue.max_attempts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+/// Notification kinds a route can be declared for.
+pub const ROUTE_KINDS: [&str; 4] = ["call", "sms", "push", "heartbeat"];
 
 /// One backend's configuration, selected by `type`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -648,13 +674,56 @@ impl Settings {
                 "option `app.hostname`: longer than 120 characters; OnCall stores links built from it in 200".into(),
             ));
         }
-        if self.plugin.backend != "stdout"
-            && !self.plugin.backends.contains_key(&self.plugin.backend)
-        {
-            return Err(ConfigError::Invalid(format!(
-                "option `plugin.backend`: no backend named `{}` under `plugin.backends`",
-                self.plugin.backend
-            )));
+        for (option, name) in [
+            ("plugin.backend", &self.plugin.backend),
+            ("push.backend", &self.push.backend),
+            ("push.fallback_backend", &self.push.fallback_backend),
+            ("heartbeat.backend", &self.heartbeat.backend),
+        ] {
+            if !name.is_empty() && name != "stdout" && !self.plugin.backends.contains_key(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "option `{option}`: no backend named `{name}` under `plugin.backends`"
+                )));
+            }
+        }
+        if self.plugin.backend.is_empty() {
+            return Err(ConfigError::Invalid(
+                "option `plugin.backend`: must name a backend (`stdout` by default)".into(),
+            ));
+        }
+        for (kind, steps) in &self.plugin.routes {
+            if !ROUTE_KINDS.contains(&kind.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "option `plugin.routes.{kind}`: routes are declared for {}",
+                    ROUTE_KINDS.join(", ")
+                )));
+            }
+            for (i, step) in steps.iter().enumerate() {
+                if step.backend != "stdout" && !self.plugin.backends.contains_key(&step.backend) {
+                    return Err(ConfigError::Invalid(format!(
+                        "option `plugin.routes.{kind}[{i}].backend`: no backend named `{}` under `plugin.backends`",
+                        step.backend
+                    )));
+                }
+                for role in &step.roles {
+                    if crate::directory::Role::parse(role).is_err() {
+                        return Err(ConfigError::Invalid(format!(
+                            "option `plugin.routes.{kind}[{i}].roles`: `{role}` is not admin, editor, viewer or none"
+                        )));
+                    }
+                }
+                if step.attempts == Some(0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "option `plugin.routes.{kind}[{i}].attempts`: must be at least 1"
+                    )));
+                }
+            }
+        }
+        if self.heartbeat.timeout.is_zero() || self.heartbeat.check_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "options `heartbeat.timeout` and `heartbeat.check_interval` must be more than 0"
+                    .into(),
+            ));
         }
         for (name, backend) in &self.plugin.backends {
             if let BackendSettings::Webhook(w) = backend {
@@ -878,6 +947,20 @@ mod tests {
             s.plugin.backends["gw"],
             BackendSettings::Webhook(_)
         ));
+    }
+
+    #[test]
+    fn push_and_heartbeat_backends_must_exist() {
+        for yaml in [
+            "push:\n  backend: nope\n",
+            "push:\n  fallback_backend: nope\n",
+            "heartbeat:\n  backend: nope\n",
+            "heartbeat:\n  timeout: 0s\n",
+        ] {
+            let err = load_yaml(yaml, vec![]).expect_err(yaml);
+            assert!(err.to_string().contains("option"), "{err}");
+        }
+        load_yaml("push:\n  fallback_backend: stdout\n", vec![]).expect("stdout always exists");
     }
 
     #[test]

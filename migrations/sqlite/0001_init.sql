@@ -37,6 +37,8 @@ CREATE TABLE notifications (
     route        TEXT,  -- backend chosen at acceptance; NULL: the default for the kind
     status       TEXT   NOT NULL,
     attempts     BIGINT NOT NULL DEFAULT 0,
+    stage        BIGINT NOT NULL DEFAULT 0,  -- index into the kind's route (fallback step)
+    stage_attempts BIGINT NOT NULL DEFAULT 0, -- attempts on the current step's backend
     due_at       BIGINT,
     claim        BIGINT,
     backend      TEXT,

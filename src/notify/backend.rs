@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::stdout::Stdout;
 use super::webhook::Webhook;
 use super::{Notification, NotifyError};
-use crate::config::{BackendSettings, PluginSettings};
+use crate::config::{BackendSettings, PluginSettings, RouteSettings};
+use crate::directory::{Role, Snapshot, User};
 
 /// A boxed future, so that backends can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -38,11 +39,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>>;
 }
 
-/// Every configured backend, and the one that delivers calls and SMS.
+/// Every configured backend, the routes between them, and the default.
 #[derive(Debug, Clone)]
 pub struct Backends {
     all: BTreeMap<String, Arc<dyn Backend>>,
     default: Arc<dyn Backend>,
+    routes: BTreeMap<String, Vec<RouteSettings>>,
+}
+
+/// One step of a notification's route.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The backend of this step.
+    pub backend: Arc<dyn Backend>,
+    /// Attempts before the next step takes over (`None`: `queue.max_attempts`).
+    pub attempts: Option<u32>,
 }
 
 impl Backends {
@@ -67,22 +78,75 @@ impl Backends {
                     name: plugin.backend.clone(),
                     message: "no such backend under `plugin.backends`".into(),
                 })?;
-        Ok(Backends { all, default })
+        Ok(Backends {
+            all,
+            default,
+            routes: plugin.routes.clone(),
+        })
     }
 
-    /// The backend that delivers `n`: the one chosen at acceptance, else the default.
-    pub fn for_notification(&self, n: &Notification) -> Arc<dyn Backend> {
-        n.route
-            .as_deref()
-            .and_then(|name| self.all.get(name))
-            .unwrap_or(&self.default)
-            .clone()
+    /// The backends to try for `n`, in order: the one chosen at acceptance (push and
+    /// heartbeat settings), then the kind's matching routes, else the default backend.
+    pub fn chain(&self, n: &Notification, directory: &Snapshot) -> Vec<Step> {
+        fn add(steps: &mut Vec<Step>, backend: &Arc<dyn Backend>, attempts: Option<u32>) {
+            if !steps.iter().any(|s| Arc::ptr_eq(&s.backend, backend)) {
+                steps.push(Step {
+                    backend: backend.clone(),
+                    attempts,
+                });
+            }
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        if let Some(explicit) = n.route.as_deref().and_then(|name| self.all.get(name)) {
+            add(&mut steps, explicit, None);
+        }
+        let user = directory.by_id(&n.user_id);
+        for route in self.routes.get(&n.kind).into_iter().flatten() {
+            if route_matches(route, n, user.map(|u| u.as_ref()))
+                && let Some(backend) = self.all.get(&route.backend)
+            {
+                add(&mut steps, backend, route.attempts);
+            }
+        }
+        if steps.is_empty() {
+            add(&mut steps, &self.default, None);
+        }
+        steps
     }
 
     /// A backend by name.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Backend>> {
         self.all.get(name).cloned()
     }
+}
+
+fn route_matches(route: &RouteSettings, n: &Notification, user: Option<&User>) -> bool {
+    if let Some(important) = route.important
+        && important != n.important()
+    {
+        return false;
+    }
+    if !route.roles.is_empty() {
+        let Some(user) = user else { return false };
+        if !route
+            .roles
+            .iter()
+            .any(|r| Role::parse(r).is_ok_and(|role| role == user.role))
+        {
+            return false;
+        }
+    }
+    if !route.users.is_empty() {
+        let key = n.email.to_lowercase();
+        if !route
+            .users
+            .iter()
+            .any(|u| u.trim().to_lowercase() == key || u.trim() == n.user_id)
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// The HTTP client shared by HTTP backends: rustls, no redirects (a redirected POST loses

@@ -18,7 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use acceptor::Acceptor;
-pub use backend::{Backend, Backends, DeliveryError};
+pub use backend::{Backend, Backends, DeliveryError, Step};
 pub use events::{EventFilter, NotificationRecord};
 
 use crate::store::StoreError;
@@ -181,6 +181,12 @@ pub struct Notification {
     pub route: Option<String>,
     /// This delivery's attempt number, from 1.
     pub attempt: i64,
+    /// Step of the route being tried (0 = the first backend).
+    #[serde(skip)]
+    pub stage: i64,
+    /// Attempts on the current step, this one included.
+    #[serde(skip)]
+    pub stage_attempts: i64,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,
 }

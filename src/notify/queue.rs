@@ -68,9 +68,10 @@ pub(crate) async fn claim(
     claim: i64,
 ) -> Result<Vec<Notification>, sqlx::Error> {
     let sql = format!(
-        "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, due_at = $1, claim = $2, updated_at = $3 \
+        "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, stage_attempts = stage_attempts + 1, \
+         due_at = $1, claim = $2, updated_at = $3 \
          WHERE id IN (SELECT id FROM notifications WHERE due_at <= $3 ORDER BY due_at LIMIT $4{}) \
-         RETURNING id, kind, user_id, email, name, phone_number, message, payload, route, attempts, created_at",
+         RETURNING id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at",
         store.skip_locked()
     );
     let _guard = store.write_guard().await;
@@ -97,6 +98,8 @@ pub(crate) async fn claim(
                     .and_then(|p| serde_json::from_str(&p).ok()),
                 route: r.try_get("route")?,
                 attempt: r.try_get("attempts")?,
+                stage: r.try_get("stage")?,
+                stage_attempts: r.try_get("stage_attempts")?,
                 created_at: r.try_get("created_at")?,
             })
         })
@@ -110,6 +113,8 @@ pub(crate) enum Next {
     Delivered,
     /// Failed for now: due again at this time.
     Retry(i64),
+    /// This step's backend gave up: the next step, now.
+    Fallback(i64),
     /// Failed for good.
     Failed,
 }
@@ -132,6 +137,7 @@ impl Outcome {
         match self.next {
             Next::Delivered => "delivered",
             Next::Retry(_) => "retry",
+            Next::Fallback(_) => "fallback",
             Next::Failed => "failed",
         }
     }
@@ -186,6 +192,20 @@ pub(crate) async fn record(
                 .bind(o.error.clone())
                 .bind(o.backend.clone())
                 .bind(now)
+                .bind(o.id)
+                .bind(o.claim)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Next::Fallback(stage) => {
+                sqlx::query(
+                    "UPDATE notifications SET status = 'queued', stage = $1, stage_attempts = 0, due_at = $2, last_error = $3, \
+                     backend = $4, updated_at = $2 WHERE id = $5 AND claim = $6",
+                )
+                .bind(*stage)
+                .bind(now)
+                .bind(o.error.clone())
+                .bind(o.backend.clone())
                 .bind(o.id)
                 .bind(o.claim)
                 .execute(&mut *tx)

@@ -13,9 +13,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Notification;
-use super::backend::{Backends, DeliveryError};
+use super::backend::{Backends, DeliveryError, Step};
 use super::queue::{self, Next, Outcome};
 use crate::config::QueueSettings;
+use crate::directory::Directory;
 use crate::store::{Store, now_ms};
 
 /// Largest number of outcomes written in one transaction.
@@ -24,12 +25,15 @@ const RECORD_BATCH: usize = 512;
 /// Starts the delivery workers of this process.
 pub fn spawn(
     store: Store,
+    directory: Directory,
     backends: Arc<Backends>,
     settings: QueueSettings,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(dispatch(store, backends, settings, wake, shutdown))
+    tokio::spawn(dispatch(
+        store, directory, backends, settings, wake, shutdown,
+    ))
 }
 
 /// Delay before retry number `attempt` (from 1): doubling from `base`, capped, with ±20 % jitter
@@ -43,6 +47,7 @@ pub fn backoff(attempt: i64, base: Duration, max: Duration) -> Duration {
 
 async fn dispatch(
     store: Store,
+    directory: Directory,
     backends: Arc<Backends>,
     settings: QueueSettings,
     wake: Arc<Notify>,
@@ -99,8 +104,9 @@ async fn dispatch(
             let backends = backends.clone();
             let done = done_tx.clone();
             let settings = settings.clone();
+            let chain = backends.chain(&n, &directory.snapshot());
             tokio::spawn(async move {
-                let outcome = deliver(&backends, &settings, n, claim_tag).await;
+                let outcome = deliver(&chain, &settings, n, claim_tag).await;
                 let _ = done.send(outcome);
                 drop(permit);
             });
@@ -123,13 +129,24 @@ async fn dispatch(
     let _ = recorder.await;
 }
 
-async fn deliver(
-    backends: &Backends,
-    settings: &QueueSettings,
-    n: Notification,
-    claim: i64,
-) -> Outcome {
-    let backend = backends.for_notification(&n);
+async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, claim: i64) -> Outcome {
+    // A route that shrank since the last attempt (configuration change) continues on its last step.
+    let index = (n.stage.max(0) as usize).min(chain.len().saturating_sub(1));
+    let Some(step) = chain.get(index) else {
+        return Outcome {
+            id: n.id,
+            claim,
+            attempt: n.attempt,
+            backend: String::new(),
+            error: Some("no backend to deliver to".into()),
+            next: Next::Failed,
+            started_at: now_ms(),
+            duration_ms: 0,
+        };
+    };
+    let backend = &step.backend;
+    let budget = i64::from(step.attempts.unwrap_or(settings.max_attempts));
+    let next_step = (index + 1 < chain.len()).then_some(index as i64 + 1);
     let started_at = now_ms();
     let clock = Instant::now();
     // The backend's own timeout applies first; this one guards against a backend that forgets.
@@ -143,27 +160,36 @@ async fn deliver(
         Err(_) => Err(DeliveryError::Transient("delivery timed out".into())),
     };
     let duration_ms = clock.elapsed().as_millis() as i64;
+    let give_up = |e: String| match next_step {
+        Some(stage) => (Next::Fallback(stage), Some(e)),
+        None => (Next::Failed, Some(e)),
+    };
     let (next, error) = match result {
         Ok(()) => (Next::Delivered, None),
-        Err(DeliveryError::Permanent(e)) => (Next::Failed, Some(e)),
-        Err(DeliveryError::Transient(e)) if n.attempt >= i64::from(settings.max_attempts) => (
-            Next::Failed,
-            Some(format!("{e} (gave up after {} attempts)", n.attempt)),
-        ),
+        Err(DeliveryError::Permanent(e)) => give_up(e),
+        Err(DeliveryError::Transient(e)) if n.stage_attempts >= budget => give_up(format!(
+            "{e} (gave up on {} after {} attempts)",
+            backend.name(),
+            n.stage_attempts
+        )),
         Err(DeliveryError::Transient(e)) => {
-            let delay = backoff(n.attempt, settings.retry_base, settings.retry_max);
+            let delay = backoff(n.stage_attempts, settings.retry_base, settings.retry_max);
             (Next::Retry(now_ms() + delay.as_millis() as i64), Some(e))
         }
     };
+    let error_text = error.as_deref().unwrap_or("");
     match &next {
         Next::Delivered => {
             tracing::info!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, duration_ms, "notification delivered")
         }
         Next::Retry(_) => {
-            tracing::warn!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error.as_deref().unwrap_or(""), "delivery failed, will retry")
+            tracing::warn!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error_text, "delivery failed, will retry")
+        }
+        Next::Fallback(_) => {
+            tracing::warn!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error_text, "backend gave up, trying the next route")
         }
         Next::Failed => {
-            tracing::error!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error.as_deref().unwrap_or(""), "delivery failed for good")
+            tracing::error!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error_text, "delivery failed for good")
         }
     }
     Outcome {

@@ -8,5 +8,6 @@ mod heartbeat;
 mod info;
 mod push;
 mod queue;
+mod routing;
 mod users;
 mod webhook;

@@ -1,0 +1,179 @@
+//! Routes per kind: conditions, fallback to the next backend, and giving up.
+
+use std::time::Duration;
+
+use oncall_relay::config::RouteSettings;
+
+use crate::db_test;
+use crate::helpers::*;
+
+fn step(backend: &str) -> RouteSettings {
+    RouteSettings {
+        backend: backend.into(),
+        ..RouteSettings::default()
+    }
+}
+
+async fn post(app: &TestApp, path: &str, email: &str, message: &str) {
+    let resp = app
+        .post_fields(path, &[("email", email), ("message", message)])
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+async fn calls_for_admins_take_their_own_route(db: Db) {
+    let db = TestDb::new(db).await;
+    let (voice, other) = (Fake::start().await, Fake::start().await);
+    let mut s = settings(&db);
+    add_webhook(&mut s, "voice", &voice.url);
+    add_webhook(&mut s, "other", &other.url);
+    s.plugin.routes.insert(
+        "call".into(),
+        vec![
+            RouteSettings {
+                roles: vec!["admin".into()],
+                ..step("voice")
+            },
+            step("other"),
+        ],
+    );
+    let app = TestApp::spawn(s).await;
+    app.directory
+        .add(oncall_relay::directory::NewUser {
+            email: "boss@example.com".into(),
+            phone_number: Some("+4930123456".into()),
+            role: Some("admin".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("admin");
+    app.add_user("dev@example.com", Some("+4930123457")).await;
+    post(&app, "/api/v1/make_call", "boss@example.com", "admin call").await;
+    post(&app, "/api/v1/make_call", "dev@example.com", "editor call").await;
+    // SMS has no route: the default backend (stdout).
+    post(&app, "/api/v1/send_sms", "boss@example.com", "sms").await;
+    let events = app.wait_until_settled(3).await;
+    assert!(events.iter().all(|e| e.status == "delivered"));
+    let by_message = |m: &str| {
+        events
+            .iter()
+            .find(|e| e.message == m)
+            .expect("event")
+            .backend
+            .clone()
+    };
+    assert_eq!(by_message("admin call").as_deref(), Some("voice"));
+    assert_eq!(by_message("editor call").as_deref(), Some("other"));
+    assert_eq!(by_message("sms").as_deref(), Some("stdout"));
+    assert_eq!(voice.requests().len(), 1);
+    assert_eq!(voice.requests()[0].json()["message"], "admin call");
+    assert_eq!(other.requests().len(), 1);
+    app.stop().await;
+}
+db_test!(calls_for_admins_take_their_own_route);
+
+async fn sms_falls_back_from_a_failing_gateway_once(db: Db) {
+    let db = TestDb::new(db).await;
+    let (gateway, chat) = (Fake::start().await, Fake::start().await);
+    gateway.script(&[], Reply::Status(503));
+    let mut s = settings(&db);
+    add_webhook(&mut s, "gateway", &gateway.url);
+    add_webhook(&mut s, "chat", &chat.url);
+    s.plugin.routes.insert(
+        "sms".into(),
+        vec![
+            RouteSettings {
+                attempts: Some(2),
+                ..step("gateway")
+            },
+            step("chat"),
+        ],
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    post(&app, "/api/v1/send_sms", "alice@example.com", "disk full").await;
+    let events = app.wait_until_settled(1).await;
+    let e = &events[0];
+    assert_eq!(e.status, "delivered");
+    assert_eq!(e.backend.as_deref(), Some("chat"));
+    let outcomes: Vec<(&str, &str)> = e
+        .attempt_log
+        .iter()
+        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("gateway", "retry"),
+            ("gateway", "fallback"),
+            ("chat", "delivered")
+        ]
+    );
+    assert_eq!(gateway.requests().len(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(chat.requests().len(), 1, "delivered once, not doubled");
+    assert_eq!(chat.requests()[0].json()["message"], "disk full");
+    app.stop().await;
+}
+db_test!(sms_falls_back_from_a_failing_gateway_once);
+
+async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: Db) {
+    let db = TestDb::new(db).await;
+    let (first, second) = (Fake::start().await, Fake::start().await);
+    first.script(&[], Reply::Status(401));
+    second.script(&[], Reply::Status(500));
+    let mut s = settings(&db);
+    add_webhook(&mut s, "first", &first.url);
+    add_webhook(&mut s, "second", &second.url);
+    s.plugin.routes.insert(
+        "call".into(),
+        vec![
+            step("first"),
+            RouteSettings {
+                attempts: Some(2),
+                ..step("second")
+            },
+        ],
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    post(&app, "/api/v1/make_call", "alice@example.com", "ring").await;
+    let events = app.wait_until_settled(1).await;
+    let e = &events[0];
+    assert_eq!(e.status, "failed");
+    assert_eq!(e.attempts, 3);
+    let outcomes: Vec<(&str, &str)> = e
+        .attempt_log
+        .iter()
+        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("first", "fallback"),
+            ("second", "retry"),
+            ("second", "failed")
+        ]
+    );
+    assert_eq!(
+        first.requests().len(),
+        1,
+        "a 4xx is not retried on the same backend"
+    );
+    app.stop().await;
+}
+db_test!(a_client_error_falls_back_at_once_and_all_failing_ends_failed);
+
+#[test]
+fn a_route_to_an_unknown_backend_is_a_startup_error() {
+    let mut s = oncall_relay::config::Settings::default();
+    s.plugin.routes.insert("sms".into(), vec![step("nowhere")]);
+    let err = s.validate().expect_err("unknown backend");
+    assert!(
+        err.to_string().contains("plugin.routes.sms[0].backend"),
+        "{err}"
+    );
+    let mut s = oncall_relay::config::Settings::default();
+    s.plugin.routes.insert("fax".into(), vec![step("stdout")]);
+    assert!(s.validate().is_err());
+}
