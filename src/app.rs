@@ -16,7 +16,7 @@ use crate::cloud_api::{self, AppState, Inner, TokenCheck};
 use crate::config::{ConfigError, Settings};
 use crate::directory::{Directory, DirectoryError};
 use crate::heartbeat::Heartbeats;
-use crate::notify::{Acceptor, Backends, NotifyError, worker};
+use crate::notify::{Acceptor, Backends, Gate, NotifyError, worker};
 use crate::store::{Store, StoreError};
 
 /// Why the service could not start.
@@ -146,6 +146,11 @@ impl Application {
             acceptor,
             store: store.clone(),
             heartbeats,
+            gate: Gate::new(
+                store.clone(),
+                settings.limits.clone(),
+                settings.dedup.clone(),
+            ),
             push_route,
             push_fallback_route,
             request_timeout: settings.app.write_timeout,

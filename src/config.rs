@@ -92,6 +92,10 @@ pub struct Settings {
     pub push: PushSettings,
     /// Watching OnCall's own heartbeat.
     pub heartbeat: HeartbeatSettings,
+    /// Caps on calls, SMS and pushes.
+    pub limits: LimitsSettings,
+    /// Repeated identical notifications.
+    pub dedup: DedupSettings,
 }
 
 /// `app.*`: HTTP server, logging and authentication.
@@ -550,6 +554,49 @@ pub struct PushSettings {
     pub backend: String,
     /// Backend for pushes to unassigned devices (e.g. a team chat webhook); empty: `push.backend`.
     pub fallback_backend: String,
+}
+
+/// `limits.*`: caps per kind over a sliding window, per user and for the whole installation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// The window the caps count over.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// Phone calls.
+    pub call: Cap,
+    /// Text messages.
+    pub sms: Cap,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        LimitsSettings {
+            window: Duration::from_secs(24 * 3600),
+            call: Cap::default(),
+            sms: Cap::default(),
+        }
+    }
+}
+
+/// One kind's caps; 0 means no cap.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cap {
+    /// Most per user within the window.
+    pub per_user: u64,
+    /// Most for everybody together within the window.
+    pub total: u64,
+}
+
+/// `dedup.*`: the same user, kind and message again within the window is recorded as a
+/// duplicate and not delivered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DedupSettings {
+    /// 0 turns it off.
+    #[serde(with = "duration")]
+    pub window: Duration,
 }
 
 /// `heartbeat.*`: watching OnCall's own heartbeat.

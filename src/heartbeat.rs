@@ -316,6 +316,8 @@ impl Heartbeats {
             message,
             payload: Some(payload),
             route,
+            dedup_key: None,
+            duplicate_of: None,
         };
         if users.is_empty() {
             return vec![base];

@@ -35,6 +35,7 @@ CREATE TABLE notifications (
     message      TEXT   NOT NULL,
     payload      TEXT,  -- kind-specific details as JSON (a push's title, data, device token)
     route        TEXT,  -- backend chosen at acceptance; NULL: the default for the kind
+    dedup_key    TEXT,  -- hash of user, kind and message, for the duplicate window
     status       TEXT   NOT NULL,
     attempts     BIGINT NOT NULL DEFAULT 0,
     stage        BIGINT NOT NULL DEFAULT 0,  -- index into the kind's route (fallback step)
@@ -49,6 +50,8 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_due ON notifications (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX notifications_created ON notifications (created_at);
+CREATE INDEX notifications_user_kind ON notifications (user_id, kind, created_at);
+CREATE INDEX notifications_dedup ON notifications (dedup_key, created_at) WHERE dedup_key IS NOT NULL;
 
 -- Every delivery attempt, whatever its outcome.
 CREATE TABLE delivery_attempts (

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The user has no phone number on file or is inactive.
     #[error("number not verified")]
     NumberNotVerified,
+    /// A cap of `limits.*` is reached.
+    #[error("limit exceeded")]
+    LimitExceeded,
     /// Cannot accept now (storage down or too slow); OnCall records a failure.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -68,9 +71,10 @@ impl ApiError {
             ApiError::NotFound | ApiError::UserNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Fields(_) | ApiError::BadRequest(_) | ApiError::NumberNotVerified => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Fields(_)
+            | ApiError::BadRequest(_)
+            | ApiError::NumberNotVerified
+            | ApiError::LimitExceeded => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,6 +94,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(detail) => json!({"detail": detail}),
             ApiError::UserNotFound => json!({"error": "user-not-found"}),
             ApiError::NumberNotVerified => json!({"error": "number-not-verified"}),
+            ApiError::LimitExceeded => json!({"error": "limit-exceeded"}),
             ApiError::Unavailable(reason) => {
                 tracing::warn!(reason = %reason, "answering 503");
                 json!({"error": "failed"})
@@ -132,6 +137,7 @@ impl From<NotifyError> for ApiError {
     fn from(e: NotifyError) -> Self {
         match e {
             NotifyError::Filter(m) => ApiError::BadRequest(m),
+            NotifyError::LimitExceeded => ApiError::LimitExceeded,
             NotifyError::Unavailable(m) => ApiError::Unavailable(m),
             NotifyError::Store(s) => ApiError::Unavailable(s.to_string()),
             NotifyError::BackendConfig { .. } => ApiError::Internal(e.to_string()),

@@ -31,7 +31,7 @@ pub use error::ApiError;
 
 use crate::directory::Directory;
 use crate::heartbeat::Heartbeats;
-use crate::notify::Acceptor;
+use crate::notify::{Acceptor, Gate};
 use crate::store::Store;
 
 /// What handlers share.
@@ -53,6 +53,8 @@ pub struct Inner {
     pub store: Store,
     /// Integrations and heartbeats.
     pub heartbeats: Heartbeats,
+    /// Limits and deduplication of calls and SMS.
+    pub gate: Gate,
     /// Backend for pushes to assigned devices (`None`: the default).
     pub push_route: Option<String>,
     /// Backend for pushes to unassigned devices (`None`: the default).

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::extract::FormOrJson;
 use super::{ApiError, AppState};
 use crate::directory::parse_email;
-use crate::notify::{Kind, NewNotification};
+use crate::notify::{Admission, Kind, NewNotification};
 
 /// The form OnCall posts.
 #[derive(Debug, Deserialize)]
@@ -78,10 +78,20 @@ async fn accept(
     if !user.phone_verified() {
         return Err(ApiError::NumberNotVerified);
     }
-    state
-        .acceptor
-        .accept(NewNotification::to_user(kind, &user, message))
-        .await?;
+    let mut notification = NewNotification::to_user(kind, &user, message);
+    match state
+        .gate
+        .admit(kind, &user.id, &notification.message)
+        .await?
+    {
+        Admission::Accept { dedup_key } => notification.dedup_key = dedup_key,
+        Admission::Duplicate { dedup_key, of } => {
+            tracing::info!(kind = %kind, user_id = %user.id, duplicate_of = of, "duplicate recorded, not delivered");
+            notification.dedup_key = Some(dedup_key);
+            notification.duplicate_of = Some(of);
+        }
+    }
+    state.acceptor.accept(notification).await?;
     tracing::debug!(kind = %kind, user_id = %user.id, "notification accepted");
     Ok(Json(json!({})))
 }

@@ -130,6 +130,8 @@ pub async fn relay(State(state): State<AppState>, body: Bytes) -> Result<Respons
             message,
             payload: Some(payload),
             route,
+            dedup_key: None,
+            duplicate_of: None,
         },
     };
     state.acceptor.accept(notification).await?;

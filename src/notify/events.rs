@@ -9,7 +9,7 @@ use super::NotifyError;
 use crate::store::Store;
 
 /// Statuses a notification can have.
-pub const STATUSES: [&str; 4] = ["queued", "delivering", "delivered", "failed"];
+pub const STATUSES: [&str; 5] = ["queued", "delivering", "delivered", "failed", "duplicate"];
 
 /// Which notifications to list.
 #[derive(Debug, Clone, Default)]

@@ -8,6 +8,7 @@
 mod acceptor;
 pub mod backend;
 pub mod events;
+mod gate;
 mod queue;
 mod stdout;
 mod webhook;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use acceptor::Acceptor;
 pub use backend::{Backend, Backends, DeliveryError, Step};
 pub use events::{EventFilter, NotificationRecord};
+pub use gate::{Admission, Gate};
 
 use crate::store::StoreError;
 
@@ -37,6 +39,9 @@ pub enum NotifyError {
         /// What is wrong.
         message: String,
     },
+    /// A cap of `limits.*` is reached.
+    #[error("limit exceeded")]
+    LimitExceeded,
     /// A filter given to `events list` is invalid.
     #[error("invalid filter: {0}")]
     Filter(String),
@@ -140,6 +145,10 @@ pub struct NewNotification {
     pub payload: Option<serde_json::Value>,
     /// The backend to use instead of the default for the kind.
     pub route: Option<String>,
+    /// Key of user, kind and message when deduplication is on.
+    pub dedup_key: Option<String>,
+    /// Set when this repeats an earlier notification: recorded, never delivered.
+    pub duplicate_of: Option<i64>,
 }
 
 impl NewNotification {
@@ -154,6 +163,8 @@ impl NewNotification {
             message,
             payload: None,
             route: None,
+            dedup_key: None,
+            duplicate_of: None,
         }
     }
 }

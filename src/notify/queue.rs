@@ -10,8 +10,10 @@ use crate::store::{Store, pow2_chunks, values_placeholders};
 /// Largest number of rows in one multi-row statement.
 const MAX_ROWS_PER_STATEMENT: usize = 128;
 
-/// Status of a notification row.
+/// Status of a notification waiting for delivery.
 pub(crate) const QUEUED: &str = "queued";
+/// Status of a notification that repeats an earlier one within the dedup window.
+pub(crate) const DUPLICATE: &str = "duplicate";
 
 /// Inserts `items` as due now, in one transaction.
 pub(crate) async fn insert_batch(
@@ -30,15 +32,26 @@ pub(crate) async fn insert_rows(
     items: &[NewNotification],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    const COLS: usize = 12;
+    const COLS: usize = 15;
     let mut offset = 0;
     for size in pow2_chunks(items.len(), MAX_ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO notifications (kind, user_id, email, name, phone_number, message, payload, route, status, due_at, created_at, updated_at) VALUES {}",
+            "INSERT INTO notifications (kind, user_id, email, name, phone_number, message, payload, route, dedup_key, \
+             status, due_at, last_error, finished_at, created_at, updated_at) VALUES {}",
             values_placeholders(size, COLS, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for n in &items[offset..offset + size] {
+            // A duplicate is recorded as final at once: never due, never delivered.
+            let (status, due_at, note, finished_at) = match n.duplicate_of {
+                Some(of) => (
+                    DUPLICATE,
+                    None,
+                    Some(format!("duplicate of #{of}")),
+                    Some(now),
+                ),
+                None => (QUEUED, Some(now), None, None),
+            };
             q = q
                 .bind(n.kind.as_str())
                 .bind(n.user_id.clone())
@@ -48,8 +61,11 @@ pub(crate) async fn insert_rows(
                 .bind(n.message.clone())
                 .bind(n.payload.as_ref().map(|p| p.to_string()))
                 .bind(n.route.clone())
-                .bind(QUEUED)
-                .bind(now)
+                .bind(n.dedup_key.clone())
+                .bind(status)
+                .bind(due_at)
+                .bind(note)
+                .bind(finished_at)
                 .bind(now)
                 .bind(now);
         }

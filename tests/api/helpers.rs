@@ -276,7 +276,7 @@ impl TestApp {
             (ev.len() >= expected
                 && ev
                     .iter()
-                    .all(|e| e.status == "delivered" || e.status == "failed"))
+                    .all(|e| matches!(e.status.as_str(), "delivered" | "failed" | "duplicate")))
             .then_some(ev)
         })
         .await

@@ -6,6 +6,7 @@ mod calls;
 mod cli;
 mod heartbeat;
 mod info;
+mod limits;
 mod push;
 mod queue;
 mod routing;
