@@ -127,6 +127,16 @@ struct AddUser {
     /// Add the user as inactive (never called).
     #[arg(long)]
     inactive: bool,
+    /// A backend address, e.g. telegram=12345678, email=a@example.com, ntfy=alice-pager,
+    /// route=sms_gateway (a backend tried first for this user). Repeatable.
+    #[arg(long = "contact", value_name = "NAME=VALUE", value_parser = parse_contact)]
+    contacts: Vec<(String, String)>,
+}
+
+fn parse_contact(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("`{raw}` is not NAME=VALUE"))
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +167,9 @@ struct UpdateUser {
     /// New time zone.
     #[arg(long)]
     timezone: Option<String>,
+    /// Set a backend address (NAME=VALUE); an empty value removes it. Repeatable.
+    #[arg(long = "contact", value_name = "NAME=VALUE", value_parser = parse_contact)]
+    contacts: Vec<(String, String)>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -361,6 +374,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                     role: a.role,
                     active: Some(!a.inactive),
                     timezone: a.timezone,
+                    contacts: a.contacts.into_iter().collect(),
                 })
                 .await?;
             println!("added {}", describe(&user));
@@ -390,6 +404,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                         role: u.role,
                         active: u.active,
                         timezone: u.timezone,
+                        contacts: u.contacts.into_iter().collect(),
                     },
                 )
                 .await?;

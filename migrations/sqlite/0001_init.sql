@@ -11,6 +11,8 @@ CREATE TABLE directory_users (
     active       BIGINT NOT NULL DEFAULT 1,
     role         TEXT   NOT NULL DEFAULT 'editor',
     timezone     TEXT   NOT NULL DEFAULT 'UTC',
+    -- Per-backend addresses as a JSON object: {"telegram": "12345", "email": "a@b", "route": "sms_gw"}
+    contacts     TEXT   NOT NULL DEFAULT '{}',
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL
 );

@@ -71,6 +71,7 @@ impl ImportRow {
             role: self.role,
             active: self.active,
             timezone: self.timezone,
+            contacts: Default::default(),
         }
     }
 
@@ -83,6 +84,7 @@ impl ImportRow {
             role: self.role,
             active: self.active,
             timezone: self.timezone,
+            contacts: Default::default(),
         }
     }
 }

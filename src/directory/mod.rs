@@ -8,7 +8,7 @@
 mod devices;
 mod import;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use futures_util::TryStreamExt;
@@ -148,6 +148,9 @@ pub struct User {
     pub role: Role,
     /// IANA time zone.
     pub timezone: String,
+    /// Addresses for backends (`telegram`, `slack`, `email`, `ntfy`, ...) and `route`, a
+    /// backend tried first for this user.
+    pub contacts: BTreeMap<String, String>,
     /// Creation time (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -180,6 +183,9 @@ pub struct NewUser {
     pub active: Option<bool>,
     /// IANA time zone.
     pub timezone: Option<String>,
+    /// Backend addresses.
+    #[serde(default)]
+    pub contacts: BTreeMap<String, String>,
 }
 
 /// Changes to an existing user; `None` leaves a field as it is.
@@ -199,6 +205,9 @@ pub struct UserPatch {
     pub active: Option<bool>,
     /// New time zone.
     pub timezone: Option<String>,
+    /// Contacts to set (an empty value removes the key).
+    #[serde(default)]
+    pub contacts: BTreeMap<String, String>,
 }
 
 /// Validates an email address and returns it trimmed.
@@ -365,7 +374,7 @@ pub struct Directory {
     seen_devices: Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
 }
 
-const USER_COLUMNS: &str = "id, public_id, name, username, email, phone_number, active, role, timezone, created_at, updated_at";
+const USER_COLUMNS: &str = "id, public_id, name, username, email, phone_number, active, role, timezone, contacts, created_at, updated_at";
 
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let role: String = row.try_get("role")?;
@@ -379,6 +388,8 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
         active: row.try_get::<i64, _>("active")? != 0,
         role: Role::parse(&role).unwrap_or(Role::None),
         timezone: row.try_get("timezone")?,
+        // Written only by this module; an unreadable value means no contacts, not no user.
+        contacts: serde_json::from_str(&row.try_get::<String, _>("contacts")?).unwrap_or_default(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -622,9 +633,36 @@ fn validate_new(new: NewUser) -> Result<User, DirectoryError> {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| "UTC".into()),
+        contacts: new
+            .contacts
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| Ok((parse_contact_key(&k)?, v.trim().to_string())))
+            .collect::<Result<_, DirectoryError>>()?,
         created_at: now,
         updated_at: now,
     })
+}
+
+fn contacts_json(contacts: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(contacts).unwrap_or_else(|_| "{}".into())
+}
+
+/// Validates a contact key: lower-case letters, digits, `_` and `-` (`telegram`, `email`, `route`).
+pub fn parse_contact_key(raw: &str) -> Result<String, DirectoryError> {
+    let key = raw.trim().to_ascii_lowercase();
+    if key.is_empty()
+        || key.len() > 40
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(DirectoryError::Invalid {
+            field: "contacts",
+            message: format!("`{raw}` is not a contact name (letters, digits, `_`, `-`)"),
+        });
+    }
+    Ok(key)
 }
 
 fn apply_patch(mut user: User, patch: UserPatch) -> Result<User, DirectoryError> {
@@ -652,6 +690,15 @@ fn apply_patch(mut user: User, patch: UserPatch) -> Result<User, DirectoryError>
     }
     if let Some(tz) = patch.timezone {
         user.timezone = tz.trim().to_string();
+    }
+    for (key, value) in patch.contacts {
+        let key = parse_contact_key(&key)?;
+        let value = value.trim().to_string();
+        if value.is_empty() {
+            user.contacts.remove(&key);
+        } else {
+            user.contacts.insert(key, value);
+        }
     }
     if user != before {
         user.updated_at = now_ms();
@@ -681,8 +728,8 @@ fn unique_violation(e: sqlx::Error, user: &User) -> DirectoryError {
 
 async fn insert_user(conn: &mut sqlx::AnyConnection, user: User) -> Result<User, DirectoryError> {
     let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO directory_users (public_id, name, username, email, email_key, phone_number, active, role, timezone, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        "INSERT INTO directory_users (public_id, name, username, email, email_key, phone_number, active, role, timezone, created_at, updated_at, contacts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(user.id.clone())
     .bind(user.name.clone())
@@ -695,6 +742,7 @@ async fn insert_user(conn: &mut sqlx::AnyConnection, user: User) -> Result<User,
     .bind(user.timezone.clone())
     .bind(user.created_at)
     .bind(user.updated_at)
+    .bind(contacts_json(&user.contacts))
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| unique_violation(e, &user))?;
@@ -704,7 +752,7 @@ async fn insert_user(conn: &mut sqlx::AnyConnection, user: User) -> Result<User,
 async fn update_user(conn: &mut sqlx::AnyConnection, user: User) -> Result<User, DirectoryError> {
     sqlx::query(
         "UPDATE directory_users SET name = $1, username = $2, email = $3, email_key = $4, phone_number = $5, \
-         active = $6, role = $7, timezone = $8, updated_at = $9 WHERE id = $10",
+         active = $6, role = $7, timezone = $8, updated_at = $9, contacts = $11 WHERE id = $10",
     )
     .bind(user.name.clone())
     .bind(user.username.clone())
@@ -716,6 +764,7 @@ async fn update_user(conn: &mut sqlx::AnyConnection, user: User) -> Result<User,
     .bind(user.timezone.clone())
     .bind(user.updated_at)
     .bind(user.seq)
+    .bind(contacts_json(&user.contacts))
     .execute(&mut *conn)
     .await
     .map_err(|e| unique_violation(e, &user))?;

@@ -101,6 +101,12 @@ impl Backends {
             add(&mut steps, explicit, None);
         }
         let user = directory.by_id(&n.user_id);
+        if let Some(preferred) = user
+            .and_then(|u| u.contacts.get("route"))
+            .and_then(|name| self.all.get(name))
+        {
+            add(&mut steps, preferred, None);
+        }
         for route in self.routes.get(&n.kind).into_iter().flatten() {
             if route_matches(route, n, user.map(|u| u.as_ref()))
                 && let Some(backend) = self.all.get(&route.backend)

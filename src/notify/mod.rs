@@ -198,6 +198,8 @@ pub struct Notification {
     /// Attempts on the current step, this one included.
     #[serde(skip)]
     pub stage_attempts: i64,
+    /// The recipient's backend addresses from the directory (`telegram`, `email`, ...).
+    pub contacts: std::collections::BTreeMap<String, String>,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,
 }

@@ -116,6 +116,7 @@ pub(crate) async fn claim(
                 attempt: r.try_get("attempts")?,
                 stage: r.try_get("stage")?,
                 stage_attempts: r.try_get("stage_attempts")?,
+                contacts: Default::default(),
                 created_at: r.try_get("created_at")?,
             })
         })

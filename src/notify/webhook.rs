@@ -53,6 +53,8 @@ struct TemplateContext<'a> {
     important: bool,
     /// Kind-specific details: a push's `data`, `device_token`, ...
     details: Option<&'a serde_json::Value>,
+    /// The recipient's backend addresses (`telegram`, `email`, ...).
+    contacts: &'a std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -149,6 +151,7 @@ impl Webhook {
             title: n.title(),
             important: n.important(),
             details: n.payload.as_ref(),
+            contacts: &n.contacts,
         }
     }
 }

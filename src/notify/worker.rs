@@ -92,7 +92,8 @@ async fn dispatch(
         };
         let claimed_all = rows.len() == limit;
         let mut first = Some(first);
-        for n in rows {
+        let snapshot = directory.snapshot();
+        for mut n in rows {
             let permit = match first.take() {
                 Some(p) => p,
                 // Only this loop takes slots, so the ones counted above are still free.
@@ -104,7 +105,10 @@ async fn dispatch(
             let backends = backends.clone();
             let done = done_tx.clone();
             let settings = settings.clone();
-            let chain = backends.chain(&n, &directory.snapshot());
+            let chain = backends.chain(&n, &snapshot);
+            if let Some(user) = snapshot.by_id(&n.user_id) {
+                n.contacts = user.contacts.clone();
+            }
             tokio::spawn(async move {
                 let outcome = deliver(&chain, &settings, n, claim_tag).await;
                 let _ = done.send(outcome);

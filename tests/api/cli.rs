@@ -126,6 +126,42 @@ async fn users_can_be_managed_without_sql(db: Db) {
     assert_eq!(bob["role"], "editor");
     assert_eq!(list.as_array().expect("list").len(), 3);
 
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "bob@example.com",
+            "--contact",
+            "telegram=12345",
+            "--contact",
+            "email=bob@work.example",
+        ],
+    ));
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    let bob = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|u| u["email"] == "bob@example.com")
+        .expect("bob");
+    assert_eq!(
+        bob["contacts"],
+        serde_json::json!({"email": "bob@work.example", "telegram": "12345"})
+    );
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "bob@example.com",
+            "--contact",
+            "bad key=1",
+        ],
+    );
+    assert!(!out.status.success(), "contact names are checked");
+
     ok(&relay(&db, &["users", "remove", "legacy-42"]));
     let list: serde_json::Value =
         serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");

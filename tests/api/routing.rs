@@ -177,3 +177,69 @@ fn a_route_to_an_unknown_backend_is_a_startup_error() {
     s.plugin.routes.insert("fax".into(), vec![step("stdout")]);
     assert!(s.validate().is_err());
 }
+
+async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
+    let db = TestDb::new(db).await;
+    let (personal, default) = (Fake::start().await, Fake::start().await);
+    let mut s = settings(&db);
+    use_webhook(&mut s, &default.url);
+    s.plugin.backends.insert(
+        "personal".into(),
+        oncall_relay::config::BackendSettings::Webhook(oncall_relay::config::WebhookSettings {
+            url: personal.url.clone(),
+            method: "POST".into(),
+            headers: Default::default(),
+            timeout: Duration::from_secs(2),
+            body: Some(r#"{"chat": {{ contacts.telegram }}, "text": {{ message }}}"#.into()),
+            content_type: "application/json".into(),
+        }),
+    );
+    let app = TestApp::spawn(s).await;
+    app.directory
+        .add(oncall_relay::directory::NewUser {
+            email: "a@example.com".into(),
+            phone_number: Some("+4930123456".into()),
+            contacts: [
+                ("route".to_string(), "personal".to_string()),
+                ("Telegram".to_string(), "4242".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("add");
+    app.add_user("b@example.com", Some("+4930123457")).await;
+    post(&app, "/api/v1/send_sms", "a@example.com", "for a").await;
+    post(&app, "/api/v1/send_sms", "b@example.com", "for b").await;
+    app.wait_until_settled(2).await;
+    assert_eq!(personal.requests().len(), 1);
+    assert_eq!(
+        personal.requests()[0].json(),
+        serde_json::json!({"chat": "4242", "text": "for a"})
+    );
+    assert_eq!(default.requests().len(), 1);
+    assert_eq!(default.requests()[0].json()["message"], "for b");
+    assert_eq!(
+        default.requests()[0].json()["contacts"],
+        serde_json::json!({})
+    );
+
+    // Removing the preferred route sends the next one to the default backend.
+    app.directory
+        .update(
+            "a@example.com",
+            oncall_relay::directory::UserPatch {
+                contacts: [("route".to_string(), String::new())].into_iter().collect(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    post(&app, "/api/v1/send_sms", "a@example.com", "again for a").await;
+    app.wait_until_settled(3).await;
+    assert_eq!(default.requests().len(), 2);
+    assert_eq!(default.requests()[1].json()["contacts"]["telegram"], "4242");
+    app.stop().await;
+}
+db_test!(a_users_preferred_route_and_contacts_reach_the_backend);
