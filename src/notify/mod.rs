@@ -10,6 +10,7 @@ pub mod backend;
 pub mod events;
 mod gate;
 mod queue;
+pub mod shape;
 mod stdout;
 mod webhook;
 pub mod worker;
