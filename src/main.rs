@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use oncall_relay::config::{Overrides, Settings};
 use oncall_relay::directory::{Directory, ImportFormat, NewUser, User, UserPatch, parse_import};
 use oncall_relay::heartbeat::Heartbeats;
-use oncall_relay::notify::{EventFilter, events};
+use oncall_relay::notify::{Backends, EventFilter, Kind, NewNotification, events, worker};
 use oncall_relay::store::{Store, format_ms, now_ms};
 use oncall_relay::{Application, telemetry};
 
@@ -70,6 +70,11 @@ enum Command {
     /// Show the integrations OnCall created (its heartbeat) and their state.
     #[command(subcommand)]
     Integrations(IntegrationsCommand),
+    /// Send test notifications through the configured routes.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+    /// Validate the configuration, backends, routes and templates without sending anything.
+    CheckConfig,
     /// Print the effective configuration (secrets hidden) and exit.
     Config,
 }
@@ -199,6 +204,23 @@ enum DevicesCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum NotifyCommand {
+    /// Send one notification to a user now, through the real routes (each step tried once),
+    /// and record it in the events log.
+    Test {
+        /// Email or id of the recipient.
+        #[arg(long)]
+        user: String,
+        /// call, sms, push or heartbeat.
+        #[arg(long, default_value = "sms")]
+        kind: String,
+        /// The text [default: a test message naming the kind]
+        #[arg(long)]
+        message: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum IntegrationsCommand {
     /// List integrations with their heartbeat state.
     List {
@@ -288,6 +310,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init_cli();
             devices(settings, cmd).await
         }
+        Command::Notify(NotifyCommand::Test {
+            user,
+            kind,
+            message,
+        }) => {
+            telemetry::init_cli();
+            notify_test(settings, &user, &kind, message).await
+        }
+        Command::CheckConfig => check_config(&settings),
         Command::Integrations(IntegrationsCommand::List { json }) => {
             telemetry::init_cli();
             integrations(settings, json).await
@@ -607,5 +638,87 @@ async fn integrations(settings: Settings, json: bool) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn notify_test(
+    settings: Settings,
+    user: &str,
+    kind: &str,
+    message: Option<String>,
+) -> anyhow::Result<()> {
+    oncall_relay::install_crypto_provider();
+    let Some(kind) = Kind::parse(kind) else {
+        bail!("--kind `{kind}`: use call, sms, push or heartbeat");
+    };
+    let backends = Backends::from_settings(&settings.plugin)?;
+    let store = open_store(&settings).await?;
+    let dir = Directory::load(store.clone()).await?;
+    let recipient = dir.get(user).await?;
+    let text = message.unwrap_or_else(|| {
+        format!("Test {kind} from oncall-relay: if you can read or hear this, the route works.")
+    });
+    let new = NewNotification::to_user(kind, &recipient, text);
+    let (id, attempts) =
+        worker::deliver_test(&store, &dir, &backends, &settings.queue, new).await?;
+    let mut delivered = false;
+    for a in &attempts {
+        println!(
+            "notification {id}: {} via {} in {} ms{}",
+            a.outcome,
+            a.backend,
+            a.duration_ms,
+            a.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+        delivered |= a.outcome == "delivered";
+    }
+    store.close().await;
+    if delivered {
+        Ok(())
+    } else {
+        bail!("the test {kind} to {} was not delivered", recipient.email)
+    }
+}
+
+fn check_config(settings: &Settings) -> anyhow::Result<()> {
+    oncall_relay::install_crypto_provider();
+    settings.validate()?;
+    // Building the backends compiles their templates and checks their settings.
+    Backends::from_settings(&settings.plugin)?;
+    println!("configuration OK");
+    println!(
+        "  database: {}",
+        oncall_relay::store::driver_name(settings.db.driver)
+    );
+    println!(
+        "  tokens: {}{}",
+        settings.app.auth_token.0.len(),
+        if settings.app.allow_any_token && settings.app.auth_token.0.is_empty() {
+            " (any token accepted: unsafe)"
+        } else {
+            ""
+        }
+    );
+    let mut names: Vec<&str> = settings
+        .plugin
+        .backends
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.insert(0, "stdout");
+    println!("  backends: {}", names.join(", "));
+    println!("  default backend: {}", settings.plugin.backend);
+    for kind in oncall_relay::config::ROUTE_KINDS {
+        if let Some(steps) = settings.plugin.routes.get(kind) {
+            let chain: Vec<&str> = steps.iter().map(|s| s.backend.as_str()).collect();
+            println!("  route {kind}: {}", chain.join(" → "));
+        }
+    }
+    if settings.app.auth_token.0.is_empty() && !settings.app.allow_any_token {
+        println!("  warning: no app.auth_token: `serve` will refuse to start");
+    }
     Ok(())
 }

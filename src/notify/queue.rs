@@ -87,7 +87,7 @@ pub(crate) async fn claim(
         "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, stage_attempts = stage_attempts + 1, \
          due_at = $1, claim = $2, updated_at = $3 \
          WHERE id IN (SELECT id FROM notifications WHERE due_at <= $3 ORDER BY due_at LIMIT $4{}) \
-         RETURNING id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at",
+         RETURNING {CLAIMED}",
         store.skip_locked()
     );
     let _guard = store.write_guard().await;
@@ -98,29 +98,82 @@ pub(crate) async fn claim(
         .bind(limit as i64)
         .fetch_all(store.pool())
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Notification {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                user_id: r.try_get("user_id")?,
-                email: r.try_get("email")?,
-                name: r.try_get("name")?,
-                phone_number: r.try_get("phone_number")?,
-                message: r.try_get("message")?,
-                // A payload that no longer parses is delivered without its details, not dropped.
-                payload: r
-                    .try_get::<Option<String>, _>("payload")?
-                    .and_then(|p| serde_json::from_str(&p).ok()),
-                route: r.try_get("route")?,
-                attempt: r.try_get("attempts")?,
-                stage: r.try_get("stage")?,
-                stage_attempts: r.try_get("stage_attempts")?,
-                contacts: Default::default(),
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+    rows.iter().map(claimed_from_row).collect()
+}
+
+/// Claims one notification by id, whatever its due time (for `notify test`).
+pub(crate) async fn claim_id(
+    store: &Store,
+    id: i64,
+    now: i64,
+    lease_until: i64,
+    claim: i64,
+) -> Result<Option<Notification>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, stage_attempts = stage_attempts + 1, \
+         due_at = $1, claim = $2, updated_at = $3 WHERE id = $4 AND status IN ('queued', 'delivering') \
+         RETURNING {CLAIMED}"
+    );
+    let _guard = store.write_guard().await;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until)
+        .bind(claim)
+        .bind(now)
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?;
+    row.as_ref().map(claimed_from_row).transpose()
+}
+
+/// Inserts one notification that no worker will claim by itself (no due time); returns its id.
+pub(crate) async fn insert_held(
+    store: &Store,
+    n: &NewNotification,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let mut tx = store.begin_write().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO notifications (kind, user_id, email, name, phone_number, message, payload, route, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+    )
+    .bind(n.kind.as_str())
+    .bind(n.user_id.clone())
+    .bind(n.email.clone())
+    .bind(n.name.clone())
+    .bind(n.phone_number.clone())
+    .bind(n.message.clone())
+    .bind(n.payload.as_ref().map(|p| p.to_string()))
+    .bind(n.route.clone())
+    .bind(QUEUED)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+const CLAIMED: &str = "id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at";
+
+fn claimed_from_row(r: &sqlx::any::AnyRow) -> Result<Notification, sqlx::Error> {
+    Ok(Notification {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        user_id: r.try_get("user_id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        phone_number: r.try_get("phone_number")?,
+        message: r.try_get("message")?,
+        // A payload that no longer parses is delivered without its details, not dropped.
+        payload: r
+            .try_get::<Option<String>, _>("payload")?
+            .and_then(|p| serde_json::from_str(&p).ok()),
+        route: r.try_get("route")?,
+        attempt: r.try_get("attempts")?,
+        stage: r.try_get("stage")?,
+        stage_attempts: r.try_get("stage_attempts")?,
+        contacts: Default::default(),
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 /// How one attempt ended and what happens to the notification next.

@@ -12,9 +12,9 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::Notification;
 use super::backend::{Backends, DeliveryError, Step};
 use super::queue::{self, Next, Outcome};
+use super::{NewNotification, Notification, NotifyError};
 use crate::config::QueueSettings;
 use crate::directory::Directory;
 use crate::store::{Store, now_ms};
@@ -206,6 +206,73 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         started_at,
         duration_ms,
     }
+}
+
+/// One attempt of [`deliver_test`], for printing.
+#[derive(Debug, Clone)]
+pub struct TestAttempt {
+    /// The backend tried.
+    pub backend: String,
+    /// `delivered`, `fallback` or `failed`.
+    pub outcome: &'static str,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: i64,
+}
+
+/// Sends `new` through its real route right now, trying each step once, and records it like
+/// any other notification; returns the notification id and every attempt.
+pub async fn deliver_test(
+    store: &Store,
+    directory: &Directory,
+    backends: &Backends,
+    settings: &QueueSettings,
+    new: NewNotification,
+) -> Result<(i64, Vec<TestAttempt>), NotifyError> {
+    let now = now_ms();
+    let id = queue::insert_held(store, &new, now).await?;
+    let lease_ms = settings.lease.as_millis() as i64;
+    let mut attempts = Vec::new();
+    loop {
+        let tag: i64 = rand::rng().random();
+        let now = now_ms();
+        let Some(mut n) = queue::claim_id(store, id, now, now + lease_ms, tag).await? else {
+            break;
+        };
+        let snapshot = directory.snapshot();
+        let chain = backends.chain(&n, &snapshot);
+        if let Some(user) = snapshot.by_id(&n.user_id) {
+            n.contacts = user.contacts.clone();
+        }
+        let stage = n.stage.max(0);
+        let has_next = (stage as usize) + 1 < chain.len();
+        let mut outcome = deliver(&chain, settings, n, tag).await;
+        // A test tries each step once: a retry becomes the next step, or the end.
+        if let Next::Retry(_) = outcome.next {
+            outcome.next = if has_next {
+                Next::Fallback(stage + 1)
+            } else {
+                Next::Failed
+            };
+        }
+        queue::record(store, std::slice::from_ref(&outcome), now_ms()).await?;
+        let label = match outcome.next {
+            Next::Delivered => "delivered",
+            Next::Fallback(_) => "fallback",
+            Next::Retry(_) | Next::Failed => "failed",
+        };
+        attempts.push(TestAttempt {
+            backend: outcome.backend.clone(),
+            outcome: label,
+            error: outcome.error.clone(),
+            duration_ms: outcome.duration_ms,
+        });
+        if !matches!(outcome.next, Next::Fallback(_)) {
+            break;
+        }
+    }
+    Ok((id, attempts))
 }
 
 async fn record_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {

@@ -307,3 +307,105 @@ async fn devices_can_be_assigned_listed_and_removed(db: Db) {
     assert!(out.status.success());
 }
 db_test!(devices_can_be_assigned_listed_and_removed);
+
+fn write_config(dir: &tempfile::TempDir, yaml: &str) -> String {
+    let path = dir.path().join("relay.yml");
+    std::fs::write(&path, yaml).expect("write config");
+    path.display().to_string()
+}
+
+async fn notify_test_walks_the_real_route(db: Db) {
+    let db = TestDb::new(db).await;
+    let (broken, working) = (Fake::start().await, Fake::start().await);
+    broken.script(&[], Reply::Status(500));
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(
+        &dir,
+        &format!(
+            "plugin:\n  backends:\n    gw:\n      type: webhook\n      url: '{}'\n    chat:\n      type: webhook\n      url: '{}'\n  routes:\n    sms:\n      - backend: gw\n      - backend: chat\n",
+            broken.url, working.url
+        ),
+    );
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "ann@example.com",
+            "--phone",
+            "+4930123456",
+        ],
+    ));
+    let args: Vec<String> = [
+        "--config",
+        &config,
+        "notify",
+        "test",
+        "--user",
+        "ann@example.com",
+        "--kind",
+        "sms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let db_args = db.cli_args();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .args(db_args)
+            .args(args)
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    let text = ok(&out);
+    assert!(text.contains("fallback via gw"), "{text}");
+    assert!(text.contains("delivered via chat"), "{text}");
+    assert_eq!(broken.requests().len(), 1, "each step tried once");
+    assert_eq!(working.requests().len(), 1);
+    assert!(
+        working.requests()[0].json()["message"]
+            .as_str()
+            .expect("message")
+            .contains("Test sms")
+    );
+    let events: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["events", "list", "--json"]))).expect("json");
+    assert_eq!(events[0]["status"], "delivered");
+    assert_eq!(events[0]["backend"], "chat");
+}
+db_test!(notify_test_walks_the_real_route);
+
+#[test]
+fn check_config_reports_a_broken_template_and_passes_a_good_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = |yaml: &str| {
+        let config = write_config(&dir, yaml);
+        std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .current_dir(dir.path())
+            .args(["--config", &config, "check-config"])
+            .output()
+            .expect("run")
+    };
+    let out = run(
+        "app:\n  auth_token: x\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n      body: '{{ phone '\n",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gw") && err.contains("body"), "{err}");
+    let out = run(
+        "app:\n  auth_token: x\nplugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n  routes:\n    sms:\n      - backend: gw\n",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("configuration OK") && text.contains("route sms: gw"),
+        "{text}"
+    );
+}
