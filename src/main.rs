@@ -293,8 +293,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Config => {
-            let mut shown = settings.clone();
-            hide_secrets(&mut shown);
+            let mut shown = serde_json::to_value(&settings)?;
+            redact(&mut shown, "");
             print!("{}", yaml_serde::to_string(&shown)?);
             Ok(())
         }
@@ -326,18 +326,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn hide_secrets(s: &mut Settings) {
-    use oncall_relay::config::Secret;
-    let hide = |secret: &mut Secret| {
-        if !secret.0.is_empty() {
-            secret.0 = "***".into();
+/// Masks every secret before the configuration is printed: tokens, passwords, keys, header
+/// values, and the credentials or query of URLs (webhook URLs often carry a secret).
+fn redact(value: &mut serde_json::Value, key: &str) {
+    const SECRET_KEYS: [&str; 8] = [
+        "auth_token",
+        "password",
+        "header_token",
+        "token",
+        "bearer_token",
+        "signing_secret",
+        "auth_token_secret",
+        "webhook_url",
+    ];
+    match value {
+        serde_json::Value::Object(map) => {
+            // Header and environment values are credentials more often than not.
+            let is_headers = key == "headers" || key == "env";
+            for (k, v) in map.iter_mut() {
+                if is_headers {
+                    *v = serde_json::Value::String("***".into());
+                } else {
+                    redact(v, k);
+                }
+            }
         }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact(v, key)),
+        serde_json::Value::String(text) if !text.is_empty() => {
+            let lower = key.to_ascii_lowercase();
+            if SECRET_KEYS.contains(&lower.as_str())
+                || lower.ends_with("_token")
+                || lower.ends_with("secret")
+            {
+                *text = "***".into();
+            } else if lower == "url" || lower.ends_with("_url") {
+                *text = redact_url(text);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Keeps a URL's scheme and host; its path and query (where webhook secrets live) and any
+/// credentials become `***`.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return "***".into();
     };
-    s.app.auth_token.0.iter_mut().for_each(hide);
-    hide(&mut s.db.password);
-    hide(&mut s.db.url);
-    hide(&mut s.grafana.header_token);
-    hide(&mut s.grafana.oncall.header_token);
+    let rest = &url[scheme_end + 3..];
+    let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = &rest[..host_end];
+    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+    let tail = &rest[host_end..];
+    let tail = if tail.is_empty() || tail == "/" {
+        tail
+    } else {
+        "/***"
+    };
+    format!("{}{host}{tail}", &url[..scheme_end + 3])
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

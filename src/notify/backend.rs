@@ -7,7 +7,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::email::Email;
+use super::exec::Exec;
+use super::mattermost::{Flavour, Mattermost};
+use super::ntfy::Ntfy;
+use super::sip::Sip;
+use super::slack::Slack;
 use super::stdout::Stdout;
+use super::telegram::Telegram;
+use super::twilio::Twilio;
 use super::webhook::Webhook;
 use super::{Notification, NotifyError};
 use crate::config::{BackendSettings, PluginSettings, RouteSettings};
@@ -67,6 +75,27 @@ impl Backends {
                 let backend: Arc<dyn Backend> = match settings {
                     BackendSettings::Stdout {} => Arc::new(Stdout::new(name)),
                     BackendSettings::Webhook(w) => Arc::new(Webhook::new(name, w, client.clone())?),
+                    BackendSettings::Exec(e) => Arc::new(Exec::new(name, e)?),
+                    BackendSettings::Email(e) => Arc::new(Email::new(name, e)?),
+                    BackendSettings::Twilio(t) => Arc::new(Twilio::new(name, t, client.clone())?),
+                    BackendSettings::Sip(t) => Arc::new(Sip::new(name, t, client.clone())?),
+                    BackendSettings::Telegram(t) => {
+                        Arc::new(Telegram::new(name, t, client.clone())?)
+                    }
+                    BackendSettings::Slack(t) => Arc::new(Slack::new(name, t, client.clone())?),
+                    BackendSettings::Mattermost(t) => Arc::new(Mattermost::new(
+                        name,
+                        Flavour::Mattermost,
+                        t,
+                        client.clone(),
+                    )?),
+                    BackendSettings::Rocketchat(t) => Arc::new(Mattermost::new(
+                        name,
+                        Flavour::RocketChat,
+                        t,
+                        client.clone(),
+                    )?),
+                    BackendSettings::Ntfy(t) => Arc::new(Ntfy::new(name, t, client.clone())?),
                 };
                 all.insert(name.clone(), backend);
             }

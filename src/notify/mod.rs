@@ -7,11 +7,19 @@
 
 mod acceptor;
 pub mod backend;
+mod email;
 pub mod events;
+mod exec;
 mod gate;
+mod mattermost;
+mod ntfy;
 mod queue;
 pub mod shape;
+mod sip;
+mod slack;
 mod stdout;
+mod telegram;
+mod twilio;
 mod webhook;
 pub mod worker;
 

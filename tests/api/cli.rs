@@ -409,3 +409,24 @@ fn check_config_reports_a_broken_template_and_passes_a_good_file() {
         "{text}"
     );
 }
+
+#[test]
+fn config_command_hides_every_secret() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(
+        &dir,
+        "app:\n  auth_token: tok-AAAA\ndb:\n  password: pw-BBBB\n  url: 'postgres://u:pw-CCCC@db/x'\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: 'https://gw.example/send?key=key-DDDD'\n      headers:\n        X-Api-Key: hdr-EEEE\n      bearer_token: tok-FFFF\n      signing_secret: sec-GGGG\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir.path())
+        .args(["--config", &config, "config"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for secret in ["AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "FFFF", "GGGG"] {
+        assert!(!text.contains(secret), "{secret} shown:\n{text}");
+    }
+    assert!(text.contains("https://gw.example/***"), "{text}");
+    assert!(text.contains("postgres://db/***"), "{text}");
+}

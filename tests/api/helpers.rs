@@ -169,6 +169,7 @@ pub fn add_webhook(s: &mut Settings, name: &str, url: &str) {
             timeout: Duration::from_secs(2),
             body: None,
             content_type: "application/json".into(),
+            ..Default::default()
         }),
     );
 }
@@ -320,6 +321,8 @@ impl Recorded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     Status(u16),
+    /// A status and a JSON body (`content-type: application/json`).
+    Json(u16, &'static str),
     /// Never answers (the client times out).
     Hang,
 }
@@ -379,7 +382,8 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let reply = {
         let mut s = state.lock().expect("lock");
         s.requests.push(Recorded {
@@ -391,10 +395,18 @@ async fn record(
         s.script.pop().or(s.default).unwrap_or(Reply::Status(200))
     };
     match reply {
-        Reply::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        Reply::Status(code) => StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::OK)
+            .into_response(),
+        Reply::Json(code, body) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::OK
+            StatusCode::OK.into_response()
         }
     }
 }

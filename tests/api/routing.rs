@@ -192,6 +192,7 @@ async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
             timeout: Duration::from_secs(2),
             body: Some(r#"{"chat": {{ contacts.telegram }}, "text": {{ message }}}"#.into()),
             content_type: "application/json".into(),
+            ..Default::default()
         }),
     );
     let app = TestApp::spawn(s).await;
@@ -243,3 +244,71 @@ async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
     app.stop().await;
 }
 db_test!(a_users_preferred_route_and_contacts_reach_the_backend);
+
+async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: Db) {
+    use oncall_relay::config::{BackendSettings, Secret, TelegramSettings};
+    let db = TestDb::new(db).await;
+    let (route_a, gateway, telegram) = (
+        Fake::start().await,
+        Fake::start().await,
+        Fake::start().await,
+    );
+    gateway.script(&[], Reply::Status(502));
+    telegram.script(&[], Reply::Json(200, r#"{"ok": true, "result": {}}"#));
+    let mut s = settings(&db);
+    add_webhook(&mut s, "route_a", &route_a.url);
+    add_webhook(&mut s, "sms_gateway", &gateway.url);
+    s.plugin.backends.insert(
+        "telegram".into(),
+        BackendSettings::Telegram(TelegramSettings {
+            token: Secret("1:abc".into()),
+            api_base: telegram.url.clone(),
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        }),
+    );
+    s.plugin.routes.insert(
+        "call".into(),
+        vec![RouteSettings {
+            roles: vec!["admin".into()],
+            ..step("route_a")
+        }],
+    );
+    s.plugin.routes.insert(
+        "sms".into(),
+        vec![
+            RouteSettings {
+                attempts: Some(2),
+                ..step("sms_gateway")
+            },
+            step("telegram"),
+        ],
+    );
+    let app = TestApp::spawn(s).await;
+    app.directory
+        .add(oncall_relay::directory::NewUser {
+            email: "boss@example.com".into(),
+            phone_number: Some("+4930123456".into()),
+            role: Some("admin".into()),
+            contacts: [("telegram".to_string(), "777".to_string())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("admin");
+    post(&app, "/api/v1/make_call", "boss@example.com", "wake up").await;
+    post(&app, "/api/v1/send_sms", "boss@example.com", "disk full").await;
+    let events = app.wait_until_settled(2).await;
+    assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");
+    assert_eq!(route_a.requests().len(), 1);
+    assert_eq!(route_a.requests()[0].json()["message"], "wake up");
+    assert_eq!(gateway.requests().len(), 2, "two tries on the gateway");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = telegram.requests();
+    assert_eq!(sent.len(), 1, "nothing lost or doubled");
+    assert_eq!(sent[0].json()["chat_id"], 777);
+    assert_eq!(sent[0].json()["text"], "disk full");
+    app.stop().await;
+}
+db_test!(admin_calls_take_route_a_and_sms_falls_back_to_telegram);

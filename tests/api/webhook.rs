@@ -27,6 +27,7 @@ async fn templated_json_body_with_headers_survives_quotes(db: Db) {
             timeout: Duration::from_secs(2),
             body: Some(r#"{"to": {{ phone }}, "text": {{ message }}, "kind": {{ kind }}, "who": {{ user.email }}}"#.into()),
             content_type: "application/json".into(),
+            ..Default::default()
         },
     );
     let app = TestApp::spawn(s).await;
@@ -68,6 +69,7 @@ async fn templated_url_and_form_body(db: Db) {
             timeout: Duration::from_secs(2),
             body: Some("number={{ phone|urlencode }}&text={{ message|urlencode }}".into()),
             content_type: "application/x-www-form-urlencoded".into(),
+            ..Default::default()
         },
     );
     let app = TestApp::spawn(s).await;
@@ -107,6 +109,7 @@ async fn a_broken_template_is_a_startup_error_naming_the_backend() {
             timeout: Duration::from_secs(2),
             body: Some("{{ phone ".into()),
             content_type: "application/json".into(),
+            ..Default::default()
         },
     );
     let err = oncall_relay::Application::build(s)
@@ -116,3 +119,75 @@ async fn a_broken_template_is_a_startup_error_naming_the_backend() {
     let text = err.to_string();
     assert!(text.contains("gateway") && text.contains("body"), "{text}");
 }
+
+async fn bearer_basic_auth_and_signature_headers(db: Db) {
+    use hmac::{Hmac, Mac};
+    let db = TestDb::new(db).await;
+    let (signed, basic) = (Fake::start().await, Fake::start().await);
+    let mut s = settings(&db);
+    hook(
+        &mut s,
+        WebhookSettings {
+            url: signed.url.clone(),
+            bearer_token: Some(Secret("tok-123".into())),
+            signing_secret: Some(Secret("s3cret".into())),
+            ..Default::default()
+        },
+    );
+    s.plugin.backends.insert(
+        "basic".into(),
+        BackendSettings::Webhook(WebhookSettings {
+            url: basic.url.clone(),
+            basic_auth: Some(oncall_relay::config::BasicAuth {
+                username: "relay".into(),
+                password: Secret("pw".into()),
+            }),
+            ..Default::default()
+        }),
+    );
+    s.plugin.routes.insert(
+        "call".into(),
+        vec![oncall_relay::config::RouteSettings {
+            backend: "basic".into(),
+            ..Default::default()
+        }],
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    for path in ["/api/v1/send_sms", "/api/v1/make_call"] {
+        let resp = app
+            .post_fields(path, &[("email", "alice@example.com"), ("message", "hi")])
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    app.wait_until_settled(2).await;
+    let r = &signed.requests()[0];
+    assert_eq!(r.headers["authorization"], "Bearer tok-123");
+    let timestamp = r.headers["x-relay-timestamp"].to_str().expect("ascii");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").expect("key");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&r.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        r.headers["x-relay-signature"],
+        format!("sha256={expected}").as_str()
+    );
+    // relay:pw
+    assert_eq!(
+        basic.requests()[0].headers["authorization"],
+        "Basic cmVsYXk6cHc="
+    );
+    assert!(
+        basic.requests()[0]
+            .headers
+            .get("x-relay-signature")
+            .is_none()
+    );
+    app.stop().await;
+}
+db_test!(bearer_basic_auth_and_signature_headers);

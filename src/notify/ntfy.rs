@@ -1,0 +1,289 @@
+//! The `ntfy` backend: publishes each notification to a topic of an ntfy server.
+//!
+//! `POST {server}/{topic}` with the message as body and `Title`, `Priority` and `Tags`
+//! headers. The topic is the user's `ntfy` contact, else the configured `topic`. Calls,
+//! heartbeat alerts and critical pushes get the important priority (5 by default: a
+//! persistent alarm on the phone), the rest the ordinary one (3).
+
+use std::time::Duration;
+
+use reqwest::header::HeaderValue;
+
+use super::backend::{Backend, BoxFuture, DeliveryError};
+use super::shape;
+use super::{Notification, NotifyError};
+use crate::config::{NtfySettings, Secret};
+
+/// ntfy's default message limit in bytes (longer ones become attachments or are refused).
+const MAX_BODY_BYTES: usize = 4096;
+/// Longest title sent, in characters.
+const MAX_TITLE: usize = 250;
+
+/// Publishes each notification to ntfy.
+#[derive(Debug)]
+pub struct Ntfy {
+    name: String,
+    server: String,
+    topic: Option<String>,
+    auth: Auth,
+    priority: u8,
+    important_priority: u8,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+#[derive(Debug)]
+enum Auth {
+    None,
+    Bearer(Secret),
+    Basic { user: String, password: Secret },
+}
+
+impl Ntfy {
+    /// Validates the settings.
+    pub fn new(name: &str, s: &NtfySettings, client: reqwest::Client) -> Result<Ntfy, NotifyError> {
+        let bad = |message: String| NotifyError::BackendConfig {
+            name: name.to_string(),
+            message,
+        };
+        let server = s.server.trim().trim_end_matches('/');
+        let parsed = reqwest::Url::parse(server).map_err(|e| bad(format!("`server`: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("`server` must be an http or https URL".into()));
+        }
+        let topic = s
+            .topic
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if let Some(t) = &topic
+            && !valid_topic(t)
+        {
+            return Err(bad(format!(
+                "`topic`: `{t}` is not a topic (1-64 letters, digits, `-` or `_`)"
+            )));
+        }
+        for (key, value) in [
+            ("priority", s.priority),
+            ("important_priority", s.important_priority),
+        ] {
+            if !(1..=5).contains(&value) {
+                return Err(bad(format!(
+                    "`{key}`: must be 1 (min) to 5 (max), not {value}"
+                )));
+            }
+        }
+        let present = |v: Option<&str>| {
+            v.map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let token = present(s.token.as_ref().map(Secret::expose));
+        let user = present(s.user.as_deref());
+        let password = s
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .filter(|p| !p.is_empty());
+        let auth = match (token, user, password) {
+            (None, None, None) => Auth::None,
+            (Some(token), None, None) => {
+                if HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+                    return Err(bad("`token` is not a valid token".into()));
+                }
+                Auth::Bearer(Secret(token))
+            }
+            (None, Some(user), Some(password)) => Auth::Basic {
+                user,
+                password: Secret(password),
+            },
+            (Some(_), _, _) => {
+                return Err(bad(
+                    "set either `token` or `user` and `password`, not both".into()
+                ));
+            }
+            (None, _, _) => {
+                return Err(bad("`user` and `password` go together".into()));
+            }
+        };
+        Ok(Ntfy {
+            name: name.to_string(),
+            server: server.to_string(),
+            topic,
+            auth,
+            priority: s.priority,
+            important_priority: s.important_priority,
+            timeout: s.timeout,
+            client,
+        })
+    }
+}
+
+impl Backend for Ntfy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let topic = match n.contacts.get("ntfy").map(|t| t.trim()).filter(|t| !t.is_empty()) {
+                Some(t) if valid_topic(t) => t,
+                Some(t) => {
+                    return Err(DeliveryError::Permanent(format!(
+                        "the user's `ntfy` contact `{t}` is not a topic (1-64 letters, digits, `-` or `_`)"
+                    )));
+                }
+                None => self.topic.as_deref().ok_or_else(|| {
+                    DeliveryError::Permanent(format!(
+                        "no ntfy topic for {}: set the user's `ntfy` contact or the backend's `topic`",
+                        if n.email.is_empty() { "this notification" } else { &n.email }
+                    ))
+                })?,
+            };
+            let important = n.important();
+            let priority = if important {
+                self.important_priority
+            } else {
+                self.priority
+            };
+            let tags = if important {
+                format!("rotating_light,{}", n.kind)
+            } else {
+                n.kind.clone()
+            };
+            let mut request = self
+                .client
+                .post(format!("{}/{topic}", self.server))
+                .timeout(self.timeout)
+                .header("Priority", priority.to_string())
+                .header("Tags", header_text(&tags))
+                .body(cut_bytes(&n.message, MAX_BODY_BYTES));
+            let title = n.title().trim();
+            if !title.is_empty() {
+                request = request.header("Title", header_text(&shape::truncate(title, MAX_TITLE)));
+            }
+            request = match &self.auth {
+                Auth::None => request,
+                Auth::Bearer(token) => request.bearer_auth(token.expose()),
+                Auth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
+            };
+            let response = request.send().await.map_err(|e| {
+                DeliveryError::Transient(format!(
+                    "request failed: {}",
+                    error_chain(&e.without_url())
+                ))
+            })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let detail = response
+                .text()
+                .await
+                .map(|t| t.chars().take(300).collect::<String>())
+                .unwrap_or_default();
+            let message = format!("HTTP {status}: {}", detail.trim());
+            if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+                Err(DeliveryError::Transient(message))
+            } else {
+                Err(DeliveryError::Permanent(message))
+            }
+        })
+    }
+}
+
+/// ntfy's topic names: 1-64 of `[-_A-Za-z0-9]`.
+fn valid_topic(topic: &str) -> bool {
+    (1..=64).contains(&topic.len())
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A header value: printable ASCII as it is, anything else as an RFC 2047 encoded word,
+/// which ntfy decodes (`=?UTF-8?B?...?=`).
+fn header_text(text: &str) -> String {
+    let one_line = text.replace(['\r', '\n'], " ");
+    if one_line.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        one_line
+    } else {
+        format!("=?UTF-8?B?{}?=", base64(one_line.as_bytes()))
+    }
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, ending with `…` when cut.
+fn cut_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_ascii_titles_are_rfc2047_encoded() {
+        assert_eq!(header_text("CPU high"), "CPU high");
+        assert_eq!(header_text("a\nb"), "a b");
+        // "Störung" in UTF-8, base64: U3TDtnJ1bmc=
+        assert_eq!(header_text("Störung"), "=?UTF-8?B?U3TDtnJ1bmc=?=");
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn topics_and_long_bodies() {
+        assert!(valid_topic("alerts_alice-1"));
+        assert!(!valid_topic("a/b") && !valid_topic("") && !valid_topic(&"x".repeat(65)));
+        let cut = cut_bytes(&"ä".repeat(3000), 4096);
+        assert!(cut.len() <= 4096 && cut.ends_with('…'));
+        assert_eq!(cut_bytes("short", 4096), "short");
+    }
+}

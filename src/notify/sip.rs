@@ -1,0 +1,214 @@
+//! The `sip` backend: phone calls through Asterisk's REST interface (ARI).
+//!
+//! Each notification originates one channel: `POST {url}/ari/channels` with the endpoint
+//! to dial (a template, `PJSIP/{{ phone }}@trunk` by default) and the dialplan location
+//! (`context`, `extension`, `priority`) that answers and reads the message. The message,
+//! cleaned for speech, travels as the channel variable `ONCALL_MESSAGE` (with `ONCALL_KIND`
+//! and `ONCALL_ID`).
+//!
+//! 200 means Asterisk originated the call, not that anybody answered. 4xx answers are
+//! permanent (the next route takes over at once) except 408 and 429; 5xx answers and
+//! connection errors are retried.
+
+use std::time::Duration;
+
+use minijinja::{Environment, Value};
+use reqwest::Url;
+use reqwest::header::CONTENT_TYPE;
+
+use super::backend::{Backend, BoxFuture, DeliveryError};
+use super::exec::{render, template_context, template_env};
+use super::{Notification, NotifyError, shape};
+use crate::config::{Secret, SipSettings};
+
+/// Originates calls through Asterisk ARI.
+#[derive(Debug)]
+pub struct Sip {
+    name: String,
+    channels_url: Url,
+    username: String,
+    password: Secret,
+    endpoint_uses_phone: bool,
+    context: String,
+    extension: String,
+    priority: u32,
+    caller_id: Option<String>,
+    ring_timeout: u64,
+    timeout: Duration,
+    templates: Environment<'static>,
+    client: reqwest::Client,
+}
+
+impl Sip {
+    /// Validates the settings and compiles the endpoint template.
+    pub fn new(name: &str, s: &SipSettings, client: reqwest::Client) -> Result<Sip, NotifyError> {
+        let bad = |message: String| NotifyError::BackendConfig {
+            name: name.to_string(),
+            message,
+        };
+        if s.url.trim().is_empty() {
+            return Err(bad(
+                "`url` is required: Asterisk's HTTP address, e.g. http://asterisk:8088".into(),
+            ));
+        }
+        let base = Url::parse(s.url.trim()).map_err(|e| bad(format!("`url`: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad("`url` must be http or https".into()));
+        }
+        if base.query().is_some() {
+            return Err(bad("`url` must not carry a query".into()));
+        }
+        // Accept both `http://host:8088` and `http://host:8088/ari`.
+        let root = base.as_str().trim_end_matches('/');
+        let root = root.strip_suffix("/ari").unwrap_or(root);
+        let channels_url =
+            Url::parse(&format!("{root}/ari/channels")).map_err(|e| bad(format!("`url`: {e}")))?;
+        if s.username.trim().is_empty() {
+            return Err(bad("`username` is required (an ari.conf user)".into()));
+        }
+        if s.password.expose().is_empty() {
+            return Err(bad("`password` is required".into()));
+        }
+        if s.endpoint.trim().is_empty() {
+            return Err(bad("`endpoint` must not be empty".into()));
+        }
+        let mut templates = template_env();
+        templates
+            .add_template_owned("endpoint", s.endpoint.clone())
+            .map_err(|e| bad(format!("`endpoint` template: {e}")))?;
+        for (field, value) in [("context", &s.context), ("extension", &s.extension)] {
+            if value.trim().is_empty() {
+                return Err(bad(format!("`{field}` must not be empty")));
+            }
+        }
+        if s.priority == 0 {
+            return Err(bad("`priority` must be at least 1".into()));
+        }
+        if s.ring_timeout.as_secs() == 0 {
+            return Err(bad("`ring_timeout` must be at least 1s".into()));
+        }
+        if s.timeout.is_zero() {
+            return Err(bad("`timeout` must be more than 0".into()));
+        }
+        Ok(Sip {
+            name: name.to_string(),
+            channels_url,
+            username: s.username.trim().to_string(),
+            password: s.password.clone(),
+            endpoint_uses_phone: s.endpoint.contains("phone"),
+            context: s.context.trim().to_string(),
+            extension: s.extension.trim().to_string(),
+            priority: s.priority,
+            caller_id: s
+                .caller_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+            ring_timeout: s.ring_timeout.as_secs(),
+            timeout: s.timeout,
+            templates,
+            client,
+        })
+    }
+
+    /// The originate request's URL: everything but the variables is in the query.
+    fn url(&self, n: &Notification) -> Result<Url, DeliveryError> {
+        if self.endpoint_uses_phone
+            && n.phone_number
+                .as_deref()
+                .is_none_or(|p| p.trim().is_empty())
+        {
+            return Err(DeliveryError::Permanent(
+                "no phone number for this user".into(),
+            ));
+        }
+        let ctx = Value::from(minijinja::value::Serde(&template_context(n)));
+        let endpoint = render(&self.templates, "endpoint", &ctx)?;
+        let endpoint = endpoint.trim();
+        if endpoint.is_empty() {
+            return Err(DeliveryError::Permanent(
+                "the endpoint template rendered nothing".into(),
+            ));
+        }
+        let mut url = self.channels_url.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("endpoint", endpoint)
+                .append_pair("context", &self.context)
+                .append_pair("extension", &self.extension)
+                .append_pair("priority", &self.priority.to_string());
+            if let Some(caller_id) = &self.caller_id {
+                q.append_pair("callerId", caller_id);
+            }
+            q.append_pair("timeout", &self.ring_timeout.to_string());
+        }
+        Ok(url)
+    }
+
+    async fn originate(&self, n: &Notification) -> Result<(), DeliveryError> {
+        let url = self.url(n)?;
+        let body = serde_json::json!({
+            "variables": {
+                "ONCALL_MESSAGE": shape::speech(&n.message),
+                "ONCALL_KIND": n.kind,
+                "ONCALL_ID": n.id.to_string(),
+            }
+        });
+        let response = self
+            .client
+            .post(url)
+            .basic_auth(&self.username, Some(self.password.expose()))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                DeliveryError::Transient(format!(
+                    "request failed: {}",
+                    error_chain(&e.without_url())
+                ))
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let detail = response
+            .text()
+            .await
+            .map(|t| t.chars().take(300).collect::<String>())
+            .unwrap_or_default();
+        let message = format!("ARI HTTP {status}: {detail}");
+        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+            Err(DeliveryError::Transient(message))
+        } else {
+            Err(DeliveryError::Permanent(message))
+        }
+    }
+}
+
+impl Backend for Sip {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.originate(n))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

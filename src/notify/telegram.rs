@@ -1,0 +1,228 @@
+//! The `telegram` backend: a bot sends each notification to the user's chat.
+//!
+//! `POST {api_base}/bot{token}/sendMessage` with the chat from the user's `telegram` contact,
+//! else the configured `chat_id`. Text over Telegram's limit goes out in numbered parts, in
+//! order; ordinary notifications arrive silently (`disable_notification`), important ones ring.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::backend::{Backend, BoxFuture, DeliveryError};
+use super::shape::{self, TextLimit};
+use super::{Notification, NotifyError};
+use crate::config::{Secret, TelegramSettings};
+
+/// Most characters in one message.
+const MAX_LENGTH: usize = 4096;
+
+/// Sends each notification as a Telegram bot message.
+#[derive(Debug)]
+pub struct Telegram {
+    name: String,
+    api_base: String,
+    token: Secret,
+    chat_id: Option<String>,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+/// The Bot API's answer to a failed request.
+#[derive(Debug, Default, Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<ResponseParameters>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ResponseParameters {
+    #[serde(default)]
+    retry_after: Option<u64>,
+    #[serde(default)]
+    migrate_to_chat_id: Option<i64>,
+}
+
+impl Telegram {
+    /// Validates the settings.
+    pub fn new(
+        name: &str,
+        s: &TelegramSettings,
+        client: reqwest::Client,
+    ) -> Result<Telegram, NotifyError> {
+        let bad = |message: String| NotifyError::BackendConfig {
+            name: name.to_string(),
+            message,
+        };
+        let token = s.token.expose().trim();
+        if token.is_empty() {
+            return Err(bad(
+                "`token` is required (the bot token from @BotFather)".into()
+            ));
+        }
+        if !token
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | '?' | '#' | '%'))
+        {
+            return Err(bad("`token` is not a bot token (`123456:ABC-...`)".into()));
+        }
+        let api_base = http_base(&s.api_base).map_err(|e| bad(format!("`api_base`: {e}")))?;
+        let chat_id = s
+            .chat_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        Ok(Telegram {
+            name: name.to_string(),
+            api_base,
+            token: Secret(token.to_string()),
+            chat_id,
+            timeout: s.timeout,
+            client,
+        })
+    }
+
+    /// Sends one message; the URL holds the token, so errors never show it.
+    async fn send(
+        &self,
+        chat_id: &serde_json::Value,
+        text: &str,
+        silent: bool,
+        deadline: Instant,
+    ) -> Result<(), DeliveryError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DeliveryError::Transient("timed out".into()));
+        }
+        let url = format!("{}/bot{}/sendMessage", self.api_base, self.token.expose());
+        let body = serde_json::json!({
+            "chat_id": chat_id,
+            "text": text,
+            "disable_notification": silent,
+        });
+        let response = self
+            .client
+            .post(url)
+            .timeout(left)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                DeliveryError::Transient(format!(
+                    "request failed: {}",
+                    error_chain(&e.without_url())
+                ))
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        let parsed: ApiError = serde_json::from_str(&text).unwrap_or_default();
+        let detail = parsed
+            .description
+            .clone()
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        let mut message = format!("HTTP {status}: {detail}");
+        let params = parsed.parameters.unwrap_or_default();
+        if let Some(seconds) = params.retry_after {
+            message.push_str(&format!(" (retry after {seconds}s)"));
+        }
+        if let Some(new_id) = params.migrate_to_chat_id {
+            message.push_str(&format!(" (the group is now the supergroup {new_id})"));
+        }
+        // 429 is Telegram's flood control: later, not never. 400/403 (chat not found, bot
+        // blocked or kicked) and 401/404 (bad token) cannot heal by retrying.
+        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+            Err(DeliveryError::Transient(message))
+        } else {
+            Err(DeliveryError::Permanent(message))
+        }
+    }
+}
+
+impl Backend for Telegram {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + self.timeout;
+            let chat = n
+                .contacts
+                .get("telegram")
+                .map(|c| c.trim())
+                .filter(|c| !c.is_empty())
+                .or(self.chat_id.as_deref())
+                .ok_or_else(|| {
+                    DeliveryError::Permanent(format!(
+                        "no Telegram chat for {}: set the user's `telegram` contact or the backend's `chat_id`",
+                        if n.email.is_empty() { "this notification" } else { &n.email }
+                    ))
+                })?;
+            // Numeric ids go out as numbers, `@channel` names as strings.
+            let chat_id = chat
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .unwrap_or_else(|_| serde_json::Value::from(chat));
+            // Telegram counts UTF-16 units: leave room when the text has characters that
+            // take two (most emoji).
+            let max_length = if n.message.chars().any(|c| c.len_utf16() > 1) {
+                MAX_LENGTH / 2
+            } else {
+                MAX_LENGTH
+            };
+            let parts = shape::parts(
+                &n.message,
+                TextLimit {
+                    max_length,
+                    split: true,
+                },
+            );
+            let count = parts.len();
+            for (i, part) in parts.iter().enumerate() {
+                self.send(&chat_id, part, !n.important(), deadline)
+                    .await
+                    .map_err(|e| match e {
+                        _ if count == 1 => e,
+                        DeliveryError::Transient(m) => {
+                            DeliveryError::Transient(format!("part {}/{count}: {m}", i + 1))
+                        }
+                        DeliveryError::Permanent(m) => {
+                            DeliveryError::Permanent(format!("part {}/{count}: {m}", i + 1))
+                        }
+                    })?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An http(s) base URL without its trailing slash.
+fn http_base(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(trimmed).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    Ok(trimmed.to_string())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,343 @@
+//! The `twilio` backend: SMS and voice calls through Twilio's REST API.
+//!
+//! Calls (kind `call`) are placed with inline TwiML that reads the message aloud
+//! (`<Say loop="2">`), cleaned for speech and XML-escaped. Every other kind is sent as SMS,
+//! split into numbered parts (or cut) at `max_length`, one request per part, in order; a
+//! retry sends every part again.
+//!
+//! Twilio's 4xx answers are permanent (the next route takes over at once) except 408 and
+//! 429; 5xx answers and connection errors are retried.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::CONTENT_TYPE;
+
+use super::backend::{Backend, BoxFuture, DeliveryError};
+use super::shape::{self, TextLimit};
+use super::{Notification, NotifyError};
+use crate::config::{Secret, TwilioSettings};
+
+/// Twilio's own limit on a message body.
+const TWILIO_MAX_LENGTH: usize = 1600;
+
+/// Sends SMS and places calls through Twilio.
+#[derive(Debug)]
+pub struct Twilio {
+    name: String,
+    account_sid: String,
+    auth_token: Secret,
+    from: String,
+    messages_url: Url,
+    calls_url: Url,
+    limit: TextLimit,
+    voice: Option<String>,
+    language: Option<String>,
+    repeat: u32,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl Twilio {
+    /// Validates the settings.
+    pub fn new(
+        name: &str,
+        s: &TwilioSettings,
+        client: reqwest::Client,
+    ) -> Result<Twilio, NotifyError> {
+        let bad = |message: String| NotifyError::BackendConfig {
+            name: name.to_string(),
+            message,
+        };
+        let sid = s.account_sid.trim();
+        if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(bad(
+                "`account_sid` is required: the account SID from the Twilio console (AC...)".into(),
+            ));
+        }
+        if s.auth_token.expose().trim().is_empty() {
+            return Err(bad("`auth_token` is required".into()));
+        }
+        if s.from.trim().is_empty() {
+            return Err(bad(
+                "`from` is required: a Twilio phone number in E.164 form (+15551234567)".into(),
+            ));
+        }
+        let base = Url::parse(s.api_base.trim()).map_err(|e| bad(format!("`api_base`: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad("`api_base` must be http or https".into()));
+        }
+        let endpoint = |resource: &str| {
+            Url::parse(&format!(
+                "{}/2010-04-01/Accounts/{sid}/{resource}.json",
+                base.as_str().trim_end_matches('/')
+            ))
+            .map_err(|e| bad(format!("`api_base`: {e}")))
+        };
+        let (messages_url, calls_url) = (endpoint("Messages")?, endpoint("Calls")?);
+        if s.max_length == 0 || s.max_length > TWILIO_MAX_LENGTH {
+            return Err(bad(format!(
+                "`max_length` must be between 1 and {TWILIO_MAX_LENGTH} (Twilio's limit)"
+            )));
+        }
+        if s.repeat == 0 || s.repeat > 10 {
+            return Err(bad(
+                "`repeat` must be between 1 and 10 (how often a call says the message)".into(),
+            ));
+        }
+        let token = |field: &str, value: &Option<String>| -> Result<Option<String>, NotifyError> {
+            match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v)
+                    if v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) =>
+                {
+                    Ok(Some(v.to_string()))
+                }
+                Some(v) => Err(bad(format!(
+                    "`{field}`: `{v}` is not a Twilio {field} name (e.g. `Polly.Joanna`, `en-US`)"
+                ))),
+            }
+        };
+        let voice = token("voice", &s.voice)?;
+        let language = token("language", &s.language)?;
+        if s.timeout.is_zero() {
+            return Err(bad("`timeout` must be more than 0".into()));
+        }
+        Ok(Twilio {
+            name: name.to_string(),
+            account_sid: sid.to_string(),
+            auth_token: s.auth_token.clone(),
+            from: s.from.trim().to_string(),
+            messages_url,
+            calls_url,
+            limit: TextLimit {
+                max_length: s.max_length,
+                split: s.split,
+            },
+            voice,
+            language,
+            repeat: s.repeat,
+            timeout: s.timeout,
+            client,
+        })
+    }
+
+    /// The TwiML of a call: the message, cleaned for speech, said `repeat` times.
+    fn twiml(&self, message: &str) -> String {
+        let mut attrs = String::new();
+        if let Some(voice) = &self.voice {
+            attrs.push_str(&format!(" voice=\"{}\"", xml_escape(voice)));
+        }
+        if let Some(language) = &self.language {
+            attrs.push_str(&format!(" language=\"{}\"", xml_escape(language)));
+        }
+        attrs.push_str(&format!(" loop=\"{}\"", self.repeat));
+        format!(
+            "<Response><Say{attrs}>{}</Say></Response>",
+            xml_escape(&shape::speech(message))
+        )
+    }
+
+    async fn post(&self, url: &Url, form: &[(&str, &str)]) -> Result<(), DeliveryError> {
+        let body = serde_urlencoded::to_string(form)
+            .map_err(|e| DeliveryError::Permanent(format!("cannot encode the form: {e}")))?;
+        let response = self
+            .client
+            .post(url.clone())
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                DeliveryError::Transient(format!(
+                    "request failed: {}",
+                    error_chain(&e.without_url())
+                ))
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let detail = response
+            .text()
+            .await
+            .map(|t| t.chars().take(300).collect::<String>())
+            .unwrap_or_default();
+        let message = format!("Twilio HTTP {status}: {detail}");
+        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+            Err(DeliveryError::Transient(message))
+        } else {
+            Err(DeliveryError::Permanent(message))
+        }
+    }
+
+    async fn send(&self, n: &Notification) -> Result<(), DeliveryError> {
+        let to = n
+            .phone_number
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| DeliveryError::Permanent("no phone number for this user".into()))?;
+        if n.kind == "call" {
+            let twiml = self.twiml(&n.message);
+            return self
+                .post(
+                    &self.calls_url,
+                    &[("To", to), ("From", &self.from), ("Twiml", &twiml)],
+                )
+                .await;
+        }
+        let parts = shape::parts(&n.message, self.limit);
+        let total = parts.len();
+        for (i, part) in parts.iter().enumerate() {
+            self.post(
+                &self.messages_url,
+                &[("To", to), ("From", &self.from), ("Body", part)],
+            )
+            .await
+            .map_err(|e| match e {
+                _ if total == 1 => e,
+                DeliveryError::Transient(t) => {
+                    DeliveryError::Transient(format!("part {}/{total}: {t}", i + 1))
+                }
+                DeliveryError::Permanent(t) => {
+                    DeliveryError::Permanent(format!("part {}/{total}: {t}", i + 1))
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Twilio {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            // One budget for all parts of a long SMS.
+            match tokio::time::timeout(self.timeout, self.send(n)).await {
+                Ok(result) => result,
+                Err(_) => Err(DeliveryError::Transient(format!(
+                    "Twilio did not answer within {:?}",
+                    self.timeout
+                ))),
+            }
+        })
+    }
+}
+
+/// Escapes text for XML content and attribute values.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Control characters are not allowed in XML 1.0.
+            c if c.is_control() && !matches!(c, '\n' | '\r' | '\t') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn twilio(api_base: &str) -> Twilio {
+        crate::install_crypto_provider();
+        let settings = TwilioSettings {
+            account_sid: "AC1".into(),
+            auth_token: Secret("t".into()),
+            from: "+15550001111".into(),
+            api_base: api_base.into(),
+            max_length: 1600,
+            split: true,
+            voice: None,
+            language: None,
+            repeat: 2,
+            timeout: Duration::from_secs(1),
+        };
+        Twilio::new("tw", &settings, reqwest::Client::new()).expect("valid")
+    }
+
+    fn notification(kind: &str, phone: Option<&str>) -> Notification {
+        Notification {
+            id: 1,
+            kind: kind.into(),
+            user_id: String::new(),
+            email: String::new(),
+            name: String::new(),
+            phone_number: phone.map(str::to_string),
+            message: "OnCall heartbeat silent".into(),
+            payload: None,
+            route: None,
+            attempt: 1,
+            stage: 0,
+            stage_attempts: 1,
+            contacts: Default::default(),
+            created_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn no_phone_number_is_permanent_without_a_request() {
+        // Port 9 (discard) on loopback: a request would fail as transient, not permanent.
+        let t = twilio("http://127.0.0.1:9");
+        for kind in ["heartbeat", "push", "call"] {
+            let err = t
+                .deliver(&notification(kind, None))
+                .await
+                .expect_err("no phone");
+            assert_eq!(
+                err,
+                DeliveryError::Permanent("no phone number for this user".into())
+            );
+        }
+    }
+
+    #[test]
+    fn twiml_says_the_message_repeat_times() {
+        let t = twilio("https://api.twilio.com");
+        assert_eq!(
+            t.twiml("Disk <b>full</b> & \"hot\""),
+            "<Response><Say loop=\"2\">Disk full &amp; hot</Say></Response>"
+        );
+        assert_eq!(
+            t.calls_url.as_str(),
+            "https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json"
+        );
+    }
+
+    #[test]
+    fn xml_is_escaped() {
+        assert_eq!(
+            xml_escape("a & b <c> \"d\" 'e'\u{7}"),
+            "a &amp; b &lt;c&gt; &quot;d&quot; &apos;e&apos; "
+        );
+    }
+}
