@@ -1,0 +1,27 @@
+# Multi-stage build: a static-ish release binary on a distroless base, running as non-root.
+#   docker build -t oncall-relay .
+#   docker run -p 8880:8880 -e ONCALL_RELAY_APP__AUTH_TOKEN=change-me -v relay-data:/data oncall-relay
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# Dependencies first, so that source changes do not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src examples && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > examples/loadgen.rs \
+    && cargo build --release --locked --bin oncall-relay \
+    && rm -rf src examples
+COPY migrations migrations
+COPY src src
+COPY examples examples
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin oncall-relay
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/oncall-relay /usr/local/bin/oncall-relay
+# SQLite lives in /data by default; mount a volume there (or use PostgreSQL).
+WORKDIR /data
+ENV ONCALL_RELAY_DB__PATH=/data/oncall-relay.db \
+    ONCALL_RELAY_APP__PORT=:8880 \
+    ONCALL_RELAY_APP__LOG_LEVEL=info
+EXPOSE 8880
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/oncall-relay"]
+CMD ["serve"]

@@ -1,0 +1,56 @@
+//! The shipped deployment files agree with the service: the ConfigMap and Secret make a valid
+//! configuration, and the probes point at real routes. (`scripts/lint-deploy` lints them.)
+
+use std::path::Path;
+
+fn yaml(path: &str) -> serde_json::Value {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}"));
+    yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn kubernetes_configmap_and_secret_make_a_valid_configuration() {
+    let config = yaml("deploy/kubernetes/configmap.yaml");
+    let secret = yaml("deploy/kubernetes/secret.yaml");
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("config.yml");
+    std::fs::write(
+        &file,
+        config["data"]["config.yml"].as_str().expect("config.yml"),
+    )
+    .expect("write");
+    let env: Vec<(String, String)> = secret["stringData"]
+        .as_object()
+        .expect("stringData")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("string").to_string()))
+        .collect();
+    let settings = oncall_relay::config::Settings::load_from_env(
+        Some(&file),
+        &oncall_relay::config::Overrides::default(),
+        env,
+    )
+    .expect("the shipped configuration loads");
+    assert_eq!(settings.db.driver, oncall_relay::config::Driver::Postgres);
+    assert_eq!(settings.app.auth_token.0.len(), 1);
+}
+
+#[test]
+fn kubernetes_deployment_runs_two_probed_non_root_replicas() {
+    let d = yaml("deploy/kubernetes/deployment.yaml");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["envFrom"][0]["secretRef"]["name"], "oncall-relay");
+    // The grace period outlasts the default lease, so a draining replica can finish.
+    assert!(
+        pod["terminationGracePeriodSeconds"]
+            .as_i64()
+            .expect("grace")
+            > 60
+    );
+}
