@@ -14,6 +14,7 @@ mod ntfy;
 mod packaging;
 mod push;
 mod queue;
+mod replicas;
 mod resilience;
 mod routing;
 mod sip;

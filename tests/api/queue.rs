@@ -1,10 +1,8 @@
 //! The durable queue: retries, permanent failures, crash recovery, several instances.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::db_test;
 use crate::helpers::*;
@@ -114,49 +112,8 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
     let fake = Fake::start().await;
     fake.script(&[], Reply::Hang);
 
-    let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("relay.yml");
-    let db_yaml = match db.kind {
-        Db::Sqlite => format!("  driver: sqlite\n  path: '{}'\n", db.settings.path),
-        Db::Postgres => format!(
-            "  driver: postgres\n  url: '{}'\n",
-            db.settings.url.expose()
-        ),
-    };
-    std::fs::write(
-        &config,
-        format!(
-            "app:\n  port: '127.0.0.1:0'\n  auth_token: '{TOKEN}'\n  log_level: info\ndb:\n{db_yaml}\
-             queue:\n  lease: 2s\n  poll_interval: 100ms\n\
-             plugin:\n  backend: hook\n  backends:\n    hook:\n      type: webhook\n      url: '{}'\n      timeout: 1500ms\n",
-            fake.url
-        ),
-    )
-    .expect("config");
-
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn relay");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == "oncall-relay listening"
-            {
-                return v["address"].as_str().expect("address").to_string();
-            }
-        }
-        panic!("relay exited before listening");
-    })
-    .await
-    .expect("relay starts");
+    let mut relay = RelayProcess::spawn(&db, &fake.url, "").await;
+    let addr = relay.addr.clone();
 
     let directory = oncall_relay::directory::Directory::load(
         oncall_relay::store::Store::connect(&db.settings)
@@ -188,8 +145,7 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
         (!fake.requests().is_empty()).then_some(())
     })
     .await;
-    child.start_kill().expect("kill");
-    let _ = child.wait().await;
+    relay.kill().await;
 
     fake.script(&[], Reply::Status(200));
     let mut s = settings(&db);
