@@ -51,13 +51,13 @@ macro_rules! db_test {
 }
 
 fn pg_admin_url() -> String {
-    std::env::var("ONCALL_RELAY_TEST_PG")
+    std::env::var("RELAY_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Whether PostgreSQL tests must be skipped: only outside CI, when no server answers.
 pub fn skip_postgres() -> bool {
-    if std::env::var("ONCALL_RELAY_REQUIRE_PG").is_ok() || std::env::var("CI").is_ok() {
+    if std::env::var("RELAY_TEST_REQUIRE_PG").is_ok() || std::env::var("CI").is_ok() {
         return false;
     }
     let reachable = std::net::TcpStream::connect_timeout(
