@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::future::IntoFuture;
+
 use axum::ServiceExt;
 use axum::extract::Request;
 use tokio::net::TcpListener;
@@ -18,6 +20,7 @@ use crate::directory::{Directory, DirectoryError};
 use crate::heartbeat::Heartbeats;
 use crate::notify::{Acceptor, Backends, Gate, NotifyError, worker};
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,9 @@ pub enum StartupError {
     /// A backend is misconfigured.
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    /// A tracked schedule is misconfigured or cannot be stored.
+    #[error(transparent)]
+    Schedules(#[from] crate::schedules::ScheduleError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -64,6 +70,7 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
     stop_workers: CancellationToken,
     shutdown: CancellationToken,
+    grace: std::time::Duration,
 }
 
 impl Application {
@@ -93,7 +100,13 @@ impl Application {
         let backends = Arc::new(Backends::from_settings(&settings.plugin)?);
 
         let wake = Arc::new(Notify::new());
-        let (acceptor, committer) = Acceptor::spawn(store.clone(), &settings.queue, wake.clone());
+        let metrics = Arc::new(Metrics::default());
+        let (acceptor, committer) = Acceptor::spawn(
+            store.clone(),
+            &settings.queue,
+            wake.clone(),
+            metrics.clone(),
+        );
         let stop_workers = CancellationToken::new();
         let workers = settings.queue.deliver.then(|| {
             worker::spawn(
@@ -103,6 +116,7 @@ impl Application {
                 settings.queue.clone(),
                 wake.clone(),
                 stop_workers.clone(),
+                metrics.clone(),
             )
         });
         let shutdown = CancellationToken::new();
@@ -135,17 +149,40 @@ impl Application {
             wake.clone(),
         );
         background.push(heartbeats.clone().spawn_watchdog(shutdown.clone()));
+        let schedules = crate::schedules::Schedules::new(
+            store.clone(),
+            directory.clone(),
+            Arc::new(settings.clone()),
+            wake.clone(),
+        )?;
+        // Config entries are stored before serving, so a wrong one stops the start.
+        schedules.sync_config().await?;
+        background.push(schedules.clone().spawn_poller(shutdown.clone()));
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
         let push_route = non_empty(&settings.push.backend);
         let push_fallback_route = non_empty(&settings.push.fallback_backend).or(push_route.clone());
 
         let state = AppState::new(Inner {
             tokens: TokenCheck::new(tokens, settings.app.allow_any_token),
+            debug: settings.debug,
+            admin_tokens: (!settings.app.admin_token.0.is_empty()).then(|| {
+                TokenCheck::new(
+                    settings
+                        .app
+                        .admin_token
+                        .0
+                        .iter()
+                        .map(|s| s.expose().to_string())
+                        .collect(),
+                    false,
+                )
+            }),
             public_url: settings.public_url(),
             directory: directory.clone(),
             acceptor,
             store: store.clone(),
             heartbeats,
+            schedules,
             gate: Gate::new(
                 store.clone(),
                 settings.limits.clone(),
@@ -154,6 +191,7 @@ impl Application {
             push_route,
             push_fallback_route,
             request_timeout: settings.app.write_timeout,
+            metrics,
         });
         let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);
         Ok(Application {
@@ -166,6 +204,7 @@ impl Application {
             background,
             stop_workers,
             shutdown,
+            grace: settings.app.shutdown_grace,
         })
     }
 
@@ -201,24 +240,43 @@ impl Application {
             background,
             stop_workers,
             shutdown,
+            grace,
             ..
         } = self;
         // Trimming happens before routing, so `/info/` and `/info` reach the same handler
         // with no redirect (a redirected POST loses its body and its token).
         let app = NormalizePathLayer::trim_trailing_slash().layer(router);
         let signal = shutdown.clone();
-        let served = axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
+        let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
             .with_graceful_shutdown(async move { signal.cancelled().await })
-            .await;
+            .into_future();
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            served = server => served,
+            _ = deadline => {
+                tracing::warn!("requests still running after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
         shutdown.cancel();
-        // The router (and with it every Acceptor) is gone: the committer drains and stops.
-        let _ = committer.await;
-        stop_workers.cancel();
-        if let Some(w) = workers {
-            let _ = w.await;
-        }
-        for task in background {
-            let _ = task.await;
+        let drain = async {
+            // The router (and with it every Acceptor) is gone: the committer drains and stops.
+            let _ = committer.await;
+            stop_workers.cancel();
+            if let Some(w) = workers {
+                let _ = w.await;
+            }
+            for task in background {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(
+                "deliveries still running after the grace period; their leases will hand them over"
+            );
         }
         store.close().await;
         served.map_err(StartupError::Serve)

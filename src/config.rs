@@ -116,6 +116,8 @@ pub struct AppSettings {
     pub auth_token: Tokens,
     /// Accept any token when none is configured (the original's behaviour); loudly discouraged.
     pub allow_any_token: bool,
+    /// Token(s) for the admin API (`/api/admin/v1`); the admin API is off without one.
+    pub admin_token: Tokens,
     /// Optional path prefix the API is also served under, e.g. `/oncall`.
     pub path_prefix: String,
     /// Longest time one request may take before it is answered with an error.
@@ -123,6 +125,9 @@ pub struct AppSettings {
     pub write_timeout: Duration,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// After SIGTERM, longest wait for requests and deliveries in flight to finish.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for AppSettings {
@@ -135,9 +140,11 @@ impl Default for AppSettings {
             version: "1.0".into(),
             auth_token: Tokens::default(),
             allow_any_token: false,
+            admin_token: Tokens::default(),
             path_prefix: String::new(),
             write_timeout: Duration::from_secs(60),
             body_limit: 256 * 1024,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -360,7 +367,7 @@ pub struct GrafanaSettings {
 }
 
 /// `grafana.oncall.*`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OncallSettings {
     /// OnCall base URL.
@@ -371,6 +378,25 @@ pub struct OncallSettings {
     pub incident_details: bool,
     /// Schedules to track, by key.
     pub schedules: BTreeMap<String, ScheduleSettings>,
+    /// How often every tracked schedule's iCal export is fetched.
+    #[serde(with = "duration")]
+    pub schedule_poll_interval: Duration,
+    /// Remind people this long before their shift starts (`local` transport); 0 = off.
+    #[serde(with = "duration")]
+    pub schedule_reminder: Duration,
+}
+
+impl Default for OncallSettings {
+    fn default() -> Self {
+        OncallSettings {
+            url: String::new(),
+            header_token: Secret::default(),
+            incident_details: false,
+            schedules: BTreeMap::new(),
+            schedule_poll_interval: Duration::from_secs(60),
+            schedule_reminder: Duration::ZERO,
+        }
+    }
 }
 
 /// `grafana.oncall.schedules.<KEY>.*`.
@@ -387,6 +413,9 @@ pub struct ScheduleSettings {
     pub notify: Option<String>,
     /// Where the `callback` transport posts.
     pub callback_url: String,
+    /// Extra request headers for the iCal URL (e.g. `Authorization`); without one,
+    /// `grafana.oncall.header_token` is sent as `Authorization` when set.
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `plugin.*`: delivery backends.
@@ -397,7 +426,7 @@ pub struct PluginSettings {
     pub backend: String,
     /// Configured backends by name.
     pub backends: BTreeMap<String, BackendSettings>,
-    /// Per kind (`call`, `sms`, `push`, `heartbeat`), the backends to try in order.
+    /// Per kind (`call`, `sms`, `push`, `heartbeat`, `schedule`), the backends to try in order.
     pub routes: BTreeMap<String, Vec<RouteSettings>>,
 }
 
@@ -432,7 +461,7 @@ pub struct RouteSettings {
 }
 
 /// Notification kinds a route can be declared for.
-pub const ROUTE_KINDS: [&str; 4] = ["call", "sms", "push", "heartbeat"];
+pub const ROUTE_KINDS: [&str; 5] = ["call", "sms", "push", "heartbeat", "schedule"];
 
 /// One backend's configuration, selected by `type`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1163,6 +1192,17 @@ impl Settings {
                     )));
                 }
             }
+        }
+        if self
+            .app
+            .admin_token
+            .0
+            .iter()
+            .any(|a| self.app.auth_token.0.contains(a))
+        {
+            return Err(ConfigError::Invalid(
+                "option `app.admin_token`: must differ from every `app.auth_token` (OnCall's token must not administer the relay)".into(),
+            ));
         }
         if self.heartbeat.timeout.is_zero() || self.heartbeat.check_interval.is_zero() {
             return Err(ConfigError::Invalid(

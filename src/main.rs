@@ -70,6 +70,9 @@ enum Command {
     /// Show the integrations OnCall created (its heartbeat) and their state.
     #[command(subcommand)]
     Integrations(IntegrationsCommand),
+    /// Manage tracked OnCall schedules and see who is on duty.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Send test notifications through the configured routes.
     #[command(subcommand)]
     Notify(NotifyCommand),
@@ -221,6 +224,44 @@ enum NotifyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum SchedulesCommand {
+    /// Track a schedule (stored in the database; no restart needed).
+    Add {
+        /// Unique key.
+        key: String,
+        /// iCal export URL, or a path under `grafana.oncall.url`.
+        #[arg(long)]
+        ical_url: String,
+        /// Display name (the calendar's own name overrides it).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// `local` (notify who goes on duty) or `callback` (POST to --callback-url).
+        #[arg(long, default_value = "local")]
+        transport: String,
+        /// Where the `callback` transport posts.
+        #[arg(long, default_value = "")]
+        callback_url: String,
+    },
+    /// List tracked schedules.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop tracking a schedule.
+    Remove {
+        /// The schedule's key.
+        key: String,
+    },
+    /// Show each schedule's last poll, last error and who is on duty now.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum IntegrationsCommand {
     /// List integrations with their heartbeat state.
     List {
@@ -309,6 +350,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(cmd) => {
             telemetry::init_cli();
             devices(settings, cmd).await
+        }
+        Command::Schedules(cmd) => {
+            telemetry::init_cli();
+            schedules_cmd(settings, cmd).await
         }
         Command::Notify(NotifyCommand::Test {
             user,
@@ -584,6 +629,7 @@ async fn events_cmd(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()
         status,
         kind,
         limit,
+        before_id: None,
     };
     let records = events::list(&store, &filter).await?;
     if json {
@@ -647,6 +693,103 @@ async fn devices(settings: Settings, cmd: DevicesCommand) -> anyhow::Result<()> 
         DevicesCommand::Remove { token } => {
             let d = dir.remove_device(&token).await?;
             println!("device {} removed", short_token(&d.token));
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn schedules_cmd(settings: Settings, cmd: SchedulesCommand) -> anyhow::Result<()> {
+    use oncall_relay::schedules::{NewSchedule, Schedules, Transport};
+    let store = open_store(&settings).await?;
+    let dir = Directory::load(store.clone()).await?;
+    let schedules = Schedules::new(
+        store.clone(),
+        dir,
+        std::sync::Arc::new(settings),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    )?;
+    match cmd {
+        SchedulesCommand::Add {
+            key,
+            ical_url,
+            name,
+            transport,
+            callback_url,
+        } => {
+            let s = schedules
+                .add(
+                    NewSchedule {
+                        key,
+                        name,
+                        ical_url,
+                        transport: Transport::parse(&transport)?,
+                        callback_url,
+                    },
+                    false,
+                )
+                .await?;
+            println!("schedule {} added ({})", s.key, s.transport);
+        }
+        SchedulesCommand::List { json } => {
+            let list = schedules.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<16} {:<24} {:<9} {:<7} ICAL URL",
+                    "KEY", "NAME", "TRANSPORT", "SOURCE"
+                );
+                for s in &list {
+                    println!(
+                        "{:<16} {:<24} {:<9} {:<7} {}",
+                        s.key,
+                        s.display_name(),
+                        s.transport,
+                        s.source,
+                        s.ical_url
+                    );
+                }
+            }
+        }
+        SchedulesCommand::Remove { key } => {
+            let s = schedules.remove(&key).await?;
+            println!("schedule {} removed", s.key);
+        }
+        SchedulesCommand::Status { json } => {
+            let list = schedules.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for s in &list {
+                    let when = |ms: Option<i64>| ms.map_or_else(|| "never".to_string(), format_ms);
+                    println!("{} ({})", s.key, s.display_name());
+                    println!("  last success: {}", when(s.last_success_at));
+                    match (&s.last_error, s.last_error_at) {
+                        (Some(e), at) => println!("  last error:   {} at {}", e, when(at)),
+                        (None, _) => println!("  last error:   none"),
+                    }
+                    match &s.detail {
+                        None => println!("  on duty:      unknown (not polled yet)"),
+                        Some(d) if d.people.is_empty() => println!("  on duty:      nobody"),
+                        Some(d) => {
+                            for p in d.people.values() {
+                                println!(
+                                    "  on duty:      {} <{}> until {}",
+                                    p.name,
+                                    p.key,
+                                    format_ms(p.shift_end)
+                                );
+                            }
+                        }
+                    }
+                    if let Some(d) = &s.detail
+                        && !d.unknown.is_empty()
+                    {
+                        println!("  not in the directory: {}", d.unknown.join(", "));
+                    }
+                }
+            }
         }
     }
     store.close().await;

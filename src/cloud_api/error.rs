@@ -24,6 +24,12 @@ pub enum ApiError {
     /// No route here.
     #[error("not found")]
     NotFound,
+    /// A feature this binary was built without.
+    #[error("not built: {0}")]
+    NotBuilt(&'static str),
+    /// The admin API is off (no `app.admin_token`).
+    #[error("admin API disabled")]
+    AdminDisabled,
     /// A heartbeat link nobody issued: 403, so that the engine creates its integration again.
     #[error("unknown heartbeat link")]
     UnknownHeartbeat,
@@ -68,7 +74,9 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidToken | ApiError::UnknownHeartbeat => StatusCode::FORBIDDEN,
-            ApiError::NotFound | ApiError::UserNotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::UserNotFound | ApiError::AdminDisabled => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Fields(_)
@@ -77,6 +85,7 @@ impl ApiError {
             | ApiError::LimitExceeded => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NotBuilt(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 }
@@ -87,6 +96,10 @@ impl IntoResponse for ApiError {
         let body = match &self {
             ApiError::InvalidToken => json!({"detail": "Invalid token."}),
             ApiError::NotFound => json!({"detail": "Not found."}),
+            ApiError::NotBuilt(why) => json!({"detail": why}),
+            ApiError::AdminDisabled => {
+                json!({"detail": "The admin API is off: set app.admin_token to turn it on."})
+            }
             ApiError::UnknownHeartbeat => json!({"detail": "Unknown heartbeat link."}),
             ApiError::MethodNotAllowed => json!({"detail": "Method not allowed."}),
             ApiError::PayloadTooLarge => json!({"detail": "Request body too large."}),
@@ -129,6 +142,19 @@ impl From<HeartbeatError> for ApiError {
             HeartbeatError::Invalid(m) => ApiError::BadRequest(m),
             HeartbeatError::Store(s) => ApiError::Unavailable(s.to_string()),
             HeartbeatError::Notify(n) => n.into(),
+        }
+    }
+}
+
+impl From<crate::schedules::ScheduleError> for ApiError {
+    fn from(e: crate::schedules::ScheduleError) -> Self {
+        use crate::schedules::ScheduleError;
+        match e {
+            ScheduleError::Invalid(m) => ApiError::BadRequest(m),
+            ScheduleError::NotFound(_) => ApiError::NotFound,
+            ScheduleError::Store(s) => ApiError::Unavailable(s.to_string()),
+            ScheduleError::Notify(n) => n.into(),
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

@@ -4,11 +4,13 @@
 //! server trims it before routing, without redirecting) and under `app.path_prefix` as well
 //! as at the root, since engines before v1.0.12 dropped the prefix.
 
+mod admin;
 mod auth;
 mod error;
 mod extract;
 mod info;
 mod integrations;
+mod metrics;
 mod notifications;
 mod pages;
 mod push;
@@ -33,6 +35,7 @@ use crate::directory::Directory;
 use crate::heartbeat::Heartbeats;
 use crate::notify::{Acceptor, Gate};
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 
 /// What handlers share.
 #[derive(Clone, Debug)]
@@ -43,6 +46,10 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// Accepted tokens.
     pub tokens: TokenCheck,
+    /// Admin API tokens; `None` turns the admin API off.
+    pub admin_tokens: Option<TokenCheck>,
+    /// `debug: true`: profiling endpoints on the admin API.
+    pub debug: bool,
     /// The configured public URL (ends with `/`), if any.
     pub public_url: Option<String>,
     /// The user directory.
@@ -53,6 +60,8 @@ pub struct Inner {
     pub store: Store,
     /// Integrations and heartbeats.
     pub heartbeats: Heartbeats,
+    /// Tracked on-call schedules.
+    pub schedules: crate::schedules::Schedules,
     /// Limits and deduplication of calls and SMS.
     pub gate: Gate,
     /// Backend for pushes to assigned devices (`None`: the default).
@@ -61,6 +70,8 @@ pub struct Inner {
     pub push_fallback_route: Option<String>,
     /// Longest time a request may take.
     pub request_timeout: Duration,
+    /// Counters and histograms served at `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -126,8 +137,11 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         )
         .route("/health", get(healthz))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
-    let routes = api.merge(open);
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render));
+    let routes = api
+        .merge(open)
+        .nest("/api/admin/v1", admin::router(state.clone()));
     let mut app = routes.clone();
     let prefix = path_prefix.trim_end_matches('/');
     if !prefix.is_empty() {
@@ -138,6 +152,10 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(error::json_errors))

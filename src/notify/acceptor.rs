@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::{NewNotification, NotifyError, queue};
 use crate::config::QueueSettings;
 use crate::store::{Store, now_ms};
+use crate::telemetry::metrics::Metrics;
 
 struct Pending {
     item: NewNotification,
@@ -40,6 +41,7 @@ impl Acceptor {
         store: Store,
         settings: &QueueSettings,
         wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> (Acceptor, JoinHandle<()>) {
         let batch = settings.batch_size.max(1);
         let (tx, rx) = mpsc::channel(batch * 8);
@@ -48,7 +50,7 @@ impl Acceptor {
             crate::config::Driver::Sqlite => 1,
             crate::config::Driver::Postgres => settings.writers.max(1),
         };
-        let handle = tokio::spawn(commit_loop(store, rx, batch, writers, wake));
+        let handle = tokio::spawn(commit_loop(store, rx, batch, writers, wake, metrics));
         (
             Acceptor {
                 tx,
@@ -84,6 +86,7 @@ async fn commit_loop(
     batch: usize,
     writers: usize,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 ) {
     let slots = Arc::new(Semaphore::new(writers));
     let mut running = tokio::task::JoinSet::new();
@@ -104,6 +107,7 @@ async fn commit_loop(
         }
         let store = store.clone();
         let wake = wake.clone();
+        let metrics = metrics.clone();
         running.spawn(async move {
             let _permit = permit;
             // Requests whose caller already gave up (timed out) are still committed: the
@@ -115,6 +119,13 @@ async fn commit_loop(
                 Ok(()) => {
                     tracing::debug!(count = items.len(), "committed notifications");
                     wake.notify_one();
+                    for n in &items {
+                        metrics.count(
+                            "oncall_relay_notifications_accepted_total",
+                            &[("kind", n.kind.as_str())],
+                            1,
+                        );
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, count = items.len(), "cannot commit notifications")

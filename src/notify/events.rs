@@ -24,6 +24,8 @@ pub struct EventFilter {
     pub kind: Option<String>,
     /// Most rows returned, newest first.
     pub limit: usize,
+    /// Only notifications with a smaller id (the next page after the last one seen).
+    pub before_id: Option<i64>,
 }
 
 /// One delivery attempt.
@@ -109,6 +111,9 @@ pub async fn list(
     if filter.kind.is_some() {
         conditions.push(format!("kind = {}", next()));
     }
+    if filter.before_id.is_some() {
+        conditions.push(format!("id < {}", next()));
+    }
     let limit = next();
     let where_clause = if conditions.is_empty() {
         String::new()
@@ -133,6 +138,9 @@ pub async fn list(
     }
     if let Some(kind) = &filter.kind {
         q = q.bind(kind.clone());
+    }
+    if let Some(before) = filter.before_id {
+        q = q.bind(before);
     }
     q = q.bind(filter.limit.max(1) as i64);
     let rows = q.fetch_all(store.pool()).await?;

@@ -45,7 +45,7 @@ impl Gate {
         match kind {
             Kind::Call => self.limits.call,
             Kind::Sms => self.limits.sms,
-            Kind::Push | Kind::Heartbeat => Cap::default(),
+            Kind::Push | Kind::Heartbeat | Kind::Schedule => Cap::default(),
         }
     }
 

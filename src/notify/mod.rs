@@ -104,6 +104,8 @@ pub enum Kind {
     Push,
     /// An alert about OnCall's own heartbeat stopping or resuming.
     Heartbeat,
+    /// A tracked schedule's on-duty person changed (see `crate::schedules`).
+    Schedule,
 }
 
 impl Kind {
@@ -114,6 +116,7 @@ impl Kind {
             Kind::Sms => "sms",
             Kind::Push => "push",
             Kind::Heartbeat => "heartbeat",
+            Kind::Schedule => "schedule",
         }
     }
 
@@ -124,6 +127,7 @@ impl Kind {
             "sms" => Some(Kind::Sms),
             "push" => Some(Kind::Push),
             "heartbeat" => Some(Kind::Heartbeat),
+            "schedule" => Some(Kind::Schedule),
             _ => None,
         }
     }

@@ -18,6 +18,7 @@ use super::{NewNotification, Notification, NotifyError};
 use crate::config::QueueSettings;
 use crate::directory::Directory;
 use crate::store::{Store, now_ms};
+use crate::telemetry::metrics::Metrics;
 
 /// Largest number of outcomes written in one transaction.
 const RECORD_BATCH: usize = 512;
@@ -30,9 +31,10 @@ pub fn spawn(
     settings: QueueSettings,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
     tokio::spawn(dispatch(
-        store, directory, backends, settings, wake, shutdown,
+        store, directory, backends, settings, wake, shutdown, metrics,
     ))
 }
 
@@ -52,6 +54,7 @@ async fn dispatch(
     settings: QueueSettings,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 ) {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Outcome>();
@@ -105,12 +108,15 @@ async fn dispatch(
             let backends = backends.clone();
             let done = done_tx.clone();
             let settings = settings.clone();
+            let metrics = metrics.clone();
             let chain = backends.chain(&n, &snapshot);
             if let Some(user) = snapshot.by_id(&n.user_id) {
                 n.contacts = user.contacts.clone();
             }
             tokio::spawn(async move {
+                let (kind, created_at) = (n.kind.clone(), n.created_at);
                 let outcome = deliver(&chain, &settings, n, claim_tag).await;
+                record_metrics(&metrics, &kind, created_at, &outcome);
                 let _ = done.send(outcome);
                 drop(permit);
             });
@@ -205,6 +211,36 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         next,
         started_at,
         duration_ms,
+    }
+}
+
+fn record_metrics(metrics: &Metrics, kind: &str, created_at: i64, o: &Outcome) {
+    let outcome = match o.next {
+        Next::Delivered => "delivered",
+        Next::Retry(_) => "retry",
+        Next::Fallback(_) => "fallback",
+        Next::Failed => "failed",
+    };
+    metrics.count(
+        "oncall_relay_delivery_attempts_total",
+        &[
+            ("kind", kind),
+            ("backend", &o.backend),
+            ("outcome", outcome),
+        ],
+        1,
+    );
+    metrics.observe(
+        "oncall_relay_delivery_duration_seconds",
+        &[("backend", &o.backend)],
+        Duration::from_millis(o.duration_ms.max(0) as u64),
+    );
+    if matches!(o.next, Next::Delivered) {
+        metrics.observe(
+            "oncall_relay_delivery_latency_seconds",
+            &[("kind", kind)],
+            Duration::from_millis((now_ms() - created_at).max(0) as u64),
+        );
     }
 }
 

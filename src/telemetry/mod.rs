@@ -1,4 +1,6 @@
-//! Logging: JSON lines on stdout, or appended to `app.log_path`.
+//! Logging (JSON lines on stdout, or appended to `app.log_path`) and metrics.
+
+pub mod metrics;
 
 use std::path::Path;
 

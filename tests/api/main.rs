@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod admin;
 mod calls;
 mod cli;
 mod email;
@@ -10,6 +11,7 @@ mod heartbeat;
 mod info;
 mod limits;
 mod mattermost;
+mod metrics;
 mod ntfy;
 mod packaging;
 mod push;
@@ -17,6 +19,7 @@ mod queue;
 mod replicas;
 mod resilience;
 mod routing;
+mod schedules;
 mod sip;
 mod slack;
 mod telegram;

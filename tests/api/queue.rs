@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-
 use crate::db_test;
 use crate::helpers::*;
 
@@ -278,3 +277,33 @@ async fn purge_removes_only_finished_notifications(db: Db) {
     app.stop().await;
 }
 db_test!(purge_removes_only_finished_notifications);
+
+async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(&[], Reply::Hang);
+    let mut s = settings(&db);
+    use_webhook(&mut s, &fake.url);
+    if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
+        s.plugin.backends.get_mut("hook")
+    {
+        w.timeout = Duration::from_secs(20);
+    }
+    s.queue.lease = Duration::from_secs(30);
+    s.app.shutdown_grace = Duration::from_millis(500);
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    call(&app, "stuck").await;
+    wait_for(Duration::from_secs(10), || async {
+        (!fake.requests().is_empty()).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+}
+db_test!(shutdown_ends_within_the_grace_period_despite_a_hanging_backend);

@@ -1,0 +1,323 @@
+//! The admin API: its own token, users and devices CRUD, events paging, the OpenAPI document.
+
+use serde_json::json;
+
+use crate::db_test;
+use crate::helpers::*;
+
+const ADMIN: &str = "admin-token-987";
+
+fn with_admin(db: &TestDb) -> oncall_relay::config::Settings {
+    let mut s = settings(db);
+    s.app.admin_token =
+        oncall_relay::config::Tokens(vec![oncall_relay::config::Secret(ADMIN.into())]);
+    s.queue.deliver = false;
+    s
+}
+
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = app
+        .client
+        .request(method.parse().expect("method"), app.url(path));
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("send");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("text");
+    (
+        status,
+        if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).expect("json")
+        },
+    )
+}
+
+async fn admin_api_needs_its_own_token(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    let (status, body) = call(&app, "GET", "/api/admin/v1/users", Some(TOKEN), None).await;
+    assert_eq!(status, 404, "off without app.admin_token: {body}");
+    app.stop().await;
+
+    let app = TestApp::spawn(with_admin(&db)).await;
+    for token in [None, Some(TOKEN), Some("wrong")] {
+        let (status, body) = call(&app, "GET", "/api/admin/v1/users", token, None).await;
+        assert_eq!(status, 403, "{token:?}: {body}");
+    }
+    let (status, _) = call(&app, "GET", "/api/admin/v1/users", Some(ADMIN), None).await;
+    assert_eq!(status, 200);
+    // The admin token opens nothing on the OnCall side.
+    let (status, _) = call(&app, "GET", "/api/v1/info/", Some(ADMIN), None).await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
+db_test!(admin_api_needs_its_own_token);
+
+async fn users_and_devices_crud(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(with_admin(&db)).await;
+    let (status, user) = call(
+        &app,
+        "POST",
+        "/api/admin/v1/users",
+        Some(ADMIN),
+        Some(json!({"email": "Ann@Example.com", "phone_number": "+49 30 123456", "role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["phone_number"], "+4930123456");
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/admin/v1/users",
+        Some(ADMIN),
+        Some(json!({"email": "bad"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["email"].is_array(), "{body}");
+
+    let (_, sync) = json_of(app.get("/api/v1/users?email=ann@example.com").await).await;
+    assert_eq!(sync["results"][0]["is_phone_number_verified"], true);
+
+    let (status, patched) = call(
+        &app,
+        "PATCH",
+        "/api/admin/v1/users/ann@example.com",
+        Some(ADMIN),
+        Some(json!({"phone_number": null, "contacts": {"telegram": "42"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert!(patched["phone_number"].is_null());
+    assert_eq!(patched["contacts"]["telegram"], "42");
+    let (_, sync) = json_of(app.get("/api/v1/users?email=ann@example.com").await).await;
+    assert_eq!(
+        sync["results"][0]["is_phone_number_verified"], false,
+        "the same directory as the cloud API"
+    );
+
+    let id = user["id"].as_str().expect("id");
+    let (status, _) = call(
+        &app,
+        "PUT",
+        "/api/admin/v1/devices/tok-1",
+        Some(ADMIN),
+        Some(json!({"user": id, "label": "phone"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, devices) = call(&app, "GET", "/api/admin/v1/devices", Some(ADMIN), None).await;
+    assert_eq!(devices["count"], 1);
+    assert_eq!(devices["results"][0]["user_id"], id);
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        "/api/admin/v1/devices/tok-1",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/api/admin/v1/users/{id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = call(
+        &app,
+        "GET",
+        &format!("/api/admin/v1/users/{id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    app.stop().await;
+}
+db_test!(users_and_devices_crud);
+
+async fn events_are_filtered_and_paged(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(with_admin(&db)).await;
+    app.add_user("a@example.com", Some("+4930123456")).await;
+    for i in 0..5 {
+        let resp = app
+            .post_fields(
+                "/api/v1/send_sms",
+                &[("email", "a@example.com"), ("message", &format!("m{i}"))],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let (status, page1) = call(
+        &app,
+        "GET",
+        "/api/admin/v1/events?limit=2&status=queued",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(page1["count"], 2);
+    assert_eq!(page1["results"][0]["message"], "m4", "newest first");
+    let before = page1["next_before"].as_i64().expect("next page");
+    let (_, page2) = call(
+        &app,
+        "GET",
+        &format!("/api/admin/v1/events?limit=2&before={before}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(page2["results"][0]["message"], "m2");
+    let (_, last) = call(
+        &app,
+        "GET",
+        "/api/admin/v1/events?limit=10&user=A@example.com",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(last["count"], 5);
+    assert!(last["next_before"].is_null());
+    let (status, body) = call(
+        &app,
+        "GET",
+        "/api/admin/v1/events?status=lost",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/admin/v1/events?limit=many",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    app.stop().await;
+}
+db_test!(events_are_filtered_and_paged);
+
+#[tokio::test]
+async fn openapi_document_lists_every_admin_route() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let app = TestApp::spawn(with_admin(&db)).await;
+    let (status, doc) = call(&app, "GET", "/api/admin/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths: Vec<&String> = doc["paths"].as_object().expect("paths").keys().collect();
+    for (path, method) in [
+        ("/users", "get"),
+        ("/users", "post"),
+        ("/users/{user}", "get"),
+        ("/users/{user}", "patch"),
+        ("/users/{user}", "delete"),
+        ("/devices", "get"),
+        ("/devices/{token}", "put"),
+        ("/devices/{token}", "delete"),
+        ("/integrations", "get"),
+        ("/schedules", "get"),
+        ("/events", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented; documented: {paths:?}"
+        );
+        // And the route is really served (403 without a token, not 404/405).
+        let concrete = path
+            .replace("{user}", "x@example.com")
+            .replace("{token}", "t");
+        let (status, _) = call(
+            &app,
+            &method.to_uppercase(),
+            &format!("/api/admin/v1{concrete}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 403, "{method} {path}");
+    }
+    app.stop().await;
+}
+
+#[test]
+fn the_admin_token_must_differ_from_oncalls() {
+    let mut s = oncall_relay::config::Settings::default();
+    s.app.auth_token =
+        oncall_relay::config::Tokens(vec![oncall_relay::config::Secret("same".into())]);
+    s.app.admin_token = s.app.auth_token.clone();
+    let err = s.validate().expect_err("same token");
+    assert!(err.to_string().contains("app.admin_token"), "{err}");
+}
+
+#[tokio::test]
+async fn profiling_is_on_the_admin_side_only_and_only_with_debug() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let app = TestApp::spawn(with_admin(&db)).await;
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/admin/v1/debug/pprof/profile?seconds=1",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "off without debug: true");
+    app.stop().await;
+
+    let mut s = with_admin(&db);
+    s.debug = true;
+    let app = TestApp::spawn(s).await;
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/admin/v1/debug/pprof/profile?seconds=1",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "never with OnCall's token");
+    let resp = app
+        .client
+        .get(app.url("/api/admin/v1/debug/pprof/flamegraph?seconds=1"))
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .send()
+        .await
+        .expect("send");
+    if cfg!(feature = "profiling") {
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.text().await.expect("svg").contains("<svg"));
+    } else {
+        assert_eq!(resp.status().as_u16(), 501);
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert!(
+            body["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("--features profiling")
+        );
+    }
+    app.stop().await;
+}
