@@ -203,7 +203,7 @@ impl Backend for Email {
             match sent {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => {
-                    let text = format!("SMTP {}", error_chain(&e));
+                    let text = format!("SMTP {}", super::http::error_chain(&e));
                     if e.is_permanent() {
                         Err(DeliveryError::Permanent(text))
                     } else {
@@ -217,17 +217,6 @@ impl Backend for Email {
             }
         })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text.chars().take(300).collect()
 }
 
 #[cfg(test)]

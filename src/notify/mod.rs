@@ -11,6 +11,7 @@ mod email;
 pub mod events;
 mod exec;
 mod gate;
+mod http;
 mod mattermost;
 mod ntfy;
 mod queue;

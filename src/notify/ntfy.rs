@@ -175,7 +175,7 @@ impl Backend for Ntfy {
             let response = request.send().await.map_err(|e| {
                 DeliveryError::Transient(format!(
                     "request failed: {}",
-                    error_chain(&e.without_url())
+                    super::http::error_chain(&e.without_url())
                 ))
             })?;
             let status = response.status();
@@ -188,7 +188,7 @@ impl Backend for Ntfy {
                 .map(|t| t.chars().take(300).collect::<String>())
                 .unwrap_or_default();
             let message = format!("HTTP {status}: {}", detail.trim());
-            if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+            if super::http::is_transient(status) {
                 Err(DeliveryError::Transient(message))
             } else {
                 Err(DeliveryError::Permanent(message))
@@ -248,17 +248,6 @@ fn cut_bytes(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -164,27 +164,8 @@ impl Sip {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| {
-                DeliveryError::Transient(format!(
-                    "request failed: {}",
-                    error_chain(&e.without_url())
-                ))
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let detail = response
-            .text()
-            .await
-            .map(|t| t.chars().take(300).collect::<String>())
-            .unwrap_or_default();
-        let message = format!("ARI HTTP {status}: {detail}");
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(DeliveryError::Transient(message))
-        } else {
-            Err(DeliveryError::Permanent(message))
-        }
+            .map_err(super::http::request_failed)?;
+        super::http::check(response, "ARI").await
     }
 }
 
@@ -200,15 +181,4 @@ impl Backend for Sip {
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(self.originate(n))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

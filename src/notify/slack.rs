@@ -168,7 +168,7 @@ impl Backend for Slack {
             let response = request.timeout(self.timeout).send().await.map_err(|e| {
                 DeliveryError::Transient(format!(
                     "request failed: {}",
-                    error_chain(&e.without_url())
+                    super::http::error_chain(&e.without_url())
                 ))
             })?;
             let status = response.status();
@@ -228,15 +228,4 @@ fn text(n: &Notification) -> String {
         escaped
     };
     shape::truncate(&marked, MAX_LENGTH)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -113,7 +113,7 @@ impl Telegram {
             .map_err(|e| {
                 DeliveryError::Transient(format!(
                     "request failed: {}",
-                    error_chain(&e.without_url())
+                    super::http::error_chain(&e.without_url())
                 ))
             })?;
         let status = response.status();
@@ -136,7 +136,7 @@ impl Telegram {
         }
         // 429 is Telegram's flood control: later, not never. 400/403 (chat not found, bot
         // blocked or kicked) and 401/404 (bad token) cannot heal by retrying.
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+        if super::http::is_transient(status) {
             Err(DeliveryError::Transient(message))
         } else {
             Err(DeliveryError::Permanent(message))
@@ -214,15 +214,4 @@ fn http_base(raw: &str) -> Result<String, String> {
         return Err("must be an http or https URL".into());
     }
     Ok(trimmed.to_string())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -151,27 +151,8 @@ impl Twilio {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| {
-                DeliveryError::Transient(format!(
-                    "request failed: {}",
-                    error_chain(&e.without_url())
-                ))
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let detail = response
-            .text()
-            .await
-            .map(|t| t.chars().take(300).collect::<String>())
-            .unwrap_or_default();
-        let message = format!("Twilio HTTP {status}: {detail}");
-        if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(DeliveryError::Transient(message))
-        } else {
-            Err(DeliveryError::Permanent(message))
-        }
+            .map_err(super::http::request_failed)?;
+        super::http::check(response, "Twilio").await
     }
 
     async fn send(&self, n: &Notification) -> Result<(), DeliveryError> {
@@ -251,17 +232,6 @@ fn xml_escape(text: &str) -> String {
         }
     }
     out
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -216,28 +216,8 @@ impl Backend for Webhook {
             if self.method != reqwest::Method::GET {
                 request = request.header(CONTENT_TYPE, content_type).body(body);
             }
-            let response = request.send().await.map_err(|e| {
-                DeliveryError::Transient(format!(
-                    "request failed: {}",
-                    error_chain(&e.without_url())
-                ))
-            })?;
-            let status = response.status();
-            if status.is_success() {
-                return Ok(());
-            }
-            let detail = response
-                .text()
-                .await
-                .map(|t| t.chars().take(300).collect::<String>())
-                .unwrap_or_default();
-            let message = format!("HTTP {status}: {detail}");
-            // 408 and 429 say "later", not "never".
-            if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-                Err(DeliveryError::Transient(message))
-            } else {
-                Err(DeliveryError::Permanent(message))
-            }
+            let response = request.send().await.map_err(super::http::request_failed)?;
+            super::http::check(response, "").await
         })
     }
 }
@@ -261,17 +241,6 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &str) -> String {
         hex.push_str(&format!("{b:02x}"));
     }
     hex
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
