@@ -18,6 +18,7 @@ use super::extract::FormOrJson;
 use super::{ApiError, AppState};
 use crate::directory::{NewUser, UserPatch};
 use crate::notify::{EventFilter, events};
+use crate::schedules::{NewSchedule, Transport};
 
 /// The admin routes, each behind the admin token.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -30,7 +31,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/devices", get(list_devices))
         .route("/devices/{token}", put(assign_device).delete(remove_device))
         .route("/integrations", get(list_integrations))
-        .route("/schedules", get(list_schedules))
+        .route("/schedules", get(list_schedules).post(add_schedule))
+        .route(
+            "/schedules/{key}",
+            get(get_schedule).delete(remove_schedule),
+        )
         .route("/events", get(list_events))
         .route("/debug/pprof/profile", get(profile))
         .route("/debug/pprof/flamegraph", get(flamegraph))
@@ -161,6 +166,60 @@ async fn list_integrations(State(state): State<AppState>) -> Result<Json<Value>,
 async fn list_schedules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let list = state.schedules.list().await?;
     Ok(Json(json!({ "count": list.len(), "results": list })))
+}
+
+/// A schedule to track, as the API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    key: String,
+    #[serde(default)]
+    name: String,
+    ical_url: String,
+    #[serde(default)]
+    transport: Option<String>,
+    #[serde(default)]
+    callback_url: String,
+}
+
+async fn add_schedule(
+    State(state): State<AppState>,
+    Json(body): Json<ScheduleBody>,
+) -> Result<Response, ApiError> {
+    let transport = Transport::parse(body.transport.as_deref().unwrap_or("local"))?;
+    let schedule = state
+        .schedules
+        .add(
+            NewSchedule {
+                name: if body.name.trim().is_empty() {
+                    body.key.clone()
+                } else {
+                    body.name
+                },
+                key: body.key,
+                ical_url: body.ical_url,
+                transport,
+                callback_url: body.callback_url,
+            },
+            false,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(schedule)).into_response())
+}
+
+async fn get_schedule(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.schedules.get(&key).await?).into_response())
+}
+
+async fn remove_schedule(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    state.schedules.remove(&key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Debug, Deserialize)]

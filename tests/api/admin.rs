@@ -239,6 +239,9 @@ async fn openapi_document_lists_every_admin_route() {
         ("/devices/{token}", "delete"),
         ("/integrations", "get"),
         ("/schedules", "get"),
+        ("/schedules", "post"),
+        ("/schedules/{key}", "get"),
+        ("/schedules/{key}", "delete"),
         ("/events", "get"),
     ] {
         assert!(
@@ -321,3 +324,59 @@ async fn profiling_is_on_the_admin_side_only_and_only_with_debug() {
     }
     app.stop().await;
 }
+
+async fn schedules_can_be_added_listed_and_removed(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(with_admin(&db)).await;
+    let (status, created) = call(
+        &app,
+        "POST",
+        "/api/admin/v1/schedules",
+        Some(ADMIN),
+        Some(json!({"key": "platform", "ical_url": "http://127.0.0.1:9/ical", "transport": "callback", "callback_url": "http://127.0.0.1:9/cb"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["transport"], "callback");
+    let (_, list) = call(&app, "GET", "/api/admin/v1/schedules", Some(ADMIN), None).await;
+    assert_eq!(list["count"], 1);
+    let (status, one) = call(
+        &app,
+        "GET",
+        "/api/admin/v1/schedules/platform",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(one["key"], "platform");
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/admin/v1/schedules",
+        Some(ADMIN),
+        Some(json!({"key": "x", "ical_url": "http://h/i", "transport": "pigeon"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        "/api/admin/v1/schedules/platform",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &app,
+        "GET",
+        "/api/admin/v1/schedules/platform",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+db_test!(schedules_can_be_added_listed_and_removed);
