@@ -85,8 +85,9 @@ impl Store {
             .max_lifetime(Some(db.pool.max_life_time).filter(|d| !d.is_zero()));
         let options = match driver {
             Driver::Sqlite => {
-                // One writer at a time anyway; a few readers are plenty.
-                let max = db.pool.max_open_connections.clamp(1, 8);
+                // One writer at a time anyway; a few readers are plenty. A small page cache
+                // per connection: the hot rows are few, and the default 2 MiB each adds up.
+                let max = db.pool.max_open_connections.clamp(1, 4);
                 let busy = db.write_timeout.max(Duration::from_secs(1)).as_millis();
                 options
                     .max_connections(max)
@@ -94,7 +95,8 @@ impl Store {
                     .after_connect(move |conn, _meta| {
                         let pragmas = format!(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy};"
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy}; \
+                             PRAGMA cache_size = -1024;"
                         );
                         Box::pin(async move {
                             conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
