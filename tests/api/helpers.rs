@@ -509,3 +509,29 @@ impl RelayProcess {
         let _ = self.child.wait().await;
     }
 }
+
+impl TestApp {
+    /// Posts a make_call/send_sms form for `email` as OnCall does, and expects 200.
+    pub async fn send_ok(&self, path: &str, email: &str, message: &str) {
+        let resp = self
+            .post_fields(path, &[("email", email), ("message", message)])
+            .await;
+        assert_eq!(resp.status().as_u16(), 200, "{path} for {email}");
+    }
+
+    /// Adds a user with a phone number and these backend contacts.
+    pub async fn add_user_with_contacts(&self, email: &str, contacts: &[(&str, &str)]) -> User {
+        self.directory
+            .add(NewUser {
+                email: email.into(),
+                phone_number: Some("+4930123456".into()),
+                contacts: contacts
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..NewUser::default()
+            })
+            .await
+            .expect("user added")
+    }
+}

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, MattermostSettings, Overrides, Secret, Settings};
-use oncall_relay::directory::NewUser;
 
 use crate::db_test;
 use crate::helpers::*;
@@ -25,44 +24,23 @@ fn mattermost(s: &mut Settings, settings: MattermostSettings) {
         .insert("mm".into(), BackendSettings::Mattermost(settings));
 }
 
-async fn user(app: &TestApp, email: &str, contacts: &[(&str, &str)]) {
-    app.directory
-        .add(NewUser {
-            email: email.into(),
-            phone_number: Some("+4930123456".into()),
-            contacts: contacts
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..NewUser::default()
-        })
-        .await
-        .expect("user added");
-}
-
-async fn post(app: &TestApp, path: &str, email: &str, message: &str) {
-    let resp = app
-        .post_fields(path, &[("email", email), ("message", message)])
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn mattermost_posts_to_the_users_channel_or_the_configured_one(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
     let mut s = settings(&db);
     mattermost(&mut s, hook(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", &[("mattermost", "@alice")]).await;
-    user(&app, "bob@example.com", &[]).await;
-    post(
-        &app,
+    app.add_user_with_contacts("alice@example.com", &[("mattermost", "@alice")])
+        .await;
+    app.add_user_with_contacts("bob@example.com", &[]).await;
+    app.send_ok(
         "/api/v1/send_sms",
         "alice@example.com",
         "Disk full on **db-1**",
     )
     .await;
-    post(&app, "/api/v1/make_call", "bob@example.com", "CPU high").await;
+    app.send_ok("/api/v1/make_call", "bob@example.com", "CPU high")
+        .await;
     let events = app.wait_until_settled(2).await;
     assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");
     let requests = fake.requests();
@@ -101,10 +79,13 @@ async fn rocketchat_uses_the_same_hook_format(db: Db) {
         }),
     );
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", &[("rocketchat", "@alice.rc")]).await;
-    user(&app, "bob@example.com", &[]).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "for alice").await;
-    post(&app, "/api/v1/send_sms", "bob@example.com", "for bob").await;
+    app.add_user_with_contacts("alice@example.com", &[("rocketchat", "@alice.rc")])
+        .await;
+    app.add_user_with_contacts("bob@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "for alice")
+        .await;
+    app.send_ok("/api/v1/send_sms", "bob@example.com", "for bob")
+        .await;
     let events = app.wait_until_settled(2).await;
     assert!(events.iter().all(|e| e.status == "delivered"));
     assert!(events.iter().all(|e| e.backend.as_deref() == Some("rc")));
@@ -151,8 +132,9 @@ async fn mattermost_client_error_is_not_retried(db: Db) {
     let mut s = settings(&db);
     mattermost(&mut s, hook(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", &[]).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "failed");
     assert_eq!(events[0].attempts, 1);
@@ -174,8 +156,9 @@ async fn mattermost_server_error_then_ok_is_delivered_on_the_second_attempt(db: 
     let mut s = settings(&db);
     mattermost(&mut s, hook(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", &[]).await;
-    post(&app, "/api/v1/make_call", "alice@example.com", "ring").await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "ring")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
     assert_eq!(events[0].attempts, 2);

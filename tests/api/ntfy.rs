@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
-use oncall_relay::directory::NewUser;
 
 use crate::db_test;
 use crate::helpers::*;
@@ -25,28 +24,6 @@ fn ntfy(s: &mut Settings, settings: NtfySettings) {
         .insert("alarm".into(), BackendSettings::Ntfy(settings));
 }
 
-async fn user(app: &TestApp, email: &str, topic: Option<&str>) {
-    app.directory
-        .add(NewUser {
-            email: email.into(),
-            phone_number: Some("+4930123456".into()),
-            contacts: topic
-                .map(|t| ("ntfy".to_string(), t.to_string()))
-                .into_iter()
-                .collect(),
-            ..NewUser::default()
-        })
-        .await
-        .expect("user added");
-}
-
-async fn post(app: &TestApp, path: &str, email: &str, message: &str) {
-    let resp = app
-        .post_fields(path, &[("email", email), ("message", message)])
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
     r.headers
         .get(name)
@@ -61,16 +38,17 @@ async fn ntfy_call_is_urgent_on_the_users_topic_and_sms_is_default_on_the_team_t
     let mut s = settings(&db);
     ntfy(&mut s, server(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("alice-phone")).await;
-    user(&app, "bob@example.com", None).await;
-    post(
-        &app,
+    app.add_user_with_contacts("alice@example.com", &[("ntfy", "alice-phone")])
+        .await;
+    app.add_user_with_contacts("bob@example.com", &[]).await;
+    app.send_ok(
         "/api/v1/make_call",
         "alice@example.com",
         "CPU high\non db-1",
     )
     .await;
-    post(&app, "/api/v1/send_sms", "bob@example.com", "Disk full").await;
+    app.send_ok("/api/v1/send_sms", "bob@example.com", "Disk full")
+        .await;
     let events = app.wait_until_settled(2).await;
     assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");
     let requests = fake.requests();
@@ -115,14 +93,9 @@ async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
         },
     );
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", None).await;
-    post(
-        &app,
-        "/api/v1/send_sms",
-        "alice@example.com",
-        "Störung auf db-1",
-    )
-    .await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "Störung auf db-1")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
     let r = &fake.requests()[0];
@@ -151,8 +124,9 @@ async fn ntfy_client_error_is_not_retried(db: Db) {
     let mut s = settings(&db);
     ntfy(&mut s, server(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", None).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "failed");
     assert_eq!(events[0].attempts, 1);
@@ -174,8 +148,10 @@ async fn ntfy_server_error_then_ok_is_delivered_on_the_second_attempt(db: Db) {
     let mut s = settings(&db);
     ntfy(&mut s, server(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("alice-phone")).await;
-    post(&app, "/api/v1/make_call", "alice@example.com", "ring").await;
+    app.add_user_with_contacts("alice@example.com", &[("ntfy", "alice-phone")])
+        .await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "ring")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
     assert_eq!(events[0].attempts, 2);
@@ -197,10 +173,13 @@ async fn ntfy_without_a_topic_fails_for_good(db: Db) {
         },
     );
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", None).await;
-    user(&app, "bob@example.com", Some("../admin")).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
-    post(&app, "/api/v1/send_sms", "bob@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.add_user_with_contacts("bob@example.com", &[("ntfy", "../admin")])
+        .await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
+    app.send_ok("/api/v1/send_sms", "bob@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(2).await;
     for e in &events {
         assert_eq!(e.status, "failed");

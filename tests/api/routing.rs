@@ -14,13 +14,6 @@ fn step(backend: &str) -> RouteSettings {
     }
 }
 
-async fn post(app: &TestApp, path: &str, email: &str, message: &str) {
-    let resp = app
-        .post_fields(path, &[("email", email), ("message", message)])
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn calls_for_admins_take_their_own_route(db: Db) {
     let db = TestDb::new(db).await;
     let (voice, other) = (Fake::start().await, Fake::start().await);
@@ -48,10 +41,13 @@ async fn calls_for_admins_take_their_own_route(db: Db) {
         .await
         .expect("admin");
     app.add_user("dev@example.com", Some("+4930123457")).await;
-    post(&app, "/api/v1/make_call", "boss@example.com", "admin call").await;
-    post(&app, "/api/v1/make_call", "dev@example.com", "editor call").await;
+    app.send_ok("/api/v1/make_call", "boss@example.com", "admin call")
+        .await;
+    app.send_ok("/api/v1/make_call", "dev@example.com", "editor call")
+        .await;
     // SMS has no route: the default backend (stdout).
-    post(&app, "/api/v1/send_sms", "boss@example.com", "sms").await;
+    app.send_ok("/api/v1/send_sms", "boss@example.com", "sms")
+        .await;
     let events = app.wait_until_settled(3).await;
     assert!(events.iter().all(|e| e.status == "delivered"));
     let by_message = |m: &str| {
@@ -91,7 +87,8 @@ async fn sms_falls_back_from_a_failing_gateway_once(db: Db) {
     );
     let app = TestApp::spawn(s).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "disk full").await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "disk full")
+        .await;
     let events = app.wait_until_settled(1).await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
@@ -137,7 +134,8 @@ async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: Db) {
     );
     let app = TestApp::spawn(s).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
-    post(&app, "/api/v1/make_call", "alice@example.com", "ring").await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "ring")
+        .await;
     let events = app.wait_until_settled(1).await;
     let e = &events[0];
     assert_eq!(e.status, "failed");
@@ -211,8 +209,10 @@ async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
         .await
         .expect("add");
     app.add_user("b@example.com", Some("+4930123457")).await;
-    post(&app, "/api/v1/send_sms", "a@example.com", "for a").await;
-    post(&app, "/api/v1/send_sms", "b@example.com", "for b").await;
+    app.send_ok("/api/v1/send_sms", "a@example.com", "for a")
+        .await;
+    app.send_ok("/api/v1/send_sms", "b@example.com", "for b")
+        .await;
     app.wait_until_settled(2).await;
     assert_eq!(personal.requests().len(), 1);
     assert_eq!(
@@ -237,7 +237,8 @@ async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
         )
         .await
         .expect("update");
-    post(&app, "/api/v1/send_sms", "a@example.com", "again for a").await;
+    app.send_ok("/api/v1/send_sms", "a@example.com", "again for a")
+        .await;
     app.wait_until_settled(3).await;
     assert_eq!(default.requests().len(), 2);
     assert_eq!(default.requests()[1].json()["contacts"]["telegram"], "4242");
@@ -297,8 +298,10 @@ async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: Db) {
         })
         .await
         .expect("admin");
-    post(&app, "/api/v1/make_call", "boss@example.com", "wake up").await;
-    post(&app, "/api/v1/send_sms", "boss@example.com", "disk full").await;
+    app.send_ok("/api/v1/make_call", "boss@example.com", "wake up")
+        .await;
+    app.send_ok("/api/v1/send_sms", "boss@example.com", "disk full")
+        .await;
     let events = app.wait_until_settled(2).await;
     assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");
     assert_eq!(route_a.requests().len(), 1);

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
-use oncall_relay::directory::NewUser;
 
 use crate::db_test;
 use crate::helpers::*;
@@ -35,45 +34,19 @@ fn web_api(fake: &Fake) -> SlackSettings {
     }
 }
 
-async fn user(app: &TestApp, email: &str, slack_id: Option<&str>) {
-    app.directory
-        .add(NewUser {
-            email: email.into(),
-            phone_number: Some("+4930123456".into()),
-            contacts: slack_id
-                .map(|c| ("slack".to_string(), c.to_string()))
-                .into_iter()
-                .collect(),
-            ..NewUser::default()
-        })
-        .await
-        .expect("user added");
-}
-
-async fn post(app: &TestApp, path: &str, email: &str, message: &str) {
-    let resp = app
-        .post_fields(path, &[("email", email), ("message", message)])
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn slack_incoming_webhook_posts_the_escaped_text(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
     let mut s = settings(&db);
     slack(&mut s, incoming_webhook(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", None).await;
-    post(
-        &app,
-        "/api/v1/send_sms",
-        "alice@example.com",
-        "load <5> & rising",
-    )
-    .await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "load <5> & rising")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
-    post(&app, "/api/v1/make_call", "alice@example.com", "CPU high").await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "CPU high")
+        .await;
     let events = app.wait_until_settled(2).await;
     assert!(events.iter().all(|e| e.status == "delivered"));
     let requests = fake.requests();
@@ -102,10 +75,13 @@ async fn slack_web_api_posts_to_the_users_id_or_the_channel(db: Db) {
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("U0ALICE")).await;
-    user(&app, "bob@example.com", None).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "for alice").await;
-    post(&app, "/api/v1/send_sms", "bob@example.com", "for bob").await;
+    app.add_user_with_contacts("alice@example.com", &[("slack", "U0ALICE")])
+        .await;
+    app.add_user_with_contacts("bob@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "for alice")
+        .await;
+    app.send_ok("/api/v1/send_sms", "bob@example.com", "for bob")
+        .await;
     let events = app.wait_until_settled(2).await;
     assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");
     let requests = fake.requests();
@@ -130,8 +106,9 @@ async fn slack_webhook_client_error_is_not_retried(db: Db) {
     let mut s = settings(&db);
     slack(&mut s, incoming_webhook(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", None).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "failed");
     assert_eq!(events[0].attempts, 1);
@@ -154,8 +131,9 @@ async fn slack_server_error_then_ok_is_delivered_on_the_second_attempt(db: Db) {
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", None).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
     assert_eq!(events[0].attempts, 2);
@@ -174,8 +152,10 @@ async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("C0GONE")).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[("slack", "C0GONE")])
+        .await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     let e = &events[0];
     assert_eq!(e.status, "failed");
@@ -199,8 +179,9 @@ async fn slack_ratelimited_is_retried(db: Db) {
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", None).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TelegramSettings};
-use oncall_relay::directory::NewUser;
 
 use crate::db_test;
 use crate::helpers::*;
@@ -23,44 +22,23 @@ fn bot(s: &mut Settings, fake: &Fake, chat_id: Option<&str>) {
     );
 }
 
-async fn user(app: &TestApp, email: &str, chat: Option<&str>) {
-    app.directory
-        .add(NewUser {
-            email: email.into(),
-            phone_number: Some("+4930123456".into()),
-            contacts: chat
-                .map(|c| ("telegram".to_string(), c.to_string()))
-                .into_iter()
-                .collect(),
-            ..NewUser::default()
-        })
-        .await
-        .expect("user added");
-}
-
-async fn post(app: &TestApp, path: &str, email: &str, message: &str) {
-    let resp = app
-        .post_fields(path, &[("email", email), ("message", message)])
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn telegram_sends_to_the_users_chat_and_rings_only_for_calls(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
     let mut s = settings(&db);
     bot(&mut s, &fake, Some("@oncall_team"));
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("987654321")).await;
-    user(&app, "bob@example.com", None).await;
-    post(
-        &app,
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "987654321")])
+        .await;
+    app.add_user_with_contacts("bob@example.com", &[]).await;
+    app.send_ok(
         "/api/v1/send_sms",
         "alice@example.com",
         "Disk \"full\" on db-1",
     )
     .await;
-    post(&app, "/api/v1/make_call", "bob@example.com", "CPU high").await;
+    app.send_ok("/api/v1/make_call", "bob@example.com", "CPU high")
+        .await;
     let events = app.wait_until_settled(2).await;
     assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");
     assert!(events.iter().all(|e| e.backend.as_deref() == Some("tg")));
@@ -92,11 +70,13 @@ async fn telegram_splits_a_long_message_into_ordered_parts(db: Db) {
     let mut s = settings(&db);
     bot(&mut s, &fake, None);
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("42")).await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
+        .await;
     let words: Vec<String> = (0..2000).map(|i| format!("word{i}")).collect();
     let message = words.join(" ");
     assert!(message.chars().count() > 2 * 4096);
-    post(&app, "/api/v1/send_sms", "alice@example.com", &message).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", &message)
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
     assert_eq!(events[0].attempts, 1);
@@ -131,8 +111,10 @@ async fn telegram_chat_not_found_fails_without_retry(db: Db) {
     let mut s = settings(&db);
     bot(&mut s, &fake, None);
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("42")).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
+        .await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     let e = &events[0];
     assert_eq!(e.status, "failed");
@@ -156,8 +138,10 @@ async fn telegram_server_error_then_success_is_delivered_on_the_second_attempt(d
     let mut s = settings(&db);
     bot(&mut s, &fake, None);
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("42")).await;
-    post(&app, "/api/v1/make_call", "alice@example.com", "ring").await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
+        .await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "ring")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
     assert_eq!(events[0].attempts, 2);
@@ -180,8 +164,10 @@ async fn telegram_flood_control_is_retried(db: Db) {
     let mut s = settings(&db);
     bot(&mut s, &fake, None);
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", Some("42")).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
+        .await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
@@ -201,8 +187,9 @@ async fn telegram_without_any_chat_fails_for_good(db: Db) {
     let mut s = settings(&db);
     bot(&mut s, &fake, None);
     let app = TestApp::spawn(s).await;
-    user(&app, "alice@example.com", None).await;
-    post(&app, "/api/v1/send_sms", "alice@example.com", "hello").await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "failed");
     assert_eq!(events[0].attempts, 1);
