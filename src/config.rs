@@ -135,7 +135,8 @@ impl Default for AppSettings {
         AppSettings {
             port: ListenAddr(":8880".into()),
             hostname: String::new(),
-            log_level: "debug".into(),
+            // The original defaulted to debug, which logs personal data (emails, numbers).
+            log_level: "info".into(),
             log_path: String::new(),
             version: "1.0".into(),
             auth_token: Tokens::default(),
@@ -1352,7 +1353,8 @@ mod tests {
     fn defaults_match_the_original() {
         let s = Settings::default();
         assert_eq!(s.app.port.0, ":8880");
-        assert_eq!(s.app.log_level, "debug");
+        // The one deliberate difference: the original logged at debug, with personal data.
+        assert_eq!(s.app.log_level, "info");
         assert_eq!(s.app.version, "1.0");
         assert_eq!(s.db.dbname, "emu_oncall");
         assert_eq!(s.db.driver, Driver::Sqlite);
