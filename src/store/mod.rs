@@ -85,6 +85,10 @@ impl Store {
             .max_lifetime(Some(db.pool.max_life_time).filter(|d| !d.is_zero()));
         let options = match driver {
             Driver::Sqlite => {
+                create_private_sqlite_file(&url).map_err(|e| StoreError::Connect {
+                    driver: "sqlite",
+                    source: sqlx::Error::Io(e),
+                })?;
                 // One writer at a time anyway; a few readers are plenty. A small page cache
                 // per connection: the hot rows are few, and the default 2 MiB each adds up.
                 let max = db.pool.max_open_connections.clamp(1, 4);
@@ -235,6 +239,41 @@ fn connection_url(db: &DbSettings, driver: Driver) -> String {
     }
 }
 
+/// Creates a missing SQLite database file readable by its owner only: it holds phone
+/// numbers, device tokens and heartbeat links. SQLite gives the `-wal` and `-shm` files the
+/// database file's permissions. Only when the URL asks for creation (`mode=rwc`); an
+/// existing file is left as it is.
+fn create_private_sqlite_file(url: &str) -> std::io::Result<()> {
+    use std::str::FromStr;
+    let creates = url
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=rwc"));
+    if !creates {
+        return Ok(());
+    }
+    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else {
+        // sqlx reports the bad URL itself when it connects.
+        return Ok(());
+    };
+    let path = options.get_filename();
+    let name = path.to_string_lossy();
+    if name.is_empty() || name.starts_with("file:sqlx-in-memory") || name == ":memory:" {
+        return Ok(());
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn percent_encode(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
@@ -338,6 +377,32 @@ mod tests {
             url,
             "postgres://admin:p%40ss%20word%2F@127.0.0.1:5432/emu_oncall?sslmode=prefer"
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("relay.db");
+        let db = DbSettings {
+            driver: Driver::Sqlite,
+            path: path.display().to_string(),
+            ..DbSettings::default()
+        };
+        let store = Store::connect(&db).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let mut checked = 0;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.path().join(format!("relay.db{suffix}"));
+            if let Ok(meta) = std::fs::metadata(&file) {
+                let mode = meta.permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "the database and its WAL exist");
+        store.close().await;
     }
 
     #[test]

@@ -56,14 +56,10 @@ pub fn init(level: &str, log_path: &str) -> Result<WorkerGuard, TelemetryError> 
         builder().finish(std::io::stdout())
     } else {
         let path = Path::new(log_path.trim());
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| TelemetryError::File {
-                path: log_path.to_string(),
-                source,
-            })?;
+        let file = open_log_file(path).map_err(|source| TelemetryError::File {
+            path: log_path.to_string(),
+            source,
+        })?;
         builder().finish(file)
     };
     tracing_subscriber::fmt()
@@ -76,6 +72,19 @@ pub fn init(level: &str, log_path: &str) -> Result<WorkerGuard, TelemetryError> 
         .try_init()
         .map_err(|_| TelemetryError::AlreadySet)?;
     Ok(guard)
+}
+
+/// Opens the log file for appending; a new one is readable by its owner only, since debug
+/// lines carry personal data.
+fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut open = std::fs::OpenOptions::new();
+    open.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    open.open(path)
 }
 
 /// Plain warnings on stderr for CLI commands.
@@ -117,5 +126,16 @@ mod tests {
         assert!(filter("info").is_ok());
         assert!(filter("WARNING").is_ok());
         assert!(matches!(filter("loud"), Err(TelemetryError::Level(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_log_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("app.log");
+        drop(open_log_file(&path).expect("open"));
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "mode {mode:o}");
     }
 }
