@@ -415,7 +415,8 @@ pub struct ScheduleSettings {
     /// Where the `callback` transport posts.
     pub callback_url: String,
     /// Extra request headers for the iCal URL (e.g. `Authorization`); without one,
-    /// `grafana.oncall.header_token` is sent as `Authorization` when set.
+    /// `grafana.oncall.header_token` is sent as `Authorization` when set and the URL is on
+    /// `grafana.oncall.url`'s origin.
     pub headers: BTreeMap<String, String>,
 }
 

@@ -125,6 +125,22 @@ pub struct NewSchedule {
     pub callback_url: String,
 }
 
+/// Whether `url` has the scheme, host and port of `base` (default ports made explicit).
+fn same_origin(url: &str, base: &str) -> bool {
+    match (
+        reqwest::Url::parse(url.trim()),
+        reqwest::Url::parse(base.trim()),
+    ) {
+        (Ok(a), Ok(b)) => {
+            matches!(a.scheme(), "http" | "https")
+                && a.scheme() == b.scheme()
+                && a.host() == b.host()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
 /// One person on duty, as stored in the state's details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnDutyPerson {
@@ -486,7 +502,9 @@ impl Schedules {
             .map(|s| s.headers.clone())
             .unwrap_or_default();
         let token = self.settings.grafana.oncall.header_token.expose();
+        // The token is OnCall's: a calendar elsewhere (an admin may add any URL) never sees it.
         if !token.is_empty()
+            && same_origin(&url, &self.settings.grafana.oncall.url)
             && !headers
                 .keys()
                 .any(|k| k.eq_ignore_ascii_case("authorization"))
@@ -846,7 +864,9 @@ impl Schedules {
             let payload: String = row.try_get("payload")?;
             let attempts: i64 = row.try_get("attempts")?;
             let token = self.settings.grafana.header_token.expose();
-            let auth = if token.is_empty() {
+            // The token is Grafana's: a callback URL elsewhere gets the empty credentials the
+            // original sent without a token.
+            let auth = if token.is_empty() || !same_origin(&url, &self.settings.grafana.url) {
                 "Basic Og=="
             } else {
                 token
@@ -948,6 +968,24 @@ mod tests {
         assert_eq!(Transport::from_settings(&s).ok(), Some(Transport::Local));
         s.transport = Some("pager".into());
         assert!(Transport::from_settings(&s).is_err());
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let base = "https://oncall.example.com/oncall/";
+        assert!(same_origin(
+            "https://oncall.example.com/api/ical?token=x",
+            base
+        ));
+        assert!(same_origin("https://ONCALL.example.com:443/x", base));
+        assert!(!same_origin("http://oncall.example.com/x", base));
+        assert!(!same_origin("https://oncall.example.com:8443/x", base));
+        assert!(!same_origin("https://oncall.example.com.evil.test/x", base));
+        assert!(!same_origin(
+            "https://evil.test/?https://oncall.example.com",
+            base
+        ));
+        assert!(!same_origin("https://oncall.example.com/x", ""));
     }
 
     fn shift(emails: &[&str], summary: &str, end_ms: i64) -> ical::Shift {

@@ -21,14 +21,19 @@ use crate::helpers::*;
 struct CalendarServer {
     url: String,
     body: Arc<Mutex<(u64, String)>>,
+    /// The `Authorization` header of every request (None: absent).
+    auth: Arc<Mutex<Vec<Option<String>>>>,
 }
+
+type CalendarState = (Arc<Mutex<(u64, String)>>, Arc<Mutex<Vec<Option<String>>>>);
 
 impl CalendarServer {
     async fn start(body: String) -> CalendarServer {
         let state = Arc::new(Mutex::new((1u64, body)));
+        let auth = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
             .route("/ical", get(serve_calendar))
-            .with_state(state.clone());
+            .with_state((state.clone(), auth.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -39,7 +44,17 @@ impl CalendarServer {
         CalendarServer {
             url: format!("http://{addr}/ical"),
             body: state,
+            auth,
         }
+    }
+
+    /// `scheme://host:port`, without the path.
+    fn origin(&self) -> String {
+        self.url.trim_end_matches("/ical").to_string()
+    }
+
+    fn auth_seen(&self) -> Vec<Option<String>> {
+        self.auth.lock().expect("lock").clone()
     }
 
     fn set(&self, body: String) {
@@ -50,9 +65,15 @@ impl CalendarServer {
 }
 
 async fn serve_calendar(
-    State(state): State<Arc<Mutex<(u64, String)>>>,
+    State((state, auth)): State<CalendarState>,
     headers: HeaderMap,
 ) -> axum::response::Response {
+    auth.lock().expect("lock").push(
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    );
     let (version, body) = state.lock().expect("lock").clone();
     let etag = format!("\"v{version}\"");
     if headers
@@ -284,6 +305,73 @@ async fn two_replicas_on_postgres_announce_each_change_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// OnCall's and Grafana's tokens go only to their own origins, never to a calendar or a
+/// callback URL elsewhere (an admin may add any URL).
+async fn tokens_go_only_to_their_own_origin(db: Db) {
+    let db = TestDb::new(db).await;
+    let hook = Fake::start().await;
+    let oncall = CalendarServer::start(calendar(&["alice"])).await;
+    let elsewhere = CalendarServer::start(calendar(&["alice"])).await;
+    let grafana = Fake::start().await;
+    let listener = Fake::start().await;
+    let mut s = test_settings(&db, &hook);
+    s.grafana.oncall.url = format!("{}/", oncall.origin());
+    s.grafana.oncall.header_token = oncall_relay::config::Secret("oncall-secret".into());
+    s.grafana.url = grafana.url.trim_end_matches("/hook").to_string();
+    s.grafana.header_token = oncall_relay::config::Secret("grafana-secret".into());
+    let app = TestApp::spawn(s.clone()).await;
+    add_people(&app).await;
+    let schedules = schedules_of(&app, &s);
+    for (key, ical_url, callback_url) in [
+        ("home", "/ical".to_string(), grafana.url.clone()),
+        ("absolute", oncall.url.clone(), listener.url.clone()),
+        ("away", elsewhere.url.clone(), listener.url.clone()),
+    ] {
+        schedules
+            .add(
+                NewSchedule {
+                    key: key.into(),
+                    name: key.into(),
+                    ical_url,
+                    transport: Transport::Callback,
+                    callback_url,
+                },
+                false,
+            )
+            .await
+            .expect("added");
+    }
+    for key in ["home", "absolute", "away"] {
+        polled_after(&schedules, key, 0).await;
+    }
+    // A change makes every schedule post its callback.
+    oncall.set(calendar(&["bob"]));
+    elsewhere.set(calendar(&["bob"]));
+    wait_for(Duration::from_secs(10), || async {
+        (grafana.requests().len() == 1 && listener.requests().len() == 2).then_some(())
+    })
+    .await;
+
+    let home = oncall.auth_seen();
+    assert!(!home.is_empty());
+    assert!(
+        home.iter().all(|a| a.as_deref() == Some("oncall-secret")),
+        "{home:?}"
+    );
+    let away = elsewhere.auth_seen();
+    assert!(!away.is_empty());
+    assert!(away.iter().all(Option::is_none), "{away:?}");
+    assert_eq!(
+        grafana.requests()[0].headers["authorization"],
+        "grafana-secret"
+    );
+    for r in listener.requests() {
+        assert_eq!(r.headers["authorization"], "Basic Og==");
+    }
+    app.stop().await;
+}
+db_test!(tokens_go_only_to_their_own_origin);
 
 async fn reminders_are_sent_once_before_a_shift(db: Db) {
     let db = TestDb::new(db).await;
