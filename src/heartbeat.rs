@@ -293,7 +293,9 @@ impl Heartbeats {
                 .filter_map(|who| {
                     let found = snapshot.by_email(who).or_else(|| snapshot.by_id(who)).cloned();
                     if found.is_none() {
-                        tracing::warn!(user = %who, "heartbeat.notify_users names no directory user");
+                        // Who is personal data: only at debug.
+                        tracing::warn!(integration = %integration.name, "heartbeat.notify_users names a user missing from the directory");
+                        tracing::debug!(integration = %integration.name, user = %who, "heartbeat.notify_users names no directory user");
                     }
                     found
                 })

@@ -405,30 +405,11 @@ fn redact(value: &mut serde_json::Value, key: &str) {
             {
                 *text = "***".into();
             } else if lower == "url" || lower.ends_with("_url") {
-                *text = redact_url(text);
+                *text = telemetry::redact_url(text);
             }
         }
         _ => {}
     }
-}
-
-/// Keeps a URL's scheme and host; its path and query (where webhook secrets live) and any
-/// credentials become `***`.
-fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return "***".into();
-    };
-    let rest = &url[scheme_end + 3..];
-    let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let host = &rest[..host_end];
-    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
-    let tail = &rest[host_end..];
-    let tail = if tail.is_empty() || tail == "/" {
-        tail
-    } else {
-        "/***"
-    };
-    format!("{}{host}{tail}", &url[..scheme_end + 3])
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -38,7 +38,7 @@ pub(super) fn is_transient(status: reqwest::StatusCode) -> bool {
 }
 
 /// An error with its sources, `a: b: c`.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -11,7 +11,7 @@ mod email;
 pub mod events;
 mod exec;
 mod gate;
-mod http;
+pub(crate) mod http;
 mod mattermost;
 mod ntfy;
 mod queue;

@@ -26,6 +26,7 @@ use crate::config::Settings;
 use crate::directory::{Directory, Snapshot};
 use crate::notify::{self, Kind, NewNotification};
 use crate::store::{Store, StoreError, format_ms, now_ms};
+use crate::telemetry::redact_url;
 
 /// Largest iCal export accepted.
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -123,6 +124,16 @@ pub struct NewSchedule {
     pub transport: Transport,
     /// Where `callback` posts.
     pub callback_url: String,
+}
+
+/// A failed fetch, without the calendar's path and query (its token) in the text, which is
+/// logged and shown in the status.
+fn fetch_failed(url: &str, e: reqwest::Error) -> ScheduleError {
+    ScheduleError::Fetch(format!(
+        "{}: {}",
+        redact_url(url),
+        crate::notify::http::error_chain(&e.without_url())
+    ))
 }
 
 /// Whether `url` has the scheme, host and port of `base` (default ports made explicit).
@@ -522,10 +533,7 @@ impl Schedules {
                 request = request.header("If-Modified-Since", lm.as_str());
             }
         }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| ScheduleError::Fetch(e.to_string()))?;
+        let mut response = request.send().await.map_err(|e| fetch_failed(&url, e))?;
         if response.status() == reqwest::StatusCode::NOT_MODIFIED
             && let Some(c) = cached
         {
@@ -553,11 +561,7 @@ impl Schedules {
         let last_modified = header("last-modified");
         // Read in chunks so a lying or absent Content-Length cannot exceed the cap.
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| ScheduleError::Fetch(e.to_string()))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| fetch_failed(&url, e))? {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(ScheduleError::Fetch(format!(
                     "calendar larger than {MAX_BODY} bytes"
@@ -691,8 +695,12 @@ impl Schedules {
         // change (`changed_at`) must not move the state back (see the UPDATEs below).
         let now = now_ms();
         let on_duty = resolve(&calendar.at(now), &self.directory.snapshot());
+        // Names and emails are personal data: the count at warn, who at debug.
+        if !on_duty.unknown.is_empty() {
+            tracing::warn!(schedule = %schedule.key, count = on_duty.unknown.len(), "on-duty people not in the directory");
+        }
         for unknown in &on_duty.unknown {
-            tracing::warn!(schedule = %schedule.key, person = %unknown, "on-duty person not in the directory");
+            tracing::debug!(schedule = %schedule.key, person = %unknown, "on-duty person not in the directory");
         }
         let keys = serde_json::to_string(&on_duty.keys()).unwrap_or_else(|_| "[]".into());
         let detail = serde_json::to_string(&on_duty).unwrap_or_else(|_| "{}".into());
@@ -767,7 +775,8 @@ impl Schedules {
             .values()
             .filter(|p| !previous_keys.contains(&p.key))
             .collect();
-        tracing::info!(schedule = %schedule.key, previous = ?previous_keys, current = ?on_duty.keys(), "on-duty change");
+        tracing::info!(schedule = %schedule.key, previous = previous_keys.len(), current = on_duty.people.len(), "on-duty change");
+        tracing::debug!(schedule = %schedule.key, previous = ?previous_keys, current = ?on_duty.keys(), "on-duty change");
         match Transport::parse(&schedule.transport)? {
             Transport::Local => {
                 let snapshot = self.directory.snapshot();
@@ -879,7 +888,13 @@ impl Schedules {
                 .body(payload)
                 .send()
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| {
+                    format!(
+                        "{}: {}",
+                        redact_url(&url),
+                        crate::notify::http::error_chain(&e.without_url())
+                    )
+                })
                 .and_then(|r| {
                     if r.status().is_success() {
                         Ok(())

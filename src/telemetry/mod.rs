@@ -1,6 +1,9 @@
 //! Logging (JSON lines on stdout, or appended to `app.log_path`) and metrics.
 
 pub mod metrics;
+pub mod redact;
+
+pub use redact::redact_url;
 
 use std::path::Path;
 

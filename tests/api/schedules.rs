@@ -488,3 +488,81 @@ async fn schedules_are_managed_from_the_cli_without_restart(db: Db) {
     app.stop().await;
 }
 db_test!(schedules_are_managed_from_the_cli_without_restart);
+
+/// Log lines written while the returned guard lives on this thread, at `info` (the default).
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = Sink(buf.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || sink.clone())
+        .finish();
+    (buf, tracing::subscriber::set_default(subscriber))
+}
+
+/// A failed poll logs the calendar URL without its token; on-duty changes and unknown people
+/// are logged without emails or names at info.
+#[tokio::test(flavor = "current_thread")]
+async fn logs_carry_no_calendar_token_and_no_personal_data() {
+    let (logs, _guard) = capture_logs();
+    let db = TestDb::new(Db::Sqlite).await;
+    let hook = Fake::start().await;
+    let cal = CalendarServer::start(calendar(&["alice", "zoe.unknown"])).await;
+    let s = test_settings(&db, &hook);
+    let app = TestApp::spawn(s.clone()).await;
+    add_people(&app).await;
+    let schedules = schedules_of(&app, &s);
+    for (key, ical_url) in [
+        (
+            "down",
+            "http://127.0.0.1:9/ical?token=s3cret-calendar".to_string(),
+        ),
+        ("team", cal.url.clone()),
+    ] {
+        schedules
+            .add(
+                NewSchedule {
+                    key: key.into(),
+                    name: key.into(),
+                    ical_url,
+                    transport: Transport::Local,
+                    callback_url: String::new(),
+                },
+                false,
+            )
+            .await
+            .expect("added");
+    }
+    polled_after(&schedules, "team", 0).await;
+    cal.set(calendar(&["bob", "zoe.unknown"]));
+    wait_for(Duration::from_secs(10), || async {
+        (!hook.requests().is_empty()).then_some(())
+    })
+    .await;
+    let down = wait_for(Duration::from_secs(10), || async {
+        status(&schedules, "down").await.last_error
+    })
+    .await;
+    assert!(!down.contains("s3cret"), "{down}");
+    app.stop().await;
+
+    let text = String::from_utf8_lossy(&logs.lock().expect("lock")).to_string();
+    assert!(text.contains("schedule poll failed"), "{text}");
+    assert!(text.contains("on-duty change"), "{text}");
+    assert!(text.contains("not in the directory"), "{text}");
+    for secret in ["s3cret", "alice", "bob", "zoe"] {
+        assert!(!text.contains(secret), "`{secret}` logged: {text}");
+    }
+}
