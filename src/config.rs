@@ -524,6 +524,10 @@ pub struct WebhookSettings {
     /// `X-Relay-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
     #[serde(default)]
     pub signing_secret: Option<Secret>,
+    /// Percent-encodes every value printed into the URL (and into a form-encoded body), so an
+    /// alert text cannot add parameters; `false` prints values as they are.
+    #[serde(default = "default_true")]
+    pub url_encode: bool,
 }
 
 impl Default for WebhookSettings {
@@ -538,6 +542,7 @@ impl Default for WebhookSettings {
             bearer_token: None,
             basic_auth: None,
             signing_secret: None,
+            url_encode: true,
         }
     }
 }
@@ -554,6 +559,9 @@ pub struct BasicAuth {
 
 fn default_method() -> String {
     "POST".into()
+}
+fn default_true() -> bool {
+    true
 }
 fn default_webhook_timeout() -> Duration {
     Duration::from_secs(10)
@@ -1529,6 +1537,23 @@ mod tests {
             assert!(
                 text.contains(&format!("{key}:")),
                 "option `{key}` is missing from config.example.yml"
+            );
+        }
+    }
+
+    #[test]
+    fn example_config_documents_every_webhook_option() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/config.example.yml"
+        ))
+        .expect("example config");
+        let webhook = serde_json::to_value(WebhookSettings::default()).expect("json");
+        for key in webhook.as_object().expect("object").keys() {
+            assert!(
+                text.contains(&format!("#     {key}:"))
+                    || text.contains(&format!("#     # {key}:")),
+                "webhook option `{key}` is missing from config.example.yml"
             );
         }
     }

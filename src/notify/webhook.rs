@@ -2,7 +2,9 @@
 //!
 //! The URL and body are Jinja templates over the notification (`phone`, `message`, `kind`,
 //! `user`, ...). With a JSON content type, values print JSON-encoded (`{"text": {{ message }}}`),
-//! so quotes in an alert title cannot break the document.
+//! so quotes in an alert title cannot break the document. Values printed into the URL (and
+//! into a form-encoded body) are percent-encoded, so `&to=...#` in an alert text stays text;
+//! `|safe` or `url_encode: false` prints them as they are.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -93,11 +95,17 @@ impl Webhook {
         let mut env = Environment::new();
         env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        let json_body = s.content_type.to_ascii_lowercase().contains("json");
+        let content_type = s.content_type.to_ascii_lowercase();
+        let json_body = content_type.contains("json");
+        let form_body = content_type.contains("x-www-form-urlencoded");
+        let url_encode = s.url_encode;
         env.set_auto_escape_callback(move |template| match template {
             "body" if json_body => AutoEscape::Json,
+            "body" if form_body && url_encode => AutoEscape::Custom(URL_ESCAPE.into()),
+            "url" if url_encode => AutoEscape::Custom(URL_ESCAPE.into()),
             _ => AutoEscape::None,
         });
+        set_url_escaping(&mut env);
         env.add_template_owned("url", s.url.clone())
             .map_err(|e| bad(format!("`url` template: {e}")))?;
         if s.url.trim().is_empty() {
@@ -222,6 +230,44 @@ impl Backend for Webhook {
     }
 }
 
+/// The auto-escape mode of URL templates.
+const URL_ESCAPE: &str = "url";
+
+/// What stays as it is in a percent-encoded value: RFC 3986's unreserved characters. `/` is
+/// encoded too, so a value cannot add path segments.
+const URL_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Teaches `env` the `url` auto-escape mode: values print percent-encoded unless marked safe
+/// (`|safe`, or the output of `|urlencode`, which is not encoded twice).
+fn set_url_escaping(env: &mut Environment<'static>) {
+    env.set_formatter(|out, state, value| {
+        if !matches!(state.auto_escape(), AutoEscape::Custom(name) if name == URL_ESCAPE) {
+            return minijinja::escape_formatter(out, state, value);
+        }
+        if value.is_safe() {
+            write!(out, "{value}")?;
+        } else if !(value.is_none() || value.is_undefined()) {
+            let text = value.to_string();
+            write!(
+                out,
+                "{}",
+                percent_encoding::utf8_percent_encode(&text, URL_VALUE)
+            )?;
+        }
+        Ok(())
+    });
+    env.add_filter(
+        "urlencode",
+        |value: &Value| -> Result<Value, minijinja::Error> {
+            minijinja::filters::urlencode(value).map(Value::from_safe_string)
+        },
+    );
+}
+
 /// `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`: the receiver recomputes it with the
 /// shared secret, and rejects old timestamps to stop replays.
 pub fn sign(secret: &[u8], timestamp: &str, body: &str) -> String {
@@ -246,6 +292,52 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rendered_url(url: &str, url_encode: bool, message: &str) -> String {
+        let settings = WebhookSettings {
+            url: url.into(),
+            url_encode,
+            ..WebhookSettings::default()
+        };
+        crate::install_crypto_provider();
+        let hook = Webhook::new("t", &settings, reqwest::Client::new()).expect("webhook");
+        let ctx = Value::from(minijinja::value::Serde(
+            &serde_json::json!({"message": message, "phone": "+4930123"}),
+        ));
+        hook.render("url", &ctx).expect("render")
+    }
+
+    #[test]
+    fn url_values_are_percent_encoded_unless_marked_safe() {
+        let attack = "x&to=%2B1999#";
+        assert_eq!(
+            rendered_url(
+                "https://gw/send?to={{ phone }}&text={{ message }}",
+                true,
+                attack
+            ),
+            "https://gw/send?to=%2B4930123&text=x%26to%3D%252B1999%23"
+        );
+        // `|urlencode` keeps working and is not encoded twice.
+        assert_eq!(
+            rendered_url("https://gw/send?to={{ phone|urlencode }}", true, attack),
+            "https://gw/send?to=%2B4930123"
+        );
+        // A value cannot add path segments.
+        assert_eq!(
+            rendered_url("https://gw/{{ message }}", true, "../admin"),
+            "https://gw/..%2Fadmin"
+        );
+        // The opt-outs: `|safe` for one value, `url_encode: false` for the backend.
+        assert_eq!(
+            rendered_url("https://gw/send?{{ message|safe }}", true, "a=1&b=2"),
+            "https://gw/send?a=1&b=2"
+        );
+        assert_eq!(
+            rendered_url("https://gw/send?text={{ message }}", false, attack),
+            "https://gw/send?text=x&to=%2B1999#"
+        );
+    }
 
     #[test]
     fn signature_matches_a_known_hmac() {

@@ -96,6 +96,66 @@ async fn templated_url_and_form_body(db: Db) {
 }
 db_test!(templated_url_and_form_body);
 
+/// An alert text printed into the URL (and a form body) cannot add parameters, unless the
+/// backend opts out with `url_encode: false`.
+async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let unencoded = Fake::start().await;
+    let mut s = settings(&db);
+    hook(
+        &mut s,
+        WebhookSettings {
+            url: format!("{}?to={{{{ phone }}}}&text={{{{ message }}}}", fake.url),
+            body: Some("to={{ phone }}&text={{ message }}".into()),
+            content_type: "application/x-www-form-urlencoded".into(),
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+    );
+    s.plugin.backends.insert(
+        "raw".into(),
+        BackendSettings::Webhook(WebhookSettings {
+            url: format!("{}?{{{{ message }}}}", unencoded.url),
+            method: "GET".into(),
+            timeout: Duration::from_secs(2),
+            url_encode: false,
+            ..Default::default()
+        }),
+    );
+    s.plugin.routes.insert(
+        "call".into(),
+        vec![oncall_relay::config::RouteSettings {
+            backend: "raw".into(),
+            ..Default::default()
+        }],
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let attack = "x&to=%2B1999000#";
+    app.send_ok("/api/v1/send_sms", "alice@example.com", attack)
+        .await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "a=1&b=2")
+        .await;
+    app.wait_until_settled(2).await;
+
+    let r = &fake.requests()[0];
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str(r.uri.query().unwrap_or("")).expect("query");
+    let expected = vec![
+        ("to".to_string(), "+4930123456".to_string()),
+        ("text".to_string(), attack.to_string()),
+    ];
+    assert_eq!(query, expected, "{}", r.uri);
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).expect("form");
+    assert_eq!(form, expected);
+
+    let raw = &unencoded.requests()[0];
+    assert_eq!(raw.uri.query(), Some("a=1&b=2"));
+    app.stop().await;
+}
+db_test!(values_in_a_url_template_cannot_add_parameters);
+
 #[tokio::test]
 async fn a_broken_template_is_a_startup_error_naming_the_backend() {
     let db = TestDb::new(Db::Sqlite).await;
