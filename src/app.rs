@@ -98,6 +98,9 @@ impl Application {
         store.migrate().await?;
         let directory = Directory::load(store.clone()).await?;
         let backends = Arc::new(Backends::from_settings(&settings.plugin)?);
+        for warning in crate::notify::backend::config_warnings(&settings.plugin) {
+            tracing::warn!(warning = %warning, "unsafe backend configuration");
+        }
 
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::default());

@@ -890,5 +890,8 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     if settings.app.auth_token.0.is_empty() && !settings.app.allow_any_token {
         println!("  warning: no app.auth_token: `serve` will refuse to start");
     }
+    for warning in oncall_relay::notify::backend::config_warnings(&settings.plugin) {
+        println!("  warning: {warning}");
+    }
     Ok(())
 }

@@ -155,6 +155,19 @@ impl Backends {
     }
 }
 
+/// Settings that work but are unsafe, one sentence each (a shell running a templated script):
+/// `serve` logs them at start-up, `check-config` prints them.
+pub fn config_warnings(plugin: &PluginSettings) -> Vec<String> {
+    plugin
+        .backends
+        .iter()
+        .filter_map(|(name, settings)| match settings {
+            BackendSettings::Exec(e) => super::exec::shell_warning(name, e),
+            _ => None,
+        })
+        .collect()
+}
+
 fn route_matches(route: &RouteSettings, n: &Notification, user: Option<&User>) -> bool {
     if let Some(important) = route.important
         && important != n.important()

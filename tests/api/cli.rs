@@ -411,6 +411,33 @@ fn check_config_reports_a_broken_template_and_passes_a_good_file() {
 }
 
 #[test]
+fn check_config_warns_about_a_shell_running_a_templated_script() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = |args: &str| {
+        let config = write_config(
+            &dir,
+            &format!(
+                "app:\n  auth_token: x\nplugin:\n  backend: script\n  backends:\n    script:\n      type: exec\n      command: sh\n      args: {args}\n"
+            ),
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .current_dir(dir.path())
+            .args(["--config", &config, "check-config"])
+            .output()
+            .expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let unsafe_form = run(r#"["-c", "send --text '{{ message }}'"]"#);
+    assert!(
+        unsafe_form.contains("warning: backend `script`: `sh` runs a templated script"),
+        "{unsafe_form}"
+    );
+    let safe_form = run(r#"["-c", "send --text \"$1\"", "sh", "{{ message }}"]"#);
+    assert!(safe_form.contains("configuration OK"), "{safe_form}");
+    assert!(!safe_form.contains("templated script"), "{safe_form}");
+}
+
+#[test]
 fn config_command_hides_every_secret() {
     let dir = tempfile::tempdir().expect("dir");
     let config = write_config(

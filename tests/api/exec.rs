@@ -370,3 +370,26 @@ fn exec_timeout_must_be_shorter_than_the_lease() {
         "{err}"
     );
 }
+
+/// `serve` starts with a shell running a templated script, but warns about it.
+#[tokio::test(flavor = "current_thread")]
+async fn exec_a_shell_with_a_templated_script_is_warned_about_at_start() {
+    let (logs, _guard) = capture_logs();
+    let db = TestDb::new(Db::Sqlite).await;
+    let mut s = settings(&db);
+    use_exec(
+        &mut s,
+        ExecSettings {
+            command: "sh".into(),
+            args: vec!["-c".into(), "echo '{{ message }}'".into()],
+            env: BTreeMap::new(),
+            permanent_exit_codes: vec![2],
+            timeout: Duration::from_secs(2),
+        },
+    );
+    let app = TestApp::spawn(s).await;
+    app.stop().await;
+    let text = String::from_utf8_lossy(&logs.lock().expect("lock")).to_string();
+    assert!(text.contains("unsafe backend configuration"), "{text}");
+    assert!(text.contains("`sh` runs a templated script"), "{text}");
+}
