@@ -331,41 +331,30 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.global.config.as_deref(), &overrides(&cli.global))?;
+    let ignored = oncall_relay::config::unknown_env_vars(oncall_relay::config::env_vars());
+    if !matches!(cli.command, Command::Serve) {
+        telemetry::init_cli();
+        warn_ignored(&ignored);
+    }
     match cli.command {
-        Command::Serve => serve(settings).await,
+        Command::Serve => serve(settings, &ignored).await,
         Command::Config => {
             let mut shown = serde_json::to_value(&settings)?;
             redact(&mut shown, "");
             print!("{}", yaml_serde::to_string(&shown)?);
             Ok(())
         }
-        Command::Users(cmd) => {
-            telemetry::init_cli();
-            users(settings, cmd).await
-        }
-        Command::Events(cmd) => {
-            telemetry::init_cli();
-            events_cmd(settings, cmd).await
-        }
-        Command::Devices(cmd) => {
-            telemetry::init_cli();
-            devices(settings, cmd).await
-        }
-        Command::Schedules(cmd) => {
-            telemetry::init_cli();
-            schedules_cmd(settings, cmd).await
-        }
+        Command::Users(cmd) => users(settings, cmd).await,
+        Command::Events(cmd) => events_cmd(settings, cmd).await,
+        Command::Devices(cmd) => devices(settings, cmd).await,
+        Command::Schedules(cmd) => schedules_cmd(settings, cmd).await,
         Command::Notify(NotifyCommand::Test {
             user,
             kind,
             message,
-        }) => {
-            telemetry::init_cli();
-            notify_test(settings, &user, &kind, message).await
-        }
+        }) => notify_test(settings, &user, &kind, message).await,
         Command::CheckConfig => check_config(&settings),
         Command::Integrations(IntegrationsCommand::List { json }) => {
-            telemetry::init_cli();
             integrations(settings, json).await
         }
     }
@@ -431,8 +420,19 @@ fn redact_url(url: &str) -> String {
     format!("{}{host}{tail}", &url[..scheme_end + 3])
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// Names (never values) the `ONCALL_RELAY_*` variables that set nothing, once.
+fn warn_ignored(ignored: &[String]) {
+    if !ignored.is_empty() {
+        tracing::warn!(
+            variables = %ignored.join(", "),
+            "ignoring environment variables that name no option (Kubernetes sets some for a Service named oncall-relay; `enableServiceLinks: false` stops that)"
+        );
+    }
+}
+
+async fn serve(settings: Settings, ignored: &[String]) -> anyhow::Result<()> {
     let _guard = telemetry::init(&settings.app.log_level, &settings.app.log_path)?;
+    warn_ignored(ignored);
     let started = std::time::Instant::now();
     let app = Application::build(settings.clone()).await?;
     let addr = app.local_addr()?;

@@ -42,6 +42,10 @@ fn kubernetes_deployment_runs_two_probed_non_root_replicas() {
     assert_eq!(d["spec"]["replicas"], 2);
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["enableServiceLinks"], false,
+        "no ONCALL_RELAY_* service link variables"
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
