@@ -873,10 +873,8 @@ async fn notify_test(
 }
 
 fn check_config(settings: &Settings) -> anyhow::Result<()> {
-    oncall_relay::install_crypto_provider();
-    settings.validate()?;
-    // Building the backends compiles their templates and checks their settings.
-    Backends::from_settings(&settings.plugin)?;
+    // The very checks `serve` makes before it connects, so that "OK" means it starts.
+    oncall_relay::app::preflight(settings)?;
     println!("configuration OK");
     println!(
         "  database: {}",
@@ -905,9 +903,6 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
             let chain: Vec<&str> = steps.iter().map(|s| s.backend.as_str()).collect();
             println!("  route {kind}: {}", chain.join(" → "));
         }
-    }
-    if settings.app.auth_token.0.is_empty() && !settings.app.allow_any_token {
-        println!("  warning: no app.auth_token: `serve` will refuse to start");
     }
     Ok(())
 }

@@ -525,3 +525,45 @@ fn a_known_option_with_a_bad_value_still_stops_serve_naming_the_variable() {
     );
     assert!(!err.contains("untagged") && !err.contains(".rs:"), "{err}");
 }
+
+#[test]
+fn check_config_fails_for_whatever_stops_serve() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = |yaml: &str| {
+        let config = write_config(&dir, yaml);
+        std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .current_dir(dir.path())
+            .env_remove("AUTH_TOKEN")
+            .env_remove("ONCALL_RELAY_APP__AUTH_TOKEN")
+            .args(["--config", &config, "check-config"])
+            .output()
+            .expect("run")
+    };
+    for (yaml, reason) in [
+        ("app:\n  log_level: info\n", "app.auth_token"),
+        (
+            "app:\n  auth_token: x\n  log_level: loud\n",
+            "app.log_level",
+        ),
+        (
+            "app:\n  auth_token: x\ngrafana:\n  oncall:\n    schedules:\n      team:\n        ical_url: /ical\n        transport: carrier-pigeon\n",
+            "team",
+        ),
+        (
+            "app:\n  auth_token: x\ngrafana:\n  oncall:\n    schedules:\n      team:\n        ical_url: /ical\n        transport: callback\n",
+            "callback_url",
+        ),
+    ] {
+        let out = run(yaml);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{yaml}: {stdout}");
+        assert!(!stdout.contains("configuration OK"), "{yaml}: {stdout}");
+        assert!(stderr.contains(reason), "{yaml}: {stderr}");
+    }
+    let out = run("app:\n  allow_any_token: true\n");
+    assert!(
+        out.status.success(),
+        "allow_any_token starts without a token"
+    );
+}
