@@ -296,6 +296,31 @@ enum EventsCommand {
     },
 }
 
+/// Writes to stdout through its lock. A closed pipe (`| head`) is an error that `main` turns
+/// into a quiet exit, where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// Whether the error is only that the reader of stdout went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn overrides(g: &Global) -> Overrides {
     let mut o = Overrides::default();
     o.set("app.port", g.port.clone());
@@ -322,6 +347,8 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader has all it wanted (`users list | head -1`): nothing to report.
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -341,7 +368,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config => {
             let mut shown = serde_json::to_value(&settings)?;
             redact(&mut shown, "");
-            print!("{}", yaml_serde::to_string(&shown)?);
+            out!("{}", yaml_serde::to_string(&shown)?);
             Ok(())
         }
         Command::Users(cmd) => users(settings, cmd).await,
@@ -499,14 +526,14 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                     contacts: a.contacts.into_iter().collect(),
                 })
                 .await?;
-            println!("added {}", describe(&user));
+            outln!("added {}", describe(&user));
         }
         UsersCommand::List { json } => {
             let list = dir.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print_users(&list);
+                print_users(&list)?;
             }
         }
         UsersCommand::Update(u) => {
@@ -530,11 +557,11 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            println!("updated {}", describe(&user));
+            outln!("updated {}", describe(&user));
         }
         UsersCommand::Remove { user } => {
             let user = dir.remove(&user).await?;
-            println!("removed {}", describe(&user));
+            outln!("removed {}", describe(&user));
         }
         UsersCommand::Import { file, format } => {
             let format = match format.or_else(|| ImportFormat::from_path(&file)) {
@@ -548,7 +575,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let rows = parse_import(&text, format, &file.display().to_string())?;
             let report = dir.import(rows).await?;
-            println!(
+            outln!(
                 "imported {}: {} added, {} updated, {} unchanged",
                 file.display(),
                 report.added,
@@ -581,13 +608,18 @@ fn describe(u: &User) -> String {
     )
 }
 
-fn print_users(users: &[User]) {
-    println!(
+fn print_users(users: &[User]) -> anyhow::Result<()> {
+    outln!(
         "{:<20} {:<32} {:<16} {:<7} {:<16} {:<6} VERIFIED",
-        "ID", "EMAIL", "USERNAME", "ROLE", "PHONE", "ACTIVE"
+        "ID",
+        "EMAIL",
+        "USERNAME",
+        "ROLE",
+        "PHONE",
+        "ACTIVE"
     );
     for u in users {
-        println!(
+        outln!(
             "{:<20} {:<32} {:<16} {:<7} {:<16} {:<6} {}",
             u.id,
             u.email,
@@ -598,6 +630,7 @@ fn print_users(users: &[User]) {
             if u.phone_verified() { "yes" } else { "no" }
         );
     }
+    Ok(())
 }
 
 fn parse_since(raw: &str) -> anyhow::Result<i64> {
@@ -633,14 +666,20 @@ async fn events_cmd(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()
     };
     let records = events::list(&store, &filter).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        outln!("{}", serde_json::to_string_pretty(&records)?);
     } else {
-        println!(
+        outln!(
             "{:<8} {:<24} {:<5} {:<24} {:<10} {:<8} {:<10} LAST ERROR",
-            "ID", "ACCEPTED", "KIND", "EMAIL", "STATUS", "ATTEMPTS", "BACKEND"
+            "ID",
+            "ACCEPTED",
+            "KIND",
+            "EMAIL",
+            "STATUS",
+            "ATTEMPTS",
+            "BACKEND"
         );
         for r in &records {
-            println!(
+            outln!(
                 "{:<8} {:<24} {:<5} {:<24} {:<10} {:<8} {:<10} {}",
                 r.id,
                 format_ms(r.created_at),
@@ -663,7 +702,7 @@ async fn devices(settings: Settings, cmd: DevicesCommand) -> anyhow::Result<()> 
     match cmd {
         DevicesCommand::Add { token, user, label } => {
             let d = dir.assign_device(&token, &user, label.as_deref()).await?;
-            println!(
+            outln!(
                 "device {} assigned to {}",
                 short_token(&d.token),
                 d.user_id.as_deref().unwrap_or("-")
@@ -672,14 +711,17 @@ async fn devices(settings: Settings, cmd: DevicesCommand) -> anyhow::Result<()> 
         DevicesCommand::List { json } => {
             let list = dir.devices().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!(
+                outln!(
                     "{:<24} {:<20} {:<24} {:<24} LABEL",
-                    "TOKEN", "USER", "FIRST SEEN", "LAST SEEN"
+                    "TOKEN",
+                    "USER",
+                    "FIRST SEEN",
+                    "LAST SEEN"
                 );
                 for d in &list {
-                    println!(
+                    outln!(
                         "{:<24} {:<20} {:<24} {:<24} {}",
                         short_token(&d.token),
                         d.user_id.as_deref().unwrap_or("(unassigned)"),
@@ -692,7 +734,7 @@ async fn devices(settings: Settings, cmd: DevicesCommand) -> anyhow::Result<()> 
         }
         DevicesCommand::Remove { token } => {
             let d = dir.remove_device(&token).await?;
-            println!("device {} removed", short_token(&d.token));
+            outln!("device {} removed", short_token(&d.token));
         }
     }
     store.close().await;
@@ -729,19 +771,22 @@ async fn schedules_cmd(settings: Settings, cmd: SchedulesCommand) -> anyhow::Res
                     false,
                 )
                 .await?;
-            println!("schedule {} added ({})", s.key, s.transport);
+            outln!("schedule {} added ({})", s.key, s.transport);
         }
         SchedulesCommand::List { json } => {
             let list = schedules.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!(
+                outln!(
                     "{:<16} {:<24} {:<9} {:<7} ICAL URL",
-                    "KEY", "NAME", "TRANSPORT", "SOURCE"
+                    "KEY",
+                    "NAME",
+                    "TRANSPORT",
+                    "SOURCE"
                 );
                 for s in &list {
-                    println!(
+                    outln!(
                         "{:<16} {:<24} {:<9} {:<7} {}",
                         s.key,
                         s.display_name(),
@@ -754,27 +799,27 @@ async fn schedules_cmd(settings: Settings, cmd: SchedulesCommand) -> anyhow::Res
         }
         SchedulesCommand::Remove { key } => {
             let s = schedules.remove(&key).await?;
-            println!("schedule {} removed", s.key);
+            outln!("schedule {} removed", s.key);
         }
         SchedulesCommand::Status { json } => {
             let list = schedules.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for s in &list {
                     let when = |ms: Option<i64>| ms.map_or_else(|| "never".to_string(), format_ms);
-                    println!("{} ({})", s.key, s.display_name());
-                    println!("  last success: {}", when(s.last_success_at));
+                    outln!("{} ({})", s.key, s.display_name());
+                    outln!("  last success: {}", when(s.last_success_at));
                     match (&s.last_error, s.last_error_at) {
-                        (Some(e), at) => println!("  last error:   {} at {}", e, when(at)),
-                        (None, _) => println!("  last error:   none"),
+                        (Some(e), at) => outln!("  last error:   {} at {}", e, when(at)),
+                        (None, _) => outln!("  last error:   none"),
                     }
                     match &s.detail {
-                        None => println!("  on duty:      unknown (not polled yet)"),
-                        Some(d) if d.people.is_empty() => println!("  on duty:      nobody"),
+                        None => outln!("  on duty:      unknown (not polled yet)"),
+                        Some(d) if d.people.is_empty() => outln!("  on duty:      nobody"),
                         Some(d) => {
                             for p in d.people.values() {
-                                println!(
+                                outln!(
                                     "  on duty:      {} <{}> until {}",
                                     p.name,
                                     p.key,
@@ -786,7 +831,7 @@ async fn schedules_cmd(settings: Settings, cmd: SchedulesCommand) -> anyhow::Res
                     if let Some(d) = &s.detail
                         && !d.unknown.is_empty()
                     {
-                        println!("  not in the directory: {}", d.unknown.join(", "));
+                        outln!("  not in the directory: {}", d.unknown.join(", "));
                     }
                 }
             }
@@ -811,11 +856,11 @@ async fn integrations(settings: Settings, json: bool) -> anyhow::Result<()> {
     let heartbeats = Heartbeats::new(store.clone(), dir, settings.heartbeat.clone(), wake);
     let list = heartbeats.list(None).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{:<16} {:<8} {:<26} NAME", "ID", "STATE", "LAST BEAT");
+        outln!("{:<16} {:<8} {:<26} NAME", "ID", "STATE", "LAST BEAT");
         for i in &list {
-            println!(
+            outln!(
                 "{:<16} {:<8} {:<26} {}",
                 i.id,
                 i.state,
@@ -852,7 +897,7 @@ async fn notify_test(
         worker::deliver_test(&store, &dir, &backends, &settings.queue, new).await?;
     let mut delivered = false;
     for a in &attempts {
-        println!(
+        outln!(
             "notification {id}: {} via {} in {} ms{}",
             a.outcome,
             a.backend,
@@ -875,12 +920,12 @@ async fn notify_test(
 fn check_config(settings: &Settings) -> anyhow::Result<()> {
     // The very checks `serve` makes before it connects, so that "OK" means it starts.
     oncall_relay::app::preflight(settings)?;
-    println!("configuration OK");
-    println!(
+    outln!("configuration OK");
+    outln!(
         "  database: {}",
         oncall_relay::store::driver_name(settings.db.driver)
     );
-    println!(
+    outln!(
         "  tokens: {}{}",
         settings.app.auth_token.0.len(),
         if settings.app.allow_any_token && settings.app.auth_token.0.is_empty() {
@@ -896,12 +941,12 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
         .map(String::as_str)
         .collect();
     names.insert(0, "stdout");
-    println!("  backends: {}", names.join(", "));
-    println!("  default backend: {}", settings.plugin.backend);
+    outln!("  backends: {}", names.join(", "));
+    outln!("  default backend: {}", settings.plugin.backend);
     for kind in oncall_relay::config::ROUTE_KINDS {
         if let Some(steps) = settings.plugin.routes.get(kind) {
             let chain: Vec<&str> = steps.iter().map(|s| s.backend.as_str()).collect();
-            println!("  route {kind}: {}", chain.join(" → "));
+            outln!("  route {kind}: {}", chain.join(" → "));
         }
     }
     Ok(())

@@ -567,3 +567,32 @@ fn check_config_fails_for_whatever_stops_serve() {
         "allow_any_token starts without a token"
     );
 }
+
+async fn printing_to_a_closed_pipe_exits_quietly(db: Db) {
+    let db = TestDb::new(db).await;
+    ok(&relay(&db, &["users", "add", "--email", "ann@example.com"]));
+    for args in [
+        &["users", "list", "--json"][..],
+        &["users", "list"],
+        &["events", "list"],
+        &["devices", "list", "--json"],
+        &["config"],
+    ] {
+        // The reader is gone before the command writes anything: `| head -0`, in effect.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .args(db.cli_args())
+            .args(args)
+            .env_remove("AUTH_TOKEN")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.trim().is_empty(), "{args:?}: quiet, got {stderr}");
+    }
+}
+db_test!(printing_to_a_closed_pipe_exits_quietly);
