@@ -99,13 +99,23 @@ enum UsersCommand {
         /// Email or public id.
         user: String,
     },
-    /// Add or update users from a CSV or YAML file, matched by email.
+    /// Add or update users from a CSV or YAML file, matched by email, or from the Go
+    /// service's database.
     Import {
         /// The file (.csv, .yml or .yaml).
-        file: PathBuf,
+        #[arg(
+            required_unless_present = "from_emu_oncall",
+            conflicts_with = "from_emu_oncall"
+        )]
+        file: Option<PathBuf>,
         /// File format [default: from the extension]
         #[arg(long, value_enum)]
         format: Option<ImportFormat>,
+        /// Read the Go service's `oncall_users` table from its PostgreSQL database
+        /// (postgres://user:password@host/db): ids kept, phones normalised, roles mapped; rows
+        /// that cannot be imported are skipped and listed. Safe to run again.
+        #[arg(long, value_name = "POSTGRES_URL")]
+        from_emu_oncall: Option<String>,
     },
 }
 
@@ -563,7 +573,43 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
             let user = dir.remove(&user).await?;
             outln!("removed {}", describe(&user));
         }
-        UsersCommand::Import { file, format } => {
+        UsersCommand::Import {
+            from_emu_oncall: Some(url),
+            ..
+        } => {
+            let records = oncall_relay::directory::read_emu_oncall(&url).await?;
+            let total = records.len();
+            let report = dir.import_each(records).await?;
+            outln!(
+                "imported the Go service's oncall_users ({total} rows): {} added, {} updated, {} unchanged, {} skipped",
+                report.added.len(),
+                report.updated.len(),
+                report.unchanged,
+                report.skipped.len()
+            );
+            for email in &report.added {
+                outln!("  added     {email}");
+            }
+            for email in &report.updated {
+                outln!("  updated   {email}");
+            }
+            for s in &report.skipped {
+                outln!("  skipped   {}: {}", s.record, s.reason);
+            }
+            for note in &report.notes {
+                outln!("  note      {note}");
+            }
+        }
+        UsersCommand::Import {
+            file: None,
+            from_emu_oncall: None,
+            ..
+        } => bail!("give a file to import, or --from-emu-oncall postgres://..."),
+        UsersCommand::Import {
+            file: Some(file),
+            format,
+            ..
+        } => {
             let format = match format.or_else(|| ImportFormat::from_path(&file)) {
                 Some(f) => f,
                 None => bail!(

@@ -101,6 +101,93 @@ pub struct ImportReport {
     pub unchanged: usize,
 }
 
+/// A record a migration left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Which record (as the source names it).
+    pub record: String,
+    /// Why it was not imported.
+    pub reason: String,
+}
+
+/// What a migration did: each record added, updated, unchanged or skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MigrationReport {
+    /// Emails of new users.
+    pub added: Vec<String>,
+    /// Emails of existing users whose fields changed.
+    pub updated: Vec<String>,
+    /// Existing users already up to date.
+    pub unchanged: usize,
+    /// Records left out.
+    pub skipped: Vec<Skipped>,
+    /// Things imported with a caveat (an existing user keeps its own id).
+    pub notes: Vec<String>,
+}
+
+/// Reads the Go service's `oncall_users` table from its PostgreSQL database: one record per
+/// row, labelled with the row's `id`, `user_id` kept as the public id.
+pub async fn read_emu_oncall(url: &str) -> Result<Vec<(String, ImportRow)>, DirectoryError> {
+    use sqlx::{Connection, Row};
+    crate::install_crypto_provider();
+    // The URL may hold a password: never repeat it.
+    let fail = |message: String| DirectoryError::Import {
+        path: "the Go service's oncall_users table".into(),
+        message,
+    };
+    let mut conn = sqlx::postgres::PgConnection::connect(url)
+        .await
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
+    let rows = sqlx::query(
+        "SELECT id::bigint AS id, user_id::text AS user_id, name::text AS name,          username::text AS username, email::text AS email, phone_number::text AS phone_number,          active, role::text AS role FROM oncall_users ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    let _ = conn.close().await;
+    let text =
+        |row: &sqlx::postgres::PgRow, column: &str| -> Result<Option<String>, DirectoryError> {
+            let value: Option<String> = row
+                .try_get(column)
+                .map_err(|e| fail(format!("column {column}: {e}")))?;
+            Ok(value
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()))
+        };
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let seq: i64 = row
+            .try_get("id")
+            .map_err(|e| fail(format!("column id: {e}")))?;
+        let user_id = text(row, "user_id")?;
+        let email = text(row, "email")?;
+        let label = format!(
+            "oncall_users id {seq} ({})",
+            email
+                .as_deref()
+                .or(user_id.as_deref())
+                .unwrap_or("no email")
+        );
+        let active: Option<bool> = row
+            .try_get("active")
+            .map_err(|e| fail(format!("column active: {e}")))?;
+        records.push((
+            label,
+            ImportRow {
+                id: user_id,
+                email: email.unwrap_or_default(),
+                name: text(row, "name")?,
+                username: text(row, "username")?,
+                phone_number: text(row, "phone_number")?,
+                role: text(row, "role")?,
+                active,
+                timezone: None,
+            },
+        ));
+    }
+    Ok(records)
+}
+
 fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match Scalar::deserialize(d)? {
         Scalar::Text(s) if s.trim().is_empty() => Ok(None),

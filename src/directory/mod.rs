@@ -18,7 +18,9 @@ use sqlx::Row;
 use crate::store::{Store, StoreError, now_ms};
 
 pub use devices::Device;
-pub use import::{ImportFormat, ImportReport, ImportRow, parse_import};
+pub use import::{
+    ImportFormat, ImportReport, ImportRow, MigrationReport, Skipped, parse_import, read_emu_oncall,
+};
 
 /// Longest public id OnCall can store.
 pub const MAX_PUBLIC_ID_LEN: usize = 20;
@@ -584,6 +586,119 @@ impl Directory {
                     insert_user(&mut tx, user).await.map_err(at)?;
                     report.added += 1;
                 }
+            }
+        }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        Ok(report)
+    }
+}
+
+impl Directory {
+    /// Adds or updates users by email in one transaction, leaving out (and reporting) each
+    /// record that cannot be imported instead of failing them all: for moving over from
+    /// another system, where a few bad rows must not hold up the rest. Idempotent.
+    pub async fn import_each(
+        &self,
+        records: Vec<(String, ImportRow)>,
+    ) -> Result<MigrationReport, DirectoryError> {
+        let mut report = MigrationReport::default();
+        let mut seen_emails: HashMap<String, String> = HashMap::new();
+        let mut seen_ids: HashMap<String, String> = HashMap::new();
+        let mut tx = self.store.begin_write().await?;
+        for (label, row) in records {
+            let mut skip = |reason: String| {
+                report.skipped.push(Skipped {
+                    record: label.clone(),
+                    reason,
+                })
+            };
+            if row.email.trim().is_empty() {
+                skip("missing email".into());
+                continue;
+            }
+            let email = match parse_email(&row.email) {
+                Ok(e) => e,
+                Err(e) => {
+                    skip(e.to_string());
+                    continue;
+                }
+            };
+            let key = email_key(&email);
+            if let Some(first) = seen_emails.get(&key) {
+                skip(format!("duplicate email {email} (imported from {first})"));
+                continue;
+            }
+            let wanted_id = row
+                .id
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            if let Some(id) = &wanted_id
+                && let Some(first) = seen_ids.get(id)
+            {
+                skip(format!("duplicate id {id} (imported from {first})"));
+                continue;
+            }
+            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM directory_users WHERE email_key = $1"
+            )))
+            .bind(key.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+            match existing {
+                Some(existing) => {
+                    let current = user_from_row(&existing)?;
+                    let updated = match apply_patch(current.clone(), row.into_patch()) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            skip(e.to_string());
+                            continue;
+                        }
+                    };
+                    if let Some(id) = &wanted_id
+                        && *id != current.id
+                    {
+                        report.notes.push(format!(
+                            "{label}: {email} is already in the directory with id {}; the id {id} is not applied",
+                            current.id
+                        ));
+                    }
+                    if updated == current {
+                        report.unchanged += 1;
+                    } else {
+                        update_user(&mut tx, updated).await?;
+                        report.updated.push(email);
+                    }
+                }
+                None => {
+                    let user = match validate_new(row.into_new()) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            skip(e.to_string());
+                            continue;
+                        }
+                    };
+                    // Checked first: a failed INSERT would abort a PostgreSQL transaction.
+                    let owner: Option<String> = sqlx::query_scalar(
+                        "SELECT email FROM directory_users WHERE public_id = $1",
+                    )
+                    .bind(user.id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(owner) = owner {
+                        skip(format!("id {} already belongs to {owner}", user.id));
+                        continue;
+                    }
+                    insert_user(&mut tx, user).await?;
+                    report.added.push(email);
+                }
+            }
+            seen_emails.insert(key, label.clone());
+            if let Some(id) = wanted_id {
+                seen_ids.insert(id, label);
             }
         }
         bump_version(&mut tx).await?;
