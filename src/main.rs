@@ -634,15 +634,15 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What identifies a user to the operator: the name when one was given, and the email.
 fn describe(u: &User) -> String {
+    let who = if u.name.is_empty() {
+        u.email.clone()
+    } else {
+        format!("{} <{}>", u.name, u.email)
+    };
     format!(
-        "{} <{}> id={} role={} phone={} {}",
-        if u.name.is_empty() {
-            &u.username
-        } else {
-            &u.name
-        },
-        u.email,
+        "{who} id={} role={} phone={} {}",
         u.id,
         u.role.as_str(),
         u.phone_number.as_deref().unwrap_or("-"),

@@ -568,6 +568,28 @@ fn check_config_fails_for_whatever_stops_serve() {
     );
 }
 
+async fn users_add_names_the_user_by_email_or_given_name(db: Db) {
+    let db = TestDb::new(db).await;
+    let out = ok(&relay(
+        &db,
+        &["users", "add", "--email", "alice@example.com"],
+    ));
+    assert!(out.starts_with("added alice@example.com "), "{out}");
+    let out = ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "bob@example.com",
+            "--name",
+            "Bob B",
+        ],
+    ));
+    assert!(out.starts_with("added Bob B <bob@example.com> "), "{out}");
+}
+db_test!(users_add_names_the_user_by_email_or_given_name);
+
 async fn printing_to_a_closed_pipe_exits_quietly(db: Db) {
     let db = TestDb::new(db).await;
     ok(&relay(&db, &["users", "add", "--email", "ann@example.com"]));
