@@ -518,7 +518,41 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The names a `route` contact may take: `stdout` and the configured backends.
+fn backend_names(settings: &Settings) -> Vec<&str> {
+    let mut names: Vec<&str> = settings
+        .plugin
+        .backends
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.insert(0, "stdout");
+    names
+}
+
+/// A `route` contact must name a backend, or the user's notifications would silently skip it.
+fn check_route_contact(settings: &Settings, contacts: &[(String, String)]) -> anyhow::Result<()> {
+    for (key, value) in contacts {
+        let value = value.trim();
+        if key.trim().eq_ignore_ascii_case("route")
+            && !value.is_empty()
+            && !backend_names(settings).contains(&value)
+        {
+            bail!(
+                "--contact route={value}: no backend named `{value}` (configured: {}); check `plugin.backends` or --config",
+                backend_names(settings).join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
+    match &cmd {
+        UsersCommand::Add(a) => check_route_contact(&settings, &a.contacts)?,
+        UsersCommand::Update(u) => check_route_contact(&settings, &u.contacts)?,
+        _ => {}
+    }
     let store = open_store(&settings).await?;
     let dir = Directory::load(store.clone()).await?;
     match cmd {
@@ -935,6 +969,28 @@ async fn notify_test(
     let store = open_store(&settings).await?;
     let dir = Directory::load(store.clone()).await?;
     let recipient = dir.get(user).await?;
+    // The test goes out anyway (it checks the route), but say when OnCall itself would never
+    // get this far for the user.
+    if matches!(kind, Kind::Call | Kind::Sms) && !recipient.phone_verified() {
+        let why = match (recipient.active, recipient.phone_number.is_some()) {
+            (false, false) => "is inactive and has no phone number",
+            (false, true) => "is inactive",
+            _ => "has no phone number",
+        };
+        eprintln!(
+            "warning: {} {why}: OnCall shows them as not verified and never sends them a {kind}; the relay would answer `number-not-verified`",
+            recipient.email
+        );
+    }
+    if let Some(route) = recipient.contacts.get("route")
+        && !backend_names(&settings).contains(&route.as_str())
+    {
+        eprintln!(
+            "warning: {}'s contact route={route} names no configured backend (configured: {}); it is skipped",
+            recipient.email,
+            backend_names(&settings).join(", ")
+        );
+    }
     let text = message.unwrap_or_else(|| {
         format!("Test {kind} from oncall-relay: if you can read or hear this, the route works.")
     });
@@ -980,14 +1036,7 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
             ""
         }
     );
-    let mut names: Vec<&str> = settings
-        .plugin
-        .backends
-        .keys()
-        .map(String::as_str)
-        .collect();
-    names.insert(0, "stdout");
-    outln!("  backends: {}", names.join(", "));
+    outln!("  backends: {}", backend_names(settings).join(", "));
     outln!("  default backend: {}", settings.plugin.backend);
     for kind in oncall_relay::config::ROUTE_KINDS {
         if let Some(steps) = settings.plugin.routes.get(kind) {

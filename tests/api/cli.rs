@@ -743,3 +743,107 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
     );
 }
 db_test!(users_move_over_from_the_go_service_table);
+
+async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
+    let db = TestDb::new(db).await;
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "ann@example.com",
+            "--contact",
+            "route=nosuch",
+        ],
+    );
+    assert!(!out.status.success(), "route naming no backend refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuch") && err.contains("stdout"), "{err}");
+    ok(&relay(
+        &db,
+        &["users", "add", "--email", "ann@example.com", "--inactive"],
+    ));
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "ann@example.com",
+            "--contact",
+            "route=nosuch",
+        ],
+    );
+    assert!(!out.status.success(), "update checks the route too");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "ann@example.com",
+            "--contact",
+            "route=stdout",
+        ],
+    ));
+
+    for (kind, why) in [("call", "inactive"), ("sms", "inactive")] {
+        let out = relay(
+            &db,
+            &[
+                "notify",
+                "test",
+                "--user",
+                "ann@example.com",
+                "--kind",
+                kind,
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("warning") && err.contains(why) && err.contains("number-not-verified"),
+            "{kind}: {err}"
+        );
+    }
+    ok(&relay(
+        &db,
+        &["users", "update", "ann@example.com", "--active", "true"],
+    ));
+    let out = relay(
+        &db,
+        &[
+            "notify",
+            "test",
+            "--user",
+            "ann@example.com",
+            "--kind",
+            "call",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no phone number"), "{err}");
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "ann@example.com",
+            "--phone",
+            "+4930123456",
+        ],
+    ));
+    let out = relay(
+        &db,
+        &[
+            "notify",
+            "test",
+            "--user",
+            "ann@example.com",
+            "--kind",
+            "call",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("warning"), "{err}");
+}
+db_test!(notify_test_and_contacts_say_what_is_wrong);
