@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use oncall_relay::config::{Overrides, Settings};
-use oncall_relay::directory::{Directory, ImportFormat, NewUser, User, UserPatch, parse_import};
+use oncall_relay::directory::{
+    Directory, DirectoryError, ImportFormat, NewUser, User, UserPatch, parse_import,
+};
 use oncall_relay::heartbeat::Heartbeats;
 use oncall_relay::notify::{Backends, EventFilter, Kind, NewNotification, events, worker};
 use oncall_relay::store::{Store, format_ms, now_ms};
@@ -145,6 +147,9 @@ struct AddUser {
     /// Add the user as inactive (never called).
     #[arg(long)]
     inactive: bool,
+    /// Succeed without changes when a user with this email exists (for setup scripts).
+    #[arg(long)]
+    if_missing: bool,
     /// A backend address, e.g. telegram=12345678, email=a@example.com, ntfy=alice-pager,
     /// route=sms_gateway (a backend tried first for this user). Repeatable.
     #[arg(long = "contact", value_name = "NAME=VALUE", value_parser = parse_contact)]
@@ -557,7 +562,9 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
     let dir = Directory::load(store.clone()).await?;
     match cmd {
         UsersCommand::Add(a) => {
-            let user = dir
+            let if_missing = a.if_missing;
+            let email = a.email.clone();
+            let added = dir
                 .add(NewUser {
                     id: a.id,
                     email: a.email,
@@ -569,8 +576,16 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                     timezone: a.timezone,
                     contacts: a.contacts.into_iter().collect(),
                 })
-                .await?;
-            outln!("added {}", describe(&user));
+                .await;
+            match added {
+                Ok(user) => outln!("added {}", describe(&user)),
+                // Re-running a setup script is fine: the user is there, as asked.
+                Err(DirectoryError::Duplicate { field: "email", .. }) if if_missing => {
+                    let user = dir.get(&email).await?;
+                    outln!("already there, unchanged: {}", describe(&user));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         UsersCommand::List { json } => {
             let list = dir.list().await?;

@@ -847,3 +847,96 @@ async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
     assert!(out.status.success() && !err.contains("warning"), "{err}");
 }
 db_test!(notify_test_and_contacts_say_what_is_wrong);
+
+/// Splits a shell line into words (single quotes only, which is all the README uses).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn readme_quick_start_can_be_run_twice() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let section = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("quick start section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("first code block");
+    let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        !lines[0].contains(" -q "),
+        "the first build shows its progress: {}",
+        lines[0]
+    );
+    assert!(
+        !block.contains("--auth-token"),
+        "no token on the command line"
+    );
+    let serve = lines
+        .iter()
+        .find(|l| l.contains(" serve"))
+        .expect("serve line");
+    assert!(
+        serve.starts_with("ONCALL_RELAY_APP__AUTH_TOKEN="),
+        "{serve}"
+    );
+    let add = lines
+        .iter()
+        .find(|l| l.contains("users add"))
+        .expect("users add line");
+    let args: Vec<String> = shell_words(add)
+        .into_iter()
+        .skip_while(|w| w != "--")
+        .skip(1)
+        .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    for run in 1..=2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "run {run} of `{add}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir.path())
+        .args(["users", "list", "--json"])
+        .output()
+        .expect("run");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 1);
+}
