@@ -58,3 +58,39 @@ fn kubernetes_deployment_runs_two_probed_non_root_replicas() {
             > 60
     );
 }
+
+#[test]
+fn docker_image_defaults_sit_below_a_mounted_config_file() {
+    let dockerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile"))
+            .expect("Dockerfile");
+    // Joined continuation lines: `ENV A=1 \` newline `B=2` is one instruction.
+    let instructions = dockerfile.replace("\\\n", " ");
+    for line in instructions.lines() {
+        let line = line.trim();
+        if line.to_ascii_uppercase().starts_with("ENV ") {
+            assert!(
+                !line.contains("ONCALL_RELAY_"),
+                "an image ENV beats the mounted config.yml: {line}"
+            );
+        }
+    }
+    assert!(
+        dockerfile.contains("COPY deploy/docker/config.yml /etc/oncall-relay/config.yml"),
+        "the image ships its defaults as a config file"
+    );
+    assert!(
+        dockerfile.contains(r#"CMD ["--config", "/etc/oncall-relay/config.yml", "serve"]"#),
+        "and reads it"
+    );
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/docker/config.yml");
+    let s = oncall_relay::config::Settings::load_from_env(
+        Some(&image),
+        &oncall_relay::config::Overrides::default(),
+        Vec::new(),
+    )
+    .expect("the image's config loads");
+    assert_eq!(s.app.port.0, ":8880");
+    assert_eq!(s.app.log_level, "info");
+    assert_eq!(s.db.path, "/data/oncall-relay.db");
+}
