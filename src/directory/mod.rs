@@ -563,29 +563,10 @@ impl Directory {
                 },
                 other => other,
             };
-            let email = parse_email(&row.email).map_err(at)?;
-            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {USER_COLUMNS} FROM directory_users WHERE email_key = $1"
-            )))
-            .bind(email_key(&email))
-            .fetch_optional(&mut *tx)
-            .await?;
-            match existing {
-                Some(existing) => {
-                    let current = user_from_row(&existing)?;
-                    let updated = apply_patch(current.clone(), row.into_patch()).map_err(at)?;
-                    if updated == current {
-                        report.unchanged += 1;
-                    } else {
-                        update_user(&mut tx, updated).await.map_err(at)?;
-                        report.updated += 1;
-                    }
-                }
-                None => {
-                    let user = validate_new(row.into_new()).map_err(at)?;
-                    insert_user(&mut tx, user).await.map_err(at)?;
-                    report.added += 1;
-                }
+            match upsert(&mut tx, row).await.map_err(at)? {
+                Upserted::Added(_) => report.added += 1,
+                Upserted::Updated(_) => report.updated += 1,
+                Upserted::Unchanged(_) => report.unchanged += 1,
             }
         }
         bump_version(&mut tx).await?;
@@ -593,9 +574,7 @@ impl Directory {
         self.refresh().await?;
         Ok(report)
     }
-}
 
-impl Directory {
     /// Adds or updates users by email in one transaction, leaving out (and reporting) each
     /// record that cannot be imported instead of failing them all: for moving over from
     /// another system, where a few bad rows must not hold up the rest. Idempotent.
@@ -618,16 +597,12 @@ impl Directory {
                 skip("missing email".into());
                 continue;
             }
-            let email = match parse_email(&row.email) {
-                Ok(e) => e,
-                Err(e) => {
-                    skip(e.to_string());
-                    continue;
-                }
-            };
-            let key = email_key(&email);
+            let key = email_key(&row.email);
             if let Some(first) = seen_emails.get(&key) {
-                skip(format!("duplicate email {email} (imported from {first})"));
+                skip(format!(
+                    "duplicate email {} (imported from {first})",
+                    row.email.trim()
+                ));
                 continue;
             }
             let wanted_id = row
@@ -642,59 +617,33 @@ impl Directory {
                 skip(format!("duplicate id {id} (imported from {first})"));
                 continue;
             }
-            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {USER_COLUMNS} FROM directory_users WHERE email_key = $1"
-            )))
-            .bind(key.clone())
-            .fetch_optional(&mut *tx)
-            .await?;
-            match existing {
-                Some(existing) => {
-                    let current = user_from_row(&existing)?;
-                    let updated = match apply_patch(current.clone(), row.into_patch()) {
-                        Ok(u) => u,
-                        Err(e) => {
-                            skip(e.to_string());
-                            continue;
-                        }
-                    };
-                    if let Some(id) = &wanted_id
-                        && *id != current.id
-                    {
-                        report.notes.push(format!(
-                            "{label}: {email} is already in the directory with id {}; the id {id} is not applied",
-                            current.id
-                        ));
-                    }
-                    if updated == current {
-                        report.unchanged += 1;
-                    } else {
-                        update_user(&mut tx, updated).await?;
-                        report.updated.push(email);
-                    }
+            let user = match upsert(&mut tx, row).await {
+                Ok(Upserted::Added(user)) => {
+                    report.added.push(user.email.clone());
+                    user
                 }
-                None => {
-                    let user = match validate_new(row.into_new()) {
-                        Ok(u) => u,
-                        Err(e) => {
-                            skip(e.to_string());
-                            continue;
-                        }
-                    };
-                    // Checked first: a failed INSERT would abort a PostgreSQL transaction.
-                    let owner: Option<String> = sqlx::query_scalar(
-                        "SELECT email FROM directory_users WHERE public_id = $1",
-                    )
-                    .bind(user.id.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(owner) = owner {
-                        skip(format!("id {} already belongs to {owner}", user.id));
-                        continue;
-                    }
-                    insert_user(&mut tx, user).await?;
-                    report.added.push(email);
+                Ok(Upserted::Updated(user)) => {
+                    report.updated.push(user.email.clone());
+                    user
                 }
+                Ok(Upserted::Unchanged(user)) => {
+                    report.unchanged += 1;
+                    user
+                }
+                // Both are found before anything is written, so the transaction goes on.
+                Err(e @ (DirectoryError::Invalid { .. } | DirectoryError::Duplicate { .. })) => {
+                    skip(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(id) = &wanted_id
+                && *id != user.id
+            {
+                report.notes.push(format!(
+                    "{label}: {} is already in the directory with id {}; the id {id} is not applied",
+                    user.email, user.id
+                ));
             }
             seen_emails.insert(key, label.clone());
             if let Some(id) = wanted_id {
@@ -705,6 +654,53 @@ impl Directory {
         tx.commit().await?;
         self.refresh().await?;
         Ok(report)
+    }
+}
+
+/// What [`upsert`] did, with the user as stored.
+enum Upserted {
+    Added(User),
+    Updated(User),
+    Unchanged(User),
+}
+
+/// Adds the record's user, or updates the user with its email. Invalid fields and an id that
+/// belongs to someone else are reported before anything is written, so that a caller may
+/// skip the record and go on with the transaction (a failed statement would abort it on
+/// PostgreSQL).
+async fn upsert(tx: &mut sqlx::AnyConnection, row: ImportRow) -> Result<Upserted, DirectoryError> {
+    let email = parse_email(&row.email)?;
+    let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM directory_users WHERE email_key = $1"
+    )))
+    .bind(email_key(&email))
+    .fetch_optional(&mut *tx)
+    .await?;
+    match existing {
+        Some(existing) => {
+            let current = user_from_row(&existing)?;
+            let updated = apply_patch(current.clone(), row.into_patch())?;
+            if updated == current {
+                Ok(Upserted::Unchanged(current))
+            } else {
+                Ok(Upserted::Updated(update_user(tx, updated).await?))
+            }
+        }
+        None => {
+            let user = validate_new(row.into_new())?;
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT email FROM directory_users WHERE public_id = $1")
+                    .bind(user.id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if owner.is_some() {
+                return Err(DirectoryError::Duplicate {
+                    field: "id",
+                    value: user.id,
+                });
+            }
+            Ok(Upserted::Added(insert_user(tx, user).await?))
+        }
     }
 }
 

@@ -655,6 +655,19 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
     let db = TestDb::new(db).await;
     // Already in the relay: keeps its own id, takes the Go service's fields.
     ok(&relay(&db, &["users", "add", "--email", "eve@example.com"]));
+    // Someone else already has this id: that row is skipped, and the rest still goes in
+    // (on PostgreSQL a failed INSERT would have aborted the whole transaction).
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "zed@example.com",
+            "--id",
+            "UZED8",
+        ],
+    ));
     let source = emu_oncall_database(
         "('UANN1', 'Ann', 'ann', 'ann@example.com', '+49 30 123456', true, 'admin'), \
          ('UBOB2', 'Bob', 'bob', 'bob@example.com', '0012025550143', true, 'user'), \
@@ -662,7 +675,8 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
          ('UDAN4', 'Dan', 'dan', 'dan@example.com', '12345', true, 'user'), \
          ('UNOM5', 'No Mail', 'nomail', NULL, '+4930123457', true, 'user'), \
          ('UDUP6', 'Ann Again', 'ann2', 'ANN@example.com', '+4930123458', true, 'user'), \
-         ('UEVE7', 'Eve', 'eve', 'eve@example.com', '+4930123459', true, 'admin')",
+         ('UEVE7', 'Eve', 'eve', 'eve@example.com', '+4930123459', true, 'admin'), \
+         ('UZED8', 'Other', 'other', 'other@example.com', '+4930123460', true, 'user')",
     )
     .await;
     let first = ok(&relay(
@@ -670,13 +684,14 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
         &["users", "import", "--from-emu-oncall", &source],
     ));
     assert!(
-        first.contains("(7 rows): 3 added, 1 updated, 0 unchanged, 3 skipped"),
+        first.contains("(8 rows): 3 added, 1 updated, 0 unchanged, 4 skipped"),
         "{first}"
     );
     for (who, why) in [
         ("dan@example.com", "phone_number"),
         ("UNOM5", "missing email"),
         ("ANN@example.com", "duplicate email"),
+        ("other@example.com", "UZED8"),
     ] {
         assert!(
             first
@@ -697,7 +712,7 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
             .unwrap_or_else(|| panic!("{email} imported: {list}"))
             .clone()
     };
-    assert_eq!(list.as_array().expect("list").len(), 4);
+    assert_eq!(list.as_array().expect("list").len(), 5);
     let ann = user("ann@example.com");
     assert_eq!(ann["id"], "UANN1", "user_id kept as the public id");
     assert_eq!(ann["phone_number"], "+4930123456");
@@ -720,7 +735,7 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
         &["users", "import", "--from-emu-oncall", &source],
     ));
     assert!(
-        again.contains("0 added, 0 updated, 4 unchanged, 3 skipped"),
+        again.contains("0 added, 0 updated, 4 unchanged, 4 skipped"),
         "idempotent: {again}"
     );
     let after: serde_json::Value =
