@@ -1,6 +1,7 @@
 # Multi-stage build: a static-ish release binary on a distroless base, running as non-root.
 #   docker build -t oncall-relay .
 #   docker run -p 8880:8880 -e ONCALL_RELAY_APP__AUTH_TOKEN=change-me -v relay-data:/data oncall-relay
+#   (your own settings: -v ./config.yml:/etc/oncall-relay/config.yml:ro)
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that source changes do not rebuild them.
@@ -16,12 +17,12 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin oncall-
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/oncall-relay /usr/local/bin/oncall-relay
+# The image's defaults live in its configuration file, not in ENV: an environment variable
+# would beat a mounted config.yml, the file being the lower layer.
+COPY deploy/docker/config.yml /etc/oncall-relay/config.yml
 # SQLite lives in /data by default; mount a volume there (or use PostgreSQL).
 WORKDIR /data
-ENV ONCALL_RELAY_DB__PATH=/data/oncall-relay.db \
-    ONCALL_RELAY_APP__PORT=:8880 \
-    ONCALL_RELAY_APP__LOG_LEVEL=info
 EXPOSE 8880
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/oncall-relay"]
-CMD ["serve"]
+CMD ["--config", "/etc/oncall-relay/config.yml", "serve"]

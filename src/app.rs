@@ -46,6 +46,9 @@ pub enum StartupError {
     /// A tracked schedule is misconfigured or cannot be stored.
     #[error(transparent)]
     Schedules(#[from] crate::schedules::ScheduleError),
+    /// `app.log_level` or `app.log_path` is unusable.
+    #[error(transparent)]
+    Logging(#[from] crate::telemetry::TelemetryError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -57,6 +60,21 @@ pub enum StartupError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+}
+
+/// Every check `serve` makes before it touches the network or the database: the settings,
+/// the token, the log level, the backends (templates compiled) and the configured schedules.
+/// `check-config` runs the same, so that it passes exactly when `serve` would get that far.
+pub fn preflight(settings: &Settings) -> Result<Backends, StartupError> {
+    crate::install_crypto_provider();
+    settings.validate()?;
+    if settings.app.auth_token.0.is_empty() && !settings.app.allow_any_token {
+        return Err(StartupError::NoToken);
+    }
+    crate::telemetry::filter(&settings.app.log_level)?;
+    let backends = Backends::from_settings(&settings.plugin)?;
+    crate::schedules::configured(settings)?;
+    Ok(backends)
 }
 
 /// A built service: bound, migrated, workers started, not yet serving.
@@ -76,8 +94,7 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, loads the directory, starts the queue and binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        crate::install_crypto_provider();
-        settings.validate()?;
+        let backends = Arc::new(preflight(&settings)?);
         let tokens: Vec<String> = settings
             .app
             .auth_token
@@ -86,9 +103,6 @@ impl Application {
             .map(|s| s.expose().to_string())
             .collect();
         if tokens.is_empty() {
-            if !settings.app.allow_any_token {
-                return Err(StartupError::NoToken);
-            }
             tracing::warn!(
                 "app.allow_any_token is on and no token is configured: ANY caller can place calls and read the directory"
             );
@@ -97,7 +111,6 @@ impl Application {
         let store = Store::connect(&settings.db).await?;
         store.migrate().await?;
         let directory = Directory::load(store.clone()).await?;
-        let backends = Arc::new(Backends::from_settings(&settings.plugin)?);
         for warning in crate::notify::backend::config_warnings(&settings.plugin) {
             tracing::warn!(warning = %warning, "unsafe backend configuration");
         }

@@ -30,31 +30,123 @@ pub enum ConfigError {
 
 impl From<figment::Error> for ConfigError {
     fn from(err: figment::Error) -> Self {
-        // figment reports one error per bad key; name every one of them and where it came from.
+        // figment reports one error per bad key; name every one of them and where it came
+        // from: the environment variable, or the option and its file.
         let parts: Vec<String> = err
             .into_iter()
             .map(|e| {
-                let key = if e.path.is_empty() {
-                    String::new()
-                } else {
-                    format!("option `{}`: ", e.path.join("."))
-                };
-                let source = e
-                    .metadata
-                    .as_ref()
-                    .map(|m| {
-                        let src = m
-                            .source
+                let profile = e.profile.clone().unwrap_or_default();
+                match &e.metadata {
+                    Some(m) if m.name == ENV_SOURCE && !e.path.is_empty() => format!(
+                        "environment variable `{}`: {}",
+                        m.interpolate(&profile, &e.path),
+                        e.kind
+                    ),
+                    meta => {
+                        let key = if e.path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("option `{}`: ", e.path.join("."))
+                        };
+                        // A code location means nothing to an operator; a file does.
+                        let source = meta
                             .as_ref()
-                            .map(|s| format!(" ({s})"))
+                            .and_then(|m| match &m.source {
+                                Some(figment::Source::File(path)) => {
+                                    Some(format!(" [in {}]", path.display()))
+                                }
+                                _ if m.name == FLAGS_SOURCE => Some(format!(" [from {}]", m.name)),
+                                _ => None,
+                            })
                             .unwrap_or_default();
-                        format!(" [from {}{src}]", m.name)
-                    })
-                    .unwrap_or_default();
-                format!("{key}{}{source}", e.kind)
+                        format!("{key}{}{source}", e.kind)
+                    }
+                }
             })
             .collect();
         ConfigError::Invalid(parts.join("; "))
+    }
+}
+
+/// Provider name of environment variables in error messages.
+const ENV_SOURCE: &str = "environment variable";
+/// Provider name of command-line flags in error messages.
+const FLAGS_SOURCE: &str = "command-line flags";
+
+/// A scalar as YAML, JSON or the environment spell it, read without `#[serde(untagged)]` so
+/// that a wrong type is reported as such instead of as "no variant matched".
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scalar {
+    /// A string.
+    Text(String),
+    /// A whole number.
+    Int(i128),
+    /// A number with a fraction.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Null or nothing.
+    Null,
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar::Text(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v.into()))
+            }
+            fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Scalar, E> {
+                i128::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::custom(format!("`{v}` is too large")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+                Scalar::deserialize(d)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Scalar {
+    /// The value as text: strings as they are, numbers and booleans as written.
+    pub(crate) fn into_text(self) -> Option<String> {
+        match self {
+            Scalar::Text(s) => Some(s),
+            Scalar::Int(n) => Some(n.to_string()),
+            Scalar::Float(f) => Some(f.to_string()),
+            Scalar::Bool(b) => Some(b.to_string()),
+            Scalar::Null => None,
+        }
     }
 }
 
@@ -157,40 +249,46 @@ pub struct ListenAddr(pub String);
 impl ListenAddr {
     /// The address in a form `TcpListener::bind` accepts.
     pub fn socket_addr(&self) -> Result<String, ConfigError> {
-        let raw = self.0.trim();
-        let addr = if let Some(port) = raw.strip_prefix(':') {
-            format!("0.0.0.0:{port}")
-        } else if raw.chars().all(|c| c.is_ascii_digit()) {
-            format!("0.0.0.0:{raw}")
-        } else {
-            raw.to_string()
-        };
-        let port_ok = addr
-            .rsplit_once(':')
-            .map(|(_, p)| p.parse::<u16>().is_ok())
-            .unwrap_or(false);
-        if port_ok {
-            Ok(addr)
-        } else {
-            Err(ConfigError::Invalid(format!(
-                "option `app.port`: `{raw}` is not a listen address (use `:8880` or `127.0.0.1:8880`)"
-            )))
-        }
+        listen_addr(&self.0)
+            .map_err(|message| ConfigError::Invalid(format!("option `app.port`: {message}")))
+    }
+}
+
+fn listen_addr(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let addr = if let Some(port) = raw.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else if raw.chars().all(|c| c.is_ascii_digit()) {
+        format!("0.0.0.0:{raw}")
+    } else {
+        raw.to_string()
+    };
+    let port_ok = addr
+        .rsplit_once(':')
+        .map(|(_, p)| p.parse::<u16>().is_ok())
+        .unwrap_or(false);
+    if port_ok {
+        Ok(addr)
+    } else {
+        Err(format!(
+            "`{raw}` is not a listen address with a port from 0 to 65535 (use `:8880` or `127.0.0.1:8880`)"
+        ))
     }
 }
 
 impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(u16),
-            Text(String),
-        }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Num(n) => ListenAddr(n.to_string()),
-            Raw::Text(s) => ListenAddr(s),
-        })
+        let text = match Scalar::deserialize(d)? {
+            s @ (Scalar::Text(_) | Scalar::Int(_)) => s.into_text().unwrap_or_default(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "`{}` is not a listen address (use `:8880` or `127.0.0.1:8880`)",
+                    other.into_text().unwrap_or_default()
+                )));
+            }
+        };
+        listen_addr(&text).map_err(serde::de::Error::custom)?;
+        Ok(ListenAddr(text))
     }
 }
 
@@ -223,16 +321,11 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(i64),
-            Text(String),
+        match Scalar::deserialize(d)? {
+            s @ (Scalar::Text(_) | Scalar::Int(_)) => Ok(Secret(s.into_text().unwrap_or_default())),
+            Scalar::Null => Ok(Secret::default()),
+            _ => Err(serde::de::Error::custom("expected a string")),
         }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Num(n) => Secret(n.to_string()),
-            Raw::Text(s) => Secret(s),
-        })
     }
 }
 
@@ -242,16 +335,39 @@ pub struct Tokens(pub Vec<Secret>);
 
 impl<'de> Deserialize<'de> for Tokens {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(Secret),
-            Many(Vec<Secret>),
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<Secret>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a token or a list of tokens")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(vec![Secret(v.to_string())])
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(vec![Secret(v.to_string())])
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(vec![Secret(v.to_string())])
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Vec::new())
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Vec::new())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Secret>()? {
+                    out.push(s);
+                }
+                Ok(out)
+            }
         }
-        let list = match Raw::deserialize(d)? {
-            Raw::One(s) => vec![s],
-            Raw::Many(v) => v,
-        };
+        let list = d.deserialize_any(V)?;
         // Allow comma-separated lists in one environment variable.
         let tokens = list
             .into_iter()
@@ -725,16 +841,13 @@ fn default_ntfy_important_priority() -> u8 {
 
 /// Reads an optional string that YAML may have typed as a number (`chat_id: -100123`).
 fn opt_string_or_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(i64),
-        Text(String),
+    match Scalar::deserialize(d)? {
+        s @ (Scalar::Text(_) | Scalar::Int(_)) => Ok(s.into_text()),
+        Scalar::Null => Ok(None),
+        _ => Err(serde::de::Error::custom(
+            "expected a string or a whole number",
+        )),
     }
-    Ok(Option::<Raw>::deserialize(d)?.map(|r| match r {
-        Raw::Int(n) => n.to_string(),
-        Raw::Text(s) => s,
-    }))
 }
 
 /// An `exec` backend: runs a program per notification, never through a shell.
@@ -1107,7 +1220,7 @@ impl Settings {
     /// `path` is the file named by `--config`; it must exist. Without it, the default
     /// path is read when present and skipped otherwise.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
-        Self::load_from_env(path, overrides, std::env::vars())
+        Self::load_from_env(path, overrides, env_vars())
     }
 
     /// Same as [`Settings::load`] with an explicit environment (for tests).
@@ -1129,15 +1242,16 @@ impl Settings {
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
         // The original read only AUTH_TOKEN; keep it working below the documented names.
-        if let Some((_, token)) = env.iter().find(|(k, _)| k == "AUTH_TOKEN") {
-            fig = fig.merge(Serialized::default("app.auth_token", token.clone()));
-        }
-        let prefixed: Vec<(String, String)> = env
+        let legacy_token = env
+            .iter()
+            .find(|(k, _)| k == "AUTH_TOKEN")
+            .map(|(_, v)| v.clone());
+        let known: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .filter(|(k, _)| env_path(k).is_some_and(|p| names_an_option(&p)))
             .collect();
-        fig = fig.merge(env_provider(prefixed));
-        fig = fig.merge(Serialized::defaults(overrides.nested()));
+        fig = fig.merge(EnvProvider::new(legacy_token, known));
+        fig = fig.merge(FlagsProvider(overrides.nested()));
         let settings: Settings = fig.extract()?;
         settings.validate()?;
         Ok(settings)
@@ -1285,29 +1399,144 @@ impl Settings {
     }
 }
 
-/// Environment provider: `ONCALL_RELAY_APP__PORT` → `app.port`.
-fn env_provider(vars: Vec<(String, String)>) -> figment::providers::Serialized<serde_json::Value> {
-    // Built by hand rather than with figment's `Env` so that tests can pass an explicit environment.
-    let mut overrides = Overrides::default();
-    for (key, value) in vars {
-        let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
-            continue;
-        };
-        let path = rest.to_ascii_lowercase().replace("__", ".");
-        let parsed: serde_json::Value = match yaml_serde::from_str::<serde_json::Value>(&value) {
-            // Lists and maps read as YAML; numbers and booleans only when they read back
-            // identically, so that a token like `0123` keeps its leading zero.
-            Ok(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => v,
-            Ok(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)))
-                if serde_json::to_string(&v).ok().as_deref() == Some(value.trim()) =>
-            {
-                v
-            }
-            _ => serde_json::Value::String(value),
-        };
-        overrides.0.insert(path, parsed);
+/// Environment provider: `ONCALL_RELAY_APP__PORT` → `app.port`. Built by hand rather than
+/// with figment's `Env` so that tests can pass an explicit environment, and so that an error
+/// names the variable that holds the bad value.
+struct EnvProvider {
+    values: Overrides,
+    /// Option path → the variable that set it.
+    names: std::sync::Arc<BTreeMap<String, String>>,
+}
+
+impl EnvProvider {
+    /// `legacy_token` is the original's `AUTH_TOKEN`; `vars` are `ONCALL_RELAY_*` variables
+    /// that name an option.
+    fn new(legacy_token: Option<String>, vars: Vec<(String, String)>) -> EnvProvider {
+        let mut values = Overrides::default();
+        let mut names = BTreeMap::new();
+        if let Some(token) = legacy_token {
+            values.0.insert("app.auth_token".into(), token.into());
+            names.insert("app.auth_token".to_string(), "AUTH_TOKEN".to_string());
+        }
+        for (key, value) in vars {
+            let Some(path) = env_path(&key) else {
+                continue;
+            };
+            values.0.insert(path.clone(), env_value(value));
+            names.insert(path, key);
+        }
+        EnvProvider {
+            values,
+            names: std::sync::Arc::new(names),
+        }
     }
-    Serialized::defaults(overrides.nested()).profile(figment::Profile::Default)
+}
+
+impl figment::Provider for EnvProvider {
+    fn metadata(&self) -> figment::Metadata {
+        let names = self.names.clone();
+        figment::Metadata::named(ENV_SOURCE).interpolater(
+            move |_: &figment::Profile, keys: &[&str]| {
+                // The error may sit below the variable's own path (a YAML map in one variable).
+                let mut path = keys.join(".");
+                loop {
+                    if let Some(name) = names.get(&path) {
+                        return name.clone();
+                    }
+                    match path.rsplit_once('.') {
+                        Some((head, _)) => path = head.to_string(),
+                        None => {
+                            return format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase());
+                        }
+                    }
+                }
+            },
+        )
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::defaults(self.values.nested()).data()
+    }
+}
+
+/// Command-line flags, named as such in error messages.
+struct FlagsProvider(serde_json::Value);
+
+impl figment::Provider for FlagsProvider {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(FLAGS_SOURCE)
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::defaults(&self.0).data()
+    }
+}
+
+/// The option path an `ONCALL_RELAY_*` variable spells, if it has the prefix.
+fn env_path(key: &str) -> Option<String> {
+    key.strip_prefix(ENV_PREFIX)
+        .map(|rest| rest.to_ascii_lowercase().replace("__", "."))
+}
+
+/// An environment value as configuration: lists and maps read as YAML; numbers and booleans
+/// only when they read back identically, so that a token like `0123` keeps its leading zero.
+fn env_value(value: String) -> serde_json::Value {
+    match yaml_serde::from_str::<serde_json::Value>(&value) {
+        Ok(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => v,
+        Ok(v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)))
+            if serde_json::to_string(&v).ok().as_deref() == Some(value.trim()) =>
+        {
+            v
+        }
+        _ => serde_json::Value::String(value),
+    }
+}
+
+/// Whether a dotted path names an option (or lies inside a map of named entries such as
+/// `plugin.backends.<name>`).
+fn names_an_option(path: &str) -> bool {
+    let Ok(mut node) = serde_json::to_value(Settings::default()) else {
+        return true;
+    };
+    if path.is_empty() {
+        return false;
+    }
+    for part in path.split('.') {
+        match node {
+            // An empty map in the defaults holds entries the operator names.
+            serde_json::Value::Object(ref map) if map.is_empty() => return true,
+            serde_json::Value::Object(mut map) => match map.remove(part) {
+                Some(child) => node = child,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The process environment, skipping variables that are not valid UTF-8 (none of ours can be).
+pub fn env_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// The `ONCALL_RELAY_*` variables in `env` that name no option. They are ignored rather
+/// than refused: Kubernetes sets `ONCALL_RELAY_PORT`, `ONCALL_RELAY_SERVICE_HOST` and more
+/// for a Service named `oncall-relay`.
+pub fn unknown_env_vars(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let mut names: Vec<String> = env
+        .into_iter()
+        .filter(|(k, _)| env_path(k).is_some_and(|p| !names_an_option(&p)))
+        .map(|(k, _)| k)
+        .collect();
+    names.sort();
+    names
 }
 
 /// Serde helpers for durations written as `60s`, `1m30s`, `500ms` or a number of seconds.
@@ -1323,22 +1552,26 @@ pub mod duration {
 
     /// Reads `60s`, `1m`, `250ms` or a number of seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Float(f64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Duration::from_secs(n)),
-            Raw::Float(f) if f >= 0.0 && f.is_finite() => Ok(Duration::from_secs_f64(f)),
-            Raw::Float(f) => Err(serde::de::Error::custom(format!("`{f}` is not a duration"))),
-            Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+        use super::Scalar;
+        let bad = |shown: String| {
+            serde::de::Error::custom(format!(
+                "`{shown}` is not a duration; write e.g. `60s`, `5m`, `500ms` or a number of seconds"
+            ))
+        };
+        match Scalar::deserialize(d)? {
+            Scalar::Int(n) => u64::try_from(n)
+                .map(Duration::from_secs)
+                .map_err(|_| bad(n.to_string())),
+            Scalar::Float(f) if f >= 0.0 && f.is_finite() && f < 1e15 => {
+                Ok(Duration::from_secs_f64(f))
+            }
+            Scalar::Float(f) => Err(bad(f.to_string())),
+            Scalar::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
                 serde::de::Error::custom(format!(
                     "`{t}` is not a duration ({e}); write e.g. `60s`, `5m`, `500ms`"
                 ))
             }),
+            other => Err(bad(other.into_text().unwrap_or_default())),
         }
     }
 }
@@ -1430,6 +1663,70 @@ mod tests {
         )
         .expect("loads");
         assert_eq!(s.app.log_level, "error");
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_ignored_and_listed() {
+        let env = vec![
+            ("ONCALL_RELAY_PORT", "tcp://10.0.0.1:8880"),
+            ("ONCALL_RELAY_SERVICE_HOST", "10.0.0.1"),
+            ("ONCALL_RELAY_SERVICE_PORT", "8880"),
+            ("ONCALL_RELAY_PORT_8880_TCP_ADDR", "10.0.0.1"),
+            ("ONCALL_RELAY_APP__PORT", ":9999"),
+            ("ONCALL_RELAY_PLUGIN__BACKENDS__GW__TYPE", "stdout"),
+        ];
+        let s = load_yaml("{}", env.clone()).expect("unknown variables do not stop the service");
+        assert_eq!(s.app.port.0, ":9999");
+        assert!(s.plugin.backends.contains_key("gw"));
+        let unknown =
+            unknown_env_vars(env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(
+            unknown,
+            vec![
+                "ONCALL_RELAY_PORT",
+                "ONCALL_RELAY_PORT_8880_TCP_ADDR",
+                "ONCALL_RELAY_SERVICE_HOST",
+                "ONCALL_RELAY_SERVICE_PORT",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        for (var, value) in [
+            ("ONCALL_RELAY_APP__PORT", "99999"),
+            ("ONCALL_RELAY_DB__PORT", "lots"),
+            ("ONCALL_RELAY_QUEUE__LEASE", "soon"),
+        ] {
+            let err = load_yaml("{}", vec![(var, value)]).expect_err(var);
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("environment variable `{var}`")),
+                "{text}"
+            );
+            assert!(!text.contains(".rs"), "no source line: {text}");
+            assert!(!text.contains("untagged"), "{text}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_port_names_the_option() {
+        for yaml in [
+            "app:\n  port: 99999\n",
+            "app:\n  port: ':99999'\n",
+            "app:\n  port: [1]\n",
+        ] {
+            let err = load_yaml(yaml, vec![]).expect_err(yaml);
+            let text = err.to_string();
+            assert!(text.contains("app.port"), "{text}");
+            assert!(!text.contains("untagged"), "{text}");
+        }
+        let err = load_yaml("queue:\n  lease: -5\n", vec![]).expect_err("negative");
+        assert!(err.to_string().contains("queue.lease"), "{err}");
+        assert!(!err.to_string().contains("untagged"), "{err}");
+        let err = load_yaml("app:\n  auth_token: {a: 1}\n", vec![]).expect_err("map token");
+        assert!(err.to_string().contains("app.auth_token"), "{err}");
+        assert!(!err.to_string().contains("untagged"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use oncall_relay::config::{Overrides, Settings};
-use oncall_relay::directory::{Directory, ImportFormat, NewUser, User, UserPatch, parse_import};
+use oncall_relay::directory::{
+    Directory, DirectoryError, ImportFormat, NewUser, User, UserPatch, parse_import,
+};
 use oncall_relay::heartbeat::Heartbeats;
 use oncall_relay::notify::{Backends, EventFilter, Kind, NewNotification, events, worker};
 use oncall_relay::store::{Store, format_ms, now_ms};
@@ -99,13 +101,23 @@ enum UsersCommand {
         /// Email or public id.
         user: String,
     },
-    /// Add or update users from a CSV or YAML file, matched by email.
+    /// Add or update users from a CSV or YAML file, matched by email, or from the Go
+    /// service's database.
     Import {
         /// The file (.csv, .yml or .yaml).
-        file: PathBuf,
+        #[arg(
+            required_unless_present = "from_emu_oncall",
+            conflicts_with = "from_emu_oncall"
+        )]
+        file: Option<PathBuf>,
         /// File format [default: from the extension]
         #[arg(long, value_enum)]
         format: Option<ImportFormat>,
+        /// Read the Go service's `oncall_users` table from its PostgreSQL database
+        /// (postgres://user:password@host/db): ids kept, phones normalised, roles mapped; rows
+        /// that cannot be imported are skipped and listed. Safe to run again.
+        #[arg(long, value_name = "POSTGRES_URL")]
+        from_emu_oncall: Option<String>,
     },
 }
 
@@ -135,6 +147,9 @@ struct AddUser {
     /// Add the user as inactive (never called).
     #[arg(long)]
     inactive: bool,
+    /// Succeed without changes when a user with this email exists (for setup scripts).
+    #[arg(long)]
+    if_missing: bool,
     /// A backend address, e.g. telegram=12345678, email=a@example.com, ntfy=alice-pager,
     /// route=sms_gateway (a backend tried first for this user). Repeatable.
     #[arg(long = "contact", value_name = "NAME=VALUE", value_parser = parse_contact)]
@@ -296,6 +311,31 @@ enum EventsCommand {
     },
 }
 
+/// Writes to stdout through its lock. A closed pipe (`| head`) is an error that `main` turns
+/// into a quiet exit, where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// Whether the error is only that the reader of stdout went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn overrides(g: &Global) -> Overrides {
     let mut o = Overrides::default();
     o.set("app.port", g.port.clone());
@@ -322,6 +362,8 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader has all it wanted (`users list | head -1`): nothing to report.
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -331,41 +373,30 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.global.config.as_deref(), &overrides(&cli.global))?;
+    let ignored = oncall_relay::config::unknown_env_vars(oncall_relay::config::env_vars());
+    if !matches!(cli.command, Command::Serve) {
+        telemetry::init_cli();
+        warn_ignored(&ignored);
+    }
     match cli.command {
-        Command::Serve => serve(settings).await,
+        Command::Serve => serve(settings, &ignored).await,
         Command::Config => {
             let mut shown = serde_json::to_value(&settings)?;
             redact(&mut shown, "");
-            print!("{}", yaml_serde::to_string(&shown)?);
+            out!("{}", yaml_serde::to_string(&shown)?);
             Ok(())
         }
-        Command::Users(cmd) => {
-            telemetry::init_cli();
-            users(settings, cmd).await
-        }
-        Command::Events(cmd) => {
-            telemetry::init_cli();
-            events_cmd(settings, cmd).await
-        }
-        Command::Devices(cmd) => {
-            telemetry::init_cli();
-            devices(settings, cmd).await
-        }
-        Command::Schedules(cmd) => {
-            telemetry::init_cli();
-            schedules_cmd(settings, cmd).await
-        }
+        Command::Users(cmd) => users(settings, cmd).await,
+        Command::Events(cmd) => events_cmd(settings, cmd).await,
+        Command::Devices(cmd) => devices(settings, cmd).await,
+        Command::Schedules(cmd) => schedules_cmd(settings, cmd).await,
         Command::Notify(NotifyCommand::Test {
             user,
             kind,
             message,
-        }) => {
-            telemetry::init_cli();
-            notify_test(settings, &user, &kind, message).await
-        }
+        }) => notify_test(settings, &user, &kind, message).await,
         Command::CheckConfig => check_config(&settings),
         Command::Integrations(IntegrationsCommand::List { json }) => {
-            telemetry::init_cli();
             integrations(settings, json).await
         }
     }
@@ -412,8 +443,19 @@ fn redact(value: &mut serde_json::Value, key: &str) {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// Names (never values) the `ONCALL_RELAY_*` variables that set nothing, once.
+fn warn_ignored(ignored: &[String]) {
+    if !ignored.is_empty() {
+        tracing::warn!(
+            variables = %ignored.join(", "),
+            "ignoring environment variables that name no option (Kubernetes sets some for a Service named oncall-relay; `enableServiceLinks: false` stops that)"
+        );
+    }
+}
+
+async fn serve(settings: Settings, ignored: &[String]) -> anyhow::Result<()> {
     let _guard = telemetry::init(&settings.app.log_level, &settings.app.log_path)?;
+    warn_ignored(ignored);
     let started = std::time::Instant::now();
     let app = Application::build(settings.clone()).await?;
     let addr = app.local_addr()?;
@@ -462,12 +504,48 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The names a `route` contact may take: `stdout` and the configured backends.
+fn backend_names(settings: &Settings) -> Vec<&str> {
+    let mut names: Vec<&str> = settings
+        .plugin
+        .backends
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.insert(0, "stdout");
+    names
+}
+
+/// A `route` contact must name a backend, or the user's notifications would silently skip it.
+fn check_route_contact(settings: &Settings, contacts: &[(String, String)]) -> anyhow::Result<()> {
+    for (key, value) in contacts {
+        let value = value.trim();
+        if key.trim().eq_ignore_ascii_case("route")
+            && !value.is_empty()
+            && !backend_names(settings).contains(&value)
+        {
+            bail!(
+                "--contact route={value}: no backend named `{value}` (configured: {}); check `plugin.backends` or --config",
+                backend_names(settings).join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
+    match &cmd {
+        UsersCommand::Add(a) => check_route_contact(&settings, &a.contacts)?,
+        UsersCommand::Update(u) => check_route_contact(&settings, &u.contacts)?,
+        _ => {}
+    }
     let store = open_store(&settings).await?;
     let dir = Directory::load(store.clone()).await?;
     match cmd {
         UsersCommand::Add(a) => {
-            let user = dir
+            let if_missing = a.if_missing;
+            let email = a.email.clone();
+            let added = dir
                 .add(NewUser {
                     id: a.id,
                     email: a.email,
@@ -479,15 +557,23 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                     timezone: a.timezone,
                     contacts: a.contacts.into_iter().collect(),
                 })
-                .await?;
-            println!("added {}", describe(&user));
+                .await;
+            match added {
+                Ok(user) => outln!("added {}", describe(&user)),
+                // Re-running a setup script is fine: the user is there, as asked.
+                Err(DirectoryError::Duplicate { field: "email", .. }) if if_missing => {
+                    let user = dir.get(&email).await?;
+                    outln!("already there, unchanged: {}", describe(&user));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         UsersCommand::List { json } => {
             let list = dir.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print_users(&list);
+                print_users(&list)?;
             }
         }
         UsersCommand::Update(u) => {
@@ -511,13 +597,49 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            println!("updated {}", describe(&user));
+            outln!("updated {}", describe(&user));
         }
         UsersCommand::Remove { user } => {
             let user = dir.remove(&user).await?;
-            println!("removed {}", describe(&user));
+            outln!("removed {}", describe(&user));
         }
-        UsersCommand::Import { file, format } => {
+        UsersCommand::Import {
+            from_emu_oncall: Some(url),
+            ..
+        } => {
+            let records = oncall_relay::directory::read_emu_oncall(&url).await?;
+            let total = records.len();
+            let report = dir.import_each(records).await?;
+            outln!(
+                "imported the Go service's oncall_users ({total} rows): {} added, {} updated, {} unchanged, {} skipped",
+                report.added.len(),
+                report.updated.len(),
+                report.unchanged,
+                report.skipped.len()
+            );
+            for email in &report.added {
+                outln!("  added     {email}");
+            }
+            for email in &report.updated {
+                outln!("  updated   {email}");
+            }
+            for s in &report.skipped {
+                outln!("  skipped   {}: {}", s.record, s.reason);
+            }
+            for note in &report.notes {
+                outln!("  note      {note}");
+            }
+        }
+        UsersCommand::Import {
+            file: None,
+            from_emu_oncall: None,
+            ..
+        } => bail!("give a file to import, or --from-emu-oncall postgres://..."),
+        UsersCommand::Import {
+            file: Some(file),
+            format,
+            ..
+        } => {
             let format = match format.or_else(|| ImportFormat::from_path(&file)) {
                 Some(f) => f,
                 None => bail!(
@@ -529,7 +651,7 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let rows = parse_import(&text, format, &file.display().to_string())?;
             let report = dir.import(rows).await?;
-            println!(
+            outln!(
                 "imported {}: {} added, {} updated, {} unchanged",
                 file.display(),
                 report.added,
@@ -542,15 +664,15 @@ async fn users(settings: Settings, cmd: UsersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What identifies a user to the operator: the name when one was given, and the email.
 fn describe(u: &User) -> String {
+    let who = if u.name.is_empty() {
+        u.email.clone()
+    } else {
+        format!("{} <{}>", u.name, u.email)
+    };
     format!(
-        "{} <{}> id={} role={} phone={} {}",
-        if u.name.is_empty() {
-            &u.username
-        } else {
-            &u.name
-        },
-        u.email,
+        "{who} id={} role={} phone={} {}",
         u.id,
         u.role.as_str(),
         u.phone_number.as_deref().unwrap_or("-"),
@@ -562,13 +684,18 @@ fn describe(u: &User) -> String {
     )
 }
 
-fn print_users(users: &[User]) {
-    println!(
+fn print_users(users: &[User]) -> anyhow::Result<()> {
+    outln!(
         "{:<20} {:<32} {:<16} {:<7} {:<16} {:<6} VERIFIED",
-        "ID", "EMAIL", "USERNAME", "ROLE", "PHONE", "ACTIVE"
+        "ID",
+        "EMAIL",
+        "USERNAME",
+        "ROLE",
+        "PHONE",
+        "ACTIVE"
     );
     for u in users {
-        println!(
+        outln!(
             "{:<20} {:<32} {:<16} {:<7} {:<16} {:<6} {}",
             u.id,
             u.email,
@@ -579,6 +706,7 @@ fn print_users(users: &[User]) {
             if u.phone_verified() { "yes" } else { "no" }
         );
     }
+    Ok(())
 }
 
 fn parse_since(raw: &str) -> anyhow::Result<i64> {
@@ -614,14 +742,20 @@ async fn events_cmd(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()
     };
     let records = events::list(&store, &filter).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        outln!("{}", serde_json::to_string_pretty(&records)?);
     } else {
-        println!(
+        outln!(
             "{:<8} {:<24} {:<5} {:<24} {:<10} {:<8} {:<10} LAST ERROR",
-            "ID", "ACCEPTED", "KIND", "EMAIL", "STATUS", "ATTEMPTS", "BACKEND"
+            "ID",
+            "ACCEPTED",
+            "KIND",
+            "EMAIL",
+            "STATUS",
+            "ATTEMPTS",
+            "BACKEND"
         );
         for r in &records {
-            println!(
+            outln!(
                 "{:<8} {:<24} {:<5} {:<24} {:<10} {:<8} {:<10} {}",
                 r.id,
                 format_ms(r.created_at),
@@ -644,7 +778,7 @@ async fn devices(settings: Settings, cmd: DevicesCommand) -> anyhow::Result<()> 
     match cmd {
         DevicesCommand::Add { token, user, label } => {
             let d = dir.assign_device(&token, &user, label.as_deref()).await?;
-            println!(
+            outln!(
                 "device {} assigned to {}",
                 short_token(&d.token),
                 d.user_id.as_deref().unwrap_or("-")
@@ -653,14 +787,17 @@ async fn devices(settings: Settings, cmd: DevicesCommand) -> anyhow::Result<()> 
         DevicesCommand::List { json } => {
             let list = dir.devices().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!(
+                outln!(
                     "{:<24} {:<20} {:<24} {:<24} LABEL",
-                    "TOKEN", "USER", "FIRST SEEN", "LAST SEEN"
+                    "TOKEN",
+                    "USER",
+                    "FIRST SEEN",
+                    "LAST SEEN"
                 );
                 for d in &list {
-                    println!(
+                    outln!(
                         "{:<24} {:<20} {:<24} {:<24} {}",
                         short_token(&d.token),
                         d.user_id.as_deref().unwrap_or("(unassigned)"),
@@ -673,7 +810,7 @@ async fn devices(settings: Settings, cmd: DevicesCommand) -> anyhow::Result<()> 
         }
         DevicesCommand::Remove { token } => {
             let d = dir.remove_device(&token).await?;
-            println!("device {} removed", short_token(&d.token));
+            outln!("device {} removed", short_token(&d.token));
         }
     }
     store.close().await;
@@ -710,19 +847,22 @@ async fn schedules_cmd(settings: Settings, cmd: SchedulesCommand) -> anyhow::Res
                     false,
                 )
                 .await?;
-            println!("schedule {} added ({})", s.key, s.transport);
+            outln!("schedule {} added ({})", s.key, s.transport);
         }
         SchedulesCommand::List { json } => {
             let list = schedules.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!(
+                outln!(
                     "{:<16} {:<24} {:<9} {:<7} ICAL URL",
-                    "KEY", "NAME", "TRANSPORT", "SOURCE"
+                    "KEY",
+                    "NAME",
+                    "TRANSPORT",
+                    "SOURCE"
                 );
                 for s in &list {
-                    println!(
+                    outln!(
                         "{:<16} {:<24} {:<9} {:<7} {}",
                         s.key,
                         s.display_name(),
@@ -735,27 +875,27 @@ async fn schedules_cmd(settings: Settings, cmd: SchedulesCommand) -> anyhow::Res
         }
         SchedulesCommand::Remove { key } => {
             let s = schedules.remove(&key).await?;
-            println!("schedule {} removed", s.key);
+            outln!("schedule {} removed", s.key);
         }
         SchedulesCommand::Status { json } => {
             let list = schedules.list().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for s in &list {
                     let when = |ms: Option<i64>| ms.map_or_else(|| "never".to_string(), format_ms);
-                    println!("{} ({})", s.key, s.display_name());
-                    println!("  last success: {}", when(s.last_success_at));
+                    outln!("{} ({})", s.key, s.display_name());
+                    outln!("  last success: {}", when(s.last_success_at));
                     match (&s.last_error, s.last_error_at) {
-                        (Some(e), at) => println!("  last error:   {} at {}", e, when(at)),
-                        (None, _) => println!("  last error:   none"),
+                        (Some(e), at) => outln!("  last error:   {} at {}", e, when(at)),
+                        (None, _) => outln!("  last error:   none"),
                     }
                     match &s.detail {
-                        None => println!("  on duty:      unknown (not polled yet)"),
-                        Some(d) if d.people.is_empty() => println!("  on duty:      nobody"),
+                        None => outln!("  on duty:      unknown (not polled yet)"),
+                        Some(d) if d.people.is_empty() => outln!("  on duty:      nobody"),
                         Some(d) => {
                             for p in d.people.values() {
-                                println!(
+                                outln!(
                                     "  on duty:      {} <{}> until {}",
                                     p.name,
                                     p.key,
@@ -767,7 +907,7 @@ async fn schedules_cmd(settings: Settings, cmd: SchedulesCommand) -> anyhow::Res
                     if let Some(d) = &s.detail
                         && !d.unknown.is_empty()
                     {
-                        println!("  not in the directory: {}", d.unknown.join(", "));
+                        outln!("  not in the directory: {}", d.unknown.join(", "));
                     }
                 }
             }
@@ -792,11 +932,11 @@ async fn integrations(settings: Settings, json: bool) -> anyhow::Result<()> {
     let heartbeats = Heartbeats::new(store.clone(), dir, settings.heartbeat.clone(), wake);
     let list = heartbeats.list(None).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{:<16} {:<8} {:<26} NAME", "ID", "STATE", "LAST BEAT");
+        outln!("{:<16} {:<8} {:<26} NAME", "ID", "STATE", "LAST BEAT");
         for i in &list {
-            println!(
+            outln!(
                 "{:<16} {:<8} {:<26} {}",
                 i.id,
                 i.state,
@@ -825,6 +965,28 @@ async fn notify_test(
     let store = open_store(&settings).await?;
     let dir = Directory::load(store.clone()).await?;
     let recipient = dir.get(user).await?;
+    // The test goes out anyway (it checks the route), but say when OnCall itself would never
+    // get this far for the user.
+    if matches!(kind, Kind::Call | Kind::Sms) && !recipient.phone_verified() {
+        let why = match (recipient.active, recipient.phone_number.is_some()) {
+            (false, false) => "is inactive and has no phone number",
+            (false, true) => "is inactive",
+            _ => "has no phone number",
+        };
+        eprintln!(
+            "warning: {} {why}: OnCall shows them as not verified and never sends them a {kind}; the relay would answer `number-not-verified`",
+            recipient.email
+        );
+    }
+    if let Some(route) = recipient.contacts.get("route")
+        && !backend_names(&settings).contains(&route.as_str())
+    {
+        eprintln!(
+            "warning: {}'s contact route={route} names no configured backend (configured: {}); it is skipped",
+            recipient.email,
+            backend_names(&settings).join(", ")
+        );
+    }
     let text = message.unwrap_or_else(|| {
         format!("Test {kind} from oncall-relay: if you can read or hear this, the route works.")
     });
@@ -833,7 +995,7 @@ async fn notify_test(
         worker::deliver_test(&store, &dir, &backends, &settings.queue, new).await?;
     let mut delivered = false;
     for a in &attempts {
-        println!(
+        outln!(
             "notification {id}: {} via {} in {} ms{}",
             a.outcome,
             a.backend,
@@ -854,16 +1016,14 @@ async fn notify_test(
 }
 
 fn check_config(settings: &Settings) -> anyhow::Result<()> {
-    oncall_relay::install_crypto_provider();
-    settings.validate()?;
-    // Building the backends compiles their templates and checks their settings.
-    Backends::from_settings(&settings.plugin)?;
-    println!("configuration OK");
-    println!(
+    // The very checks `serve` makes before it connects, so that "OK" means it starts.
+    oncall_relay::app::preflight(settings)?;
+    outln!("configuration OK");
+    outln!(
         "  database: {}",
         oncall_relay::store::driver_name(settings.db.driver)
     );
-    println!(
+    outln!(
         "  tokens: {}{}",
         settings.app.auth_token.0.len(),
         if settings.app.allow_any_token && settings.app.auth_token.0.is_empty() {
@@ -872,26 +1032,16 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
             ""
         }
     );
-    let mut names: Vec<&str> = settings
-        .plugin
-        .backends
-        .keys()
-        .map(String::as_str)
-        .collect();
-    names.insert(0, "stdout");
-    println!("  backends: {}", names.join(", "));
-    println!("  default backend: {}", settings.plugin.backend);
+    outln!("  backends: {}", backend_names(settings).join(", "));
+    outln!("  default backend: {}", settings.plugin.backend);
     for kind in oncall_relay::config::ROUTE_KINDS {
         if let Some(steps) = settings.plugin.routes.get(kind) {
             let chain: Vec<&str> = steps.iter().map(|s| s.backend.as_str()).collect();
-            println!("  route {kind}: {}", chain.join(" → "));
+            outln!("  route {kind}: {}", chain.join(" → "));
         }
     }
-    if settings.app.auth_token.0.is_empty() && !settings.app.allow_any_token {
-        println!("  warning: no app.auth_token: `serve` will refuse to start");
-    }
     for warning in oncall_relay::notify::backend::config_warnings(&settings.plugin) {
-        println!("  warning: {warning}");
+        outln!("  warning: {warning}");
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{DirectoryError, NewUser, UserPatch};
+use crate::config::Scalar;
 
 /// File formats `users import` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,33 +101,114 @@ pub struct ImportReport {
     pub unchanged: usize,
 }
 
-fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Num(i64),
+/// A record a migration left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Which record (as the source names it).
+    pub record: String,
+    /// Why it was not imported.
+    pub reason: String,
+}
+
+/// What a migration did: each record added, updated, unchanged or skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MigrationReport {
+    /// Emails of new users.
+    pub added: Vec<String>,
+    /// Emails of existing users whose fields changed.
+    pub updated: Vec<String>,
+    /// Existing users already up to date.
+    pub unchanged: usize,
+    /// Records left out.
+    pub skipped: Vec<Skipped>,
+    /// Things imported with a caveat (an existing user keeps its own id).
+    pub notes: Vec<String>,
+}
+
+/// Reads the Go service's `oncall_users` table from its PostgreSQL database: one record per
+/// row, labelled with the row's `id`, `user_id` kept as the public id.
+pub async fn read_emu_oncall(url: &str) -> Result<Vec<(String, ImportRow)>, DirectoryError> {
+    use sqlx::{Connection, Row};
+    crate::install_crypto_provider();
+    // The URL may hold a password: never repeat it.
+    let fail = |message: String| DirectoryError::Import {
+        path: "the Go service's oncall_users table".into(),
+        message,
+    };
+    let mut conn = sqlx::postgres::PgConnection::connect(url)
+        .await
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
+    let rows = sqlx::query(
+        "SELECT id::bigint AS id, user_id::text AS user_id, name::text AS name,          username::text AS username, email::text AS email, phone_number::text AS phone_number,          active, role::text AS role FROM oncall_users ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    let _ = conn.close().await;
+    let text =
+        |row: &sqlx::postgres::PgRow, column: &str| -> Result<Option<String>, DirectoryError> {
+            let value: Option<String> = row
+                .try_get(column)
+                .map_err(|e| fail(format!("column {column}: {e}")))?;
+            Ok(value
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()))
+        };
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let seq: i64 = row
+            .try_get("id")
+            .map_err(|e| fail(format!("column id: {e}")))?;
+        let user_id = text(row, "user_id")?;
+        let email = text(row, "email")?;
+        let label = format!(
+            "oncall_users id {seq} ({})",
+            email
+                .as_deref()
+                .or(user_id.as_deref())
+                .unwrap_or("no email")
+        );
+        let active: Option<bool> = row
+            .try_get("active")
+            .map_err(|e| fail(format!("column active: {e}")))?;
+        records.push((
+            label,
+            ImportRow {
+                id: user_id,
+                email: email.unwrap_or_default(),
+                name: text(row, "name")?,
+                username: text(row, "username")?,
+                phone_number: text(row, "phone_number")?,
+                role: text(row, "role")?,
+                active,
+                timezone: None,
+            },
+        ));
     }
-    Ok(match Option::<Raw>::deserialize(d)? {
-        Some(Raw::Text(s)) if !s.trim().is_empty() => Some(s),
-        Some(Raw::Num(n)) => Some(n.to_string()),
-        _ => None,
-    })
+    Ok(records)
+}
+
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Text(s) if s.trim().is_empty() => Ok(None),
+        s @ (Scalar::Text(_) | Scalar::Int(_)) => Ok(s.into_text()),
+        Scalar::Null => Ok(None),
+        other => Err(serde::de::Error::custom(format!(
+            "expected text, found `{}`",
+            other.into_text().unwrap_or_default()
+        ))),
+    }
 }
 
 fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Bool(bool),
-        Num(i64),
-        Text(String),
-    }
-    match Option::<Raw>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::Bool(b)) => Ok(Some(b)),
-        Some(Raw::Num(n)) => Ok(Some(n != 0)),
-        Some(Raw::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+    match Scalar::deserialize(d)? {
+        Scalar::Null => Ok(None),
+        Scalar::Bool(b) => Ok(Some(b)),
+        Scalar::Int(n) => Ok(Some(n != 0)),
+        Scalar::Float(f) => Err(serde::de::Error::custom(format!(
+            "`{f}` is not true or false"
+        ))),
+        Scalar::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
             "" => Ok(None),
             "true" | "t" | "yes" | "y" | "1" => Ok(Some(true)),
             "false" | "f" | "no" | "n" | "0" => Ok(Some(false)),
@@ -135,6 +217,32 @@ fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>,
             ))),
         },
     }
+}
+
+/// Reads record `index` (from 0), naming the record and, for a bad value, the field.
+fn read_record(value: serde_json::Value, index: usize) -> Result<ImportRow, String> {
+    let err = match serde_json::from_value::<ImportRow>(value.clone()) {
+        Ok(row) => return Ok(row),
+        Err(e) => e,
+    };
+    let record = index + 1;
+    // serde_json names unknown and missing fields itself, but not the field of a bad value:
+    // find it by reading each field alone.
+    if let serde_json::Value::Object(map) = &value {
+        for (key, field) in map {
+            let mut alone = serde_json::Map::new();
+            alone.insert("email".into(), "probe@example.com".into());
+            alone.insert(key.clone(), field.clone());
+            if let Err(e) = serde_json::from_value::<ImportRow>(serde_json::Value::Object(alone)) {
+                return Err(format!("record {record}, field `{key}`: {e}"));
+            }
+        }
+    } else {
+        return Err(format!(
+            "record {record}: expected a user (a map with at least `email`)"
+        ));
+    }
+    Err(format!("record {record}: {err}"))
 }
 
 /// Reads import records from `text` in the given format.
@@ -166,23 +274,56 @@ pub fn parse_import(
                     .zip(record.iter())
                     .map(|(h, v)| (h.to_string(), serde_json::Value::String(v.to_string())))
                     .collect();
-                let row = serde_json::from_value(serde_json::Value::Object(map))
-                    .map_err(|e| fail(format!("record {}: {e}", i + 1)))?;
-                rows.push(row);
+                rows.push(read_record(serde_json::Value::Object(map), i).map_err(fail)?);
             }
             Ok(rows)
         }
         ImportFormat::Yaml => {
-            #[derive(Deserialize)]
-            #[serde(untagged)]
-            enum Doc {
-                List(Vec<ImportRow>),
-                Wrapped { users: Vec<ImportRow> },
-            }
-            let doc: Doc = yaml_serde::from_str(text).map_err(|e| fail(e.to_string()))?;
-            Ok(match doc {
-                Doc::List(rows) | Doc::Wrapped { users: rows } => rows,
-            })
+            // Each shape is recognised first and each record read on its own, so that an
+            // error names the record and the field (an untagged enum would only say that
+            // no shape matched).
+            let doc: yaml_serde::Value =
+                yaml_serde::from_str(text).map_err(|e| fail(e.to_string()))?;
+            let list = match doc {
+                yaml_serde::Value::Sequence(list) => list,
+                yaml_serde::Value::Mapping(mut map) => {
+                    let extra: Vec<String> = map
+                        .keys()
+                        .filter(|k| k.as_str() != Some("users"))
+                        .map(|k| {
+                            yaml_serde::to_string(k)
+                                .unwrap_or_default()
+                                .trim()
+                                .to_string()
+                        })
+                        .collect();
+                    if !extra.is_empty() {
+                        return Err(fail(format!(
+                            "unknown key `{}` at the top level: expected a list of users, or `users:` with that list",
+                            extra.join("`, `")
+                        )));
+                    }
+                    match map.remove("users") {
+                        Some(yaml_serde::Value::Sequence(list)) => list,
+                        Some(yaml_serde::Value::Null) => Vec::new(),
+                        _ => return Err(fail("`users` must be a list of users".into())),
+                    }
+                }
+                yaml_serde::Value::Null => Vec::new(),
+                _ => {
+                    return Err(fail(
+                        "expected a list of users, or `users:` with that list".into(),
+                    ));
+                }
+            };
+            list.into_iter()
+                .enumerate()
+                .map(|(i, value)| {
+                    let value = serde_json::to_value(value)
+                        .map_err(|e| fail(format!("record {}: {e}", i + 1)))?;
+                    read_record(value, i).map_err(fail)
+                })
+                .collect()
         }
     }
 }
@@ -218,6 +359,32 @@ mod tests {
             .expect("wrapped");
         assert_eq!(a.len(), 1);
         assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn yaml_errors_name_the_record_and_the_key() {
+        for (yaml, expected) in [
+            (
+                "- email: a@x.com\n- email: b@x.com\n  colour: red\n",
+                "colour",
+            ),
+            ("users:\n  - email: a@x.com\n    colour: red\n", "colour"),
+            ("people:\n  - email: a@x.com\n", "people"),
+            ("- email: a@x.com\n  active: maybe\n", "maybe"),
+            ("- email: a@x.com\n  name: [1, 2]\n", "name"),
+        ] {
+            let err = parse_import(yaml, ImportFormat::Yaml, "u.yml").expect_err(yaml);
+            let text = err.to_string();
+            assert!(text.contains(expected), "{yaml}: {text}");
+            assert!(!text.contains("untagged"), "{yaml}: {text}");
+        }
+        let err = parse_import(
+            "- email: a@x.com\n- email: b@x.com\n  colour: red\n",
+            ImportFormat::Yaml,
+            "u.yml",
+        )
+        .expect_err("second record");
+        assert!(err.to_string().contains("record 2"), "{err}");
     }
 
     #[test]

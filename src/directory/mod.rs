@@ -18,7 +18,9 @@ use sqlx::Row;
 use crate::store::{Store, StoreError, now_ms};
 
 pub use devices::Device;
-pub use import::{ImportFormat, ImportReport, ImportRow, parse_import};
+pub use import::{
+    ImportFormat, ImportReport, ImportRow, MigrationReport, Skipped, parse_import, read_emu_oncall,
+};
 
 /// Longest public id OnCall can store.
 pub const MAX_PUBLIC_ID_LEN: usize = 20;
@@ -561,35 +563,144 @@ impl Directory {
                 },
                 other => other,
             };
-            let email = parse_email(&row.email).map_err(at)?;
-            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {USER_COLUMNS} FROM directory_users WHERE email_key = $1"
-            )))
-            .bind(email_key(&email))
-            .fetch_optional(&mut *tx)
-            .await?;
-            match existing {
-                Some(existing) => {
-                    let current = user_from_row(&existing)?;
-                    let updated = apply_patch(current.clone(), row.into_patch()).map_err(at)?;
-                    if updated == current {
-                        report.unchanged += 1;
-                    } else {
-                        update_user(&mut tx, updated).await.map_err(at)?;
-                        report.updated += 1;
-                    }
-                }
-                None => {
-                    let user = validate_new(row.into_new()).map_err(at)?;
-                    insert_user(&mut tx, user).await.map_err(at)?;
-                    report.added += 1;
-                }
+            match upsert(&mut tx, row).await.map_err(at)? {
+                Upserted::Added(_) => report.added += 1,
+                Upserted::Updated(_) => report.updated += 1,
+                Upserted::Unchanged(_) => report.unchanged += 1,
             }
         }
         bump_version(&mut tx).await?;
         tx.commit().await?;
         self.refresh().await?;
         Ok(report)
+    }
+
+    /// Adds or updates users by email in one transaction, leaving out (and reporting) each
+    /// record that cannot be imported instead of failing them all: for moving over from
+    /// another system, where a few bad rows must not hold up the rest. Idempotent.
+    pub async fn import_each(
+        &self,
+        records: Vec<(String, ImportRow)>,
+    ) -> Result<MigrationReport, DirectoryError> {
+        let mut report = MigrationReport::default();
+        let mut seen_emails: HashMap<String, String> = HashMap::new();
+        let mut seen_ids: HashMap<String, String> = HashMap::new();
+        let mut tx = self.store.begin_write().await?;
+        for (label, row) in records {
+            let mut skip = |reason: String| {
+                report.skipped.push(Skipped {
+                    record: label.clone(),
+                    reason,
+                })
+            };
+            if row.email.trim().is_empty() {
+                skip("missing email".into());
+                continue;
+            }
+            let key = email_key(&row.email);
+            if let Some(first) = seen_emails.get(&key) {
+                skip(format!(
+                    "duplicate email {} (imported from {first})",
+                    row.email.trim()
+                ));
+                continue;
+            }
+            let wanted_id = row
+                .id
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            if let Some(id) = &wanted_id
+                && let Some(first) = seen_ids.get(id)
+            {
+                skip(format!("duplicate id {id} (imported from {first})"));
+                continue;
+            }
+            let user = match upsert(&mut tx, row).await {
+                Ok(Upserted::Added(user)) => {
+                    report.added.push(user.email.clone());
+                    user
+                }
+                Ok(Upserted::Updated(user)) => {
+                    report.updated.push(user.email.clone());
+                    user
+                }
+                Ok(Upserted::Unchanged(user)) => {
+                    report.unchanged += 1;
+                    user
+                }
+                // Both are found before anything is written, so the transaction goes on.
+                Err(e @ (DirectoryError::Invalid { .. } | DirectoryError::Duplicate { .. })) => {
+                    skip(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(id) = &wanted_id
+                && *id != user.id
+            {
+                report.notes.push(format!(
+                    "{label}: {} is already in the directory with id {}; the id {id} is not applied",
+                    user.email, user.id
+                ));
+            }
+            seen_emails.insert(key, label.clone());
+            if let Some(id) = wanted_id {
+                seen_ids.insert(id, label);
+            }
+        }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        Ok(report)
+    }
+}
+
+/// What [`upsert`] did, with the user as stored.
+enum Upserted {
+    Added(User),
+    Updated(User),
+    Unchanged(User),
+}
+
+/// Adds the record's user, or updates the user with its email. Invalid fields and an id that
+/// belongs to someone else are reported before anything is written, so that a caller may
+/// skip the record and go on with the transaction (a failed statement would abort it on
+/// PostgreSQL).
+async fn upsert(tx: &mut sqlx::AnyConnection, row: ImportRow) -> Result<Upserted, DirectoryError> {
+    let email = parse_email(&row.email)?;
+    let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM directory_users WHERE email_key = $1"
+    )))
+    .bind(email_key(&email))
+    .fetch_optional(&mut *tx)
+    .await?;
+    match existing {
+        Some(existing) => {
+            let current = user_from_row(&existing)?;
+            let updated = apply_patch(current.clone(), row.into_patch())?;
+            if updated == current {
+                Ok(Upserted::Unchanged(current))
+            } else {
+                Ok(Upserted::Updated(update_user(tx, updated).await?))
+            }
+        }
+        None => {
+            let user = validate_new(row.into_new())?;
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT email FROM directory_users WHERE public_id = $1")
+                    .bind(user.id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if owner.is_some() {
+                return Err(DirectoryError::Duplicate {
+                    field: "id",
+                    value: user.id,
+                });
+            }
+            Ok(Upserted::Added(insert_user(tx, user).await?))
+        }
     }
 }
 

@@ -152,6 +152,50 @@ fn same_origin(url: &str, base: &str) -> bool {
     }
 }
 
+impl NewSchedule {
+    /// Checks what a schedule needs before it is stored.
+    pub fn check(&self) -> Result<(), ScheduleError> {
+        let key = self.key.trim();
+        if key.is_empty() || self.ical_url.trim().is_empty() {
+            return Err(ScheduleError::Invalid(
+                "a schedule needs a key and an ical_url".into(),
+            ));
+        }
+        if self.transport == Transport::Callback && self.callback_url.trim().is_empty() {
+            return Err(ScheduleError::Invalid(format!(
+                "schedule `{key}`: transport `callback` needs a callback_url"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The schedules `grafana.oncall.schedules` declares, each checked.
+pub fn configured(settings: &crate::config::Settings) -> Result<Vec<NewSchedule>, ScheduleError> {
+    settings
+        .grafana
+        .oncall
+        .schedules
+        .iter()
+        .map(|(key, s)| {
+            let new = NewSchedule {
+                key: key.clone(),
+                name: s.name.clone(),
+                ical_url: s.ical_url.clone(),
+                transport: Transport::from_settings(s).map_err(|e| match e {
+                    ScheduleError::Invalid(m) => ScheduleError::Invalid(format!(
+                        "option `grafana.oncall.schedules.{key}`: {m}"
+                    )),
+                    other => other,
+                })?,
+                callback_url: s.callback_url.clone(),
+            };
+            new.check()?;
+            Ok(new)
+        })
+        .collect()
+}
+
 /// One person on duty, as stored in the state's details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnDutyPerson {
@@ -369,17 +413,8 @@ impl Schedules {
         new: NewSchedule,
         from_config: bool,
     ) -> Result<Schedule, ScheduleError> {
+        new.check()?;
         let key = new.key.trim().to_string();
-        if key.is_empty() || new.ical_url.trim().is_empty() {
-            return Err(ScheduleError::Invalid(
-                "a schedule needs a key and an ical_url".into(),
-            ));
-        }
-        if new.transport == Transport::Callback && new.callback_url.trim().is_empty() {
-            return Err(ScheduleError::Invalid(format!(
-                "schedule `{key}`: transport `callback` needs a callback_url"
-            )));
-        }
         let name = if new.name.trim().is_empty() {
             key.clone()
         } else {
@@ -427,14 +462,7 @@ impl Schedules {
                 self.remove(&stale.key).await?;
             }
         }
-        for (key, s) in &self.settings.grafana.oncall.schedules {
-            let new = NewSchedule {
-                key: key.clone(),
-                name: s.name.clone(),
-                ical_url: s.ical_url.clone(),
-                transport: Transport::from_settings(s)?,
-                callback_url: s.callback_url.clone(),
-            };
+        for new in self::configured(&self.settings)? {
             self.add(new, true).await?;
         }
         Ok(())

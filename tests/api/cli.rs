@@ -457,3 +457,528 @@ fn config_command_hides_every_secret() {
     assert!(text.contains("https://gw.example/***"), "{text}");
     assert!(text.contains("postgres://db/***"), "{text}");
 }
+
+/// Kubernetes sets these for a Service named `oncall-relay`; none of them is an option.
+const SERVICE_LINK_VARS: [(&str, &str); 7] = [
+    ("ONCALL_RELAY_PORT", "tcp://10.96.0.17:8880"),
+    ("ONCALL_RELAY_SERVICE_HOST", "10.96.0.17"),
+    ("ONCALL_RELAY_SERVICE_PORT", "8880"),
+    ("ONCALL_RELAY_SERVICE_PORT_HTTP", "8880"),
+    ("ONCALL_RELAY_PORT_8880_TCP", "tcp://10.96.0.17:8880"),
+    ("ONCALL_RELAY_PORT_8880_TCP_ADDR", "10.96.0.17"),
+    ("ONCALL_RELAY_PORT_8880_TCP_PROTO", "tcp"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_with_kubernetes_service_variables_set() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir.path())
+        .env_remove("AUTH_TOKEN")
+        .envs(SERVICE_LINK_VARS)
+        .env("ONCALL_RELAY_APP__AUTH_TOKEN", TOKEN)
+        .env("ONCALL_RELAY_APP__PORT", "127.0.0.1:0")
+        .env("ONCALL_RELAY_APP__LOG_LEVEL", "info")
+        .env("ONCALL_RELAY_DB__PATH", dir.path().join("relay.db"))
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn relay");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut log = Vec::new();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "oncall-relay listening" {
+                return Some(v["address"].as_str().expect("address").to_string());
+            }
+            log.push(line);
+        }
+        None
+    })
+    .await
+    .expect("relay starts in time");
+    let Some(addr) = addr else {
+        let _ = child.kill().await;
+        let out = child.wait_with_output().await.expect("output");
+        panic!(
+            "relay exited before listening: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    oncall_relay::install_crypto_provider();
+    let resp = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .expect("healthz");
+    assert_eq!(resp.status().as_u16(), 200);
+    let warning = log
+        .iter()
+        .find(|l| l.contains("name no option"))
+        .unwrap_or_else(|| panic!("one warning names the ignored variables: {log:?}"));
+    for (name, value) in SERVICE_LINK_VARS {
+        assert!(warning.contains(name), "{name} named: {warning}");
+        if value.contains("10.96") {
+            assert!(!warning.contains(value), "values never logged: {warning}");
+        }
+    }
+    assert_eq!(
+        log.iter().filter(|l| l.contains("name no option")).count(),
+        1,
+        "warned once"
+    );
+    let _ = child.kill().await;
+}
+
+#[test]
+fn a_known_option_with_a_bad_value_still_stops_serve_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir.path())
+        .envs(SERVICE_LINK_VARS)
+        .env("ONCALL_RELAY_APP__AUTH_TOKEN", TOKEN)
+        .env("ONCALL_RELAY_APP__PORT", "99999")
+        .arg("serve")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("environment variable `ONCALL_RELAY_APP__PORT`"),
+        "{err}"
+    );
+    assert!(!err.contains("untagged") && !err.contains(".rs:"), "{err}");
+}
+
+#[test]
+fn check_config_fails_for_whatever_stops_serve() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = |yaml: &str| {
+        let config = write_config(&dir, yaml);
+        std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .current_dir(dir.path())
+            .env_remove("AUTH_TOKEN")
+            .env_remove("ONCALL_RELAY_APP__AUTH_TOKEN")
+            .args(["--config", &config, "check-config"])
+            .output()
+            .expect("run")
+    };
+    for (yaml, reason) in [
+        ("app:\n  log_level: info\n", "app.auth_token"),
+        (
+            "app:\n  auth_token: x\n  log_level: loud\n",
+            "app.log_level",
+        ),
+        (
+            "app:\n  auth_token: x\ngrafana:\n  oncall:\n    schedules:\n      team:\n        ical_url: /ical\n        transport: carrier-pigeon\n",
+            "team",
+        ),
+        (
+            "app:\n  auth_token: x\ngrafana:\n  oncall:\n    schedules:\n      team:\n        ical_url: /ical\n        transport: callback\n",
+            "callback_url",
+        ),
+    ] {
+        let out = run(yaml);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{yaml}: {stdout}");
+        assert!(!stdout.contains("configuration OK"), "{yaml}: {stdout}");
+        assert!(stderr.contains(reason), "{yaml}: {stderr}");
+    }
+    let out = run("app:\n  allow_any_token: true\n");
+    assert!(
+        out.status.success(),
+        "allow_any_token starts without a token"
+    );
+}
+
+async fn users_add_names_the_user_by_email_or_given_name(db: Db) {
+    let db = TestDb::new(db).await;
+    let out = ok(&relay(
+        &db,
+        &["users", "add", "--email", "alice@example.com"],
+    ));
+    assert!(out.starts_with("added alice@example.com "), "{out}");
+    let out = ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "bob@example.com",
+            "--name",
+            "Bob B",
+        ],
+    ));
+    assert!(out.starts_with("added Bob B <bob@example.com> "), "{out}");
+}
+db_test!(users_add_names_the_user_by_email_or_given_name);
+
+async fn printing_to_a_closed_pipe_exits_quietly(db: Db) {
+    let db = TestDb::new(db).await;
+    ok(&relay(&db, &["users", "add", "--email", "ann@example.com"]));
+    for args in [
+        &["users", "list", "--json"][..],
+        &["users", "list"],
+        &["events", "list"],
+        &["devices", "list", "--json"],
+        &["config"],
+    ] {
+        // The reader is gone before the command writes anything: `| head -0`, in effect.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .args(db.cli_args())
+            .args(args)
+            .env_remove("AUTH_TOKEN")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.trim().is_empty(), "{args:?}: quiet, got {stderr}");
+    }
+}
+db_test!(printing_to_a_closed_pipe_exits_quietly);
+
+/// A fresh PostgreSQL database holding the Go service's `oncall_users` table; its URL.
+async fn emu_oncall_database(rows: &str) -> String {
+    use sqlx::{Connection, Executor};
+    let admin = std::env::var("RELAY_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("ort_emu_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL");
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    let url = format!("{base}/{name}");
+    let mut conn = sqlx::postgres::PgConnection::connect(&url)
+        .await
+        .expect("connect");
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE TYPE user_role AS ENUM ('user', 'observer', 'admin'); \
+         CREATE TABLE oncall_users (id serial PRIMARY KEY, user_id varchar(15), name varchar(255), \
+         username varchar(255), email varchar(255), phone_number varchar(20), active bool, \
+         role user_role); \
+         INSERT INTO oncall_users (user_id, name, username, email, phone_number, active, role) VALUES {rows}"
+    )))
+    .await
+    .expect("fill oncall_users");
+    url
+}
+
+async fn users_move_over_from_the_go_service_table(db: Db) {
+    if skip_postgres() {
+        return;
+    }
+    let db = TestDb::new(db).await;
+    // Already in the relay: keeps its own id, takes the Go service's fields.
+    ok(&relay(&db, &["users", "add", "--email", "eve@example.com"]));
+    // Someone else already has this id: that row is skipped, and the rest still goes in
+    // (on PostgreSQL a failed INSERT would have aborted the whole transaction).
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "zed@example.com",
+            "--id",
+            "UZED8",
+        ],
+    ));
+    let source = emu_oncall_database(
+        "('UANN1', 'Ann', 'ann', 'ann@example.com', '+49 30 123456', true, 'admin'), \
+         ('UBOB2', 'Bob', 'bob', 'bob@example.com', '0012025550143', true, 'user'), \
+         ('UCAR3', 'Carol', 'carol', 'carol@example.com', NULL, false, 'observer'), \
+         ('UDAN4', 'Dan', 'dan', 'dan@example.com', '12345', true, 'user'), \
+         ('UNOM5', 'No Mail', 'nomail', NULL, '+4930123457', true, 'user'), \
+         ('UDUP6', 'Ann Again', 'ann2', 'ANN@example.com', '+4930123458', true, 'user'), \
+         ('UEVE7', 'Eve', 'eve', 'eve@example.com', '+4930123459', true, 'admin'), \
+         ('UZED8', 'Other', 'other', 'other@example.com', '+4930123460', true, 'user')",
+    )
+    .await;
+    let first = ok(&relay(
+        &db,
+        &["users", "import", "--from-emu-oncall", &source],
+    ));
+    assert!(
+        first.contains("(8 rows): 3 added, 1 updated, 0 unchanged, 4 skipped"),
+        "{first}"
+    );
+    for (who, why) in [
+        ("dan@example.com", "phone_number"),
+        ("UNOM5", "missing email"),
+        ("ANN@example.com", "duplicate email"),
+        ("other@example.com", "UZED8"),
+    ] {
+        assert!(
+            first
+                .lines()
+                .any(|l| l.contains("skipped") && l.contains(who) && l.contains(why)),
+            "{who}: {why} in {first}"
+        );
+    }
+    assert!(first.contains("UEVE7 is not applied"), "{first}");
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    let user = |email: &str| {
+        list.as_array()
+            .expect("list")
+            .iter()
+            .find(|u| u["email"] == email)
+            .unwrap_or_else(|| panic!("{email} imported: {list}"))
+            .clone()
+    };
+    assert_eq!(list.as_array().expect("list").len(), 5);
+    let ann = user("ann@example.com");
+    assert_eq!(ann["id"], "UANN1", "user_id kept as the public id");
+    assert_eq!(ann["phone_number"], "+4930123456");
+    assert_eq!(ann["role"], "admin");
+    assert_eq!(ann["name"], "Ann");
+    let bob = user("bob@example.com");
+    assert_eq!(bob["id"], "UBOB2");
+    assert_eq!(bob["phone_number"], "+12025550143", "normalised to E.164");
+    assert_eq!(bob["role"], "editor", "user → editor");
+    let carol = user("carol@example.com");
+    assert_eq!(carol["role"], "viewer", "observer → viewer");
+    assert_eq!(carol["active"], false);
+    assert!(carol["phone_number"].is_null());
+    let eve = user("eve@example.com");
+    assert_eq!(eve["phone_number"], "+4930123459");
+    assert_eq!(eve["role"], "admin");
+
+    let again = ok(&relay(
+        &db,
+        &["users", "import", "--from-emu-oncall", &source],
+    ));
+    assert!(
+        again.contains("0 added, 0 updated, 4 unchanged, 4 skipped"),
+        "idempotent: {again}"
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    assert_eq!(after, list, "a second run changes nothing");
+
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "import",
+            "--from-emu-oncall",
+            "postgres://postgres:s3cret-pw@127.0.0.1:1/none",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("s3cret-pw"),
+        "the password is never repeated"
+    );
+}
+db_test!(users_move_over_from_the_go_service_table);
+
+async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
+    let db = TestDb::new(db).await;
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "ann@example.com",
+            "--contact",
+            "route=nosuch",
+        ],
+    );
+    assert!(!out.status.success(), "route naming no backend refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuch") && err.contains("stdout"), "{err}");
+    ok(&relay(
+        &db,
+        &["users", "add", "--email", "ann@example.com", "--inactive"],
+    ));
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "ann@example.com",
+            "--contact",
+            "route=nosuch",
+        ],
+    );
+    assert!(!out.status.success(), "update checks the route too");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "ann@example.com",
+            "--contact",
+            "route=stdout",
+        ],
+    ));
+
+    for (kind, why) in [("call", "inactive"), ("sms", "inactive")] {
+        let out = relay(
+            &db,
+            &[
+                "notify",
+                "test",
+                "--user",
+                "ann@example.com",
+                "--kind",
+                kind,
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("warning") && err.contains(why) && err.contains("number-not-verified"),
+            "{kind}: {err}"
+        );
+    }
+    ok(&relay(
+        &db,
+        &["users", "update", "ann@example.com", "--active", "true"],
+    ));
+    let out = relay(
+        &db,
+        &[
+            "notify",
+            "test",
+            "--user",
+            "ann@example.com",
+            "--kind",
+            "call",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no phone number"), "{err}");
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "ann@example.com",
+            "--phone",
+            "+4930123456",
+        ],
+    ));
+    let out = relay(
+        &db,
+        &[
+            "notify",
+            "test",
+            "--user",
+            "ann@example.com",
+            "--kind",
+            "call",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("warning"), "{err}");
+}
+db_test!(notify_test_and_contacts_say_what_is_wrong);
+
+/// Splits a shell line into words (single quotes only, which is all the README uses).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn readme_quick_start_can_be_run_twice() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let section = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("quick start section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("first code block");
+    let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        !lines[0].contains(" -q "),
+        "the first build shows its progress: {}",
+        lines[0]
+    );
+    assert!(
+        !block.contains("--auth-token"),
+        "no token on the command line"
+    );
+    let serve = lines
+        .iter()
+        .find(|l| l.contains(" serve"))
+        .expect("serve line");
+    assert!(
+        serve.starts_with("ONCALL_RELAY_APP__AUTH_TOKEN="),
+        "{serve}"
+    );
+    let add = lines
+        .iter()
+        .find(|l| l.contains("users add"))
+        .expect("users add line");
+    let args: Vec<String> = shell_words(add)
+        .into_iter()
+        .skip_while(|w| w != "--")
+        .skip(1)
+        .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    for run in 1..=2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "run {run} of `{add}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir.path())
+        .args(["users", "list", "--json"])
+        .output()
+        .expect("run");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 1);
+}
