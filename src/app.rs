@@ -126,6 +126,12 @@ impl Application {
             shutdown.clone(),
         )];
         background.push(spawn_memory_trim(shutdown.clone()));
+        background.push(cloud_api::spawn_metrics_refresh(
+            store.clone(),
+            metrics.clone(),
+            settings.app.metrics_interval,
+            shutdown.clone(),
+        ));
         if !settings.queue.retention.is_zero() {
             background.push(spawn_purge(
                 store.clone(),
@@ -170,6 +176,18 @@ impl Application {
                     settings
                         .app
                         .admin_token
+                        .0
+                        .iter()
+                        .map(|s| s.expose().to_string())
+                        .collect(),
+                    false,
+                )
+            }),
+            metrics_tokens: (!settings.app.metrics_token.0.is_empty()).then(|| {
+                TokenCheck::new(
+                    settings
+                        .app
+                        .metrics_token
                         .0
                         .iter()
                         .map(|s| s.expose().to_string())

@@ -118,6 +118,11 @@ pub struct AppSettings {
     pub allow_any_token: bool,
     /// Token(s) for the admin API (`/api/admin/v1`); the admin API is off without one.
     pub admin_token: Tokens,
+    /// Token(s) a scraper must present for `/metrics`; open to anyone when empty.
+    pub metrics_token: Tokens,
+    /// How often the gauges that need the database are sampled for `/metrics`.
+    #[serde(with = "duration")]
+    pub metrics_interval: Duration,
     /// Optional path prefix the API is also served under, e.g. `/oncall`.
     pub path_prefix: String,
     /// Longest time one request may take before it is answered with an error.
@@ -141,6 +146,8 @@ impl Default for AppSettings {
             auth_token: Tokens::default(),
             allow_any_token: false,
             admin_token: Tokens::default(),
+            metrics_token: Tokens::default(),
+            metrics_interval: Duration::from_secs(10),
             path_prefix: String::new(),
             write_timeout: Duration::from_secs(60),
             body_limit: 256 * 1024,

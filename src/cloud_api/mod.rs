@@ -30,6 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::TokenCheck;
 pub use error::ApiError;
+pub use metrics::spawn_refresh as spawn_metrics_refresh;
 
 use crate::directory::Directory;
 use crate::heartbeat::Heartbeats;
@@ -48,6 +49,8 @@ pub struct Inner {
     pub tokens: TokenCheck,
     /// Admin API tokens; `None` turns the admin API off.
     pub admin_tokens: Option<TokenCheck>,
+    /// Tokens a scraper must present for `/metrics`; `None`: open.
+    pub metrics_tokens: Option<TokenCheck>,
     /// `debug: true`: profiling endpoints on the admin API.
     pub debug: bool,
     /// The configured public URL (ends with `/`), if any.

@@ -18,13 +18,13 @@ use crate::helpers::*;
 
 /// A calendar server whose body the test changes; honours If-None-Match.
 #[derive(Clone)]
-struct CalendarServer {
-    url: String,
+pub(crate) struct CalendarServer {
+    pub(crate) url: String,
     body: Arc<Mutex<(u64, String)>>,
 }
 
 impl CalendarServer {
-    async fn start(body: String) -> CalendarServer {
+    pub(crate) async fn start(body: String) -> CalendarServer {
         let state = Arc::new(Mutex::new((1u64, body)));
         let app = Router::new()
             .route("/ical", get(serve_calendar))
@@ -72,7 +72,7 @@ fn stamp(offset: chrono::Duration) -> String {
 }
 
 /// A calendar where each of `who` has a shift from an hour ago to an hour from now.
-fn calendar(who: &[&str]) -> String {
+pub(crate) fn calendar(who: &[&str]) -> String {
     let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n");
     for (i, name) in who.iter().enumerate() {
         s.push_str(&format!(
