@@ -5,7 +5,10 @@
 //! transaction, so with any number of relay processes exactly one announces it, and a crash
 //! between "noticed" and "queued" is impossible.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use serde::Serialize;
@@ -97,6 +100,10 @@ fn random_string(prefix: &str, len: usize) -> String {
     s
 }
 
+/// Longest heartbeat link this relay issues is 24 characters; anything much longer is not one
+/// of ours and is refused without a query.
+const MAX_TOKEN_LEN: usize = 128;
+
 /// Integrations, beats and the watchdog.
 #[derive(Debug, Clone)]
 pub struct Heartbeats {
@@ -104,6 +111,11 @@ pub struct Heartbeats {
     directory: Directory,
     settings: HeartbeatSettings,
     wake: Arc<Notify>,
+    /// Links known to exist, with when this process last wrote a beat for each. Only links
+    /// the database confirmed get in, so random links cannot grow it.
+    known: Arc<Mutex<HashMap<String, Option<Instant>>>>,
+    /// Beats written to the database (for tests and diagnostics).
+    writes: Arc<AtomicU64>,
 }
 
 impl Heartbeats {
@@ -119,7 +131,25 @@ impl Heartbeats {
             directory,
             settings,
             wake,
+            known: Arc::default(),
+            writes: Arc::default(),
         }
+    }
+
+    /// How many beats this process wrote to the database.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// At most one write per link in this interval: a second of precision is plenty against a
+    /// timeout of minutes, and a flood of beats on a real link then costs no write lock.
+    fn write_interval(&self) -> Duration {
+        Duration::from_secs(1).min(self.settings.timeout / 4)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Instant>>> {
+        // A panic while holding the lock leaves a map that is still usable.
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Returns the integration with this name, creating it first if needed (idempotent, so a
@@ -192,7 +222,41 @@ impl Heartbeats {
     }
 
     /// Records a beat for the link token; `false` when no integration has it.
+    ///
+    /// The link is checked before anything is written (from memory, else with a read), so
+    /// random links never take the write lock; a known link is written at most once per
+    /// [`Heartbeats::write_interval`], and beats in between only answer.
     pub async fn beat(&self, token: &str) -> Result<bool, HeartbeatError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Ok(false);
+        }
+        let cached = self.known().get(token).copied();
+        match cached {
+            Some(Some(at)) if at.elapsed() < self.write_interval() => return Ok(true),
+            Some(_) => {}
+            None => {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM integrations WHERE heartbeat_token = $1")
+                        .bind(token.to_string())
+                        .fetch_optional(self.store.pool())
+                        .await?;
+                if exists.is_none() {
+                    return Ok(false);
+                }
+            }
+        }
+        let found = self.write_beat(token).await?;
+        let mut known = self.known();
+        if found {
+            known.insert(token.to_string(), Some(Instant::now()));
+        } else {
+            known.remove(token);
+        }
+        Ok(found)
+    }
+
+    async fn write_beat(&self, token: &str) -> Result<bool, HeartbeatError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
         let previous: Option<Option<i64>> =
