@@ -412,7 +412,25 @@ async fn scrape_flood_leaves_make_call_at_full_success(db: Db) {
     let db = TestDb::new(db).await;
     let mut s = settings(&db);
     s.dedup.window = Duration::ZERO;
+    s.db.pool.max_open_connections = 4;
     let app = std::sync::Arc::new(TestApp::spawn(s).await);
+    // A history of delivered notifications, as a relay has after months: a scrape that
+    // scanned it would hold a connection make_call needs.
+    let seed = match db.kind {
+        Db::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) \
+             INSERT INTO notifications (kind, message, status, created_at, updated_at) \
+             SELECT 'call', 'old', 'delivered', 1, 1 FROM n"
+        }
+        Db::Postgres => {
+            "INSERT INTO notifications (kind, message, status, created_at, updated_at) \
+             SELECT 'call', 'old', 'delivered', 1, 1 FROM generate_series(1, 200000)"
+        }
+    };
+    sqlx::query(seed)
+        .execute(app.store.pool())
+        .await
+        .expect("history");
     for i in 0..10 {
         app.add_user(&format!("user{i}@example.com"), Some("+4930123456"))
             .await;
