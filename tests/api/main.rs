@@ -7,6 +7,7 @@ mod calls;
 mod cli;
 mod email;
 mod exec;
+mod fuzz;
 mod hardening;
 mod heartbeat;
 mod info;
