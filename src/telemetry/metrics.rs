@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -123,9 +124,13 @@ pub struct Metrics {
     gauges: BTreeMap<&'static str, GaugeFamily>,
     sampled: Mutex<Vec<Gauge>>,
     // Scrapes rebuild the gauge families from `sampled`; one at a time, so that no scrape
-    // sees another one's half-rebuilt family.
-    render: Mutex<()>,
+    // sees another one's half-rebuilt family. The last text is kept for [`RENDER_MAX_AGE`].
+    render: Mutex<Option<(Instant, Bytes)>>,
 }
+
+/// How long one rendering serves further scrapes: a flood of scrapes then costs a copy of a
+/// reference each, not an encoding; Prometheus scrapes every 15 s or so.
+const RENDER_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,7 +182,7 @@ impl Metrics {
                 labels: vec![],
                 value: GaugeValue::Value(0.0),
             }]),
-            render: Mutex::new(()),
+            render: Mutex::new(None),
         }
     }
 
@@ -218,9 +223,21 @@ impl Metrics {
         });
     }
 
-    /// The text exposition (Prometheus 0.0.4) at `now_ms`; reads memory only.
-    pub fn render(&self, now_ms: i64) -> String {
-        let _one_at_a_time = lock(&self.render);
+    /// The text exposition (Prometheus 0.0.4) at `now_ms`; reads memory only, and reuses a
+    /// rendering less than [`RENDER_MAX_AGE`] old.
+    pub fn render(&self, now_ms: i64) -> Bytes {
+        let mut last = lock(&self.render);
+        if let Some((at, text)) = last.as_ref()
+            && at.elapsed() < RENDER_MAX_AGE
+        {
+            return text.clone();
+        }
+        let text = Bytes::from(self.encode(now_ms));
+        *last = Some((Instant::now(), text.clone()));
+        text
+    }
+
+    fn encode(&self, now_ms: i64) -> String {
         let sampled = lock(&self.sampled).clone();
         for family in self.gauges.values() {
             family.clear();
@@ -281,7 +298,7 @@ mod tests {
                 value: GaugeValue::AgeSince(1_000),
             },
         ]);
-        let text = m.render(3_500);
+        let text = m.encode(3_500);
         assert!(
             text.contains("oncall_relay_notifications_accepted_total{kind=\"call\"} 3"),
             "{text}"
@@ -309,6 +326,14 @@ mod tests {
         );
         // Gauges sampled again replace the old series instead of adding to them.
         m.set_sampled(vec![]);
-        assert!(!m.render(3_500).contains("oncall_relay_queue_depth 4"));
+        assert!(!m.encode(3_500).contains("oncall_relay_queue_depth 4"));
+        // A scrape right after another gets the same text.
+        let first = m.render(3_500);
+        m.count(
+            "oncall_relay_notifications_accepted_total",
+            &[("kind", "sms")],
+            1,
+        );
+        assert_eq!(m.render(3_500), first);
     }
 }
