@@ -1,11 +1,40 @@
 //! Requests from anyone: odd `Authorization` values and methods never crash or bloat the relay.
 
+use std::sync::{Arc, Mutex};
+
 use reqwest::header::HeaderValue;
 
 use crate::db_test;
 use crate::helpers::*;
 
+/// Everything logged at any level in this test process (each test runs in its own process
+/// under nextest; elsewhere another test may have installed its subscriber first).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() -> Option<Captured> {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .ok()
+        .map(|_| captured)
+}
+
 async fn non_ascii_authorization_is_an_invalid_token(db: Db) {
+    let logs = capture_logs();
     let db = TestDb::new(db).await;
     let mut s = settings(&db);
     s.app.admin_token = oncall_relay::config::Tokens(vec![oncall_relay::config::Secret(
@@ -18,6 +47,7 @@ async fn non_ascii_authorization_is_an_invalid_token(db: Db) {
         HeaderValue::from_bytes("Tokeñ".as_bytes()).expect("value"),
         HeaderValue::from_bytes("€€€€€€€€".as_bytes()).expect("value"),
         HeaderValue::from_bytes(b"Bear\xff\xfe invalid utf-8").expect("value"),
+        HeaderValue::from_static("Bearer presented-secret-value"),
     ];
     let routes = [
         ("GET", "/api/v1/info/"),
@@ -44,5 +74,19 @@ async fn non_ascii_authorization_is_an_invalid_token(db: Db) {
     }
     assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
     app.stop().await;
+    if let Some(logs) = logs {
+        let text = String::from_utf8_lossy(&logs.0.lock().expect("log buffer")).into_owned();
+        assert!(!text.is_empty(), "the capture works");
+        for needle in [
+            "€€",
+            "Beaé",
+            "Bearé",
+            "Tokeñ",
+            "invalid utf-8",
+            "presented-secret",
+        ] {
+            assert!(!text.contains(needle), "{needle} was logged:\n{text}");
+        }
+    }
 }
 db_test!(non_ascii_authorization_is_an_invalid_token);
