@@ -1211,6 +1211,22 @@ impl Settings {
                 "option `app.admin_token`: must differ from every `app.auth_token` (OnCall's token must not administer the relay)".into(),
             ));
         }
+        if self
+            .app
+            .metrics_token
+            .0
+            .iter()
+            .any(|m| self.app.auth_token.0.contains(m) || self.app.admin_token.0.contains(m))
+        {
+            return Err(ConfigError::Invalid(
+                "option `app.metrics_token`: must differ from every `app.auth_token` and `app.admin_token` (a scraper's configuration must not hold a token that places calls)".into(),
+            ));
+        }
+        if self.app.metrics_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "option `app.metrics_interval`: must be more than 0".into(),
+            ));
+        }
         if self.heartbeat.timeout.is_zero() || self.heartbeat.check_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "options `heartbeat.timeout` and `heartbeat.check_interval` must be more than 0"
@@ -1502,6 +1518,20 @@ mod tests {
             !text.contains("hunter2") && !text.contains("dbpass"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn metrics_token_must_differ_from_the_api_tokens() {
+        let mut s = Settings::default();
+        s.app.auth_token = Tokens(vec![Secret("oncall".into())]);
+        s.app.metrics_token = Tokens(vec![Secret("oncall".into())]);
+        let err = s.validate().expect_err("same token").to_string();
+        assert!(err.contains("app.metrics_token"), "{err}");
+        s.app.metrics_token = Tokens(vec![Secret("scraper".into())]);
+        assert!(s.validate().is_ok());
+        s.app.metrics_interval = Duration::ZERO;
+        let err = s.validate().expect_err("zero interval").to_string();
+        assert!(err.contains("app.metrics_interval"), "{err}");
     }
 
     #[test]
