@@ -210,6 +210,7 @@ impl Application {
             push_fallback_route,
             request_timeout: settings.app.write_timeout,
             metrics,
+            ready_at: Default::default(),
         });
         let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);
         Ok(Application {

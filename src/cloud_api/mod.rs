@@ -75,6 +75,8 @@ pub struct Inner {
     pub request_timeout: Duration,
     /// Counters and histograms served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// When `/readyz` last found the database answering; probes run one at a time.
+    pub ready_at: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl AppState {
@@ -206,10 +208,21 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers.
+/// How long a successful readiness probe answers further probes: anyone may call `/readyz`,
+/// and a flood of probes must not take the connections make_call needs.
+const READY_FOR: Duration = Duration::from_secs(1);
+
+/// Readiness: the database answers (probed at most once per [`READY_FOR`] while it does).
 async fn readyz(State(state): State<AppState>) -> Response {
+    let mut ready_at = state.ready_at.lock().await;
+    if ready_at.is_some_and(|at| at.elapsed() < READY_FOR) {
+        return Json(json!({"status": "ok", "database": "ok"})).into_response();
+    }
     let probe = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(state.store.pool());
-    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+    let outcome = tokio::time::timeout(Duration::from_secs(2), probe).await;
+    *ready_at = matches!(outcome, Ok(Ok(_))).then(std::time::Instant::now);
+    drop(ready_at);
+    match outcome {
         Ok(Ok(_)) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
         Ok(Err(e)) => ApiError::Unavailable(format!("database: {e}")).into_response(),
         Err(_) => ApiError::Unavailable("database: timed out".into()).into_response(),

@@ -90,3 +90,26 @@ async fn non_ascii_authorization_is_an_invalid_token(db: Db) {
     }
 }
 db_test!(non_ascii_authorization_is_an_invalid_token);
+
+async fn readiness_probes_share_one_query_per_second(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    let ready = || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("answer")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ready().await, 200);
+    // With the pool closed, a probe that queried would fail: the next second's probes reuse
+    // the last success instead of each taking a connection.
+    app.store.close().await;
+    assert_eq!(ready().await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(ready().await, 503);
+    app.stop().await;
+}
+db_test!(readiness_probes_share_one_query_per_second);
