@@ -32,7 +32,8 @@ use serde_json::json;
 #[derive(Debug, Parser)]
 #[command(name = "loadgen")]
 struct Cli {
-    /// Target URL.
+    /// Target URL; `{n}` and `{i}` in it are replaced as in `--body-template` (e.g. a
+    /// different heartbeat link per request).
     #[arg(long)]
     url: String,
     /// HTTP method.
@@ -247,6 +248,8 @@ async fn load(cli: Cli) -> anyhow::Result<()> {
         (None, None) => Body::None,
     };
     let headers = parse_headers(&cli.headers, !matches!(body, Body::None))?;
+    let url_template =
+        (cli.url.contains("{n}") || cli.url.contains("{i}")).then(|| Body::template(&cli.url));
     let concurrency = cli.concurrency.max(1);
     let users = cli.users.max(1);
     let client = reqwest::Client::builder()
@@ -267,6 +270,7 @@ async fn load(cli: Cli) -> anyhow::Result<()> {
     for _ in 0..concurrency {
         let client = client.clone();
         let url = url.clone();
+        let url_template = url_template.clone();
         let method = method.clone();
         let body = body.clone();
         let counter = counter.clone();
@@ -279,7 +283,10 @@ async fn load(cli: Cli) -> anyhow::Result<()> {
                     break;
                 }
                 let i = counter.fetch_add(1, Ordering::Relaxed);
-                let mut req = client.request(method.clone(), url.clone());
+                let mut req = match url_template.as_ref().and_then(|t| t.render(i, users)) {
+                    Some(u) => client.request(method.clone(), u),
+                    None => client.request(method.clone(), url.clone()),
+                };
                 if let Some(b) = body.render(i, users) {
                     req = req.body(b);
                 }

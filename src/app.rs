@@ -142,6 +142,12 @@ impl Application {
             shutdown.clone(),
         )];
         background.push(spawn_memory_trim(shutdown.clone()));
+        background.push(cloud_api::spawn_metrics_refresh(
+            store.clone(),
+            metrics.clone(),
+            settings.app.metrics_interval,
+            shutdown.clone(),
+        ));
         if !settings.queue.retention.is_zero() {
             background.push(spawn_purge(
                 store.clone(),
@@ -193,6 +199,18 @@ impl Application {
                     false,
                 )
             }),
+            metrics_tokens: (!settings.app.metrics_token.0.is_empty()).then(|| {
+                TokenCheck::new(
+                    settings
+                        .app
+                        .metrics_token
+                        .0
+                        .iter()
+                        .map(|s| s.expose().to_string())
+                        .collect(),
+                    false,
+                )
+            }),
             public_url: settings.public_url(),
             directory: directory.clone(),
             acceptor,
@@ -208,6 +226,7 @@ impl Application {
             push_fallback_route,
             request_timeout: settings.app.write_timeout,
             metrics,
+            ready_at: Default::default(),
         });
         let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);
         Ok(Application {

@@ -210,6 +210,11 @@ pub struct AppSettings {
     pub allow_any_token: bool,
     /// Token(s) for the admin API (`/api/admin/v1`); the admin API is off without one.
     pub admin_token: Tokens,
+    /// Token(s) a scraper must present for `/metrics`; open to anyone when empty.
+    pub metrics_token: Tokens,
+    /// How often the gauges that need the database are sampled for `/metrics`.
+    #[serde(with = "duration")]
+    pub metrics_interval: Duration,
     /// Optional path prefix the API is also served under, e.g. `/oncall`.
     pub path_prefix: String,
     /// Longest time one request may take before it is answered with an error.
@@ -234,6 +239,8 @@ impl Default for AppSettings {
             auth_token: Tokens::default(),
             allow_any_token: false,
             admin_token: Tokens::default(),
+            metrics_token: Tokens::default(),
+            metrics_interval: Duration::from_secs(10),
             path_prefix: String::new(),
             write_timeout: Duration::from_secs(60),
             body_limit: 256 * 1024,
@@ -1328,6 +1335,22 @@ impl Settings {
                 "option `app.admin_token`: must differ from every `app.auth_token` (OnCall's token must not administer the relay)".into(),
             ));
         }
+        if self
+            .app
+            .metrics_token
+            .0
+            .iter()
+            .any(|m| self.app.auth_token.0.contains(m) || self.app.admin_token.0.contains(m))
+        {
+            return Err(ConfigError::Invalid(
+                "option `app.metrics_token`: must differ from every `app.auth_token` and `app.admin_token` (a scraper's configuration must not hold a token that places calls)".into(),
+            ));
+        }
+        if self.app.metrics_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "option `app.metrics_interval`: must be more than 0".into(),
+            ));
+        }
         if self.heartbeat.timeout.is_zero() || self.heartbeat.check_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "options `heartbeat.timeout` and `heartbeat.check_interval` must be more than 0"
@@ -1803,6 +1826,20 @@ mod tests {
             !text.contains("hunter2") && !text.contains("dbpass"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn metrics_token_must_differ_from_the_api_tokens() {
+        let mut s = Settings::default();
+        s.app.auth_token = Tokens(vec![Secret("oncall".into())]);
+        s.app.metrics_token = Tokens(vec![Secret("oncall".into())]);
+        let err = s.validate().expect_err("same token").to_string();
+        assert!(err.contains("app.metrics_token"), "{err}");
+        s.app.metrics_token = Tokens(vec![Secret("scraper".into())]);
+        assert!(s.validate().is_ok());
+        s.app.metrics_interval = Duration::ZERO;
+        let err = s.validate().expect_err("zero interval").to_string();
+        assert!(err.contains("app.metrics_interval"), "{err}");
     }
 
     #[test]

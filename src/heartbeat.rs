@@ -5,7 +5,9 @@
 //! transaction, so with any number of relay processes exactly one announces it, and a crash
 //! between "noticed" and "queued" is impossible.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use serde::Serialize;
@@ -97,6 +99,23 @@ fn random_string(prefix: &str, len: usize) -> String {
     s
 }
 
+/// Longest heartbeat link this relay issues is 24 characters; anything much longer is not one
+/// of ours and is refused without a query.
+const MAX_TOKEN_LEN: usize = 128;
+
+/// Shortest time between two reads of every link, when a beat comes for a link not in memory
+/// (one created by another replica): a flood of random links costs one query per interval.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Heartbeat links in memory.
+#[derive(Debug, Default)]
+struct Links {
+    /// Each link, with when this process last wrote a beat for it.
+    known: HashMap<String, Option<Instant>>,
+    /// When every link was last read from the database.
+    loaded_at: Option<Instant>,
+}
+
 /// Integrations, beats and the watchdog.
 #[derive(Debug, Clone)]
 pub struct Heartbeats {
@@ -104,6 +123,9 @@ pub struct Heartbeats {
     directory: Directory,
     settings: HeartbeatSettings,
     wake: Arc<Notify>,
+    /// The links that exist, read from the database at most once per [`RELOAD_INTERVAL`], so
+    /// that random links cost no query.
+    links: Arc<Mutex<Links>>,
 }
 
 impl Heartbeats {
@@ -119,7 +141,48 @@ impl Heartbeats {
             directory,
             settings,
             wake,
+            links: Arc::default(),
         }
+    }
+
+    /// At most one write per link in this interval: a second of precision is plenty against a
+    /// timeout of minutes, and a flood of beats on a real link then costs no write lock.
+    fn write_interval(&self) -> Duration {
+        Duration::from_secs(1).min(self.settings.timeout / 4)
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
+        // A panic while holding the lock leaves a map that is still usable.
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the link exists: from memory, else from one read of every link if none ran
+    /// in the last [`RELOAD_INTERVAL`] (a link another replica created is found that way).
+    async fn exists(&self, token: &str) -> Result<bool, HeartbeatError> {
+        {
+            let mut links = self.links();
+            if links.known.contains_key(token) {
+                return Ok(true);
+            }
+            if links
+                .loaded_at
+                .is_some_and(|at| at.elapsed() < RELOAD_INTERVAL)
+            {
+                return Ok(false);
+            }
+            // Claimed before the query, so concurrent misses do not all read.
+            links.loaded_at = Some(Instant::now());
+        }
+        let tokens: Vec<String> = sqlx::query_scalar("SELECT heartbeat_token FROM integrations")
+            .fetch_all(self.store.pool())
+            .await?;
+        let mut links = self.links();
+        let fresh: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
+        links.known.retain(|t, _| fresh.contains(t.as_str()));
+        for t in &tokens {
+            links.known.entry(t.clone()).or_insert(None);
+        }
+        Ok(links.known.contains_key(token))
     }
 
     /// Returns the integration with this name, creating it first if needed (idempotent, so a
@@ -140,6 +203,7 @@ impl Heartbeats {
             ));
         }
         if let Some(existing) = self.by_name(name).await? {
+            self.remember(&existing);
             return Ok(existing);
         }
         // Two replicas creating the same name at once: one insert wins, both read it back.
@@ -154,9 +218,18 @@ impl Heartbeats {
         .bind(now_ms())
         .execute(self.store.pool())
         .await?;
-        self.by_name(name).await?.ok_or_else(|| {
+        let created = self.by_name(name).await?.ok_or_else(|| {
             HeartbeatError::Invalid("integration vanished while being created".into())
-        })
+        })?;
+        self.remember(&created);
+        Ok(created)
+    }
+
+    fn remember(&self, integration: &Integration) {
+        self.links()
+            .known
+            .entry(integration.heartbeat_token.clone())
+            .or_insert(None);
     }
 
     async fn by_name(&self, name: &str) -> Result<Option<Integration>, HeartbeatError> {
@@ -192,7 +265,33 @@ impl Heartbeats {
     }
 
     /// Records a beat for the link token; `false` when no integration has it.
+    ///
+    /// The link is checked in memory before anything is written, so random links never take
+    /// the write lock (and cost at most one read per [`RELOAD_INTERVAL`] between them); a
+    /// known link is written at most once per [`Heartbeats::write_interval`], and beats in
+    /// between only answer.
     pub async fn beat(&self, token: &str) -> Result<bool, HeartbeatError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Ok(false);
+        }
+        if !self.exists(token).await? {
+            return Ok(false);
+        }
+        let last_write = self.links().known.get(token).copied().flatten();
+        if last_write.is_some_and(|at| at.elapsed() < self.write_interval()) {
+            return Ok(true);
+        }
+        let found = self.write_beat(token).await?;
+        let mut links = self.links();
+        if found {
+            links.known.insert(token.to_string(), Some(Instant::now()));
+        } else {
+            links.known.remove(token);
+        }
+        Ok(found)
+    }
+
+    async fn write_beat(&self, token: &str) -> Result<bool, HeartbeatError> {
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
         let previous: Option<Option<i64>> =

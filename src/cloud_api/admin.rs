@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -47,11 +46,7 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
     if state.admin_tokens.is_none() {
         return ApiError::AdminDisabled.into_response();
     }
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
+    let header = super::auth::authorization(req.headers());
     match &state.admin_tokens {
         Some(tokens) if tokens.accepts(&header) => next.run(req).await,
         _ => ApiError::InvalidToken.into_response(),

@@ -45,21 +45,30 @@ impl TokenCheck {
 
 fn strip_scheme(raw: &str) -> &str {
     for scheme in ["Bearer ", "Token "] {
-        if raw.len() > scheme.len() && raw[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            return raw[scheme.len()..].trim_start();
+        // `get` rather than slicing: the value is whatever the caller sent, and a byte
+        // offset may fall inside a multi-byte character.
+        let matches = raw
+            .get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme));
+        if matches && let Some(rest) = raw.get(scheme.len()..) {
+            return rest.trim_start();
         }
     }
     raw
 }
 
+/// The `Authorization` value as text (never logged: it may be a secret or attacker-made).
+pub fn authorization(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
 /// Middleware: 403 `{"detail": "Invalid token."}` unless the request carries a good token.
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // HeaderMap lookups ignore case, so `AUTHORIZATION` and `Authorization` both match.
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
+    let header = authorization(req.headers());
     if state.tokens.accepts(&header) {
         next.run(req).await
     } else {
@@ -83,6 +92,25 @@ mod tests {
         assert!(!check.accepts("s3cre"));
         assert!(!check.accepts("s3cret2"));
         assert!(!check.accepts("Bearer wrong"));
+    }
+
+    #[test]
+    fn non_ascii_values_are_refused_without_panicking() {
+        let check = TokenCheck::new(vec!["s3cret".into()], false);
+        for value in [
+            "Beaé",
+            "Bearé s3cret",
+            "Tokeñ",
+            "ééééééé",
+            "Bearer é",
+            "€",
+            "Token\u{1F600}x",
+        ] {
+            assert!(!check.accepts(value), "{value}");
+        }
+        assert!(check.accepts("Bearer  s3cret"));
+        assert!(!TokenCheck::new(vec!["é".into()], false).accepts("Bearer ê"));
+        assert!(TokenCheck::new(vec!["é".into()], false).accepts("Bearer é"));
     }
 
     #[test]

@@ -1,16 +1,41 @@
 //! `GET /metrics` (Prometheus text format) and the middleware counting HTTP requests.
+//!
+//! A scrape reads memory only: the gauges that need the database are sampled by one
+//! background task on an interval, so a flood of scrapes costs no query and cannot take
+//! connections from make_call.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sqlx::Row;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::AppState;
-use crate::store::now_ms;
-use crate::telemetry::metrics::Gauge;
+use super::{ApiError, AppState};
+use crate::store::{Store, now_ms};
+use crate::telemetry::metrics::{CONTENT_TYPE, Gauge, GaugeValue, Metrics};
+
+/// The route label of requests no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The method label: the standard methods as they are, anything else folded into `other`, so
+/// that random methods cannot create series without bound.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// Counts every request by route template (never the raw path: heartbeat links are secrets).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -18,14 +43,14 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
+        .unwrap_or_else(|| UNMATCHED.into());
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     state.metrics.count(
         "oncall_relay_http_requests_total",
-        &[("route", &route), ("method", &method), ("status", &status)],
+        &[("route", &route), ("method", method), ("status", &status)],
         1,
     );
     state.metrics.observe(
@@ -36,35 +61,63 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     response
 }
 
-/// Renders the metrics, sampling the queue and heartbeats from the database.
-pub async fn render(State(state): State<AppState>) -> Response {
-    let gauges = tokio::time::timeout(Duration::from_secs(2), sample(&state))
-        .await
-        .unwrap_or_else(|_| Ok(vec![database_up(false)]))
-        .unwrap_or_else(|_| vec![database_up(false)]);
+/// Renders the metrics from memory; with `app.metrics_token` set, only for that token.
+pub async fn render(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(tokens) = &state.metrics_tokens
+        && !tokens.accepts(&super::auth::authorization(&headers))
+    {
+        return ApiError::InvalidToken.into_response();
+    }
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(&gauges),
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(now_ms()),
     )
         .into_response()
 }
 
-fn database_up(up: bool) -> Gauge {
-    Gauge {
-        name: "oncall_relay_database_up",
-        help: "Whether the database answered the last scrape.",
-        labels: vec![],
-        value: if up { 1.0 } else { 0.0 },
+/// Samples the database-backed gauges now and then every `every`, until shutdown.
+pub fn spawn_refresh(
+    store: Store,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    // A zero interval would sample in a busy loop.
+    let every = every.max(Duration::from_millis(50));
+    tokio::spawn(async move {
+        loop {
+            refresh(&store, &metrics).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    })
+}
+
+/// One sample; on failure the last values stay and `oncall_relay_database_up` drops to 0.
+pub async fn refresh(store: &Store, metrics: &Metrics) {
+    match tokio::time::timeout(Duration::from_secs(5), sample(store)).await {
+        Ok(Ok(gauges)) => metrics.set_sampled(gauges),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "cannot sample metrics from the database");
+            metrics.set_sampled_value("oncall_relay_database_up", 0.0);
+        }
+        Err(_) => metrics.set_sampled_value("oncall_relay_database_up", 0.0),
     }
 }
 
-async fn sample(state: &AppState) -> Result<Vec<Gauge>, sqlx::Error> {
-    let now = now_ms();
-    let pool = state.store.pool();
-    let mut gauges = vec![database_up(true)];
+fn gauge(name: &'static str, labels: Vec<(&'static str, String)>, value: f64) -> Gauge {
+    Gauge {
+        name,
+        labels,
+        value: GaugeValue::Value(value),
+    }
+}
+
+async fn sample(store: &Store) -> Result<Vec<Gauge>, sqlx::Error> {
+    let pool = store.pool();
+    let mut gauges = vec![gauge("oncall_relay_database_up", vec![], 1.0)];
     let rows = sqlx::query(
         "SELECT kind, count(*) AS n, min(created_at) AS oldest FROM notifications \
          WHERE status IN ('queued', 'delivering') GROUP BY kind",
@@ -84,18 +137,16 @@ async fn sample(state: &AppState) -> Result<Vec<Gauge>, sqlx::Error> {
         {
             oldest_all = Some(oldest_all.map_or(oldest, |o: i64| o.min(oldest)));
         }
-        gauges.push(Gauge {
-            name: "oncall_relay_queue_depth",
-            help: "Notifications accepted and not yet delivered or given up, by kind.",
-            labels: vec![("kind", kind.to_string())],
-            value: depth as f64,
-        });
+        gauges.push(gauge(
+            "oncall_relay_queue_depth",
+            vec![("kind", kind.to_string())],
+            depth as f64,
+        ));
     }
     gauges.push(Gauge {
         name: "oncall_relay_queue_oldest_age_seconds",
-        help: "Age of the oldest notification still waiting for delivery (0 when none).",
         labels: vec![],
-        value: oldest_all.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0),
+        value: oldest_all.map_or(GaugeValue::Value(0.0), GaugeValue::AgeSince),
     });
     let beats = sqlx::query("SELECT name, state, last_beat_at FROM integrations ORDER BY id")
         .fetch_all(pool)
@@ -106,9 +157,8 @@ async fn sample(state: &AppState) -> Result<Vec<Gauge>, sqlx::Error> {
         if let Some(last) = b.try_get::<Option<i64>, _>("last_beat_at")? {
             gauges.push(Gauge {
                 name: "oncall_relay_heartbeat_age_seconds",
-                help: "Seconds since each OnCall heartbeat integration last beat.",
-                labels: vec![("integration", name.clone()), ("state", state_name)],
-                value: (now - last).max(0) as f64 / 1000.0,
+                labels: vec![("integration", name), ("state", state_name)],
+                value: GaugeValue::AgeSince(last),
             });
         }
     }
@@ -123,28 +173,40 @@ async fn sample(state: &AppState) -> Result<Vec<Gauge>, sqlx::Error> {
         if let Some(at) = success {
             gauges.push(Gauge {
                 name: "oncall_relay_schedule_last_success_age_seconds",
-                help: "Seconds since each schedule's calendar was last fetched and read.",
                 labels: vec![("schedule", key.clone())],
-                value: (now - at).max(0) as f64 / 1000.0,
+                value: GaugeValue::AgeSince(at),
             });
         }
         let failing = matches!((success, error), (s, Some(e)) if s.is_none_or(|s| e > s));
-        gauges.push(Gauge {
-            name: "oncall_relay_schedule_failing",
-            help: "1 when a schedule's last poll failed (its last known on-duty set is kept).",
-            labels: vec![("schedule", key)],
-            value: if failing { 1.0 } else { 0.0 },
-        });
+        gauges.push(gauge(
+            "oncall_relay_schedule_failing",
+            vec![("schedule", key)],
+            if failing { 1.0 } else { 0.0 },
+        ));
     }
     let pending: i64 =
         sqlx::query_scalar("SELECT count(*) FROM schedule_callbacks WHERE delivered_at IS NULL")
             .fetch_one(pool)
             .await?;
-    gauges.push(Gauge {
-        name: "oncall_relay_schedule_callbacks_pending",
-        help: "Schedule callbacks not yet delivered.",
-        labels: vec![],
-        value: pending as f64,
-    });
+    gauges.push(gauge(
+        "oncall_relay_schedule_callbacks_pending",
+        vec![],
+        pending as f64,
+    ));
     Ok(gauges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_fold_into_a_bounded_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        for odd in ["FOO", "get", "PROPFIND", "CONNECT", "TRACE", "X-1"] {
+            let method = Method::from_bytes(odd.as_bytes()).expect("method");
+            assert_eq!(method_label(&method), "other", "{odd}");
+        }
+    }
 }

@@ -30,6 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::TokenCheck;
 pub use error::ApiError;
+pub use metrics::spawn_refresh as spawn_metrics_refresh;
 
 use crate::directory::Directory;
 use crate::heartbeat::Heartbeats;
@@ -48,6 +49,8 @@ pub struct Inner {
     pub tokens: TokenCheck,
     /// Admin API tokens; `None` turns the admin API off.
     pub admin_tokens: Option<TokenCheck>,
+    /// Tokens a scraper must present for `/metrics`; `None`: open.
+    pub metrics_tokens: Option<TokenCheck>,
     /// `debug: true`: profiling endpoints on the admin API.
     pub debug: bool,
     /// The configured public URL (ends with `/`), if any.
@@ -72,6 +75,8 @@ pub struct Inner {
     pub request_timeout: Duration,
     /// Counters and histograms served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// When `/readyz` last found the database answering; probes run one at a time.
+    pub ready_at: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl AppState {
@@ -147,7 +152,8 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
     if !prefix.is_empty() {
         app = app.nest(prefix, routes);
     }
-    app.fallback(not_found)
+    let app = app
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -156,11 +162,30 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
-        ))
-        .layer(DefaultBodyLimit::max(body_limit))
+        ));
+    outer_layers(app, body_limit).with_state(state)
+}
+
+/// The layers every answer passes through: the body limit, JSON for every error, and the
+/// panic catcher, innermost of the three so that a panic also answers JSON.
+pub fn outer_layers<S>(app: Router<S>, body_limit: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    app.layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(panic_answer))
         .layer(middleware::from_fn(error::json_errors))
-        .layer(CatchPanicLayer::new())
-        .with_state(state)
+}
+
+/// A handler panicked: the request gets a JSON 500 and the process keeps serving. The panic
+/// message may quote request data, so only its length is logged.
+fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let len = panic
+        .downcast_ref::<String>()
+        .map(String::len)
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.len()))
+        .unwrap_or(0);
+    ApiError::Internal(format!("a handler panicked (message of {len} bytes)")).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -183,10 +208,21 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers.
+/// How long a successful readiness probe answers further probes: anyone may call `/readyz`,
+/// and a flood of probes must not take the connections make_call needs.
+const READY_FOR: Duration = Duration::from_secs(1);
+
+/// Readiness: the database answers (probed at most once per [`READY_FOR`] while it does).
 async fn readyz(State(state): State<AppState>) -> Response {
+    let mut ready_at = state.ready_at.lock().await;
+    if ready_at.is_some_and(|at| at.elapsed() < READY_FOR) {
+        return Json(json!({"status": "ok", "database": "ok"})).into_response();
+    }
     let probe = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(state.store.pool());
-    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+    let outcome = tokio::time::timeout(Duration::from_secs(2), probe).await;
+    *ready_at = matches!(outcome, Ok(Ok(_))).then(std::time::Instant::now);
+    drop(ready_at);
+    match outcome {
         Ok(Ok(_)) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
         Ok(Err(e)) => ApiError::Unavailable(format!("database: {e}")).into_response(),
         Err(_) => ApiError::Unavailable("database: timed out".into()).into_response(),
@@ -201,5 +237,48 @@ pub(crate) fn prefix_of(original: &axum::http::Uri, inner: &axum::http::Uri) -> 
         full[..full.len() - rest.len()].to_string()
     } else {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panic_answers_json_500_and_serving_goes_on() {
+        let app = outer_layers(
+            Router::new()
+                .route("/boom", get(boom))
+                .route("/ok", get(healthz)),
+            1024,
+        );
+        let response = app
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(response.status().as_u16(), 500);
+        assert!(
+            response.headers()[axum::http::header::CONTENT_TYPE]
+                .to_str()
+                .expect("content type")
+                .starts_with("application/json")
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
+        assert_eq!(value["detail"], "Internal server error.");
+        let again = app
+            .oneshot(Request::get("/ok").body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(again.status().as_u16(), 200);
     }
 }

@@ -315,3 +315,89 @@ async fn two_instances_on_one_postgres_announce_each_transition_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A connection of its own to the test database (outside the app's pool).
+async fn side_connection(db: &TestDb) -> sqlx::AnyConnection {
+    let url = match db.kind {
+        Db::Sqlite => format!("sqlite://{}", db.settings.path),
+        Db::Postgres => db.settings.url.expose().to_string(),
+    };
+    <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("side connection")
+}
+
+async fn last_beat_at(conn: &mut sqlx::AnyConnection) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT last_beat_at FROM integrations")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("last beat")
+}
+
+async fn heartbeat_links_are_checked_before_any_write(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    let created = create(&app).await;
+    let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
+    let status = |path: String| {
+        let client = app.client.clone();
+        let url = app.url(&path);
+        async move {
+            tokio::time::timeout(Duration::from_secs(3), client.get(url).send())
+                .await
+                .expect("answered without waiting for the write lock")
+                .expect("answer")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(beat.clone()).await, 200);
+    let mut side = side_connection(&db).await;
+    let first = last_beat_at(&mut side).await;
+
+    // Someone else holds the write lock: neither random links nor a repeated beat of a known
+    // link within a second may wait for it, since neither writes.
+    let lock: &[&str] = match db.kind {
+        Db::Sqlite => &["BEGIN IMMEDIATE"],
+        Db::Postgres => &["BEGIN", "LOCK TABLE integrations IN EXCLUSIVE MODE"],
+    };
+    for statement in lock {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
+            .execute(&mut side)
+            .await
+            .expect("lock");
+    }
+    assert_eq!(status(beat.clone()).await, 200, "a known link still works");
+    let random: Vec<_> = (0..50)
+        .map(|i| {
+            status(format!(
+                "/integrations/v1/formatted_webhook/{:024x}{i}/heartbeat/",
+                rand::random::<u128>()
+            ))
+        })
+        .collect();
+    for answer in futures_util::future::join_all(random).await {
+        assert_eq!(answer, 403, "unknown links are refused");
+    }
+    let long = format!(
+        "/integrations/v1/formatted_webhook/{}/heartbeat",
+        "x".repeat(5000)
+    );
+    assert_eq!(status(long).await, 403);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut side)
+        .await
+        .expect("unlock");
+    assert_eq!(
+        last_beat_at(&mut side).await,
+        first,
+        "the beats in between wrote nothing"
+    );
+
+    // After the interval, the next beat is written again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status(beat.clone()).await, 200);
+    assert!(last_beat_at(&mut side).await > first);
+    app.stop().await;
+}
+db_test!(heartbeat_links_are_checked_before_any_write);

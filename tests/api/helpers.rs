@@ -149,6 +149,7 @@ pub fn settings(db: &TestDb) -> Settings {
     s.queue.retry_base = Duration::from_millis(100);
     s.queue.retry_max = Duration::from_millis(500);
     s.directory.refresh_interval = Duration::from_millis(200);
+    s.app.metrics_interval = Duration::from_millis(100);
     s
 }
 

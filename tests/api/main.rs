@@ -7,6 +7,8 @@ mod calls;
 mod cli;
 mod email;
 mod exec;
+mod fuzz;
+mod hardening;
 mod heartbeat;
 mod info;
 mod limits;

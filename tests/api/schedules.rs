@@ -18,8 +18,8 @@ use crate::helpers::*;
 
 /// A calendar server whose body the test changes; honours If-None-Match.
 #[derive(Clone)]
-struct CalendarServer {
-    url: String,
+pub(crate) struct CalendarServer {
+    pub(crate) url: String,
     body: Arc<Mutex<(u64, String)>>,
     /// The `Authorization` header of every request (None: absent).
     auth: Arc<Mutex<Vec<Option<String>>>>,
@@ -28,7 +28,7 @@ struct CalendarServer {
 type CalendarState = (Arc<Mutex<(u64, String)>>, Arc<Mutex<Vec<Option<String>>>>);
 
 impl CalendarServer {
-    async fn start(body: String) -> CalendarServer {
+    pub(crate) async fn start(body: String) -> CalendarServer {
         let state = Arc::new(Mutex::new((1u64, body)));
         let auth = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
@@ -93,7 +93,7 @@ fn stamp(offset: chrono::Duration) -> String {
 }
 
 /// A calendar where each of `who` has a shift from an hour ago to an hour from now.
-fn calendar(who: &[&str]) -> String {
+pub(crate) fn calendar(who: &[&str]) -> String {
     let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n");
     for (i, name) in who.iter().enumerate() {
         s.push_str(&format!(
