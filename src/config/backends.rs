@@ -1,0 +1,417 @@
+//! `plugin.backends.<name>.*`: each backend type's options, selected by `type`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::app::Secret;
+use super::duration;
+use super::scalar::opt_string_or_int;
+
+/// A `webhook` backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Target URL.
+    pub url: String,
+    /// HTTP method (POST by default).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Request timeout.
+    #[serde(default = "default_webhook_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Body template (Jinja syntax); a JSON document describing the notification when absent.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Content type of a templated body.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// Sends `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// Sends HTTP basic authentication.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// Signs each request: `X-Relay-Timestamp` and
+    /// `X-Relay-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
+    #[serde(default)]
+    pub signing_secret: Option<Secret>,
+    /// Percent-encodes every value printed into the URL (and into a form-encoded body), so an
+    /// alert text cannot add parameters; `false` prints values as they are.
+    #[serde(default = "default_true")]
+    pub url_encode: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            url: String::new(),
+            method: default_method(),
+            headers: BTreeMap::new(),
+            timeout: default_webhook_timeout(),
+            body: None,
+            content_type: default_content_type(),
+            bearer_token: None,
+            basic_auth: None,
+            signing_secret: None,
+            url_encode: true,
+        }
+    }
+}
+
+/// HTTP basic authentication credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Secret,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_content_type() -> String {
+    "application/json".into()
+}
+
+/// A `telegram` backend: a bot sends each notification to the user's chat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSettings {
+    /// Bot token from @BotFather (`123456:ABC-...`).
+    pub token: Secret,
+    /// Chat for users without a `telegram` contact (a chat id, or `@channelname`).
+    #[serde(default, deserialize_with = "opt_string_or_int")]
+    pub chat_id: Option<String>,
+    /// Bot API base URL.
+    #[serde(default = "default_telegram_api_base")]
+    pub api_base: String,
+    /// Longest time one delivery may take (all parts of a long message together).
+    #[serde(default = "default_chat_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        TelegramSettings {
+            token: Secret::default(),
+            chat_id: None,
+            api_base: default_telegram_api_base(),
+            timeout: default_chat_timeout(),
+        }
+    }
+}
+
+/// A `slack` backend: an incoming webhook (`webhook_url`) or the Web API (`token` + `channel`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    /// Incoming webhook URL (`https://hooks.slack.com/services/...`).
+    #[serde(default)]
+    pub webhook_url: Option<Secret>,
+    /// Bot token (`xoxb-...`) for `chat.postMessage`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Channel for users without a `slack` contact (Web API only).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Web API base URL.
+    #[serde(default = "default_slack_api_base")]
+    pub api_base: String,
+    /// Request timeout.
+    #[serde(default = "default_chat_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        SlackSettings {
+            webhook_url: None,
+            token: None,
+            channel: None,
+            api_base: default_slack_api_base(),
+            timeout: default_chat_timeout(),
+        }
+    }
+}
+
+/// A `mattermost` (or `rocketchat`) backend: an incoming webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MattermostSettings {
+    /// Incoming webhook URL (it holds the hook's key).
+    pub url: Secret,
+    /// Name the posts appear under (when the server allows overriding it).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Channel for users without a contact; empty: the hook's own channel.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Request timeout.
+    #[serde(default = "default_chat_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for MattermostSettings {
+    fn default() -> Self {
+        MattermostSettings {
+            url: Secret::default(),
+            username: None,
+            channel: None,
+            timeout: default_chat_timeout(),
+        }
+    }
+}
+
+/// An `ntfy` backend: publishes to a topic of an ntfy server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NtfySettings {
+    /// Server base URL.
+    #[serde(default = "default_ntfy_server")]
+    pub server: String,
+    /// Topic for users without an `ntfy` contact.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Access token (`tk_...`), sent as `Authorization: Bearer`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// User for basic authentication (instead of a token).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password for basic authentication.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Priority (1-5) of ordinary notifications.
+    #[serde(default = "default_ntfy_priority")]
+    pub priority: u8,
+    /// Priority (1-5) of calls, heartbeat alerts and critical pushes.
+    #[serde(default = "default_ntfy_important_priority")]
+    pub important_priority: u8,
+    /// Request timeout.
+    #[serde(default = "default_chat_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for NtfySettings {
+    fn default() -> Self {
+        NtfySettings {
+            server: default_ntfy_server(),
+            topic: None,
+            token: None,
+            user: None,
+            password: None,
+            priority: default_ntfy_priority(),
+            important_priority: default_ntfy_important_priority(),
+            timeout: default_chat_timeout(),
+        }
+    }
+}
+
+fn default_chat_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_telegram_api_base() -> String {
+    "https://api.telegram.org".into()
+}
+fn default_slack_api_base() -> String {
+    "https://slack.com/api".into()
+}
+fn default_ntfy_server() -> String {
+    "https://ntfy.sh".into()
+}
+fn default_ntfy_priority() -> u8 {
+    3
+}
+fn default_ntfy_important_priority() -> u8 {
+    5
+}
+
+/// An `exec` backend: runs a program per notification, never through a shell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSettings {
+    /// The program: a path, or a name looked up in `PATH`.
+    pub command: String,
+    /// Its arguments; each one is a Jinja template rendered to exactly one argument.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables (the relay's own environment is not passed on).
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+    /// Exit codes meaning "retrying cannot help": the next route is tried at once.
+    #[serde(default = "default_exec_permanent_exit_codes")]
+    pub permanent_exit_codes: Vec<i32>,
+    /// Longest run; the program is killed after it.
+    #[serde(default = "default_exec_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_exec_permanent_exit_codes() -> Vec<i32> {
+    vec![2]
+}
+fn default_exec_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// How an `email` backend secures its SMTP connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587 by default).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465 by default).
+    Tls,
+    /// No encryption (port 25 by default): only for a relay on a trusted network.
+    None,
+}
+
+/// An `email` backend: one plain-text mail per notification over SMTP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// SMTP server host name.
+    pub host: String,
+    /// SMTP port (default 587 with `starttls`, 465 with `tls`, 25 with `none`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` or `none`.
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// SMTP user, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// SMTP password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Sender, `oncall@example.com` or `OnCall <oncall@example.com>`.
+    pub from: String,
+    /// Recipient for notifications without a user email (the user's `email` contact, else
+    /// the user's address, comes first).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Subject template (default `[OnCall] {{ title }}`).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Longest time one mail may take.
+    #[serde(default = "default_email_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_email_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A `twilio` backend: SMS and voice calls through Twilio's REST API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSettings {
+    /// Account SID (`AC...`), the API user.
+    pub account_sid: String,
+    /// Auth token, the API password.
+    pub auth_token: Secret,
+    /// The Twilio number calls and SMS come from (E.164).
+    pub from: String,
+    /// API base URL (default `https://api.twilio.com`).
+    #[serde(default = "default_twilio_api_base")]
+    pub api_base: String,
+    /// Most characters per SMS (default and most 1600).
+    #[serde(default = "default_twilio_max_length")]
+    pub max_length: usize,
+    /// Send a longer text as several numbered SMS instead of cutting it (default true).
+    #[serde(default = "default_twilio_split")]
+    pub split: bool,
+    /// Text-to-speech voice of calls (e.g. `Polly.Joanna`; Twilio's default when absent).
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// Language of calls (e.g. `en-US`).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// How often a call says the message (default 2).
+    #[serde(default = "default_twilio_repeat")]
+    pub repeat: u32,
+    /// Longest time one delivery (all parts of an SMS) may take.
+    #[serde(default = "default_twilio_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_twilio_api_base() -> String {
+    "https://api.twilio.com".into()
+}
+fn default_twilio_max_length() -> usize {
+    1600
+}
+fn default_twilio_split() -> bool {
+    true
+}
+fn default_twilio_repeat() -> u32 {
+    2
+}
+fn default_twilio_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A `sip` backend: calls originated through Asterisk ARI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipSettings {
+    /// Asterisk's HTTP address, e.g. `http://asterisk:8088`.
+    pub url: String,
+    /// ARI user (`ari.conf`).
+    pub username: String,
+    /// ARI password.
+    pub password: Secret,
+    /// Endpoint to dial, a Jinja template (default `PJSIP/{{ phone }}@trunk`).
+    #[serde(default = "default_sip_endpoint")]
+    pub endpoint: String,
+    /// Dialplan context that answers and reads the message (default `oncall`).
+    #[serde(default = "default_sip_context")]
+    pub context: String,
+    /// Dialplan extension (default `oncall`).
+    #[serde(default = "default_sip_extension")]
+    pub extension: String,
+    /// Dialplan priority (default 1).
+    #[serde(default = "default_sip_priority")]
+    pub priority: u32,
+    /// Caller ID shown to the callee, e.g. `"OnCall" <+4930123456>`.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// How long the phone rings before Asterisk gives up (default 30s).
+    #[serde(default = "default_sip_ring_timeout", with = "duration")]
+    pub ring_timeout: Duration,
+    /// Longest time the originate request may take.
+    #[serde(default = "default_sip_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_sip_endpoint() -> String {
+    "PJSIP/{{ phone }}@trunk".into()
+}
+fn default_sip_context() -> String {
+    "oncall".into()
+}
+fn default_sip_extension() -> String {
+    "oncall".into()
+}
+fn default_sip_priority() -> u32 {
+    1
+}
+fn default_sip_ring_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_sip_timeout() -> Duration {
+    Duration::from_secs(10)
+}

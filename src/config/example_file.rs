@@ -1,0 +1,1 @@
+//! `config/config.example.yml` documents every option under its full path.

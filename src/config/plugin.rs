@@ -1,0 +1,84 @@
+//! `plugin.*`: the default backend, the configured backends by name and the routes per kind.
+//! Each backend type's own options (`plugin.backends.<name>.*`) are in `backends.rs`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::backends::{
+    EmailSettings, ExecSettings, MattermostSettings, NtfySettings, SipSettings, SlackSettings,
+    TelegramSettings, TwilioSettings, WebhookSettings,
+};
+
+/// `plugin.*`: delivery backends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Name of the backend that delivers calls and SMS.
+    pub backend: String,
+    /// Configured backends by name.
+    pub backends: BTreeMap<String, BackendSettings>,
+    /// Per kind (`call`, `sms`, `push`, `heartbeat`, `schedule`), the backends to try in order.
+    pub routes: BTreeMap<String, Vec<RouteSettings>>,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            backend: "stdout".into(),
+            backends: BTreeMap::new(),
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+/// One step of a route: a backend, and which notifications it takes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// Backend name under `plugin.backends` (or `stdout`).
+    pub backend: String,
+    /// Only for users with one of these roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Only for these users (emails or ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Only for important notifications (true) or only for the others (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub important: Option<bool>,
+    /// Attempts on this backend before the next step is tried (default `queue.max_attempts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+/// Notification kinds a route can be declared for.
+pub const ROUTE_KINDS: [&str; 5] = ["call", "sms", "push", "heartbeat", "schedule"];
+
+/// One backend's configuration, selected by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendSettings {
+    /// One JSON line per notification on stdout.
+    Stdout {},
+    /// An HTTP request per notification.
+    Webhook(WebhookSettings),
+    /// A local program per notification (argv, stdin JSON, environment).
+    Exec(ExecSettings),
+    /// An email per notification over SMTP.
+    Email(EmailSettings),
+    /// SMS and voice calls through Twilio.
+    Twilio(TwilioSettings),
+    /// Calls originated through Asterisk ARI.
+    Sip(SipSettings),
+    /// A Telegram bot message per notification.
+    Telegram(TelegramSettings),
+    /// A Slack message (incoming webhook or Web API).
+    Slack(SlackSettings),
+    /// A post through a Mattermost incoming webhook.
+    Mattermost(MattermostSettings),
+    /// A post through a Rocket.Chat incoming webhook (same settings as `mattermost`).
+    Rocketchat(MattermostSettings),
+    /// A message published to an ntfy topic.
+    Ntfy(NtfySettings),
+}

@@ -1,0 +1,207 @@
+//! Validation: what types alone cannot check (listen address, prefix, backend names, routes,
+//! tokens, timeouts against the queue lease), in one place for every section.
+
+use super::{BackendSettings, ConfigError, ROUTE_KINDS, Settings};
+
+impl Settings {
+    /// Checks what types alone cannot: listen address, prefix, backend names, timeouts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.app.port.socket_addr()?;
+        let prefix = &self.app.path_prefix;
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.trim_matches('/').is_empty()) {
+            return Err(ConfigError::Invalid(format!(
+                "option `app.path_prefix`: `{prefix}` must start with `/` and name a path, e.g. `/oncall`"
+            )));
+        }
+        // The heartbeat link (hostname + ~70 characters) must fit OnCall's 200-character column.
+        if self.app.hostname.trim().len() > 120 {
+            return Err(ConfigError::Invalid(
+                "option `app.hostname`: longer than 120 characters; OnCall stores links built from it in 200".into(),
+            ));
+        }
+        for (option, name) in [
+            ("plugin.backend", &self.plugin.backend),
+            ("push.backend", &self.push.backend),
+            ("push.fallback_backend", &self.push.fallback_backend),
+            ("heartbeat.backend", &self.heartbeat.backend),
+        ] {
+            if !name.is_empty() && name != "stdout" && !self.plugin.backends.contains_key(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "option `{option}`: no backend named `{name}` under `plugin.backends`"
+                )));
+            }
+        }
+        if self.plugin.backend.is_empty() {
+            return Err(ConfigError::Invalid(
+                "option `plugin.backend`: must name a backend (`stdout` by default)".into(),
+            ));
+        }
+        for (kind, steps) in &self.plugin.routes {
+            if !ROUTE_KINDS.contains(&kind.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "option `plugin.routes.{kind}`: routes are declared for {}",
+                    ROUTE_KINDS.join(", ")
+                )));
+            }
+            for (i, step) in steps.iter().enumerate() {
+                if step.backend != "stdout" && !self.plugin.backends.contains_key(&step.backend) {
+                    return Err(ConfigError::Invalid(format!(
+                        "option `plugin.routes.{kind}[{i}].backend`: no backend named `{}` under `plugin.backends`",
+                        step.backend
+                    )));
+                }
+                for role in &step.roles {
+                    if crate::directory::Role::parse(role).is_err() {
+                        return Err(ConfigError::Invalid(format!(
+                            "option `plugin.routes.{kind}[{i}].roles`: `{role}` is not admin, editor, viewer or none"
+                        )));
+                    }
+                }
+                if step.attempts == Some(0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "option `plugin.routes.{kind}[{i}].attempts`: must be at least 1"
+                    )));
+                }
+            }
+        }
+        if self
+            .app
+            .admin_token
+            .0
+            .iter()
+            .any(|a| self.app.auth_token.0.contains(a))
+        {
+            return Err(ConfigError::Invalid(
+                "option `app.admin_token`: must differ from every `app.auth_token` (OnCall's token must not administer the relay)".into(),
+            ));
+        }
+        if self
+            .app
+            .metrics_token
+            .0
+            .iter()
+            .any(|m| self.app.auth_token.0.contains(m) || self.app.admin_token.0.contains(m))
+        {
+            return Err(ConfigError::Invalid(
+                "option `app.metrics_token`: must differ from every `app.auth_token` and `app.admin_token` (a scraper's configuration must not hold a token that places calls)".into(),
+            ));
+        }
+        if self.app.metrics_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "option `app.metrics_interval`: must be more than 0".into(),
+            ));
+        }
+        if self.heartbeat.timeout.is_zero() || self.heartbeat.check_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "options `heartbeat.timeout` and `heartbeat.check_interval` must be more than 0"
+                    .into(),
+            ));
+        }
+        for (name, backend) in &self.plugin.backends {
+            let chat_timeout = match backend {
+                BackendSettings::Telegram(t) => Some(t.timeout),
+                BackendSettings::Slack(t) => Some(t.timeout),
+                BackendSettings::Mattermost(t) | BackendSettings::Rocketchat(t) => Some(t.timeout),
+                BackendSettings::Ntfy(t) => Some(t.timeout),
+                _ => None,
+            };
+            if chat_timeout.is_some_and(|t| t >= self.queue.lease) {
+                return Err(ConfigError::Invalid(format!(
+                    "option `plugin.backends.{name}.timeout`: must be shorter than `queue.lease` ({}s), or a slow delivery could be repeated",
+                    self.queue.lease.as_secs()
+                )));
+            }
+            let call_timeout = match backend {
+                BackendSettings::Exec(b) => Some(b.timeout),
+                BackendSettings::Email(b) => Some(b.timeout),
+                BackendSettings::Twilio(b) => Some(b.timeout),
+                BackendSettings::Sip(b) => Some(b.timeout),
+                _ => None,
+            };
+            if call_timeout.is_some_and(|t| t >= self.queue.lease) {
+                return Err(ConfigError::Invalid(format!(
+                    "option `plugin.backends.{name}.timeout`: must be shorter than `queue.lease` ({}s), or a slow delivery could be repeated",
+                    self.queue.lease.as_secs()
+                )));
+            }
+            if let BackendSettings::Webhook(w) = backend {
+                if w.timeout >= self.queue.lease {
+                    return Err(ConfigError::Invalid(format!(
+                        "option `plugin.backends.{name}.timeout`: must be shorter than `queue.lease` ({}s), or a slow delivery could be repeated",
+                        self.queue.lease.as_secs()
+                    )));
+                }
+            }
+        }
+        if self.queue.batch_size == 0 || self.queue.concurrency == 0 || self.queue.writers == 0 {
+            return Err(ConfigError::Invalid(
+                "options `queue.batch_size`, `queue.concurrency` and `queue.writers` must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.queue.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "option `queue.max_attempts`: must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::load::load_yaml;
+    use super::*;
+    use crate::config::{Secret, Tokens};
+
+    #[test]
+    fn backend_settings_are_checked() {
+        let err = load_yaml("plugin:\n  backend: gw\n", vec![]).expect_err("unknown backend");
+        assert!(err.to_string().contains("plugin.backend"), "{err}");
+        let err = load_yaml(
+            "plugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://x\n      colour: red\n",
+            vec![],
+        )
+        .expect_err("unknown key");
+        assert!(err.to_string().contains("colour"), "{err}");
+        let s = load_yaml(
+            "plugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://x\n      timeout: 2s\n",
+            vec![],
+        )
+        .expect("loads");
+        assert!(matches!(
+            s.plugin.backends["gw"],
+            BackendSettings::Webhook(_)
+        ));
+    }
+
+    #[test]
+    fn push_and_heartbeat_backends_must_exist() {
+        for yaml in [
+            "push:\n  backend: nope\n",
+            "push:\n  fallback_backend: nope\n",
+            "heartbeat:\n  backend: nope\n",
+            "heartbeat:\n  timeout: 0s\n",
+        ] {
+            let err = load_yaml(yaml, vec![]).expect_err(yaml);
+            assert!(err.to_string().contains("option"), "{err}");
+        }
+        load_yaml("push:\n  fallback_backend: stdout\n", vec![]).expect("stdout always exists");
+    }
+
+    #[test]
+    fn metrics_token_must_differ_from_the_api_tokens() {
+        let mut s = Settings::default();
+        s.app.auth_token = Tokens(vec![Secret("oncall".into())]);
+        s.app.metrics_token = Tokens(vec![Secret("oncall".into())]);
+        let err = s.validate().expect_err("same token").to_string();
+        assert!(err.contains("app.metrics_token"), "{err}");
+        s.app.metrics_token = Tokens(vec![Secret("scraper".into())]);
+        assert!(s.validate().is_ok());
+        s.app.metrics_interval = Duration::ZERO;
+        let err = s.validate().expect_err("zero interval").to_string();
+        assert!(err.contains("app.metrics_interval"), "{err}");
+    }
+}
