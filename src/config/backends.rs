@@ -22,23 +22,19 @@ pub struct WebhookSettings {
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
     /// Request timeout.
-    #[serde(default = "default_webhook_timeout", with = "duration")]
+    #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
     /// Body template (Jinja syntax); a JSON document describing the notification when absent.
-    #[serde(default)]
     pub body: Option<String>,
     /// Content type of a templated body.
     #[serde(default = "default_content_type")]
     pub content_type: String,
     /// Sends `Authorization: Bearer <token>`.
-    #[serde(default)]
     pub bearer_token: Option<Secret>,
     /// Sends HTTP basic authentication.
-    #[serde(default)]
     pub basic_auth: Option<BasicAuth>,
     /// Signs each request: `X-Relay-Timestamp` and
     /// `X-Relay-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`.
-    #[serde(default)]
     pub signing_secret: Option<Secret>,
     /// Percent-encodes every value printed into the URL (and into a form-encoded body), so an
     /// alert text cannot add parameters; `false` prints values as they are.
@@ -52,7 +48,7 @@ impl Default for WebhookSettings {
             url: String::new(),
             method: default_method(),
             headers: BTreeMap::new(),
-            timeout: default_webhook_timeout(),
+            timeout: default_timeout(),
             body: None,
             content_type: default_content_type(),
             bearer_token: None,
@@ -73,14 +69,23 @@ pub struct BasicAuth {
     pub password: Secret,
 }
 
+/// How long one delivery may take unless a backend's `timeout` says otherwise.
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+/// A number default written beside its option: `#[serde(default = "number::<_, 1600>")]`.
+fn number<T: From<u16>, const N: u16>() -> T {
+    T::from(N)
+}
+/// A duration default written beside its option: `#[serde(default = "secs::<30>")]`.
+fn secs<const N: u64>() -> Duration {
+    Duration::from_secs(N)
+}
 fn default_method() -> String {
     "POST".into()
 }
 fn default_true() -> bool {
     true
-}
-fn default_webhook_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 fn default_content_type() -> String {
     "application/json".into()
@@ -99,7 +104,7 @@ pub struct TelegramSettings {
     #[serde(default = "default_telegram_api_base")]
     pub api_base: String,
     /// Longest time one delivery may take (all parts of a long message together).
-    #[serde(default = "default_chat_timeout", with = "duration")]
+    #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
 }
 
@@ -109,29 +114,25 @@ impl Default for TelegramSettings {
             token: Secret::default(),
             chat_id: None,
             api_base: default_telegram_api_base(),
-            timeout: default_chat_timeout(),
+            timeout: default_timeout(),
         }
     }
 }
 
 /// A `slack` backend: an incoming webhook (`webhook_url`) or the Web API (`token` + `channel`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SlackSettings {
     /// Incoming webhook URL (`https://hooks.slack.com/services/...`).
-    #[serde(default)]
     pub webhook_url: Option<Secret>,
     /// Bot token (`xoxb-...`) for `chat.postMessage`.
-    #[serde(default)]
     pub token: Option<Secret>,
     /// Channel for users without a `slack` contact (Web API only).
-    #[serde(default)]
     pub channel: Option<String>,
     /// Web API base URL.
-    #[serde(default = "default_slack_api_base")]
     pub api_base: String,
     /// Request timeout.
-    #[serde(default = "default_chat_timeout", with = "duration")]
+    #[serde(with = "duration")]
     pub timeout: Duration,
 }
 
@@ -141,8 +142,8 @@ impl Default for SlackSettings {
             webhook_url: None,
             token: None,
             channel: None,
-            api_base: default_slack_api_base(),
-            timeout: default_chat_timeout(),
+            api_base: "https://slack.com/api".into(),
+            timeout: default_timeout(),
         }
     }
 }
@@ -154,13 +155,11 @@ pub struct MattermostSettings {
     /// Incoming webhook URL (it holds the hook's key).
     pub url: Secret,
     /// Name the posts appear under (when the server allows overriding it).
-    #[serde(default)]
     pub username: Option<String>,
     /// Channel for users without a contact; empty: the hook's own channel.
-    #[serde(default)]
     pub channel: Option<String>,
     /// Request timeout.
-    #[serde(default = "default_chat_timeout", with = "duration")]
+    #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
 }
 
@@ -170,73 +169,51 @@ impl Default for MattermostSettings {
             url: Secret::default(),
             username: None,
             channel: None,
-            timeout: default_chat_timeout(),
+            timeout: default_timeout(),
         }
     }
 }
 
 /// An `ntfy` backend: publishes to a topic of an ntfy server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct NtfySettings {
     /// Server base URL.
-    #[serde(default = "default_ntfy_server")]
     pub server: String,
     /// Topic for users without an `ntfy` contact.
-    #[serde(default)]
     pub topic: Option<String>,
     /// Access token (`tk_...`), sent as `Authorization: Bearer`.
-    #[serde(default)]
     pub token: Option<Secret>,
     /// User for basic authentication (instead of a token).
-    #[serde(default)]
     pub user: Option<String>,
     /// Password for basic authentication.
-    #[serde(default)]
     pub password: Option<Secret>,
     /// Priority (1-5) of ordinary notifications.
-    #[serde(default = "default_ntfy_priority")]
     pub priority: u8,
     /// Priority (1-5) of calls, heartbeat alerts and critical pushes.
-    #[serde(default = "default_ntfy_important_priority")]
     pub important_priority: u8,
     /// Request timeout.
-    #[serde(default = "default_chat_timeout", with = "duration")]
+    #[serde(with = "duration")]
     pub timeout: Duration,
 }
 
 impl Default for NtfySettings {
     fn default() -> Self {
         NtfySettings {
-            server: default_ntfy_server(),
+            server: "https://ntfy.sh".into(),
             topic: None,
             token: None,
             user: None,
             password: None,
-            priority: default_ntfy_priority(),
-            important_priority: default_ntfy_important_priority(),
-            timeout: default_chat_timeout(),
+            priority: 3,
+            important_priority: 5,
+            timeout: default_timeout(),
         }
     }
 }
 
-fn default_chat_timeout() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_telegram_api_base() -> String {
     "https://api.telegram.org".into()
-}
-fn default_slack_api_base() -> String {
-    "https://slack.com/api".into()
-}
-fn default_ntfy_server() -> String {
-    "https://ntfy.sh".into()
-}
-fn default_ntfy_priority() -> u8 {
-    3
-}
-fn default_ntfy_important_priority() -> u8 {
-    5
 }
 
 /// An `exec` backend: runs a program per notification, never through a shell.
@@ -255,15 +232,12 @@ pub struct ExecSettings {
     #[serde(default = "default_exec_permanent_exit_codes")]
     pub permanent_exit_codes: Vec<i32>,
     /// Longest run; the program is killed after it.
-    #[serde(default = "default_exec_timeout", with = "duration")]
+    #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
 }
 
 fn default_exec_permanent_exit_codes() -> Vec<i32> {
     vec![2]
-}
-fn default_exec_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 
 /// How an `email` backend secures its SMTP connection.
@@ -286,33 +260,24 @@ pub struct EmailSettings {
     /// SMTP server host name.
     pub host: String,
     /// SMTP port (default 587 with `starttls`, 465 with `tls`, 25 with `none`).
-    #[serde(default)]
     pub port: Option<u16>,
     /// `starttls` (default), `tls` or `none`.
     #[serde(default)]
     pub security: SmtpSecurity,
     /// SMTP user, if the server wants one.
-    #[serde(default)]
     pub username: Option<String>,
     /// SMTP password.
-    #[serde(default)]
     pub password: Option<Secret>,
     /// Sender, `oncall@example.com` or `OnCall <oncall@example.com>`.
     pub from: String,
     /// Recipient for notifications without a user email (the user's `email` contact, else
     /// the user's address, comes first).
-    #[serde(default)]
     pub to: Option<String>,
     /// Subject template (default `[OnCall] {{ title }}`).
-    #[serde(default)]
     pub subject: Option<String>,
     /// Longest time one mail may take.
-    #[serde(default = "default_email_timeout", with = "duration")]
+    #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
-}
-
-fn default_email_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 
 /// A `twilio` backend: SMS and voice calls through Twilio's REST API.
@@ -329,39 +294,25 @@ pub struct TwilioSettings {
     #[serde(default = "default_twilio_api_base")]
     pub api_base: String,
     /// Most characters per SMS (default and most 1600).
-    #[serde(default = "default_twilio_max_length")]
+    #[serde(default = "number::<_, 1600>")]
     pub max_length: usize,
     /// Send a longer text as several numbered SMS instead of cutting it (default true).
-    #[serde(default = "default_twilio_split")]
+    #[serde(default = "default_true")]
     pub split: bool,
     /// Text-to-speech voice of calls (e.g. `Polly.Joanna`; Twilio's default when absent).
-    #[serde(default)]
     pub voice: Option<String>,
     /// Language of calls (e.g. `en-US`).
-    #[serde(default)]
     pub language: Option<String>,
     /// How often a call says the message (default 2).
-    #[serde(default = "default_twilio_repeat")]
+    #[serde(default = "number::<_, 2>")]
     pub repeat: u32,
     /// Longest time one delivery (all parts of an SMS) may take.
-    #[serde(default = "default_twilio_timeout", with = "duration")]
+    #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
 }
 
 fn default_twilio_api_base() -> String {
     "https://api.twilio.com".into()
-}
-fn default_twilio_max_length() -> usize {
-    1600
-}
-fn default_twilio_split() -> bool {
-    true
-}
-fn default_twilio_repeat() -> u32 {
-    2
-}
-fn default_twilio_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 
 /// A `sip` backend: calls originated through Asterisk ARI.
@@ -378,40 +329,102 @@ pub struct SipSettings {
     #[serde(default = "default_sip_endpoint")]
     pub endpoint: String,
     /// Dialplan context that answers and reads the message (default `oncall`).
-    #[serde(default = "default_sip_context")]
+    #[serde(default = "default_dialplan")]
     pub context: String,
     /// Dialplan extension (default `oncall`).
-    #[serde(default = "default_sip_extension")]
+    #[serde(default = "default_dialplan")]
     pub extension: String,
     /// Dialplan priority (default 1).
-    #[serde(default = "default_sip_priority")]
+    #[serde(default = "number::<_, 1>")]
     pub priority: u32,
     /// Caller ID shown to the callee, e.g. `"OnCall" <+4930123456>`.
-    #[serde(default)]
     pub caller_id: Option<String>,
     /// How long the phone rings before Asterisk gives up (default 30s).
-    #[serde(default = "default_sip_ring_timeout", with = "duration")]
+    #[serde(default = "secs::<30>", with = "duration")]
     pub ring_timeout: Duration,
     /// Longest time the originate request may take.
-    #[serde(default = "default_sip_timeout", with = "duration")]
+    #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
 }
 
 fn default_sip_endpoint() -> String {
     "PJSIP/{{ phone }}@trunk".into()
 }
-fn default_sip_context() -> String {
+fn default_dialplan() -> String {
     "oncall".into()
 }
-fn default_sip_extension() -> String {
-    "oncall".into()
-}
-fn default_sip_priority() -> u32 {
-    1
-}
-fn default_sip_ring_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_sip_timeout() -> Duration {
-    Duration::from_secs(10)
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::BackendSettings;
+    use super::*;
+
+    fn backend(value: serde_json::Value) -> BackendSettings {
+        serde_json::from_value(value).expect("backend settings")
+    }
+
+    #[test]
+    fn omitted_options_take_their_defaults() {
+        let BackendSettings::Twilio(t) = backend(
+            json!({"type": "twilio", "account_sid": "AC1", "auth_token": "t", "from": "+1555"}),
+        ) else {
+            panic!("twilio");
+        };
+        assert_eq!(
+            (t.max_length, t.split, t.repeat, t.timeout),
+            (1600, true, 2, Duration::from_secs(10))
+        );
+        assert_eq!(t.api_base, "https://api.twilio.com");
+        assert!(t.voice.is_none() && t.language.is_none());
+
+        let BackendSettings::Sip(s) = backend(
+            json!({"type": "sip", "url": "http://pbx:8088", "username": "u", "password": "p"}),
+        ) else {
+            panic!("sip");
+        };
+        assert_eq!(
+            (s.context.as_str(), s.extension.as_str(), s.priority),
+            ("oncall", "oncall", 1)
+        );
+        assert_eq!(s.endpoint, "PJSIP/{{ phone }}@trunk");
+        assert_eq!(
+            (s.ring_timeout, s.timeout),
+            (Duration::from_secs(30), Duration::from_secs(10))
+        );
+
+        let BackendSettings::Ntfy(n) = backend(json!({"type": "ntfy"})) else {
+            panic!("ntfy");
+        };
+        assert_eq!(
+            (n.server.as_str(), n.priority, n.important_priority),
+            ("https://ntfy.sh", 3, 5)
+        );
+        let BackendSettings::Slack(s) = backend(json!({"type": "slack", "token": "x"})) else {
+            panic!("slack");
+        };
+        assert_eq!(s.api_base, "https://slack.com/api");
+        assert!(s.webhook_url.is_none());
+    }
+
+    #[test]
+    fn required_options_stay_required() {
+        for (value, option) in [
+            (json!({"type": "webhook"}), "url"),
+            (json!({"type": "telegram"}), "token"),
+            (json!({"type": "mattermost"}), "url"),
+            (json!({"type": "exec"}), "command"),
+            (json!({"type": "email", "host": "smtp"}), "from"),
+            (
+                json!({"type": "sip", "url": "http://pbx", "username": "u"}),
+                "password",
+            ),
+        ] {
+            let err = serde_json::from_value::<BackendSettings>(value)
+                .expect_err(option)
+                .to_string();
+            assert!(err.contains(&format!("missing field `{option}`")), "{err}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! Each backend type's own options (`plugin.backends.<name>.*`) are in `backends.rs`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,10 +46,10 @@ pub struct RouteSettings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
     /// Only for important notifications (true) or only for the others (false).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub important: Option<bool>,
     /// Attempts on this backend before the next step is tried (default `queue.max_attempts`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
 }
 
@@ -81,4 +82,22 @@ pub enum BackendSettings {
     Rocketchat(MattermostSettings),
     /// A message published to an ntfy topic.
     Ntfy(NtfySettings),
+}
+
+impl BackendSettings {
+    /// Longest time one delivery may take; `None` for `stdout`, which never waits.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            BackendSettings::Stdout {} => None,
+            BackendSettings::Webhook(b) => Some(b.timeout),
+            BackendSettings::Exec(b) => Some(b.timeout),
+            BackendSettings::Email(b) => Some(b.timeout),
+            BackendSettings::Twilio(b) => Some(b.timeout),
+            BackendSettings::Sip(b) => Some(b.timeout),
+            BackendSettings::Telegram(b) => Some(b.timeout),
+            BackendSettings::Slack(b) => Some(b.timeout),
+            BackendSettings::Mattermost(b) | BackendSettings::Rocketchat(b) => Some(b.timeout),
+            BackendSettings::Ntfy(b) => Some(b.timeout),
+        }
+    }
 }

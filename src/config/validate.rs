@@ -1,7 +1,7 @@
 //! Validation: what types alone cannot check (listen address, prefix, backend names, routes,
 //! tokens, timeouts against the queue lease), in one place for every section.
 
-use super::{BackendSettings, ConfigError, ROUTE_KINDS, Settings};
+use super::{ConfigError, ROUTE_KINDS, Settings};
 
 impl Settings {
     /// Checks what types alone cannot: listen address, prefix, backend names, timeouts.
@@ -98,39 +98,11 @@ impl Settings {
             ));
         }
         for (name, backend) in &self.plugin.backends {
-            let chat_timeout = match backend {
-                BackendSettings::Telegram(t) => Some(t.timeout),
-                BackendSettings::Slack(t) => Some(t.timeout),
-                BackendSettings::Mattermost(t) | BackendSettings::Rocketchat(t) => Some(t.timeout),
-                BackendSettings::Ntfy(t) => Some(t.timeout),
-                _ => None,
-            };
-            if chat_timeout.is_some_and(|t| t >= self.queue.lease) {
+            if backend.timeout().is_some_and(|t| t >= self.queue.lease) {
                 return Err(ConfigError::Invalid(format!(
                     "option `plugin.backends.{name}.timeout`: must be shorter than `queue.lease` ({}s), or a slow delivery could be repeated",
                     self.queue.lease.as_secs()
                 )));
-            }
-            let call_timeout = match backend {
-                BackendSettings::Exec(b) => Some(b.timeout),
-                BackendSettings::Email(b) => Some(b.timeout),
-                BackendSettings::Twilio(b) => Some(b.timeout),
-                BackendSettings::Sip(b) => Some(b.timeout),
-                _ => None,
-            };
-            if call_timeout.is_some_and(|t| t >= self.queue.lease) {
-                return Err(ConfigError::Invalid(format!(
-                    "option `plugin.backends.{name}.timeout`: must be shorter than `queue.lease` ({}s), or a slow delivery could be repeated",
-                    self.queue.lease.as_secs()
-                )));
-            }
-            if let BackendSettings::Webhook(w) = backend {
-                if w.timeout >= self.queue.lease {
-                    return Err(ConfigError::Invalid(format!(
-                        "option `plugin.backends.{name}.timeout`: must be shorter than `queue.lease` ({}s), or a slow delivery could be repeated",
-                        self.queue.lease.as_secs()
-                    )));
-                }
             }
         }
         if self.queue.batch_size == 0 || self.queue.concurrency == 0 || self.queue.writers == 0 {
@@ -154,7 +126,7 @@ mod tests {
 
     use super::super::load::load_yaml;
     use super::*;
-    use crate::config::{Secret, Tokens};
+    use crate::config::{BackendSettings, Secret, Tokens};
 
     #[test]
     fn backend_settings_are_checked() {
@@ -203,5 +175,20 @@ mod tests {
         s.app.metrics_interval = Duration::ZERO;
         let err = s.validate().expect_err("zero interval").to_string();
         assert!(err.contains("app.metrics_interval"), "{err}");
+    }
+
+    #[test]
+    fn backend_timeouts_must_be_shorter_than_the_lease() {
+        for backend in [
+            "{type: webhook, url: 'http://x'}",
+            "{type: ntfy}",
+            "{type: rocketchat, url: 'http://x'}",
+            "{type: sip, url: 'http://pbx', username: u, password: p}",
+        ] {
+            let yaml = format!("plugin:\n  backends:\n    gw: {backend}\nqueue:\n  lease: 10s\n");
+            let err = load_yaml(&yaml, vec![]).expect_err(backend).to_string();
+            assert!(err.contains("plugin.backends.gw.timeout"), "{err}");
+            load_yaml(&yaml.replace("10s", "11s"), vec![]).expect(backend);
+        }
     }
 }
