@@ -2,7 +2,7 @@
 //!
 //! Option names follow the original service so that its YAML files keep working; every
 //! struct denies unknown keys so that a typo is a startup error naming the option.
-
+//!
 //! Where each section lives (the file is named after the section, or holds it with its kin):
 //!
 //! | options | file |
