@@ -69,29 +69,14 @@ async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    /// A log sink the test reads back.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("log buffer").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use std::sync::Arc;
 
     #[test]
     fn a_panic_is_logged_with_its_location_and_without_its_message() {
-        let log = Captured::default();
-        let writer = log.clone();
+        let log = tempfile::NamedTempFile::new().expect("log file");
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_writer(move || writer.clone())
+            .with_writer(Arc::new(log.reopen().expect("log file")))
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             let previous = std::panic::take_hook();
@@ -100,7 +85,7 @@ mod tests {
             std::panic::set_hook(previous);
             assert!(outcome.is_err());
         });
-        let text = String::from_utf8(log.0.lock().expect("log buffer").clone()).expect("utf-8");
+        let text = std::fs::read_to_string(log.path()).expect("log");
         assert!(text.contains("ERROR"), "{text}");
         assert!(text.contains(file!()), "{text}");
         assert!(!text.contains("+4930123456"), "{text}");
