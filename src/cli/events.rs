@@ -1,0 +1,100 @@
+//! `events`: the notifications log and its delivery attempts.
+
+use anyhow::Context;
+use clap::Subcommand;
+use oncall_relay::config::Settings;
+use oncall_relay::notify::{EventFilter, events};
+use oncall_relay::store::{format_ms, now_ms};
+
+use super::output::{outln, print_json};
+use super::{ListFormat, open_store};
+
+/// `events` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List notifications, newest first, with their delivery attempts.
+    List {
+        /// Only since this long ago (e.g. 1h, 2d) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this user (email or id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this status: queued, delivering, delivered, failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this kind: call or sms.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many notifications.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        format: ListFormat,
+    },
+}
+
+/// Runs an `events` subcommand against the configured database.
+pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let EventsCommand::List {
+        since,
+        user,
+        status,
+        kind,
+        limit,
+        format,
+    } = cmd;
+    let filter = EventFilter {
+        since: since.as_deref().map(parse_since).transpose()?,
+        user,
+        status,
+        kind,
+        limit,
+        before_id: None,
+    };
+    let records = events::list(&store, &filter).await?;
+    if format.json {
+        print_json(&records)?;
+    } else {
+        outln!(
+            "{:<8} {:<24} {:<5} {:<24} {:<10} {:<8} {:<10} LAST ERROR",
+            "ID",
+            "ACCEPTED",
+            "KIND",
+            "EMAIL",
+            "STATUS",
+            "ATTEMPTS",
+            "BACKEND"
+        );
+        for r in &records {
+            outln!(
+                "{:<8} {:<24} {:<5} {:<24} {:<10} {:<8} {:<10} {}",
+                r.id,
+                format_ms(r.created_at),
+                r.kind,
+                r.email,
+                r.status,
+                r.attempts,
+                r.backend.as_deref().unwrap_or("-"),
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 time.
+fn parse_since(raw: &str) -> anyhow::Result<i64> {
+    if let Ok(d) = humantime::parse_duration(raw.trim()) {
+        return Ok(now_ms() - d.as_millis() as i64);
+    }
+    let t = humantime::parse_rfc3339_weak(raw.trim())
+        .with_context(|| format!("--since `{raw}`: use a duration (1h, 2d) or an RFC 3339 time"))?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Ok(ms)
+}
