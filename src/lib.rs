@@ -7,6 +7,7 @@ pub mod config;
 pub mod directory;
 pub mod heartbeat;
 pub mod notify;
+pub mod roles;
 pub mod schedules;
 pub mod store;
 pub mod telemetry;
