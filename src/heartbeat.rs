@@ -48,7 +48,7 @@ impl From<sqlx::Error> for HeartbeatError {
 }
 
 /// An integration as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Integration {
     /// Public id (sent to OnCall).
     pub id: String,

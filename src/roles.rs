@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A user's role, named as Grafana Cloud names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Grafana admin (role 0).

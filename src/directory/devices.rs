@@ -12,7 +12,7 @@ use super::{Directory, DirectoryError, bump_version};
 use crate::store::now_ms;
 
 /// A registered device.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Device {
     /// Push registration token.
     pub token: String,

@@ -84,7 +84,7 @@ impl From<UnknownRole> for DirectoryError {
 }
 
 /// A directory entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Internal sequence number (sent to OnCall as `grafana_id`).
     pub seq: i64,
@@ -121,7 +121,7 @@ impl User {
 }
 
 /// Fields of a new user.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
     /// Public id; generated when absent.
     pub id: Option<String>,
@@ -165,6 +165,8 @@ pub struct UserPatch {
     #[serde(default)]
     pub contacts: BTreeMap<String, String>,
 }
+
+/// The directory: a snapshot for fast reads and the database for writes.
 #[derive(Debug, Clone)]
 pub struct Directory {
     store: Store,

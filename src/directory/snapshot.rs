@@ -71,7 +71,6 @@ impl Snapshot {
     }
 }
 
-/// The directory: a snapshot for fast reads and the database for writes.
 impl Directory {
     /// Loads the directory from the store.
     pub async fn load(store: Store) -> Result<Directory, DirectoryError> {

@@ -161,7 +161,7 @@ pub fn configured(settings: &crate::config::Settings) -> Result<Vec<NewSchedule>
         .collect()
 }
 /// A schedule as stored, with its tracking status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Schedule {
     /// Row id.
     pub id: i64,

@@ -10,7 +10,7 @@ use crate::directory::Snapshot;
 use crate::store::now_ms;
 
 /// One person on duty, as stored in the state's details.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OnDutyPerson {
     /// Stable key: what the calendar says (lower-case email, else the SUMMARY name), so a
     /// directory change or a replica with an older directory never looks like a shift change.
@@ -26,7 +26,7 @@ pub struct OnDutyPerson {
 }
 
 /// Who is on duty at a moment, resolved against the directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OnDuty {
     /// Known people, by key.
     pub people: BTreeMap<String, OnDutyPerson>,
