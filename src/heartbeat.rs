@@ -20,6 +20,7 @@ use crate::config::HeartbeatSettings;
 use crate::directory::Directory;
 use crate::notify::{self, Kind, NewNotification};
 use crate::store::{Store, StoreError, format_ms, now_ms};
+use crate::tasks::{FirstRun, spawn_periodic};
 
 /// Integration types OnCall may create.
 pub const INTEGRATION_TYPES: [&str; 2] = ["formatted_webhook", "webhook"];
@@ -409,16 +410,9 @@ impl Heartbeats {
         });
         let route = (!self.settings.backend.is_empty()).then(|| self.settings.backend.clone());
         let base = NewNotification {
-            kind: Kind::Heartbeat,
-            user_id: String::new(),
-            email: String::new(),
-            name: String::new(),
-            phone_number: None,
-            message,
             payload: Some(payload),
             route,
-            dedup_key: None,
-            duplicate_of: None,
+            ..NewNotification::to_nobody(Kind::Heartbeat, message)
         };
         if users.is_empty() {
             return vec![base];
@@ -437,13 +431,11 @@ impl Heartbeats {
 
     /// Runs [`Heartbeats::check`] every `heartbeat.check_interval` until shutdown.
     pub fn spawn_watchdog(self, shutdown: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.settings.check_interval) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                if let Err(e) = self.check().await {
+        let every = self.settings.check_interval;
+        spawn_periodic(every, FirstRun::AfterInterval, shutdown, move || {
+            let heartbeats = self.clone();
+            async move {
+                if let Err(e) = heartbeats.check().await {
                     tracing::warn!(error = %e, "heartbeat check failed");
                 }
             }

@@ -10,6 +10,7 @@ pub mod notify;
 pub mod roles;
 pub mod schedules;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 
 pub use app::{Application, StartupError};

@@ -28,6 +28,7 @@ use crate::config::Settings;
 use crate::directory::Directory;
 use crate::notify;
 use crate::store::{Store, StoreError};
+use crate::tasks::{FirstRun, spawn_periodic};
 
 use fetch::{Cached, HTTP_TIMEOUT};
 pub use state::{OnDuty, OnDutyPerson, resolve};
@@ -251,35 +252,26 @@ impl Schedules {
         }
         Ok(())
     }
+
     /// Polls every `grafana.oncall.schedule_poll_interval` and delivers callbacks until
     /// shutdown.
     pub fn spawn_poller(self, shutdown: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let interval = self
-                .settings
-                .grafana
-                .oncall
-                .schedule_poll_interval
-                .max(Duration::from_millis(10));
-            loop {
-                let round = async {
-                    if let Err(e) = self.poll_all().await {
-                        tracing::warn!(error = %e, "schedule polling failed");
-                    }
-                    if let Err(e) = self.deliver_callbacks().await {
-                        tracing::warn!(error = %e, "schedule callbacks failed");
-                    }
-                };
-                // A slow calendar server must not hold up shutdown; dropping a round
-                // mid-way rolls its transaction back, and a claimed callback is retried
-                // when its lease runs out.
-                tokio::select! {
-                    _ = round => {}
-                    _ = shutdown.cancelled() => return,
+        let interval = self
+            .settings
+            .grafana
+            .oncall
+            .schedule_poll_interval
+            .max(Duration::from_millis(10));
+        // A slow calendar server must not hold up shutdown; dropping a round mid-way rolls
+        // its transaction back, and a claimed callback is retried when its lease runs out.
+        spawn_periodic(interval, FirstRun::Now, shutdown, move || {
+            let schedules = self.clone();
+            async move {
+                if let Err(e) = schedules.poll_all().await {
+                    tracing::warn!(error = %e, "schedule polling failed");
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = shutdown.cancelled() => return,
+                if let Err(e) = schedules.deliver_callbacks().await {
+                    tracing::warn!(error = %e, "schedule callbacks failed");
                 }
             }
         })
