@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::FromRow;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -49,9 +49,10 @@ impl From<sqlx::Error> for HeartbeatError {
 }
 
 /// An integration as stored.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Integration {
     /// Public id (sent to OnCall).
+    #[sqlx(rename = "public_id")]
     pub id: String,
     /// Name, unique.
     pub name: String,
@@ -76,18 +77,6 @@ impl Integration {
 }
 
 const COLUMNS: &str = "public_id, name, kind, heartbeat_token, state, last_beat_at, created_at";
-
-fn from_row(r: &sqlx::any::AnyRow) -> Result<Integration, sqlx::Error> {
-    Ok(Integration {
-        id: r.try_get("public_id")?,
-        name: r.try_get("name")?,
-        kind: r.try_get("kind")?,
-        heartbeat_token: r.try_get("heartbeat_token")?,
-        state: r.try_get("state")?,
-        last_beat_at: r.try_get("last_beat_at")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
 
 fn random_string(prefix: &str, len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -240,7 +229,7 @@ impl Heartbeats {
         .bind(name.to_string())
         .fetch_optional(self.store.pool())
         .await?;
-        Ok(row.as_ref().map(from_row).transpose()?)
+        Ok(row.as_ref().map(Integration::from_row).transpose()?)
     }
 
     /// Every integration, or those with this exact name.
@@ -262,7 +251,10 @@ impl Heartbeats {
                 .await?
             }
         };
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(Integration::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Records a beat for the link token; `false` when no integration has it.
@@ -312,7 +304,7 @@ impl Heartbeats {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = restored {
-            let integration = from_row(&row)?;
+            let integration = Integration::from_row(&row)?;
             let silent_for = (now - previous.unwrap_or(now)).max(0) / 1000;
             let message = format!(
                 "OnCall instance {} is sending heartbeats again (silent for about {}).",
@@ -356,7 +348,7 @@ impl Heartbeats {
         .await?;
         let mut alerts = Vec::new();
         for row in &rows {
-            let integration = from_row(row)?;
+            let integration = Integration::from_row(row)?;
             let last = integration.last_beat_at.unwrap_or(now);
             let message = format!(
                 "OnCall instance {} stopped sending heartbeats: none for {} s (last at {}).",

@@ -6,13 +6,13 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use super::{Directory, DirectoryError, bump_version};
 use crate::store::now_ms;
 
 /// A registered device.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Device {
     /// Push registration token.
     pub token: String,
@@ -147,7 +147,7 @@ impl Directory {
         .fetch_optional(self.store.pool())
         .await?;
         match row {
-            Some(r) => Ok(device_from_row(&r)?),
+            Some(r) => Ok(Device::from_row(&r)?),
             None => Err(DirectoryError::NotFound(token.to_string())),
         }
     }
@@ -159,16 +159,9 @@ impl Directory {
         )
         .fetch_all(self.store.pool())
         .await?;
-        Ok(rows.iter().map(device_from_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(Device::from_row)
+            .collect::<Result<_, _>>()?)
     }
-}
-
-fn device_from_row(r: &sqlx::any::AnyRow) -> Result<Device, sqlx::Error> {
-    Ok(Device {
-        token: r.try_get("token")?,
-        user_id: r.try_get("user_id")?,
-        label: r.try_get("label")?,
-        first_seen_at: r.try_get("first_seen_at")?,
-        last_seen_at: r.try_get("last_seen_at")?,
-    })
 }

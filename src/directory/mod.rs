@@ -84,11 +84,13 @@ impl From<UnknownRole> for DirectoryError {
 }
 
 /// A directory entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct User {
     /// Internal sequence number (sent to OnCall as `grafana_id`).
+    #[sqlx(rename = "id")]
     pub seq: i64,
     /// Stable public id sent to OnCall.
+    #[sqlx(rename = "public_id")]
     pub id: String,
     /// Display name.
     pub name: String,
@@ -99,6 +101,7 @@ pub struct User {
     /// Phone number in E.164 form.
     pub phone_number: Option<String>,
     /// Inactive users are never called.
+    #[sqlx(try_from = "crate::store::Flag")]
     pub active: bool,
     /// Grafana role.
     pub role: Role,
@@ -106,6 +109,7 @@ pub struct User {
     pub timezone: String,
     /// Addresses for backends (`telegram`, `slack`, `email`, `ntfy`, ...) and `route`, a
     /// backend tried first for this user.
+    #[sqlx(try_from = "crate::store::JsonText<BTreeMap<String, String>>")]
     pub contacts: BTreeMap<String, String>,
     /// Creation time (Unix ms).
     pub created_at: i64,

@@ -5,7 +5,9 @@ use std::sync::{Arc, RwLock};
 
 use futures_util::TryStreamExt;
 
-use super::storage::{USER_COLUMNS, user_from_row};
+use sqlx::FromRow;
+
+use super::storage::USER_COLUMNS;
 use super::{Directory, DirectoryError, Role, User, devices, email_key};
 use crate::store::Store;
 
@@ -131,7 +133,7 @@ impl Directory {
             )))
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
-                users.push(user_from_row(&row)?);
+                users.push(User::from_row(&row)?);
             }
         }
         let devices = devices::assigned(&mut tx).await?;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use super::validation::{apply_patch, validate_new};
 use super::{
@@ -10,26 +10,26 @@ use super::{
     User, UserPatch, email_key, parse_email,
 };
 
+/// Read leniently: a role this version does not know is no role, not an unreadable user.
+impl sqlx::Type<sqlx::Any> for Role {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Any>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Role {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let name = <String as sqlx::Decode<sqlx::Any>>::decode(value)?;
+        Ok(Role::parse(&name).unwrap_or(Role::None))
+    }
+}
+
 pub(super) const USER_COLUMNS: &str = "id, public_id, name, username, email, phone_number, active, role, timezone, contacts, created_at, updated_at";
 
-pub(super) fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(User {
-        seq: row.try_get("id")?,
-        id: row.try_get("public_id")?,
-        name: row.try_get("name")?,
-        username: row.try_get("username")?,
-        email: row.try_get("email")?,
-        phone_number: row.try_get("phone_number")?,
-        active: row.try_get::<i64, _>("active")? != 0,
-        role: Role::parse(&role).unwrap_or(Role::None),
-        timezone: row.try_get("timezone")?,
-        // Written only by this module; an unreadable value means no contacts, not no user.
-        contacts: serde_json::from_str(&row.try_get::<String, _>("contacts")?).unwrap_or_default(),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
 impl Directory {
     /// Finds a user by email or public id, reading the database.
     pub async fn get(&self, email_or_id: &str) -> Result<User, DirectoryError> {
@@ -42,7 +42,7 @@ impl Directory {
         .fetch_optional(self.store.pool())
         .await?;
         match row {
-            Some(row) => Ok(user_from_row(&row)?),
+            Some(row) => Ok(User::from_row(&row)?),
             None => Err(DirectoryError::NotFound(key.to_string())),
         }
     }
@@ -54,7 +54,7 @@ impl Directory {
         )))
         .fetch_all(self.store.pool())
         .await?;
-        Ok(rows.iter().map(user_from_row).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(User::from_row).collect::<Result<_, _>>()?)
     }
 
     /// Adds a user after validating every field.
@@ -225,7 +225,7 @@ async fn upsert(tx: &mut sqlx::AnyConnection, row: ImportRow) -> Result<Upserted
     .await?;
     match existing {
         Some(existing) => {
-            let current = user_from_row(&existing)?;
+            let current = User::from_row(&existing)?;
             let updated = apply_patch(current.clone(), row.into_patch())?;
             if updated == current {
                 Ok(Upserted::Unchanged(current))

@@ -162,7 +162,7 @@ pub fn configured(settings: &crate::config::Settings) -> Result<Vec<NewSchedule>
         .collect()
 }
 /// A schedule as stored, with its tracking status.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Schedule {
     /// Row id.
     pub id: i64,
@@ -181,8 +181,10 @@ pub struct Schedule {
     /// The calendar's own name, once fetched.
     pub calendar_name: Option<String>,
     /// Keys of the people on duty (None before the first successful poll).
+    #[sqlx(try_from = "crate::store::JsonText<Vec<String>>")]
     pub on_duty: Option<Vec<String>>,
     /// Details of the people on duty.
+    #[sqlx(rename = "on_duty_detail", try_from = "crate::store::JsonText<OnDuty>")]
     pub detail: Option<OnDuty>,
     /// Last change of the on-duty set (Unix ms).
     pub changed_at: Option<i64>,

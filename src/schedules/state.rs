@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use super::{NewSchedule, Schedule, ScheduleError, Schedules, Transport, ical};
 use crate::directory::Snapshot;
@@ -108,26 +108,6 @@ impl OnDuty {
 const COLUMNS: &str = "id, key, name, ical_url, transport, callback_url, source, calendar_name, \
                        on_duty, on_duty_detail, changed_at, last_success_at, last_error, last_error_at";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<Schedule, sqlx::Error> {
-    let on_duty: Option<String> = r.try_get("on_duty")?;
-    let detail: Option<String> = r.try_get("on_duty_detail")?;
-    Ok(Schedule {
-        id: r.try_get("id")?,
-        key: r.try_get("key")?,
-        name: r.try_get("name")?,
-        ical_url: r.try_get("ical_url")?,
-        transport: r.try_get("transport")?,
-        callback_url: r.try_get("callback_url")?,
-        source: r.try_get("source")?,
-        calendar_name: r.try_get("calendar_name")?,
-        on_duty: on_duty.and_then(|s| serde_json::from_str(&s).ok()),
-        detail: detail.and_then(|s| serde_json::from_str(&s).ok()),
-        changed_at: r.try_get("changed_at")?,
-        last_success_at: r.try_get("last_success_at")?,
-        last_error: r.try_get("last_error")?,
-        last_error_at: r.try_get("last_error_at")?,
-    })
-}
 impl Schedules {
     /// Adds a schedule; with `from_config`, an existing one with the key is updated instead.
     pub async fn add(
@@ -199,7 +179,7 @@ impl Schedules {
         .fetch_optional(self.store.pool())
         .await?;
         match row {
-            Some(r) => Ok(from_row(&r)?),
+            Some(r) => Ok(Schedule::from_row(&r)?),
             None => Err(ScheduleError::NotFound(key.to_string())),
         }
     }
@@ -211,7 +191,10 @@ impl Schedules {
         )))
         .fetch_all(self.store.pool())
         .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(Schedule::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Removes a schedule and its pending callbacks.

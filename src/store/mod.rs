@@ -14,6 +14,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::{DbSettings, Driver};
 
+mod columns;
+
+pub use columns::{Flag, JsonText};
+
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
