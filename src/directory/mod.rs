@@ -24,7 +24,6 @@ pub use import::{
     ImportFormat, ImportReport, ImportRow, MigrationReport, Skipped, parse_import, read_emu_oncall,
 };
 pub use snapshot::Snapshot;
-pub(crate) use storage::bump_version;
 pub use validation::{
     email_key, generate_public_id, parse_contact_key, parse_email, parse_phone, parse_public_id,
 };

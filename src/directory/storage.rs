@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{FromRow, Row};
 
-use super::validation::{apply_patch, validate_new};
+use crate::store::WriteTx;
+
+use super::validation::{apply_patch, non_blank, validate_new};
 use super::{
     Directory, DirectoryError, ImportReport, ImportRow, MigrationReport, NewUser, Role, Skipped,
     User, UserPatch, email_key, parse_email,
@@ -34,27 +36,20 @@ impl Directory {
     /// Finds a user by email or public id, reading the database.
     pub async fn get(&self, email_or_id: &str) -> Result<User, DirectoryError> {
         let key = email_or_id.trim();
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {USER_COLUMNS} FROM directory_users WHERE email_key = $1 OR public_id = $2"
-        )))
-        .bind(email_key(key))
-        .bind(key.to_string())
-        .fetch_optional(self.store.pool())
-        .await?;
-        match row {
-            Some(row) => Ok(User::from_row(&row)?),
-            None => Err(DirectoryError::NotFound(key.to_string())),
-        }
+        );
+        let user = self
+            .store
+            .fetch_optional(sqlx::AssertSqlSafe(sql), &[&email_key(key), key])
+            .await?;
+        user.ok_or_else(|| DirectoryError::NotFound(key.to_string()))
     }
 
     /// Every user, read from the database.
     pub async fn list(&self) -> Result<Vec<User>, DirectoryError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM directory_users ORDER BY id"
-        )))
-        .fetch_all(self.store.pool())
-        .await?;
-        Ok(rows.iter().map(User::from_row).collect::<Result<_, _>>()?)
+        let sql = format!("SELECT {USER_COLUMNS} FROM directory_users ORDER BY id");
+        Ok(self.store.fetch_all(sqlx::AssertSqlSafe(sql), &[]).await?)
     }
 
     /// Adds a user after validating every field.
@@ -62,9 +57,7 @@ impl Directory {
         let user = validate_new(new)?;
         let mut tx = self.store.begin_write().await?;
         let user = insert_user(&mut tx, user).await?;
-        bump_version(&mut tx).await?;
-        tx.commit().await?;
-        self.refresh().await?;
+        self.commit_change(tx).await?;
         Ok(user)
     }
 
@@ -78,9 +71,7 @@ impl Directory {
         let updated = apply_patch(current, patch)?;
         let mut tx = self.store.begin_write().await?;
         let user = update_user(&mut tx, updated).await?;
-        bump_version(&mut tx).await?;
-        tx.commit().await?;
-        self.refresh().await?;
+        self.commit_change(tx).await?;
         Ok(user)
     }
 
@@ -92,9 +83,7 @@ impl Directory {
             .bind(user.seq)
             .execute(&mut *tx)
             .await?;
-        bump_version(&mut tx).await?;
-        tx.commit().await?;
-        self.refresh().await?;
+        self.commit_change(tx).await?;
         Ok(user)
     }
 
@@ -116,9 +105,7 @@ impl Directory {
                 Upserted::Unchanged(_) => report.unchanged += 1,
             }
         }
-        bump_version(&mut tx).await?;
-        tx.commit().await?;
-        self.refresh().await?;
+        self.commit_change(tx).await?;
         Ok(report)
     }
 
@@ -152,12 +139,7 @@ impl Directory {
                 ));
                 continue;
             }
-            let wanted_id = row
-                .id
-                .as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string);
+            let wanted_id = non_blank(row.id.as_deref()).map(str::to_string);
             if let Some(id) = &wanted_id
                 && let Some(first) = seen_ids.get(id)
             {
@@ -197,9 +179,7 @@ impl Directory {
                 seen_ids.insert(id, label);
             }
         }
-        bump_version(&mut tx).await?;
-        tx.commit().await?;
-        self.refresh().await?;
+        self.commit_change(tx).await?;
         Ok(report)
     }
 }
@@ -251,7 +231,18 @@ async fn upsert(tx: &mut sqlx::AnyConnection, row: ImportRow) -> Result<Upserted
     }
 }
 
-pub(crate) async fn bump_version(conn: &mut sqlx::AnyConnection) -> Result<(), DirectoryError> {
+impl Directory {
+    /// Ends a write: bumps the directory version in the same transaction, commits, and
+    /// reloads the snapshot, so that every process sees the change.
+    pub(super) async fn commit_change(&self, mut tx: WriteTx) -> Result<(), DirectoryError> {
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        Ok(())
+    }
+}
+
+async fn bump_version(conn: &mut sqlx::AnyConnection) -> Result<(), DirectoryError> {
     sqlx::query("UPDATE directory_version SET version = version + 1 WHERE id = 1")
         .execute(&mut *conn)
         .await?;

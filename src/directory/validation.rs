@@ -61,12 +61,7 @@ pub fn parse_phone(raw: &str) -> Result<String, DirectoryError> {
 /// Validates a public id: 1 to 20 letters, digits, `-` or `_`.
 pub fn parse_public_id(raw: &str) -> Result<String, DirectoryError> {
     let id = raw.trim();
-    if id.is_empty()
-        || id.len() > MAX_PUBLIC_ID_LEN
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if !is_word(id, MAX_PUBLIC_ID_LEN) {
         return Err(DirectoryError::Invalid {
             field: "id",
             message: format!("`{id}` must be 1 to {MAX_PUBLIC_ID_LEN} letters, digits, `-` or `_`"),
@@ -97,12 +92,7 @@ pub fn email_key(email: &str) -> String {
 /// Validates a contact key: lower-case letters, digits, `_` and `-` (`telegram`, `email`, `route`).
 pub fn parse_contact_key(raw: &str) -> Result<String, DirectoryError> {
     let key = raw.trim().to_ascii_lowercase();
-    if key.is_empty()
-        || key.len() > 40
-        || !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !is_word(&key, 40) {
         return Err(DirectoryError::Invalid {
             field: "contacts",
             message: format!("`{raw}` is not a contact name (letters, digits, `_`, `-`)"),
@@ -110,19 +100,33 @@ pub fn parse_contact_key(raw: &str) -> Result<String, DirectoryError> {
     }
     Ok(key)
 }
+
+/// The trimmed text, unless it is absent or blank.
+pub(super) fn non_blank(raw: Option<&str>) -> Option<&str> {
+    raw.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Whether `text` is 1 to `max` ASCII letters, digits, `-` and `_`.
+fn is_word(text: &str, max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 pub(super) fn validate_new(new: NewUser) -> Result<User, DirectoryError> {
     let email = parse_email(&new.email)?;
-    let id = match new.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let id = match non_blank(new.id.as_deref()) {
         Some(id) => parse_public_id(id)?,
         None => generate_public_id(),
     };
-    let phone_number = match new.phone_number.as_deref().map(str::trim) {
-        Some(p) if !p.is_empty() => Some(parse_phone(p)?),
-        _ => None,
-    };
-    let role = match new.role.as_deref().map(str::trim) {
-        Some(r) if !r.is_empty() => Role::parse(r)?,
-        _ => Role::Editor,
+    let phone_number = non_blank(new.phone_number.as_deref())
+        .map(parse_phone)
+        .transpose()?;
+    let role = match non_blank(new.role.as_deref()) {
+        Some(r) => Role::parse(r)?,
+        None => Role::Editor,
     };
     let username = match new.username.map(|u| u.trim().to_string()) {
         Some(u) if !u.is_empty() => u,
@@ -166,10 +170,7 @@ pub(super) fn apply_patch(mut user: User, patch: UserPatch) -> Result<User, Dire
         user.username = username.trim().to_string();
     }
     if let Some(phone) = patch.phone_number {
-        user.phone_number = match phone.as_deref().map(str::trim) {
-            Some(p) if !p.is_empty() => Some(parse_phone(p)?),
-            _ => None,
-        };
+        user.phone_number = non_blank(phone.as_deref()).map(parse_phone).transpose()?;
     }
     if let Some(role) = patch.role {
         user.role = Role::parse(&role)?;

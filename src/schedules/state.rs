@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, Row};
+use sqlx::Row;
 
 use super::{NewSchedule, Schedule, ScheduleError, Schedules, Transport, ical};
 use crate::directory::Snapshot;
@@ -172,29 +172,18 @@ impl Schedules {
 
     /// The schedule with this key.
     pub async fn get(&self, key: &str) -> Result<Schedule, ScheduleError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM schedules WHERE key = $1"
-        )))
-        .bind(key.trim().to_string())
-        .fetch_optional(self.store.pool())
-        .await?;
-        match row {
-            Some(r) => Ok(Schedule::from_row(&r)?),
-            None => Err(ScheduleError::NotFound(key.to_string())),
-        }
+        let sql = format!("SELECT {COLUMNS} FROM schedules WHERE key = $1");
+        let schedule = self
+            .store
+            .fetch_optional(sqlx::AssertSqlSafe(sql), &[key.trim()])
+            .await?;
+        schedule.ok_or_else(|| ScheduleError::NotFound(key.to_string()))
     }
 
     /// Every schedule.
     pub async fn list(&self) -> Result<Vec<Schedule>, ScheduleError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM schedules ORDER BY key"
-        )))
-        .fetch_all(self.store.pool())
-        .await?;
-        Ok(rows
-            .iter()
-            .map(Schedule::from_row)
-            .collect::<Result<_, _>>()?)
+        let sql = format!("SELECT {COLUMNS} FROM schedules ORDER BY key");
+        Ok(self.store.fetch_all(sqlx::AssertSqlSafe(sql), &[]).await?)
     }
 
     /// Removes a schedule and its pending callbacks.

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow, install_default_drivers};
+use sqlx::{AnyPool, Executor, FromRow, SqlSafeStr};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::{DbSettings, Driver};
@@ -200,10 +200,50 @@ impl Store {
         }
     }
 
+    /// The rows `sql` selects as `T`, with `params` bound as `$1`, `$2`, ... in order.
+    pub async fn fetch_all<T>(
+        &self,
+        sql: impl SqlSafeStr,
+        params: &[&str],
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        bind_all(sqlx::query_as(sql), params)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// The first row `sql` selects as `T`, if any; `params` as in [`Store::fetch_all`].
+    pub async fn fetch_optional<T>(
+        &self,
+        sql: impl SqlSafeStr,
+        params: &[&str],
+    ) -> Result<Option<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        bind_all(sqlx::query_as(sql), params)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Closes every connection.
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Binds each of `params` as text, in order.
+fn bind_all<'q, T>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Any, T, AnyArguments>,
+    params: &[&str],
+) -> sqlx::query::QueryAs<'q, sqlx::Any, T, AnyArguments> {
+    for param in params {
+        query = query.bind(param.to_string());
+    }
+    query
 }
 
 /// `sqlite` or `postgres`, for messages.
