@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -69,6 +69,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ),
     servers((url = "/api/admin/v1")),
     security(("adminToken" = [])),
+    components(schemas(ErrorBody)),
     modifiers(&AdminToken)
 )]
 struct ApiDoc;
@@ -114,6 +115,24 @@ pub(super) struct ErrorBody {
     /// What went wrong.
     detail: String,
 }
+
+/// The answer without the admin token, or with a wrong one.
+#[derive(IntoResponses)]
+#[response(status = 403, description = "Missing or wrong admin token")]
+#[allow(dead_code)] // Only described: the answer itself comes from `ApiError`.
+pub(super) struct Denied(#[to_schema] ErrorBody);
+
+/// The answer for an unknown user, device or schedule.
+#[derive(IntoResponses)]
+#[response(status = 404, description = "Not found")]
+#[allow(dead_code)] // Only described: the answer itself comes from `ApiError`.
+pub(super) struct Missing(#[to_schema] ErrorBody);
+
+/// The answer for an invalid field or parameter.
+#[derive(IntoResponses)]
+#[response(status = 400, description = "Invalid request")]
+#[allow(dead_code)] // Only described: the answer itself comes from `ApiError`.
+pub(super) struct Invalid(#[to_schema] ErrorBody);
 
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if state.admin_tokens.is_none() {

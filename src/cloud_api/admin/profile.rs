@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::ErrorBody;
+use super::Denied;
 use crate::cloud_api::{ApiError, AppState};
 
 /// How long to sample.
@@ -30,18 +30,7 @@ fn profile_seconds(state: &AppState, q: &ProfileQuery) -> Result<u64, ApiError> 
 /// CPU profile in pprof format (needs `debug: true` and a build with the `profiling` feature)
 ///
 /// pprof's protobuf format (`go tool pprof`), sampled for `seconds`.
-#[utoipa::path(
-    get,
-    path = "/debug/pprof/profile",
-    tag = "debug",
-    params(ProfileQuery),
-    responses(
-        (status = 200, description = "The profile", content_type = "application/octet-stream"),
-        (status = 403, body = ErrorBody),
-        (status = 404, description = "debug is off"),
-        (status = 501, description = "Built without the profiling feature"),
-    )
-)]
+#[utoipa::path(get, path = "/debug/pprof/profile", tag = "debug", params(ProfileQuery), responses((status = 200, description = "The profile", content_type = "application/octet-stream"), Denied, (status = 404, description = "debug is off"), (status = 501, description = "Built without the profiling feature")))]
 pub(super) async fn profile(
     State(state): State<AppState>,
     Query(q): Query<ProfileQuery>,
@@ -52,18 +41,7 @@ pub(super) async fn profile(
 }
 
 /// CPU profile as an SVG flame graph (needs `debug: true` and the `profiling` feature)
-#[utoipa::path(
-    get,
-    path = "/debug/pprof/flamegraph",
-    tag = "debug",
-    params(ProfileQuery),
-    responses(
-        (status = 200, description = "The flame graph", content_type = "image/svg+xml"),
-        (status = 403, body = ErrorBody),
-        (status = 404, description = "debug is off"),
-        (status = 501, description = "Built without the profiling feature"),
-    )
-)]
+#[utoipa::path(get, path = "/debug/pprof/flamegraph", tag = "debug", params(ProfileQuery), responses((status = 200, description = "The flame graph", content_type = "image/svg+xml"), Denied, (status = 404, description = "debug is off"), (status = 501, description = "Built without the profiling feature")))]
 pub(super) async fn flamegraph(
     State(state): State<AppState>,
     Query(q): Query<ProfileQuery>,

@@ -6,21 +6,24 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ErrorBody, Page};
+use super::{Denied, Invalid, Missing, Page};
 use crate::cloud_api::{ApiError, AppState};
 use crate::heartbeat::Integration;
 use crate::notify::{EventFilter, NotificationRecord, events};
 use crate::schedules::{NewSchedule, Schedule, Transport};
 
+/// The `{key}` of a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct KeyPath {
+    /// Schedule key.
+    key: String,
+}
+
 /// Integrations OnCall created, with heartbeat state
 #[utoipa::path(
-    get,
-    path = "/integrations",
-    tag = "integrations",
-    responses(
-        (status = 200, body = Page<Integration>),
-        (status = 403, body = ErrorBody),
-    )
+    get, path = "/integrations", tag = "integrations",
+    responses((status = 200, body = Page<Integration>), Denied)
 )]
 pub(super) async fn list_integrations(
     State(state): State<AppState>,
@@ -30,13 +33,8 @@ pub(super) async fn list_integrations(
 
 /// Tracked schedules: who is on duty, last poll, last error
 #[utoipa::path(
-    get,
-    path = "/schedules",
-    tag = "schedules",
-    responses(
-        (status = 200, body = Page<Schedule>),
-        (status = 403, body = ErrorBody),
-    )
+    get, path = "/schedules", tag = "schedules",
+    responses((status = 200, body = Page<Schedule>), Denied)
 )]
 pub(super) async fn list_schedules(
     State(state): State<AppState>,
@@ -65,15 +63,9 @@ pub(super) struct ScheduleBody {
 
 /// Track a schedule (changes are picked up by every replica without a restart)
 #[utoipa::path(
-    post,
-    path = "/schedules",
-    tag = "schedules",
+    post, path = "/schedules", tag = "schedules",
     request_body = ScheduleBody,
-    responses(
-        (status = 201, body = Schedule),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-    )
+    responses((status = 201, body = Schedule), Invalid, Denied)
 )]
 pub(super) async fn add_schedule(
     State(state): State<AppState>,
@@ -97,38 +89,26 @@ pub(super) async fn add_schedule(
 
 /// One schedule with its status
 #[utoipa::path(
-    get,
-    path = "/schedules/{key}",
-    tag = "schedules",
-    params(("key" = String, Path, description = "Schedule key")),
-    responses(
-        (status = 200, body = Schedule),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-    )
+    get, path = "/schedules/{key}", tag = "schedules",
+    params(KeyPath),
+    responses((status = 200, body = Schedule), Denied, Missing)
 )]
 pub(super) async fn get_schedule(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(KeyPath { key }): Path<KeyPath>,
 ) -> Result<Json<Schedule>, ApiError> {
     Ok(Json(state.schedules.get(&key).await?))
 }
 
 /// Stop tracking a schedule
 #[utoipa::path(
-    delete,
-    path = "/schedules/{key}",
-    tag = "schedules",
-    params(("key" = String, Path, description = "Schedule key")),
-    responses(
-        (status = 204, description = "Removed"),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-    )
+    delete, path = "/schedules/{key}", tag = "schedules",
+    params(KeyPath),
+    responses((status = 204, description = "Removed"), Denied, Missing)
 )]
 pub(super) async fn remove_schedule(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Path(KeyPath { key }): Path<KeyPath>,
 ) -> Result<StatusCode, ApiError> {
     state.schedules.remove(&key).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -169,15 +149,9 @@ pub(super) struct EventsPage {
 ///
 /// `limit` (≤ 500, default 50) at a time; `next_before` is the `before` of the next page.
 #[utoipa::path(
-    get,
-    path = "/events",
-    tag = "events",
+    get, path = "/events", tag = "events",
     params(EventsQuery),
-    responses(
-        (status = 200, body = EventsPage),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-    )
+    responses((status = 200, body = EventsPage), Invalid, Denied)
 )]
 pub(super) async fn list_events(
     State(state): State<AppState>,

@@ -6,22 +6,33 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ErrorBody, Page};
+use super::{Denied, Invalid, Missing, Page};
 use crate::cloud_api::extract::FormOrJson;
 use crate::cloud_api::{ApiError, AppState};
 use crate::directory::{Device, NewUser, User, UserPatch};
 
+/// The `{user}` of a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct UserPath {
+    /// Email or public id.
+    user: String,
+}
+
+/// The `{token}` of a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct TokenPath {
+    /// Push registration token.
+    token: String,
+}
+
 /// List users
 #[utoipa::path(
-    get,
-    path = "/users",
-    tag = "users",
-    responses(
-        (status = 200, body = Page<User>),
-        (status = 403, body = ErrorBody),
-    )
+    get, path = "/users", tag = "users",
+    responses((status = 200, body = Page<User>), Denied)
 )]
 pub(super) async fn list_users(
     State(state): State<AppState>,
@@ -31,15 +42,9 @@ pub(super) async fn list_users(
 
 /// Add a user
 #[utoipa::path(
-    post,
-    path = "/users",
-    tag = "users",
+    post, path = "/users", tag = "users",
     request_body = NewUser,
-    responses(
-        (status = 201, body = User),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-    )
+    responses((status = 201, body = User), Invalid, Denied)
 )]
 pub(super) async fn create_user(
     State(state): State<AppState>,
@@ -50,19 +55,13 @@ pub(super) async fn create_user(
 
 /// One user
 #[utoipa::path(
-    get,
-    path = "/users/{user}",
-    tag = "users",
-    params(("user" = String, Path, description = "Email or public id")),
-    responses(
-        (status = 200, body = User),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-    )
+    get, path = "/users/{user}", tag = "users",
+    params(UserPath),
+    responses((status = 200, body = User), Denied, Missing)
 )]
 pub(super) async fn get_user(
     State(state): State<AppState>,
-    Path(user): Path<String>,
+    Path(UserPath { user }): Path<UserPath>,
 ) -> Result<Json<User>, ApiError> {
     Ok(Json(state.directory.get(&user).await?))
 }
@@ -91,21 +90,14 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 
 /// Change a user (phone_number: null removes the number; an empty contact value removes the contact)
 #[utoipa::path(
-    patch,
-    path = "/users/{user}",
-    tag = "users",
-    params(("user" = String, Path, description = "Email or public id")),
+    patch, path = "/users/{user}", tag = "users",
+    params(UserPath),
     request_body = PatchBody,
-    responses(
-        (status = 200, body = User),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-    )
+    responses((status = 200, body = User), Invalid, Denied, Missing)
 )]
 pub(super) async fn update_user(
     State(state): State<AppState>,
-    Path(user): Path<String>,
+    Path(UserPath { user }): Path<UserPath>,
     Json(body): Json<PatchBody>,
 ) -> Result<Json<User>, ApiError> {
     let patch = UserPatch {
@@ -123,19 +115,13 @@ pub(super) async fn update_user(
 
 /// Remove a user
 #[utoipa::path(
-    delete,
-    path = "/users/{user}",
-    tag = "users",
-    params(("user" = String, Path, description = "Email or public id")),
-    responses(
-        (status = 204, description = "Removed"),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-    )
+    delete, path = "/users/{user}", tag = "users",
+    params(UserPath),
+    responses((status = 204, description = "Removed"), Denied, Missing)
 )]
 pub(super) async fn remove_user(
     State(state): State<AppState>,
-    Path(user): Path<String>,
+    Path(UserPath { user }): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     state.directory.remove(&user).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -143,13 +129,8 @@ pub(super) async fn remove_user(
 
 /// List devices, unassigned ones included
 #[utoipa::path(
-    get,
-    path = "/devices",
-    tag = "devices",
-    responses(
-        (status = 200, body = Page<Device>),
-        (status = 403, body = ErrorBody),
-    )
+    get, path = "/devices", tag = "devices",
+    responses((status = 200, body = Page<Device>), Denied)
 )]
 pub(super) async fn list_devices(
     State(state): State<AppState>,
@@ -169,21 +150,14 @@ pub(super) struct DeviceBody {
 
 /// Assign a device token to a user
 #[utoipa::path(
-    put,
-    path = "/devices/{token}",
-    tag = "devices",
-    params(("token" = String, Path, description = "Push registration token")),
+    put, path = "/devices/{token}", tag = "devices",
+    params(TokenPath),
     request_body = DeviceBody,
-    responses(
-        (status = 200, body = Device),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-    )
+    responses((status = 200, body = Device), Invalid, Denied, Missing)
 )]
 pub(super) async fn assign_device(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Path(TokenPath { token }): Path<TokenPath>,
     FormOrJson(body): FormOrJson<DeviceBody>,
 ) -> Result<Json<Device>, ApiError> {
     let device = state
@@ -195,19 +169,13 @@ pub(super) async fn assign_device(
 
 /// Forget a device
 #[utoipa::path(
-    delete,
-    path = "/devices/{token}",
-    tag = "devices",
-    params(("token" = String, Path, description = "Push registration token")),
-    responses(
-        (status = 204, description = "Removed"),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-    )
+    delete, path = "/devices/{token}", tag = "devices",
+    params(TokenPath),
+    responses((status = 204, description = "Removed"), Denied, Missing)
 )]
 pub(super) async fn remove_device(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Path(TokenPath { token }): Path<TokenPath>,
 ) -> Result<StatusCode, ApiError> {
     state.directory.remove_device(&token).await?;
     Ok(StatusCode::NO_CONTENT)
