@@ -214,7 +214,8 @@ impl Store {
             .await
     }
 
-    /// The first row `sql` selects as `T`, if any; `params` as in [`Store::fetch_all`].
+    /// The first row `sql` selects as `T`, if any; `params` as in [`Store::fetch_all`]. For
+    /// lookups by key, which select one row at most.
     pub async fn fetch_optional<T>(
         &self,
         sql: impl SqlSafeStr,
@@ -223,9 +224,7 @@ impl Store {
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
-        bind_all(sqlx::query_as(sql), params)
-            .fetch_optional(&self.pool)
-            .await
+        Ok(self.fetch_all(sql, params).await?.into_iter().next())
     }
 
     /// Closes every connection.

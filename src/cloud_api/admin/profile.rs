@@ -5,7 +5,7 @@ use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, IntoResponses};
 
 use super::Denied;
 use crate::cloud_api::{ApiError, AppState};
@@ -20,35 +20,68 @@ pub(super) struct ProfileQuery {
     seconds: Option<u64>,
 }
 
-fn profile_seconds(state: &AppState, q: &ProfileQuery) -> Result<u64, ApiError> {
-    if !state.debug {
-        return Err(ApiError::NotFound);
-    }
-    Ok(q.seconds.unwrap_or(10).clamp(1, 120))
+/// Why no profile is taken.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Only described: the answers come from `ApiError`.
+enum NoProfile {
+    /// `debug` is off.
+    #[response(status = 404, description = "debug is off")]
+    DebugOff,
+    /// The build has no profiler.
+    #[response(status = 501, description = "Built without the profiling feature")]
+    NotBuilt,
 }
 
 /// CPU profile in pprof format (needs `debug: true` and a build with the `profiling` feature)
 ///
 /// pprof's protobuf format (`go tool pprof`), sampled for `seconds`.
-#[utoipa::path(get, path = "/debug/pprof/profile", tag = "debug", params(ProfileQuery), responses((status = 200, description = "The profile", content_type = "application/octet-stream"), Denied, (status = 404, description = "debug is off"), (status = 501, description = "Built without the profiling feature")))]
+#[utoipa::path(
+    get, path = "/debug/pprof/profile", tag = "debug",
+    params(ProfileQuery),
+    responses(
+        (status = 200, description = "The profile", content_type = "application/octet-stream"),
+        Denied, NoProfile
+    )
+)]
 pub(super) async fn profile(
     State(state): State<AppState>,
     Query(q): Query<ProfileQuery>,
 ) -> Result<Response, ApiError> {
-    let seconds = profile_seconds(&state, &q)?;
-    let bytes = cpu_profile(seconds, ProfileFormat::Pprof).await?;
-    Ok(([(CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    sample(&state, &q, ProfileFormat::Pprof).await
 }
 
 /// CPU profile as an SVG flame graph (needs `debug: true` and the `profiling` feature)
-#[utoipa::path(get, path = "/debug/pprof/flamegraph", tag = "debug", params(ProfileQuery), responses((status = 200, description = "The flame graph", content_type = "image/svg+xml"), Denied, (status = 404, description = "debug is off"), (status = 501, description = "Built without the profiling feature")))]
+#[utoipa::path(
+    get, path = "/debug/pprof/flamegraph", tag = "debug",
+    params(ProfileQuery),
+    responses(
+        (status = 200, description = "The flame graph", content_type = "image/svg+xml"),
+        Denied, NoProfile
+    )
+)]
 pub(super) async fn flamegraph(
     State(state): State<AppState>,
     Query(q): Query<ProfileQuery>,
 ) -> Result<Response, ApiError> {
-    let seconds = profile_seconds(&state, &q)?;
-    let bytes = cpu_profile(seconds, ProfileFormat::Svg).await?;
-    Ok(([(CONTENT_TYPE, "image/svg+xml")], bytes).into_response())
+    sample(&state, &q, ProfileFormat::Svg).await
+}
+
+/// Samples for `seconds` (1 to 120, default 10) when `debug` is on.
+async fn sample(
+    state: &AppState,
+    q: &ProfileQuery,
+    format: ProfileFormat,
+) -> Result<Response, ApiError> {
+    if !state.debug {
+        return Err(ApiError::NotFound);
+    }
+    let seconds = q.seconds.unwrap_or(10).clamp(1, 120);
+    let bytes = cpu_profile(seconds, format).await?;
+    let content_type = match format {
+        ProfileFormat::Pprof => "application/octet-stream",
+        ProfileFormat::Svg => "image/svg+xml",
+    };
+    Ok(([(CONTENT_TYPE, content_type)], bytes).into_response())
 }
 
 #[derive(Debug, Clone, Copy)]

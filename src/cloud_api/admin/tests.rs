@@ -54,6 +54,14 @@ fn openapi_lists_every_admin_route() {
         "bearer"
     );
     assert_eq!(doc["servers"][0]["url"], "/api/admin/v1");
+    let profile = &doc["paths"]["/debug/pprof/profile"]["get"]["responses"];
+    for status in ["200", "403", "404", "501"] {
+        assert!(profile[status].is_object(), "{status}: {profile}");
+    }
+    let get_user = &doc["paths"]["/users/{user}"]["get"];
+    assert_eq!(get_user["parameters"][0]["name"], "user");
+    let not_found = &get_user["responses"]["404"]["content"]["application/json"]["schema"];
+    assert!(not_found["properties"]["detail"].is_object(), "{not_found}");
 }
 
 /// The properties a schema declares, and the keys a value of its type serialises to, agree.
