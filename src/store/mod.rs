@@ -201,14 +201,11 @@ impl Store {
     }
 
     /// The rows `sql` selects as `T`, with `params` bound as `$1`, `$2`, ... in order.
-    pub async fn fetch_all<T>(
+    pub async fn fetch_all<T: Record>(
         &self,
         sql: impl SqlSafeStr,
         params: &[&str],
-    ) -> Result<Vec<T>, sqlx::Error>
-    where
-        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
-    {
+    ) -> Result<Vec<T>, sqlx::Error> {
         bind_all(sqlx::query_as(sql), params)
             .fetch_all(&self.pool)
             .await
@@ -216,14 +213,11 @@ impl Store {
 
     /// The first row `sql` selects as `T`, if any; `params` as in [`Store::fetch_all`]. For
     /// lookups by key, which select one row at most.
-    pub async fn fetch_optional<T>(
+    pub async fn fetch_optional<T: Record>(
         &self,
         sql: impl SqlSafeStr,
         params: &[&str],
-    ) -> Result<Option<T>, sqlx::Error>
-    where
-        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
-    {
+    ) -> Result<Option<T>, sqlx::Error> {
         Ok(self.fetch_all(sql, params).await?.into_iter().next())
     }
 
@@ -233,6 +227,11 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// A type a row maps to (`#[derive(sqlx::FromRow)]`).
+pub trait Record: for<'r> FromRow<'r, AnyRow> + Send + Unpin {}
+
+impl<T: for<'r> FromRow<'r, AnyRow> + Send + Unpin> Record for T {}
 
 /// Binds each of `params` as text, in order.
 fn bind_all<'q, T>(
