@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::future::IntoFuture;
 
@@ -20,6 +21,7 @@ use crate::directory::{Directory, DirectoryError};
 use crate::heartbeat::Heartbeats;
 use crate::notify::{Acceptor, Backends, Gate, NotifyError, worker};
 use crate::store::{Store, StoreError};
+use crate::tasks::{FirstRun, spawn_periodic};
 use crate::telemetry::metrics::Metrics;
 
 /// Why the service could not start.
@@ -323,20 +325,17 @@ fn spawn_directory_refresh(
     every: std::time::Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.cancelled() => return,
-            }
+    // Warn once per outage, not once per interval.
+    let failing = Arc::new(AtomicBool::new(false));
+    spawn_periodic(every, FirstRun::AfterInterval, shutdown, move || {
+        let (directory, failing) = (directory.clone(), failing.clone());
+        async move {
             match directory.refresh().await {
-                Ok(_) => failing = false,
+                Ok(_) => failing.store(false, Ordering::Relaxed),
                 Err(e) => {
-                    if !failing {
+                    if !failing.swap(true, Ordering::Relaxed) {
                         tracing::warn!(error = %e, "cannot refresh the user directory; answering from the last copy");
                     }
-                    failing = true;
                 }
             }
         }
@@ -348,17 +347,15 @@ fn spawn_purge(
     retention: std::time::Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
+    let every = std::time::Duration::from_secs(600);
+    spawn_periodic(every, FirstRun::Now, shutdown, move || {
+        let store = store.clone();
+        async move {
             let before = crate::store::now_ms() - retention.as_millis() as i64;
             match crate::notify::purge_finished(&store, before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "purged old notifications"),
                 Err(e) => tracing::warn!(error = %e, "cannot purge old notifications"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
-                _ = shutdown.cancelled() => return,
             }
         }
     })
@@ -366,13 +363,8 @@ fn spawn_purge(
 
 /// Returns memory freed after a burst to the system, so an idle relay stays small.
 fn spawn_memory_trim(shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            crate::telemetry::release_free_memory();
-        }
+    let every = std::time::Duration::from_secs(30);
+    spawn_periodic(every, FirstRun::AfterInterval, shutdown, || async {
+        crate::telemetry::release_free_memory();
     })
 }

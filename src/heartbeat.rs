@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::FromRow;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use crate::config::HeartbeatSettings;
 use crate::directory::Directory;
 use crate::notify::{self, Kind, NewNotification};
 use crate::store::{Store, StoreError, format_ms, now_ms};
+use crate::tasks::{FirstRun, spawn_periodic};
 
 /// Integration types OnCall may create.
 pub const INTEGRATION_TYPES: [&str; 2] = ["formatted_webhook", "webhook"];
@@ -48,9 +49,10 @@ impl From<sqlx::Error> for HeartbeatError {
 }
 
 /// An integration as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Integration {
     /// Public id (sent to OnCall).
+    #[sqlx(rename = "public_id")]
     pub id: String,
     /// Name, unique.
     pub name: String,
@@ -75,18 +77,6 @@ impl Integration {
 }
 
 const COLUMNS: &str = "public_id, name, kind, heartbeat_token, state, last_beat_at, created_at";
-
-fn from_row(r: &sqlx::any::AnyRow) -> Result<Integration, sqlx::Error> {
-    Ok(Integration {
-        id: r.try_get("public_id")?,
-        name: r.try_get("name")?,
-        kind: r.try_get("kind")?,
-        heartbeat_token: r.try_get("heartbeat_token")?,
-        state: r.try_get("state")?,
-        last_beat_at: r.try_get("last_beat_at")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
 
 fn random_string(prefix: &str, len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -239,7 +229,7 @@ impl Heartbeats {
         .bind(name.to_string())
         .fetch_optional(self.store.pool())
         .await?;
-        Ok(row.as_ref().map(from_row).transpose()?)
+        Ok(row.as_ref().map(Integration::from_row).transpose()?)
     }
 
     /// Every integration, or those with this exact name.
@@ -261,7 +251,10 @@ impl Heartbeats {
                 .await?
             }
         };
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(Integration::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Records a beat for the link token; `false` when no integration has it.
@@ -311,7 +304,7 @@ impl Heartbeats {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = restored {
-            let integration = from_row(&row)?;
+            let integration = Integration::from_row(&row)?;
             let silent_for = (now - previous.unwrap_or(now)).max(0) / 1000;
             let message = format!(
                 "OnCall instance {} is sending heartbeats again (silent for about {}).",
@@ -355,7 +348,7 @@ impl Heartbeats {
         .await?;
         let mut alerts = Vec::new();
         for row in &rows {
-            let integration = from_row(row)?;
+            let integration = Integration::from_row(row)?;
             let last = integration.last_beat_at.unwrap_or(now);
             let message = format!(
                 "OnCall instance {} stopped sending heartbeats: none for {} s (last at {}).",
@@ -409,16 +402,9 @@ impl Heartbeats {
         });
         let route = (!self.settings.backend.is_empty()).then(|| self.settings.backend.clone());
         let base = NewNotification {
-            kind: Kind::Heartbeat,
-            user_id: String::new(),
-            email: String::new(),
-            name: String::new(),
-            phone_number: None,
-            message,
             payload: Some(payload),
             route,
-            dedup_key: None,
-            duplicate_of: None,
+            ..NewNotification::to_nobody(Kind::Heartbeat, message)
         };
         if users.is_empty() {
             return vec![base];
@@ -437,13 +423,11 @@ impl Heartbeats {
 
     /// Runs [`Heartbeats::check`] every `heartbeat.check_interval` until shutdown.
     pub fn spawn_watchdog(self, shutdown: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.settings.check_interval) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                if let Err(e) = self.check().await {
+        let every = self.settings.check_interval;
+        spawn_periodic(every, FirstRun::AfterInterval, shutdown, move || {
+            let heartbeats = self.clone();
+            async move {
+                if let Err(e) = heartbeats.check().await {
                     tracing::warn!(error = %e, "heartbeat check failed");
                 }
             }

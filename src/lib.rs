@@ -7,8 +7,10 @@ pub mod config;
 pub mod directory;
 pub mod heartbeat;
 pub mod notify;
+pub mod roles;
 pub mod schedules;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 
 pub use app::{Application, StartupError};

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, AppState};
 use crate::store::{Store, now_ms};
+use crate::tasks::{FirstRun, spawn_periodic};
 use crate::telemetry::metrics::{CONTENT_TYPE, Gauge, GaugeValue, Metrics};
 
 /// The route label of requests no route matched.
@@ -84,14 +85,9 @@ pub fn spawn_refresh(
 ) -> JoinHandle<()> {
     // A zero interval would sample in a busy loop.
     let every = every.max(Duration::from_millis(50));
-    tokio::spawn(async move {
-        loop {
-            refresh(&store, &metrics).await;
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.cancelled() => return,
-            }
-        }
+    spawn_periodic(every, FirstRun::Now, shutdown, move || {
+        let (store, metrics) = (store.clone(), metrics.clone());
+        async move { refresh(&store, &metrics).await }
     })
 }
 

@@ -122,16 +122,9 @@ pub async fn relay(State(state): State<AppState>, body: Bytes) -> Result<Respons
             ..NewNotification::to_user(Kind::Push, user, message)
         },
         None => NewNotification {
-            kind: Kind::Push,
-            user_id: String::new(),
-            email: String::new(),
-            name: String::new(),
-            phone_number: None,
-            message,
             payload: Some(payload),
             route,
-            dedup_key: None,
-            duplicate_of: None,
+            ..NewNotification::to_nobody(Kind::Push, message)
         },
     };
     state.acceptor.accept(notification).await?;

@@ -92,14 +92,11 @@ struct ShortUser<'a> {
     is_phone_number_verified: bool,
 }
 
+/// The full form: the short one and the profile fields.
 #[derive(Serialize)]
 struct LongUser<'a> {
-    id: &'a str,
-    grafana_id: i64,
-    email: &'a str,
-    username: &'a str,
-    role: &'static str,
-    is_phone_number_verified: bool,
+    #[serde(flatten)]
+    short: ShortUser<'a>,
     name: &'a str,
     timezone: &'a str,
     teams: [&'a str; 0],
@@ -115,23 +112,19 @@ enum UserOut<'a> {
 
 impl<'a> UserOut<'a> {
     fn new(u: &'a User, short: bool) -> UserOut<'a> {
+        let brief = ShortUser {
+            id: &u.id,
+            grafana_id: u.seq,
+            email: &u.email,
+            username: &u.username,
+            role: u.role.as_str(),
+            is_phone_number_verified: u.phone_verified(),
+        };
         if short {
-            UserOut::Short(ShortUser {
-                id: &u.id,
-                grafana_id: u.seq,
-                email: &u.email,
-                username: &u.username,
-                role: u.role.as_str(),
-                is_phone_number_verified: u.phone_verified(),
-            })
+            UserOut::Short(brief)
         } else {
             UserOut::Long(LongUser {
-                id: &u.id,
-                grafana_id: u.seq,
-                email: &u.email,
-                username: &u.username,
-                role: u.role.as_str(),
-                is_phone_number_verified: u.phone_verified(),
+                short: brief,
                 name: &u.name,
                 timezone: &u.timezone,
                 teams: [],

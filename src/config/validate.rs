@@ -51,7 +51,7 @@ impl Settings {
                     )));
                 }
                 for role in &step.roles {
-                    if crate::directory::Role::parse(role).is_err() {
+                    if crate::roles::Role::parse(role).is_err() {
                         return Err(ConfigError::Invalid(format!(
                             "option `plugin.routes.{kind}[{i}].roles`: `{role}` is not admin, editor, viewer or none"
                         )));

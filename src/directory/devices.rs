@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Directory, DirectoryError, bump_version};
+use super::{Directory, DirectoryError};
 use crate::store::now_ms;
 
 /// A registered device.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Device {
     /// Push registration token.
     pub token: String,
@@ -25,6 +25,8 @@ pub struct Device {
     /// Last push seen or change (Unix ms).
     pub last_seen_at: i64,
 }
+
+const DEVICE_COLUMNS: &str = "token, user_id, label, first_seen_at, last_seen_at";
 
 /// How long a recorded unassigned token is not recorded again.
 const SEEN_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
@@ -79,9 +81,7 @@ impl Directory {
         .bind(label.map(str::to_string))
         .execute(&mut *tx)
         .await?;
-        bump_version(&mut tx).await?;
-        tx.commit().await?;
-        self.refresh().await?;
+        self.commit_change(tx).await?;
         self.device(&token).await
     }
 
@@ -93,9 +93,7 @@ impl Directory {
             .bind(device.token.clone())
             .execute(&mut *tx)
             .await?;
-        bump_version(&mut tx).await?;
-        tx.commit().await?;
-        self.refresh().await?;
+        self.commit_change(tx).await?;
         Ok(device)
     }
 
@@ -140,35 +138,17 @@ impl Directory {
 
     /// One device by token.
     pub async fn device(&self, token: &str) -> Result<Device, DirectoryError> {
-        let row = sqlx::query(
-            "SELECT token, user_id, label, first_seen_at, last_seen_at FROM devices WHERE token = $1",
-        )
-        .bind(token.to_string())
-        .fetch_optional(self.store.pool())
-        .await?;
-        match row {
-            Some(r) => Ok(device_from_row(&r)?),
-            None => Err(DirectoryError::NotFound(token.to_string())),
-        }
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE token = $1");
+        let device = self
+            .store
+            .fetch_optional(sqlx::AssertSqlSafe(sql), &[token])
+            .await?;
+        device.ok_or_else(|| DirectoryError::NotFound(token.to_string()))
     }
 
     /// Every device, unassigned ones included.
     pub async fn devices(&self) -> Result<Vec<Device>, DirectoryError> {
-        let rows = sqlx::query(
-            "SELECT token, user_id, label, first_seen_at, last_seen_at FROM devices ORDER BY id",
-        )
-        .fetch_all(self.store.pool())
-        .await?;
-        Ok(rows.iter().map(device_from_row).collect::<Result<_, _>>()?)
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY id");
+        Ok(self.store.fetch_all(sqlx::AssertSqlSafe(sql), &[]).await?)
     }
-}
-
-fn device_from_row(r: &sqlx::any::AnyRow) -> Result<Device, sqlx::Error> {
-    Ok(Device {
-        token: r.try_get("token")?,
-        user_id: r.try_get("user_id")?,
-        label: r.try_get("label")?,
-        first_seen_at: r.try_get("first_seen_at")?,
-        last_seen_at: r.try_get("last_seen_at")?,
-    })
 }

@@ -29,7 +29,7 @@ pub struct EventFilter {
 }
 
 /// One delivery attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     /// Attempt number, from 1.
     pub attempt: i64,
@@ -46,7 +46,7 @@ pub struct AttemptRecord {
 }
 
 /// One notification with its attempts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NotificationRecord {
     /// Queue id.
     pub id: i64,

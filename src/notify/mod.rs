@@ -169,11 +169,22 @@ impl NewNotification {
     /// A notification for `user` with no details and the default route.
     pub fn to_user(kind: Kind, user: &crate::directory::User, message: String) -> NewNotification {
         NewNotification {
-            kind,
             user_id: user.id.clone(),
             email: user.email.clone(),
             name: user.name.clone(),
             phone_number: user.phone_number.clone(),
+            ..NewNotification::to_nobody(kind, message)
+        }
+    }
+
+    /// A notification for no one in the directory (a route's backend decides who hears it).
+    pub fn to_nobody(kind: Kind, message: String) -> NewNotification {
+        NewNotification {
+            kind,
+            user_id: String::new(),
+            email: String::new(),
+            name: String::new(),
+            phone_number: None,
             message,
             payload: None,
             route: None,

@@ -317,17 +317,29 @@ mod tests {
         v
     }
 
+    /// Asserts who is on duty at each moment.
+    fn assert_on_duty(cal: &Calendar, expected: &[(&str, &[&str])]) {
+        for (at, names) in expected {
+            assert_eq!(who(cal, at), *names, "at {at}");
+        }
+    }
+
     #[test]
     fn ical_weekly_rotation_across_dst_in_berlin() {
         let cal = parse(&fixture("berlin_weekly.ics")).expect("parses");
         assert_eq!(cal.name.as_deref(), Some("Berlin primary"));
         assert!(cal.warnings.is_empty(), "{:?}", cal.warnings);
-        // Before DST (CET): hand-over Monday 09:00 local = 08:00Z.
-        assert_eq!(who(&cal, "2026-03-09T07:30:00Z"), ["alice"]);
-        assert_eq!(who(&cal, "2026-03-09T08:30:00Z"), ["bob"]);
-        // DST started 29 March: hand-over at 09:00 CEST = 07:00Z, and bob's shift ends then.
-        assert_eq!(who(&cal, "2026-03-30T06:30:00Z"), ["bob"]);
-        assert_eq!(who(&cal, "2026-03-30T07:30:00Z"), ["alice"]);
+        assert_on_duty(
+            &cal,
+            &[
+                // Before DST (CET): hand-over Monday 09:00 local = 08:00Z.
+                ("2026-03-09T07:30:00Z", &["alice"]),
+                ("2026-03-09T08:30:00Z", &["bob"]),
+                // DST started 29 March: hand-over at 09:00 CEST = 07:00Z, and bob's shift ends then.
+                ("2026-03-30T06:30:00Z", &["bob"]),
+                ("2026-03-30T07:30:00Z", &["alice"]),
+            ],
+        );
         // Far in the future the rotation still runs.
         assert_eq!(who(&cal, "2027-03-01T12:00:00Z").len(), 1);
     }
@@ -336,45 +348,65 @@ mod tests {
     fn ical_weekly_rotation_across_dst_in_new_york_by_email() {
         let cal = parse(&fixture("newyork_weekly.ics")).expect("parses");
         assert!(cal.warnings.is_empty(), "{:?}", cal.warnings);
-        // EST: 09:00 = 14:00Z on 2 March.
-        assert_eq!(who(&cal, "2026-03-02T13:30:00Z"), Vec::<String>::new());
-        assert_eq!(who(&cal, "2026-03-02T14:30:00Z"), ["carol@example.com"]);
-        // EDT from 8 March: hand-over 9 March 09:00 = 13:00Z, no overlap.
-        assert_eq!(who(&cal, "2026-03-09T12:30:00Z"), ["carol@example.com"]);
-        assert_eq!(who(&cal, "2026-03-09T13:30:00Z"), ["dave@example.com"]);
+        assert_on_duty(
+            &cal,
+            &[
+                // EST: 09:00 = 14:00Z on 2 March.
+                ("2026-03-02T13:30:00Z", &[]),
+                ("2026-03-02T14:30:00Z", &["carol@example.com"]),
+                // EDT from 8 March: hand-over 9 March 09:00 = 13:00Z, no overlap.
+                ("2026-03-09T12:30:00Z", &["carol@example.com"]),
+                ("2026-03-09T13:30:00Z", &["dave@example.com"]),
+            ],
+        );
     }
 
     #[test]
     fn ical_override_and_cancelled_instance() {
         let cal = parse(&fixture("override.ics")).expect("parses");
-        assert_eq!(who(&cal, "2026-04-04T12:00:00Z"), ["alice"]);
-        // Overridden (with a bumped SEQUENCE): bob, one hour later.
-        assert_eq!(who(&cal, "2026-04-05T08:30:00Z"), Vec::<String>::new());
-        assert_eq!(who(&cal, "2026-04-05T12:00:00Z"), ["bob"]);
-        assert_eq!(who(&cal, "2026-04-05T20:30:00Z"), ["bob"]);
-        // Cancelled instance: nobody.
-        assert_eq!(who(&cal, "2026-04-06T12:00:00Z"), Vec::<String>::new());
-        assert_eq!(who(&cal, "2026-04-07T12:00:00Z"), ["alice"]);
+        assert_on_duty(
+            &cal,
+            &[
+                ("2026-04-04T12:00:00Z", &["alice"]),
+                // Overridden (with a bumped SEQUENCE): bob, one hour later.
+                ("2026-04-05T08:30:00Z", &[]),
+                ("2026-04-05T12:00:00Z", &["bob"]),
+                ("2026-04-05T20:30:00Z", &["bob"]),
+                // Cancelled instance: nobody.
+                ("2026-04-06T12:00:00Z", &[]),
+                ("2026-04-07T12:00:00Z", &["alice"]),
+            ],
+        );
     }
 
     #[test]
     fn ical_exdate_gap_and_rdate() {
         let cal = parse(&fixture("exdate.ics")).expect("parses");
-        assert_eq!(who(&cal, "2026-04-02T12:00:00Z"), ["alice"]);
-        assert_eq!(who(&cal, "2026-04-03T12:00:00Z"), Vec::<String>::new());
-        assert_eq!(who(&cal, "2026-04-04T12:00:00Z"), ["alice"]);
-        // COUNT=10 ends on 10 April; the RDATE adds 20 April.
-        assert_eq!(who(&cal, "2026-04-15T12:00:00Z"), Vec::<String>::new());
-        assert_eq!(who(&cal, "2026-04-20T12:00:00Z"), ["alice"]);
+        assert_on_duty(
+            &cal,
+            &[
+                ("2026-04-02T12:00:00Z", &["alice"]),
+                ("2026-04-03T12:00:00Z", &[]),
+                ("2026-04-04T12:00:00Z", &["alice"]),
+                // COUNT=10 ends on 10 April; the RDATE adds 20 April.
+                ("2026-04-15T12:00:00Z", &[]),
+                ("2026-04-20T12:00:00Z", &["alice"]),
+            ],
+        );
     }
 
     #[test]
     fn ical_overlapping_shifts_and_cancelled_event() {
         let cal = parse(&fixture("overlap.ics")).expect("parses");
         assert_eq!(cal.name.as_deref(), Some("Overlap team"));
-        assert_eq!(who(&cal, "2026-04-01T10:00:00Z"), ["alice"]);
-        assert_eq!(who(&cal, "2026-04-01T17:30:00Z"), ["[L2] bob", "alice"]);
-        assert_eq!(who(&cal, "2026-04-01T20:00:00Z"), ["[L2] bob"]);
+        assert_on_duty(
+            &cal,
+            &[
+                ("2026-04-01T10:00:00Z", &["alice"]),
+                ("2026-04-01T17:30:00Z", &["[L2] bob", "alice"]),
+                ("2026-04-01T20:00:00Z", &["[L2] bob"]),
+            ],
+        );
         let shifts = cal.at(ms("2026-04-01T17:30:00Z"));
         assert_eq!(shifts.len(), 3, "two shifts of alice overlap too");
     }
@@ -382,12 +414,17 @@ mod tests {
     #[test]
     fn ical_all_day_events_use_the_calendar_zone() {
         let cal = parse(&fixture("allday.ics")).expect("parses");
-        // 1 April in Europe/Berlin (CEST) starts at 31 March 22:00Z.
-        assert_eq!(who(&cal, "2026-03-31T21:30:00Z"), Vec::<String>::new());
-        assert_eq!(who(&cal, "2026-03-31T22:30:00Z"), ["alice"]);
-        assert_eq!(who(&cal, "2026-04-01T22:30:00Z"), ["bob"]);
-        assert_eq!(who(&cal, "2026-04-03T21:30:00Z"), ["bob"]);
-        assert_eq!(who(&cal, "2026-04-03T22:30:00Z"), Vec::<String>::new());
+        assert_on_duty(
+            &cal,
+            &[
+                // 1 April in Europe/Berlin (CEST) starts at 31 March 22:00Z.
+                ("2026-03-31T21:30:00Z", &[]),
+                ("2026-03-31T22:30:00Z", &["alice"]),
+                ("2026-04-01T22:30:00Z", &["bob"]),
+                ("2026-04-03T21:30:00Z", &["bob"]),
+                ("2026-04-03T22:30:00Z", &[]),
+            ],
+        );
     }
 
     #[test]
@@ -413,10 +450,15 @@ mod tests {
     fn ical_expanded_export_without_rrule() {
         let cal = parse(&fixture("expanded.ics")).expect("parses");
         assert_eq!(cal.name.as_deref(), Some("Infra primary"));
-        assert_eq!(who(&cal, "2026-04-01T12:00:00Z"), ["alice"]);
-        assert_eq!(who(&cal, "2026-04-02T00:00:00Z"), ["bob"]);
-        assert_eq!(who(&cal, "2026-04-03T23:59:59Z"), ["alice"]);
-        assert_eq!(who(&cal, "2026-04-04T00:00:00Z"), Vec::<String>::new());
+        assert_on_duty(
+            &cal,
+            &[
+                ("2026-04-01T12:00:00Z", &["alice"]),
+                ("2026-04-02T00:00:00Z", &["bob"]),
+                ("2026-04-03T23:59:59Z", &["alice"]),
+                ("2026-04-04T00:00:00Z", &[]),
+            ],
+        );
     }
 
     #[test]
@@ -431,7 +473,12 @@ mod tests {
     #[test]
     fn ical_old_daily_rule_does_not_hide_other_events() {
         let cal = parse(&fixture("limit_trap.ics")).expect("parses");
-        assert_eq!(who(&cal, "2026-04-01T00:30:00Z"), ["alice", "nightly"]);
-        assert_eq!(who(&cal, "2026-04-01T12:00:00Z"), ["alice"]);
+        assert_on_duty(
+            &cal,
+            &[
+                ("2026-04-01T00:30:00Z", &["alice", "nightly"]),
+                ("2026-04-01T12:00:00Z", &["alice"]),
+            ],
+        );
     }
 }

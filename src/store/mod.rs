@@ -8,11 +8,15 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow, install_default_drivers};
+use sqlx::{AnyPool, Executor, FromRow, SqlSafeStr};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::{DbSettings, Driver};
+
+mod columns;
+
+pub use columns::{Flag, JsonText};
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -196,10 +200,48 @@ impl Store {
         }
     }
 
+    /// The rows `sql` selects as `T`, with `params` bound as `$1`, `$2`, ... in order.
+    pub async fn fetch_all<T: Record>(
+        &self,
+        sql: impl SqlSafeStr,
+        params: &[&str],
+    ) -> Result<Vec<T>, sqlx::Error> {
+        bind_all(sqlx::query_as(sql), params)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// The first row `sql` selects as `T`, if any; `params` as in [`Store::fetch_all`]. For
+    /// lookups by key, which select one row at most.
+    pub async fn fetch_optional<T: Record>(
+        &self,
+        sql: impl SqlSafeStr,
+        params: &[&str],
+    ) -> Result<Option<T>, sqlx::Error> {
+        Ok(self.fetch_all(sql, params).await?.into_iter().next())
+    }
+
+    /// Closes every connection.
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A type a row maps to (`#[derive(sqlx::FromRow)]`).
+pub trait Record: for<'r> FromRow<'r, AnyRow> + Send + Unpin {}
+
+impl<T: for<'r> FromRow<'r, AnyRow> + Send + Unpin> Record for T {}
+
+/// Binds each of `params` as text, in order.
+fn bind_all<'q, T>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Any, T, AnyArguments>,
+    params: &[&str],
+) -> sqlx::query::QueryAs<'q, sqlx::Any, T, AnyArguments> {
+    for param in params {
+        query = query.bind(param.to_string());
+    }
+    query
 }
 
 /// `sqlite` or `postgres`, for messages.

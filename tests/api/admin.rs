@@ -226,8 +226,36 @@ async fn openapi_document_lists_every_admin_route() {
     let app = TestApp::spawn(with_admin(&db)).await;
     let (status, doc) = call(&app, "GET", "/api/admin/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
-    let paths: Vec<&String> = doc["paths"].as_object().expect("paths").keys().collect();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{}",
+        doc["openapi"]
+    );
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            documented.push((path.clone(), method.clone()));
+        }
+    }
+    // Every documented route is really served: 403 without a token, not 404/405.
+    for (path, method) in &documented {
+        if path == "/openapi.json" {
+            continue;
+        }
+        let concrete = path
+            .replace("{user}", "x@example.com")
+            .replace("{token}", "t")
+            .replace("{key}", "k");
+        let (status, _) = call(
+            &app,
+            &method.to_uppercase(),
+            &format!("/api/admin/v1{concrete}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 403, "{method} {path}");
+    }
     for (path, method) in [
         ("/users", "get"),
         ("/users", "post"),
@@ -246,21 +274,8 @@ async fn openapi_document_lists_every_admin_route() {
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
-            "{method} {path} undocumented; documented: {paths:?}"
+            "{method} {path} undocumented; documented: {documented:?}"
         );
-        // And the route is really served (403 without a token, not 404/405).
-        let concrete = path
-            .replace("{user}", "x@example.com")
-            .replace("{token}", "t");
-        let (status, _) = call(
-            &app,
-            &method.to_uppercase(),
-            &format!("/api/admin/v1{concrete}"),
-            None,
-            None,
-        )
-        .await;
-        assert_eq!(status, 403, "{method} {path}");
     }
     app.stop().await;
 }
