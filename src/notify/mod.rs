@@ -4,32 +4,30 @@
 //! concurrent requests into one transaction). Workers ([`worker`]) claim due rows, hand them
 //! to a [`Backend`] and record every attempt; a row whose worker died becomes due again when
 //! its lease runs out.
+//!
+//! The backends live in [`backends`], one file (or folder) each behind the [`Backend`]
+//! contract; [`template`] is the templating they share, [`shape`] fits text to a channel.
 
 mod acceptor;
-pub mod backend;
-mod email;
+pub mod backends;
 pub mod events;
-mod exec;
 mod gate;
-pub(crate) mod http;
-mod mattermost;
-mod ntfy;
 mod queue;
 pub mod shape;
-mod sip;
-mod slack;
-mod stdout;
-mod telegram;
-mod twilio;
-mod webhook;
+pub(crate) mod template;
 pub mod worker;
+
+/// The contract's former home, kept so that `notify::backend::...` paths keep working.
+pub use backends as backend;
+/// The shared HTTP helpers' former home (`notify::http::error_chain`).
+pub(crate) use backends::http;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 pub use acceptor::Acceptor;
-pub use backend::{Backend, Backends, DeliveryError, Step};
+pub use backends::{Backend, Backends, DeliveryError, Step};
 pub use events::{EventFilter, NotificationRecord};
 pub use gate::{Admission, Gate};
 

@@ -4,6 +4,7 @@
 //! in its own task; a recorder writes finished attempts in batches. Claims carry a lease: a
 //! row whose process died is due again once the lease runs out, so nothing accepted is lost.
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backends, DeliveryError, Step};
+use super::backends::{Backends, DeliveryError, Step};
 use super::queue::{self, Next, Outcome};
 use super::{NewNotification, Notification, NotifyError};
 use crate::config::QueueSettings;
@@ -41,8 +42,16 @@ pub fn spawn(
 /// Delay before retry number `attempt` (from 1): doubling from `base`, capped, with ±20 % jitter
 /// so that many notifications failing together do not retry together.
 pub fn backoff(attempt: i64, base: Duration, max: Duration) -> Duration {
-    let exp = attempt.clamp(1, 30) as u32 - 1;
-    let raw = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let retry = attempt.clamp(1, 30) as usize - 1;
+    let raw = ExponentialBuilder::new()
+        .with_min_delay(base)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+        .nth(retry)
+        .unwrap_or(max)
+        .min(max);
     let jitter = rand::rng().random_range(0.8..1.2);
     raw.mul_f64(jitter).min(max)
 }

@@ -10,21 +10,19 @@
 //! permanent (the next route takes over at once) except 408 and 429; 5xx answers and
 //! connection errors are retried.
 
-use std::time::Duration;
-
-use minijinja::{Environment, Value};
+use minijinja::Environment;
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
-use super::backend::{Backend, BoxFuture, DeliveryError};
-use super::exec::{render, template_context, template_env};
-use super::{Notification, NotifyError, shape};
+use super::{Backend, Base, BoxFuture, DeliveryError, config_error, http, present};
 use crate::config::{Secret, SipSettings};
+use crate::notify::template::{self, Context};
+use crate::notify::{Notification, NotifyError, shape};
 
 /// Originates calls through Asterisk ARI.
 #[derive(Debug)]
 pub struct Sip {
-    name: String,
+    base: Base,
     channels_url: Url,
     username: String,
     password: Secret,
@@ -34,7 +32,6 @@ pub struct Sip {
     priority: u32,
     caller_id: Option<String>,
     ring_timeout: u64,
-    timeout: Duration,
     templates: Environment<'static>,
     client: reqwest::Client,
 }
@@ -42,19 +39,13 @@ pub struct Sip {
 impl Sip {
     /// Validates the settings and compiles the endpoint template.
     pub fn new(name: &str, s: &SipSettings, client: reqwest::Client) -> Result<Sip, NotifyError> {
-        let bad = |message: String| NotifyError::BackendConfig {
-            name: name.to_string(),
-            message,
-        };
+        let bad = config_error(name);
         if s.url.trim().is_empty() {
             return Err(bad(
                 "`url` is required: Asterisk's HTTP address, e.g. http://asterisk:8088".into(),
             ));
         }
-        let base = Url::parse(s.url.trim()).map_err(|e| bad(format!("`url`: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(bad("`url` must be http or https".into()));
-        }
+        let base = http::base_url(&s.url, "url").map_err(&bad)?;
         if base.query().is_some() {
             return Err(bad("`url` must not carry a query".into()));
         }
@@ -72,10 +63,8 @@ impl Sip {
         if s.endpoint.trim().is_empty() {
             return Err(bad("`endpoint` must not be empty".into()));
         }
-        let mut templates = template_env();
-        templates
-            .add_template_owned("endpoint", s.endpoint.clone())
-            .map_err(|e| bad(format!("`endpoint` template: {e}")))?;
+        let mut templates = template::plain_environment();
+        template::add(&mut templates, "endpoint", &s.endpoint).map_err(&bad)?;
         for (field, value) in [("context", &s.context), ("extension", &s.extension)] {
             if value.trim().is_empty() {
                 return Err(bad(format!("`{field}` must not be empty")));
@@ -91,7 +80,7 @@ impl Sip {
             return Err(bad("`timeout` must be more than 0".into()));
         }
         Ok(Sip {
-            name: name.to_string(),
+            base: Base::new(name, s.timeout),
             channels_url,
             username: s.username.trim().to_string(),
             password: s.password.clone(),
@@ -99,14 +88,8 @@ impl Sip {
             context: s.context.trim().to_string(),
             extension: s.extension.trim().to_string(),
             priority: s.priority,
-            caller_id: s
-                .caller_id
-                .as_deref()
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string),
+            caller_id: present(s.caller_id.as_deref()),
             ring_timeout: s.ring_timeout.as_secs(),
-            timeout: s.timeout,
             templates,
             client,
         })
@@ -123,8 +106,7 @@ impl Sip {
                 "no phone number for this user".into(),
             ));
         }
-        let ctx = Value::from(minijinja::value::Serde(&template_context(n)));
-        let endpoint = render(&self.templates, "endpoint", &ctx)?;
+        let endpoint = template::render(&self.templates, "endpoint", &Context::of(n).value())?;
         let endpoint = endpoint.trim();
         if endpoint.is_empty() {
             return Err(DeliveryError::Permanent(
@@ -161,21 +143,17 @@ impl Sip {
             .basic_auth(&self.username, Some(self.password.expose()))
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_string())
-            .timeout(self.timeout)
+            .timeout(self.base.timeout)
             .send()
             .await
-            .map_err(super::http::request_failed)?;
-        super::http::check(response, "ARI").await
+            .map_err(http::request_failed)?;
+        http::check(response, "ARI").await
     }
 }
 
 impl Backend for Sip {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {

@@ -4,15 +4,15 @@
 //! else the configured `chat_id`. Text over Telegram's limit goes out in numbered parts, in
 //! order; ordinary notifications arrive silently (`disable_notification`), important ones ring.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::backend::{Backend, BoxFuture, DeliveryError};
-use super::shape::{self, TextLimit};
-use super::{Notification, NotifyError};
+use super::{
+    Backend, Base, BoxFuture, DeliveryError, config_error, contact, http, present, send_parts,
+};
 use crate::config::{Secret, TelegramSettings};
+use crate::notify::shape::{self, TextLimit};
+use crate::notify::{Notification, NotifyError};
 
 /// Most characters in one message.
 const MAX_LENGTH: usize = 4096;
@@ -20,11 +20,10 @@ const MAX_LENGTH: usize = 4096;
 /// Sends each notification as a Telegram bot message.
 #[derive(Debug)]
 pub struct Telegram {
-    name: String,
+    base: Base,
     api_base: String,
     token: Secret,
     chat_id: Option<String>,
-    timeout: Duration,
     client: reqwest::Client,
 }
 
@@ -52,10 +51,7 @@ impl Telegram {
         s: &TelegramSettings,
         client: reqwest::Client,
     ) -> Result<Telegram, NotifyError> {
-        let bad = |message: String| NotifyError::BackendConfig {
-            name: name.to_string(),
-            message,
-        };
+        let bad = config_error(name);
         let token = s.token.expose().trim();
         if token.is_empty() {
             return Err(bad(
@@ -68,19 +64,12 @@ impl Telegram {
         {
             return Err(bad("`token` is not a bot token (`123456:ABC-...`)".into()));
         }
-        let api_base = http_base(&s.api_base).map_err(|e| bad(format!("`api_base`: {e}")))?;
-        let chat_id = s
-            .chat_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string);
+        let api_base = http::base_url(&s.api_base, "api_base").map_err(&bad)?;
         Ok(Telegram {
-            name: name.to_string(),
-            api_base,
+            base: Base::new(name, s.timeout),
+            api_base: api_base.as_str().trim_end_matches('/').to_string(),
             token: Secret(token.to_string()),
-            chat_id,
-            timeout: s.timeout,
+            chat_id: present(s.chat_id.as_deref()),
             client,
         })
     }
@@ -110,12 +99,7 @@ impl Telegram {
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                DeliveryError::Transient(format!(
-                    "request failed: {}",
-                    super::http::error_chain(&e.without_url())
-                ))
-            })?;
+            .map_err(http::request_failed)?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -125,7 +109,7 @@ impl Telegram {
         let detail = parsed
             .description
             .clone()
-            .unwrap_or_else(|| text.chars().take(300).collect());
+            .unwrap_or_else(|| http::excerpt(&text));
         let mut message = format!("HTTP {status}: {detail}");
         let params = parsed.parameters.unwrap_or_default();
         if let Some(seconds) = params.retry_after {
@@ -136,82 +120,49 @@ impl Telegram {
         }
         // 429 is Telegram's flood control: later, not never. 400/403 (chat not found, bot
         // blocked or kicked) and 401/404 (bad token) cannot heal by retrying.
-        if super::http::is_transient(status) {
-            Err(DeliveryError::Transient(message))
+        Err(http::failed(status, message))
+    }
+
+    async fn send_all(&self, n: &Notification) -> Result<(), DeliveryError> {
+        let deadline = Instant::now() + self.base.timeout;
+        let chat = contact(n, &["telegram"])
+            .or(self.chat_id.as_deref())
+            .ok_or_else(|| {
+                DeliveryError::Permanent(format!(
+                    "no Telegram chat for {}: set the user's `telegram` contact or the backend's `chat_id`",
+                    if n.email.is_empty() { "this notification" } else { &n.email }
+                ))
+            })?;
+        // Numeric ids go out as numbers, `@channel` names as strings.
+        let chat_id = chat
+            .parse::<i64>()
+            .map(serde_json::Value::from)
+            .unwrap_or_else(|_| serde_json::Value::from(chat));
+        // Telegram counts UTF-16 units: leave room when the text has characters that
+        // take two (most emoji).
+        let max_length = if n.message.chars().any(|c| c.len_utf16() > 1) {
+            MAX_LENGTH / 2
         } else {
-            Err(DeliveryError::Permanent(message))
-        }
+            MAX_LENGTH
+        };
+        let limit = TextLimit {
+            max_length,
+            split: true,
+        };
+        let silent = !n.important();
+        send_parts(&shape::parts(&n.message, limit), |part| {
+            self.send(&chat_id, part, silent, deadline)
+        })
+        .await
     }
 }
 
 impl Backend for Telegram {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
-            let deadline = Instant::now() + self.timeout;
-            let chat = n
-                .contacts
-                .get("telegram")
-                .map(|c| c.trim())
-                .filter(|c| !c.is_empty())
-                .or(self.chat_id.as_deref())
-                .ok_or_else(|| {
-                    DeliveryError::Permanent(format!(
-                        "no Telegram chat for {}: set the user's `telegram` contact or the backend's `chat_id`",
-                        if n.email.is_empty() { "this notification" } else { &n.email }
-                    ))
-                })?;
-            // Numeric ids go out as numbers, `@channel` names as strings.
-            let chat_id = chat
-                .parse::<i64>()
-                .map(serde_json::Value::from)
-                .unwrap_or_else(|_| serde_json::Value::from(chat));
-            // Telegram counts UTF-16 units: leave room when the text has characters that
-            // take two (most emoji).
-            let max_length = if n.message.chars().any(|c| c.len_utf16() > 1) {
-                MAX_LENGTH / 2
-            } else {
-                MAX_LENGTH
-            };
-            let parts = shape::parts(
-                &n.message,
-                TextLimit {
-                    max_length,
-                    split: true,
-                },
-            );
-            let count = parts.len();
-            for (i, part) in parts.iter().enumerate() {
-                self.send(&chat_id, part, !n.important(), deadline)
-                    .await
-                    .map_err(|e| match e {
-                        _ if count == 1 => e,
-                        DeliveryError::Transient(m) => {
-                            DeliveryError::Transient(format!("part {}/{count}: {m}", i + 1))
-                        }
-                        DeliveryError::Permanent(m) => {
-                            DeliveryError::Permanent(format!("part {}/{count}: {m}", i + 1))
-                        }
-                    })?;
-            }
-            Ok(())
-        })
+        Box::pin(self.send_all(n))
     }
-}
-
-/// An http(s) base URL without its trailing slash.
-fn http_base(raw: &str) -> Result<String, String> {
-    let trimmed = raw.trim().trim_end_matches('/');
-    let parsed = reqwest::Url::parse(trimmed).map_err(|e| e.to_string())?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("must be an http or https URL".into());
-    }
-    Ok(trimmed.to_string())
 }

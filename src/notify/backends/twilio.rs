@@ -8,15 +8,13 @@
 //! Twilio's 4xx answers are permanent (the next route takes over at once) except 408 and
 //! 429; 5xx answers and connection errors are retried.
 
-use std::time::Duration;
-
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
-use super::backend::{Backend, BoxFuture, DeliveryError};
-use super::shape::{self, TextLimit};
-use super::{Notification, NotifyError};
+use super::{Backend, Base, BoxFuture, DeliveryError, config_error, http, send_parts, within};
 use crate::config::{Secret, TwilioSettings};
+use crate::notify::shape::{self, TextLimit};
+use crate::notify::{Notification, NotifyError};
 
 /// Twilio's own limit on a message body.
 const TWILIO_MAX_LENGTH: usize = 1600;
@@ -24,7 +22,7 @@ const TWILIO_MAX_LENGTH: usize = 1600;
 /// Sends SMS and places calls through Twilio.
 #[derive(Debug)]
 pub struct Twilio {
-    name: String,
+    base: Base,
     account_sid: String,
     auth_token: Secret,
     from: String,
@@ -34,7 +32,6 @@ pub struct Twilio {
     voice: Option<String>,
     language: Option<String>,
     repeat: u32,
-    timeout: Duration,
     client: reqwest::Client,
 }
 
@@ -45,10 +42,7 @@ impl Twilio {
         s: &TwilioSettings,
         client: reqwest::Client,
     ) -> Result<Twilio, NotifyError> {
-        let bad = |message: String| NotifyError::BackendConfig {
-            name: name.to_string(),
-            message,
-        };
+        let bad = config_error(name);
         let sid = s.account_sid.trim();
         if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(bad(
@@ -63,10 +57,7 @@ impl Twilio {
                 "`from` is required: a Twilio phone number in E.164 form (+15551234567)".into(),
             ));
         }
-        let base = Url::parse(s.api_base.trim()).map_err(|e| bad(format!("`api_base`: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(bad("`api_base` must be http or https".into()));
-        }
+        let base = http::base_url(&s.api_base, "api_base").map_err(&bad)?;
         let endpoint = |resource: &str| {
             Url::parse(&format!(
                 "{}/2010-04-01/Accounts/{sid}/{resource}.json",
@@ -105,7 +96,7 @@ impl Twilio {
             return Err(bad("`timeout` must be more than 0".into()));
         }
         Ok(Twilio {
-            name: name.to_string(),
+            base: Base::new(name, s.timeout),
             account_sid: sid.to_string(),
             auth_token: s.auth_token.clone(),
             from: s.from.trim().to_string(),
@@ -118,7 +109,6 @@ impl Twilio {
             voice,
             language,
             repeat: s.repeat,
-            timeout: s.timeout,
             client,
         })
     }
@@ -148,11 +138,11 @@ impl Twilio {
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
-            .timeout(self.timeout)
+            .timeout(self.base.timeout)
             .send()
             .await
-            .map_err(super::http::request_failed)?;
-        super::http::check(response, "Twilio").await
+            .map_err(http::request_failed)?;
+        http::check(response, "Twilio").await
     }
 
     async fn send(&self, n: &Notification) -> Result<(), DeliveryError> {
@@ -171,72 +161,50 @@ impl Twilio {
                 )
                 .await;
         }
-        let parts = shape::parts(&n.message, self.limit);
-        let total = parts.len();
-        for (i, part) in parts.iter().enumerate() {
+        send_parts(&shape::parts(&n.message, self.limit), |part| async move {
             self.post(
                 &self.messages_url,
                 &[("To", to), ("From", &self.from), ("Body", part)],
             )
             .await
-            .map_err(|e| match e {
-                _ if total == 1 => e,
-                DeliveryError::Transient(t) => {
-                    DeliveryError::Transient(format!("part {}/{total}: {t}", i + 1))
-                }
-                DeliveryError::Permanent(t) => {
-                    DeliveryError::Permanent(format!("part {}/{total}: {t}", i + 1))
-                }
-            })?;
-        }
-        Ok(())
+        })
+        .await
     }
 }
 
 impl Backend for Twilio {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
-            // One budget for all parts of a long SMS.
-            match tokio::time::timeout(self.timeout, self.send(n)).await {
-                Ok(result) => result,
-                Err(_) => Err(DeliveryError::Transient(format!(
-                    "Twilio did not answer within {:?}",
-                    self.timeout
-                ))),
-            }
-        })
+        // One budget for all parts of a long SMS.
+        Box::pin(within(self.base.timeout, self.send(n), || {
+            format!("Twilio did not answer within {:?}", self.base.timeout)
+        }))
     }
 }
 
-/// Escapes text for XML content and attribute values.
+/// Escapes text for XML content and attribute values; control characters, which XML 1.0
+/// does not allow, become spaces.
 fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters are not allowed in XML 1.0.
-            c if c.is_control() && !matches!(c, '\n' | '\r' | '\t') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+    let allowed: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\n' | '\r' | '\t') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    quick_xml::escape::escape(allowed.as_str()).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn twilio(api_base: &str) -> Twilio {
         crate::install_crypto_provider();
@@ -257,20 +225,9 @@ mod tests {
 
     fn notification(kind: &str, phone: Option<&str>) -> Notification {
         Notification {
-            id: 1,
-            kind: kind.into(),
-            user_id: String::new(),
-            email: String::new(),
-            name: String::new(),
             phone_number: phone.map(str::to_string),
             message: "OnCall heartbeat silent".into(),
-            payload: None,
-            route: None,
-            attempt: 1,
-            stage: 0,
-            stage_attempts: 1,
-            contacts: Default::default(),
-            created_at: 0,
+            ..super::super::testing::notification(kind)
         }
     }
 

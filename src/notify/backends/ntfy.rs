@@ -5,14 +5,12 @@
 //! heartbeat alerts and critical pushes get the important priority (5 by default: a
 //! persistent alarm on the phone), the rest the ordinary one (3).
 
-use std::time::Duration;
-
 use reqwest::header::HeaderValue;
 
-use super::backend::{Backend, BoxFuture, DeliveryError};
-use super::shape;
-use super::{Notification, NotifyError};
+use super::{Backend, Base, BoxFuture, DeliveryError, config_error, contact, http, present};
 use crate::config::{NtfySettings, Secret};
+use crate::notify::shape;
+use crate::notify::{Notification, NotifyError};
 
 /// ntfy's default message limit in bytes (longer ones become attachments or are refused).
 const MAX_BODY_BYTES: usize = 4096;
@@ -22,13 +20,12 @@ const MAX_TITLE: usize = 250;
 /// Publishes each notification to ntfy.
 #[derive(Debug)]
 pub struct Ntfy {
-    name: String,
+    base: Base,
     server: String,
     topic: Option<String>,
     auth: Auth,
     priority: u8,
     important_priority: u8,
-    timeout: Duration,
     client: reqwest::Client,
 }
 
@@ -42,21 +39,9 @@ enum Auth {
 impl Ntfy {
     /// Validates the settings.
     pub fn new(name: &str, s: &NtfySettings, client: reqwest::Client) -> Result<Ntfy, NotifyError> {
-        let bad = |message: String| NotifyError::BackendConfig {
-            name: name.to_string(),
-            message,
-        };
-        let server = s.server.trim().trim_end_matches('/');
-        let parsed = reqwest::Url::parse(server).map_err(|e| bad(format!("`server`: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad("`server` must be an http or https URL".into()));
-        }
-        let topic = s
-            .topic
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
+        let bad = config_error(name);
+        let server = http::base_url(&s.server, "server").map_err(&bad)?;
+        let topic = present(s.topic.as_deref());
         if let Some(t) = &topic
             && !valid_topic(t)
         {
@@ -74,11 +59,6 @@ impl Ntfy {
                 )));
             }
         }
-        let present = |v: Option<&str>| {
-            v.map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
         let token = present(s.token.as_ref().map(Secret::expose));
         let user = present(s.user.as_deref());
         let password = s
@@ -108,92 +88,76 @@ impl Ntfy {
             }
         };
         Ok(Ntfy {
-            name: name.to_string(),
-            server: server.to_string(),
+            base: Base::new(name, s.timeout),
+            server: server.as_str().trim_end_matches('/').to_string(),
             topic,
             auth,
             priority: s.priority,
             important_priority: s.important_priority,
-            timeout: s.timeout,
             client,
         })
     }
 }
 
-impl Backend for Ntfy {
-    fn name(&self) -> &str {
-        &self.name
+impl Ntfy {
+    async fn publish(&self, n: &Notification) -> Result<(), DeliveryError> {
+        let topic = match contact(n, &["ntfy"]) {
+            Some(t) if valid_topic(t) => t,
+            Some(t) => {
+                return Err(DeliveryError::Permanent(format!(
+                    "the user's `ntfy` contact `{t}` is not a topic (1-64 letters, digits, `-` or `_`)"
+                )));
+            }
+            None => self.topic.as_deref().ok_or_else(|| {
+                DeliveryError::Permanent(format!(
+                    "no ntfy topic for {}: set the user's `ntfy` contact or the backend's `topic`",
+                    if n.email.is_empty() {
+                        "this notification"
+                    } else {
+                        &n.email
+                    }
+                ))
+            })?,
+        };
+        let important = n.important();
+        let priority = if important {
+            self.important_priority
+        } else {
+            self.priority
+        };
+        let tags = if important {
+            format!("rotating_light,{}", n.kind)
+        } else {
+            n.kind.clone()
+        };
+        let mut request = self
+            .client
+            .post(format!("{}/{topic}", self.server))
+            .timeout(self.base.timeout)
+            .header("Priority", priority.to_string())
+            .header("Tags", header_text(&tags))
+            .body(cut_bytes(&n.message, MAX_BODY_BYTES));
+        let title = n.title().trim();
+        if !title.is_empty() {
+            request = request.header("Title", header_text(&shape::truncate(title, MAX_TITLE)));
+        }
+        request = match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer_auth(token.expose()),
+            Auth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
+        };
+        let response = request.send().await.map_err(http::request_failed)?;
+        http::check(response, "").await
     }
+}
 
-    fn timeout(&self) -> Duration {
-        self.timeout
+impl Backend for Ntfy {
+    fn base(&self) -> &Base {
+        &self.base
     }
 
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
-            let topic = match n.contacts.get("ntfy").map(|t| t.trim()).filter(|t| !t.is_empty()) {
-                Some(t) if valid_topic(t) => t,
-                Some(t) => {
-                    return Err(DeliveryError::Permanent(format!(
-                        "the user's `ntfy` contact `{t}` is not a topic (1-64 letters, digits, `-` or `_`)"
-                    )));
-                }
-                None => self.topic.as_deref().ok_or_else(|| {
-                    DeliveryError::Permanent(format!(
-                        "no ntfy topic for {}: set the user's `ntfy` contact or the backend's `topic`",
-                        if n.email.is_empty() { "this notification" } else { &n.email }
-                    ))
-                })?,
-            };
-            let important = n.important();
-            let priority = if important {
-                self.important_priority
-            } else {
-                self.priority
-            };
-            let tags = if important {
-                format!("rotating_light,{}", n.kind)
-            } else {
-                n.kind.clone()
-            };
-            let mut request = self
-                .client
-                .post(format!("{}/{topic}", self.server))
-                .timeout(self.timeout)
-                .header("Priority", priority.to_string())
-                .header("Tags", header_text(&tags))
-                .body(cut_bytes(&n.message, MAX_BODY_BYTES));
-            let title = n.title().trim();
-            if !title.is_empty() {
-                request = request.header("Title", header_text(&shape::truncate(title, MAX_TITLE)));
-            }
-            request = match &self.auth {
-                Auth::None => request,
-                Auth::Bearer(token) => request.bearer_auth(token.expose()),
-                Auth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
-            };
-            let response = request.send().await.map_err(|e| {
-                DeliveryError::Transient(format!(
-                    "request failed: {}",
-                    super::http::error_chain(&e.without_url())
-                ))
-            })?;
-            let status = response.status();
-            if status.is_success() {
-                return Ok(());
-            }
-            let detail = response
-                .text()
-                .await
-                .map(|t| t.chars().take(300).collect::<String>())
-                .unwrap_or_default();
-            let message = format!("HTTP {status}: {}", detail.trim());
-            if super::http::is_transient(status) {
-                Err(DeliveryError::Transient(message))
-            } else {
-                Err(DeliveryError::Permanent(message))
-            }
-        })
+        Box::pin(self.publish(n))
     }
 }
 

@@ -1,4 +1,8 @@
-//! The backend trait and the set of configured backends.
+//! The backends and their contract: a [`Backend`] delivers one notification and says whether
+//! a failure is worth retrying; [`Backends`] holds the configured ones and picks the route.
+//!
+//! One file per backend (a folder where it has several parts); what the HTTP ones share is in
+//! [`http`], templating in [`crate::notify::template`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,16 +11,31 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::email::Email;
-use super::exec::Exec;
-use super::mattermost::{Flavour, Mattermost};
-use super::ntfy::Ntfy;
-use super::sip::Sip;
-use super::slack::Slack;
-use super::stdout::Stdout;
-use super::telegram::Telegram;
-use super::twilio::Twilio;
-use super::webhook::Webhook;
+mod email;
+mod exec;
+pub(crate) mod http;
+mod mattermost;
+mod ntfy;
+mod sip;
+mod slack;
+mod stdout;
+mod telegram;
+mod twilio;
+mod webhook;
+
+pub use webhook::sign;
+
+use email::Email;
+use exec::Exec;
+use mattermost::{Flavour, Mattermost};
+use ntfy::Ntfy;
+use sip::Sip;
+use slack::Slack;
+use stdout::Stdout;
+use telegram::Telegram;
+use twilio::Twilio;
+use webhook::Webhook;
+
 use super::{Notification, NotifyError};
 use crate::config::{BackendSettings, PluginSettings, RouteSettings};
 use crate::directory::{Role, Snapshot, User};
@@ -35,13 +54,49 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
+impl DeliveryError {
+    /// The same outcome with its text changed by `f`.
+    pub fn map_text(self, f: impl FnOnce(String) -> String) -> DeliveryError {
+        match self {
+            DeliveryError::Transient(m) => DeliveryError::Transient(f(m)),
+            DeliveryError::Permanent(m) => DeliveryError::Permanent(f(m)),
+        }
+    }
+}
+
+/// What every backend has: its name and its time budget.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// The name under `plugin.backends` (or `stdout`).
+    pub name: String,
+    /// Longest time one delivery may take.
+    pub timeout: Duration,
+}
+
+impl Base {
+    /// The base of the backend `name`.
+    pub fn new(name: &str, timeout: Duration) -> Base {
+        Base {
+            name: name.to_string(),
+            timeout,
+        }
+    }
+}
+
 /// Something that delivers notifications: an SMS gateway, a VoIP system, a chat API.
 pub trait Backend: Send + Sync + fmt::Debug {
+    /// The backend's name and time budget.
+    fn base(&self) -> &Base;
+
     /// The name under `plugin.backends` (or `stdout`).
-    fn name(&self) -> &str;
+    fn name(&self) -> &str {
+        &self.base().name
+    }
 
     /// Longest time one delivery may take.
-    fn timeout(&self) -> Duration;
+    fn timeout(&self) -> Duration {
+        self.base().timeout
+    }
 
     /// Delivers one notification.
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>>;
@@ -70,7 +125,7 @@ impl Backends {
         let mut all: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
         all.insert("stdout".into(), Arc::new(Stdout::new("stdout")));
         if !plugin.backends.is_empty() {
-            let client = http_client()?;
+            let client = http::client()?;
             for (name, settings) in &plugin.backends {
                 let backend: Arc<dyn Backend> = match settings {
                     BackendSettings::Stdout {} => Arc::new(Stdout::new(name)),
@@ -162,7 +217,7 @@ pub fn config_warnings(plugin: &PluginSettings) -> Vec<String> {
         .backends
         .iter()
         .filter_map(|(name, settings)| match settings {
-            BackendSettings::Exec(e) => super::exec::shell_warning(name, e),
+            BackendSettings::Exec(e) => exec::shell_warning(name, e),
             _ => None,
         })
         .collect()
@@ -197,17 +252,85 @@ fn route_matches(route: &RouteSettings, n: &Notification, user: Option<&User>) -
     true
 }
 
-/// The HTTP client shared by HTTP backends: rustls, no redirects (a redirected POST loses
-/// its body), per-request timeouts set by each backend.
-fn http_client() -> Result<reqwest::Client, NotifyError> {
-    crate::install_crypto_provider();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("oncall-relay/", env!("CARGO_PKG_VERSION")))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| NotifyError::BackendConfig {
-            name: "http".into(),
-            message: format!("cannot build the HTTP client: {e}"),
-        })
+/// A closure turning a message into the configuration error of backend `name`.
+pub(crate) fn config_error(name: &str) -> impl Fn(String) -> NotifyError + '_ {
+    move |message| NotifyError::BackendConfig {
+        name: name.to_string(),
+        message,
+    }
+}
+
+/// Runs `delivery` within `timeout`; running out is transient, described by `late`.
+pub(crate) async fn within(
+    timeout: Duration,
+    delivery: impl Future<Output = Result<(), DeliveryError>>,
+    late: impl FnOnce() -> String,
+) -> Result<(), DeliveryError> {
+    tokio::time::timeout(timeout, delivery)
+        .await
+        .unwrap_or_else(|_| Err(DeliveryError::Transient(late())))
+}
+
+/// Sends `parts` in order with `send`, stopping at the first failure, whose text then names
+/// the part (`part 2/3: ...`) when there are several.
+pub(crate) async fn send_parts<'p, F, Fut>(
+    parts: &'p [String],
+    mut send: F,
+) -> Result<(), DeliveryError>
+where
+    F: FnMut(&'p str) -> Fut,
+    Fut: Future<Output = Result<(), DeliveryError>>,
+{
+    let count = parts.len();
+    for (i, part) in parts.iter().enumerate() {
+        send(part).await.map_err(|e| {
+            if count == 1 {
+                e
+            } else {
+                e.map_text(|m| format!("part {}/{count}: {m}", i + 1))
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The first non-empty value among the user's contacts under `keys`, trimmed.
+pub(crate) fn contact<'a>(n: &'a Notification, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .filter_map(|k| n.contacts.get(*k))
+        .map(|c| c.trim())
+        .find(|c| !c.is_empty())
+}
+
+/// A trimmed, non-empty optional setting.
+pub(crate) fn present(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::notify::Notification;
+
+    /// A notification of `kind` to nobody in particular; tests change the fields they need.
+    pub(crate) fn notification(kind: &str) -> Notification {
+        Notification {
+            id: 1,
+            kind: kind.into(),
+            user_id: String::new(),
+            email: String::new(),
+            name: String::new(),
+            phone_number: None,
+            message: String::new(),
+            payload: None,
+            route: None,
+            attempt: 1,
+            stage: 0,
+            stage_attempts: 1,
+            contacts: Default::default(),
+            created_at: 0,
+        }
+    }
 }
