@@ -138,11 +138,18 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A notification as accepted from OnCall, before it is stored.
+/// A notification as accepted from OnCall, before it is stored: what is sent, to whom, and
+/// how it relates to earlier ones.
 #[derive(Debug, Clone)]
 pub struct NewNotification {
     /// Call or SMS.
     pub kind: Kind,
+    /// The text to say or send.
+    pub message: String,
+    /// Kind-specific details (a push's title, data and device token).
+    pub payload: Option<serde_json::Value>,
+    /// The backend to use instead of the default for the kind.
+    pub route: Option<String>,
     /// Recipient's public id.
     pub user_id: String,
     /// Recipient's email.
@@ -151,12 +158,6 @@ pub struct NewNotification {
     pub name: String,
     /// Recipient's phone number (E.164) at the time of acceptance.
     pub phone_number: Option<String>,
-    /// The text to say or send.
-    pub message: String,
-    /// Kind-specific details (a push's title, data and device token).
-    pub payload: Option<serde_json::Value>,
-    /// The backend to use instead of the default for the kind.
-    pub route: Option<String>,
     /// Key of user, kind and message when deduplication is on.
     pub dedup_key: Option<String>,
     /// Set when this repeats an earlier notification: recorded, never delivered.
@@ -168,13 +169,13 @@ impl NewNotification {
     pub fn to_user(kind: Kind, user: &crate::directory::User, message: String) -> NewNotification {
         NewNotification {
             kind,
+            message,
+            payload: None,
+            route: None,
             user_id: user.id.clone(),
             email: user.email.clone(),
             name: user.name.clone(),
             phone_number: user.phone_number.clone(),
-            message,
-            payload: None,
-            route: None,
             dedup_key: None,
             duplicate_of: None,
         }

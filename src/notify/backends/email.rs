@@ -17,9 +17,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Address, AsyncTransport, Message, Tokio1Executor};
 use minijinja::Environment;
 
-use super::{
-    Backend, Base, BoxFuture, DeliveryError, config_error, contact, http, present, within,
-};
+use super::{Base, Deliver, DeliveryError, Setup, contact, http, present, within};
 use crate::config::{EmailSettings, SmtpSecurity};
 use crate::notify::template::{self, Context};
 use crate::notify::{Notification, NotifyError};
@@ -58,8 +56,8 @@ impl std::fmt::Debug for Email {
 
 impl Email {
     /// Validates the settings: host, addresses, credentials and the subject template.
-    pub fn new(name: &str, s: &EmailSettings) -> Result<Email, NotifyError> {
-        let bad = config_error(name);
+    pub fn new(cx: &Setup<'_>, s: &EmailSettings) -> Result<Email, NotifyError> {
+        let bad = cx.error();
         let host = s.host.trim();
         if host.is_empty() {
             return Err(bad("`host` is required (the SMTP server)".into()));
@@ -119,7 +117,7 @@ impl Email {
         let subject = s.subject.as_deref().unwrap_or(DEFAULT_SUBJECT);
         template::add(&mut templates, "subject", subject).map_err(&bad)?;
         Ok(Email {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             from,
             to,
             templates,
@@ -173,13 +171,13 @@ impl Email {
     }
 }
 
-impl Backend for Email {
+impl Deliver for Email {
     fn base(&self) -> &Base {
         &self.base
     }
 
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
+        {
             let message = self.message(n)?;
             let send = async {
                 self.transport().send(message).await.map(drop).map_err(|e| {
@@ -195,13 +193,14 @@ impl Backend for Email {
                 format!("SMTP: no answer within {:?}", self.base.timeout)
             })
             .await
-        })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::backends::testing::setup;
     use std::time::Duration;
 
     fn settings(to: Option<&str>) -> EmailSettings {
@@ -227,14 +226,14 @@ mod tests {
             contacts: contact
                 .map(|c| [("email".to_string(), c.to_string())].into_iter().collect())
                 .unwrap_or_default(),
-            ..super::super::testing::notification("heartbeat")
+            ..crate::notify::backends::testing::notification("heartbeat")
         }
     }
 
     #[test]
     fn recipient_is_contact_then_user_then_configured_to() {
         crate::install_crypto_provider();
-        let email = Email::new("mail", &settings(Some("ops@example.com"))).expect("valid");
+        let email = Email::new(&setup("mail"), &settings(Some("ops@example.com"))).expect("valid");
         assert_eq!(email.port, 587);
         let to = |n: &Notification| email.recipient(n).map(|m| m.email.to_string());
         assert_eq!(
@@ -247,7 +246,7 @@ mod tests {
         );
         assert_eq!(to(&notification("", None)), Ok("ops@example.com".into()));
 
-        let without_to = Email::new("mail", &settings(None)).expect("valid");
+        let without_to = Email::new(&setup("mail"), &settings(None)).expect("valid");
         assert!(matches!(
             without_to.recipient(&notification("", None)),
             Err(DeliveryError::Permanent(_))
@@ -261,7 +260,7 @@ mod tests {
     #[test]
     fn subject_is_the_title_on_one_line() {
         crate::install_crypto_provider();
-        let email = Email::new("mail", &settings(Some("ops@example.com"))).expect("valid");
+        let email = Email::new(&setup("mail"), &settings(Some("ops@example.com"))).expect("valid");
         let message = email.message(&notification("", None)).expect("message");
         let text = String::from_utf8(message.formatted()).expect("utf-8");
         assert!(

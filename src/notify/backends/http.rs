@@ -39,6 +39,15 @@ pub(super) fn request_failed(e: reqwest::Error) -> DeliveryError {
     DeliveryError::Transient(format!("request failed: {}", error_chain(&e.without_url())))
 }
 
+/// Sends `request` and judges the answer with [`check`].
+pub(super) async fn send(
+    request: reqwest::RequestBuilder,
+    service: &str,
+) -> Result<(), DeliveryError> {
+    let response = request.send().await.map_err(request_failed)?;
+    check(response, service).await
+}
+
 /// 2xx is delivered; 408, 429 and 5xx say "later"; any other status says "never". The error
 /// keeps the start of the body, where APIs explain themselves.
 pub(super) async fn check(response: reqwest::Response, service: &str) -> Result<(), DeliveryError> {

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::{Backend, Base, BoxFuture, DeliveryError, config_error, contact, http, present};
+use super::{Base, Deliver, DeliveryError, Setup, contact, http, present};
 use crate::config::{MattermostSettings, Secret};
 use crate::notify::shape;
 use crate::notify::{Notification, NotifyError};
@@ -60,30 +60,33 @@ struct Post<'a> {
 impl Mattermost {
     /// Validates the settings.
     pub fn new(
-        name: &str,
+        cx: &Setup<'_>,
         flavour: Flavour,
         s: &MattermostSettings,
-        client: reqwest::Client,
     ) -> Result<Mattermost, NotifyError> {
-        let bad = config_error(name);
+        let bad = cx.error();
         let url = s.url.expose().trim();
         if url.is_empty() {
             return Err(bad("`url` is required (the incoming webhook's URL)".into()));
         }
         http::base_url(url, "url").map_err(&bad)?;
         Ok(Mattermost {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             flavour,
             url: Secret(url.to_string()),
             username: present(s.username.as_deref()),
             channel: present(s.channel.as_deref()),
-            client,
+            client: cx.client.clone(),
         })
     }
 }
 
-impl Mattermost {
-    async fn post(&self, n: &Notification) -> Result<(), DeliveryError> {
+impl Deliver for Mattermost {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let channel = contact(n, self.flavour.contact_keys()).or(self.channel.as_deref());
         let text = if n.important() {
             format!(":rotating_light: {}", n.message)
@@ -95,24 +98,11 @@ impl Mattermost {
             username: self.username.as_deref(),
             channel,
         };
-        let response = self
+        let request = self
             .client
             .post(self.url.expose())
             .timeout(self.base.timeout)
-            .json(&post)
-            .send()
-            .await
-            .map_err(http::request_failed)?;
-        http::check(response, "").await
-    }
-}
-
-impl Backend for Mattermost {
-    fn base(&self) -> &Base {
-        &self.base
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(self.post(n))
+            .json(&post);
+        http::send(request, "").await
     }
 }

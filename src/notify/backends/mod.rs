@@ -23,8 +23,6 @@ mod telegram;
 mod twilio;
 mod webhook;
 
-pub use webhook::sign;
-
 use email::Email;
 use exec::Exec;
 use mattermost::{Flavour, Mattermost};
@@ -83,7 +81,8 @@ impl Base {
     }
 }
 
-/// Something that delivers notifications: an SMS gateway, a VoIP system, a chat API.
+/// Something that delivers notifications: an SMS gateway, a VoIP system, a chat API. This is
+/// the object-safe face the registry and the workers use; a backend implements [`Deliver`].
 pub trait Backend: Send + Sync + fmt::Debug {
     /// The backend's name and time budget.
     fn base(&self) -> &Base;
@@ -100,6 +99,26 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Delivers one notification.
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>>;
+}
+
+/// What each backend implements: its [`Base`] and an `async fn` that delivers one
+/// notification. Every `Deliver` is a [`Backend`].
+pub trait Deliver: Send + Sync + fmt::Debug {
+    /// The backend's name and time budget.
+    fn base(&self) -> &Base;
+
+    /// Delivers one notification.
+    fn deliver(&self, n: &Notification) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+}
+
+impl<T: Deliver> Backend for T {
+    fn base(&self) -> &Base {
+        Deliver::base(self)
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(Deliver::deliver(self, n))
+    }
 }
 
 /// Every configured backend, the routes between them, and the default.
@@ -127,30 +146,26 @@ impl Backends {
         if !plugin.backends.is_empty() {
             let client = http::client()?;
             for (name, settings) in &plugin.backends {
+                let cx = Setup {
+                    name,
+                    client: client.clone(),
+                };
                 let backend: Arc<dyn Backend> = match settings {
                     BackendSettings::Stdout {} => Arc::new(Stdout::new(name)),
-                    BackendSettings::Webhook(w) => Arc::new(Webhook::new(name, w, client.clone())?),
-                    BackendSettings::Exec(e) => Arc::new(Exec::new(name, e)?),
-                    BackendSettings::Email(e) => Arc::new(Email::new(name, e)?),
-                    BackendSettings::Twilio(t) => Arc::new(Twilio::new(name, t, client.clone())?),
-                    BackendSettings::Sip(t) => Arc::new(Sip::new(name, t, client.clone())?),
-                    BackendSettings::Telegram(t) => {
-                        Arc::new(Telegram::new(name, t, client.clone())?)
+                    BackendSettings::Webhook(s) => Arc::new(Webhook::new(&cx, s)?),
+                    BackendSettings::Exec(s) => Arc::new(Exec::new(&cx, s)?),
+                    BackendSettings::Email(s) => Arc::new(Email::new(&cx, s)?),
+                    BackendSettings::Twilio(s) => Arc::new(Twilio::new(&cx, s)?),
+                    BackendSettings::Sip(s) => Arc::new(Sip::new(&cx, s)?),
+                    BackendSettings::Telegram(s) => Arc::new(Telegram::new(&cx, s)?),
+                    BackendSettings::Slack(s) => Arc::new(Slack::new(&cx, s)?),
+                    BackendSettings::Mattermost(s) => {
+                        Arc::new(Mattermost::new(&cx, Flavour::Mattermost, s)?)
                     }
-                    BackendSettings::Slack(t) => Arc::new(Slack::new(name, t, client.clone())?),
-                    BackendSettings::Mattermost(t) => Arc::new(Mattermost::new(
-                        name,
-                        Flavour::Mattermost,
-                        t,
-                        client.clone(),
-                    )?),
-                    BackendSettings::Rocketchat(t) => Arc::new(Mattermost::new(
-                        name,
-                        Flavour::RocketChat,
-                        t,
-                        client.clone(),
-                    )?),
-                    BackendSettings::Ntfy(t) => Arc::new(Ntfy::new(name, t, client.clone())?),
+                    BackendSettings::Rocketchat(s) => {
+                        Arc::new(Mattermost::new(&cx, Flavour::RocketChat, s)?)
+                    }
+                    BackendSettings::Ntfy(s) => Arc::new(Ntfy::new(&cx, s)?),
                 };
                 all.insert(name.clone(), backend);
             }
@@ -252,11 +267,27 @@ fn route_matches(route: &RouteSettings, n: &Notification, user: Option<&User>) -
     true
 }
 
-/// A closure turning a message into the configuration error of backend `name`.
-pub(crate) fn config_error(name: &str) -> impl Fn(String) -> NotifyError + '_ {
-    move |message| NotifyError::BackendConfig {
-        name: name.to_string(),
-        message,
+/// What building a backend needs besides its settings.
+#[derive(Debug, Clone)]
+pub struct Setup<'a> {
+    /// The name under `plugin.backends`.
+    pub name: &'a str,
+    /// The HTTP client all HTTP backends share.
+    pub client: reqwest::Client,
+}
+
+impl Setup<'_> {
+    /// A closure turning a message into this backend's configuration error.
+    pub fn error(&self) -> impl Fn(String) -> NotifyError + '_ {
+        move |message| NotifyError::BackendConfig {
+            name: self.name.to_string(),
+            message,
+        }
+    }
+
+    /// The backend's [`Base`] with this time budget.
+    pub fn base(&self, timeout: Duration) -> Base {
+        Base::new(self.name, timeout)
     }
 }
 
@@ -312,7 +343,17 @@ pub(crate) fn present(value: Option<&str>) -> Option<String> {
 
 #[cfg(test)]
 pub(crate) mod testing {
+    use super::Setup;
     use crate::notify::Notification;
+
+    /// What building the backend `name` needs, with a fresh HTTP client.
+    pub(crate) fn setup(name: &str) -> Setup<'_> {
+        crate::install_crypto_provider();
+        Setup {
+            name,
+            client: reqwest::Client::new(),
+        }
+    }
 
     /// A notification of `kind` to nobody in particular; tests change the fields they need.
     pub(crate) fn notification(kind: &str) -> Notification {

@@ -5,9 +5,11 @@
 //! heartbeat alerts and critical pushes get the important priority (5 by default: a
 //! persistent alarm on the phone), the rest the ordinary one (3).
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use reqwest::header::HeaderValue;
 
-use super::{Backend, Base, BoxFuture, DeliveryError, config_error, contact, http, present};
+use super::{Base, Deliver, DeliveryError, Setup, contact, http, present};
 use crate::config::{NtfySettings, Secret};
 use crate::notify::shape;
 use crate::notify::{Notification, NotifyError};
@@ -38,8 +40,8 @@ enum Auth {
 
 impl Ntfy {
     /// Validates the settings.
-    pub fn new(name: &str, s: &NtfySettings, client: reqwest::Client) -> Result<Ntfy, NotifyError> {
-        let bad = config_error(name);
+    pub fn new(cx: &Setup<'_>, s: &NtfySettings) -> Result<Ntfy, NotifyError> {
+        let bad = cx.error();
         let server = http::base_url(&s.server, "server").map_err(&bad)?;
         let topic = present(s.topic.as_deref());
         if let Some(t) = &topic
@@ -88,19 +90,23 @@ impl Ntfy {
             }
         };
         Ok(Ntfy {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             server: server.as_str().trim_end_matches('/').to_string(),
             topic,
             auth,
             priority: s.priority,
             important_priority: s.important_priority,
-            client,
+            client: cx.client.clone(),
         })
     }
 }
 
-impl Ntfy {
-    async fn publish(&self, n: &Notification) -> Result<(), DeliveryError> {
+impl Deliver for Ntfy {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let topic = match contact(n, &["ntfy"]) {
             Some(t) if valid_topic(t) => t,
             Some(t) => {
@@ -146,18 +152,7 @@ impl Ntfy {
             Auth::Bearer(token) => request.bearer_auth(token.expose()),
             Auth::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
         };
-        let response = request.send().await.map_err(http::request_failed)?;
-        http::check(response, "").await
-    }
-}
-
-impl Backend for Ntfy {
-    fn base(&self) -> &Base {
-        &self.base
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(self.publish(n))
+        http::send(request, "").await
     }
 }
 
@@ -176,30 +171,8 @@ fn header_text(text: &str) -> String {
     if one_line.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         one_line
     } else {
-        format!("=?UTF-8?B?{}?=", base64(one_line.as_bytes()))
+        format!("=?UTF-8?B?{}?=", STANDARD.encode(one_line.as_bytes()))
     }
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, ending with `…` when cut.
@@ -224,11 +197,6 @@ mod tests {
         assert_eq!(header_text("a\nb"), "a b");
         // "Störung" in UTF-8, base64: U3TDtnJ1bmc=
         assert_eq!(header_text("Störung"), "=?UTF-8?B?U3TDtnJ1bmc=?=");
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

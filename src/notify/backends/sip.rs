@@ -14,7 +14,7 @@ use minijinja::Environment;
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
-use super::{Backend, Base, BoxFuture, DeliveryError, config_error, http, present};
+use super::{Base, Deliver, DeliveryError, Setup, http, present};
 use crate::config::{Secret, SipSettings};
 use crate::notify::template::{self, Context};
 use crate::notify::{Notification, NotifyError, shape};
@@ -38,8 +38,8 @@ pub struct Sip {
 
 impl Sip {
     /// Validates the settings and compiles the endpoint template.
-    pub fn new(name: &str, s: &SipSettings, client: reqwest::Client) -> Result<Sip, NotifyError> {
-        let bad = config_error(name);
+    pub fn new(cx: &Setup<'_>, s: &SipSettings) -> Result<Sip, NotifyError> {
+        let bad = cx.error();
         if s.url.trim().is_empty() {
             return Err(bad(
                 "`url` is required: Asterisk's HTTP address, e.g. http://asterisk:8088".into(),
@@ -80,7 +80,7 @@ impl Sip {
             return Err(bad("`timeout` must be more than 0".into()));
         }
         Ok(Sip {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             channels_url,
             username: s.username.trim().to_string(),
             password: s.password.clone(),
@@ -91,7 +91,7 @@ impl Sip {
             caller_id: present(s.caller_id.as_deref()),
             ring_timeout: s.ring_timeout.as_secs(),
             templates,
-            client,
+            client: cx.client.clone(),
         })
     }
 
@@ -127,8 +127,14 @@ impl Sip {
         }
         Ok(url)
     }
+}
 
-    async fn originate(&self, n: &Notification) -> Result<(), DeliveryError> {
+impl Deliver for Sip {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let url = self.url(n)?;
         let body = serde_json::json!({
             "variables": {
@@ -137,26 +143,13 @@ impl Sip {
                 "ONCALL_ID": n.id.to_string(),
             }
         });
-        let response = self
+        let request = self
             .client
             .post(url)
             .basic_auth(&self.username, Some(self.password.expose()))
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_string())
-            .timeout(self.base.timeout)
-            .send()
-            .await
-            .map_err(http::request_failed)?;
-        http::check(response, "ARI").await
-    }
-}
-
-impl Backend for Sip {
-    fn base(&self) -> &Base {
-        &self.base
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(self.originate(n))
+            .timeout(self.base.timeout);
+        http::send(request, "ARI").await
     }
 }

@@ -8,7 +8,7 @@
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
 
-use super::{Backend, Base, BoxFuture, DeliveryError, config_error, contact, http, present};
+use super::{Base, Deliver, DeliveryError, Setup, contact, http, present};
 use crate::config::{Secret, SlackSettings};
 use crate::notify::shape;
 use crate::notify::{Notification, NotifyError};
@@ -55,12 +55,8 @@ struct ApiAnswer {
 
 impl Slack {
     /// Validates the settings: exactly one of `webhook_url` and `token` (with `channel`).
-    pub fn new(
-        name: &str,
-        s: &SlackSettings,
-        client: reqwest::Client,
-    ) -> Result<Slack, NotifyError> {
-        let bad = config_error(name);
+    pub fn new(cx: &Setup<'_>, s: &SlackSettings) -> Result<Slack, NotifyError> {
+        let bad = cx.error();
         let secret = |v: &Option<Secret>| present(v.as_ref().map(Secret::expose));
         let channel = present(s.channel.as_deref());
         let mode = match (secret(&s.webhook_url), secret(&s.token)) {
@@ -99,15 +95,19 @@ impl Slack {
             }
         };
         Ok(Slack {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             mode,
-            client,
+            client: cx.client.clone(),
         })
     }
 }
 
-impl Slack {
-    async fn post(&self, n: &Notification) -> Result<(), DeliveryError> {
+impl Deliver for Slack {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let text = text(n);
         let request = match &self.mode {
             Mode::Webhook { url } => self
@@ -166,16 +166,6 @@ impl Slack {
                 http::excerpt(&body)
             ))),
         }
-    }
-}
-
-impl Backend for Slack {
-    fn base(&self) -> &Base {
-        &self.base
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(self.post(n))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::{Backend, Base, BoxFuture, DeliveryError};
+use super::{Base, Deliver, DeliveryError};
 use crate::notify::Notification;
 use crate::store::format_ms;
 
@@ -37,23 +37,19 @@ impl Stdout {
             "created_at": format_ms(n.created_at),
         })
     }
+}
 
-    async fn print(&self, n: &Notification) -> Result<(), DeliveryError> {
+impl Deliver for Stdout {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let line = self.line(n);
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")
             .and_then(|_| out.flush())
             .map_err(|e| DeliveryError::Transient(format!("cannot write to stdout: {e}")))
-    }
-}
-
-impl Backend for Stdout {
-    fn base(&self) -> &Base {
-        &self.base
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(self.print(n))
     }
 }
 
@@ -70,7 +66,7 @@ mod tests {
             name: "Ann".into(),
             phone_number: Some("+4930123456".into()),
             message: "hello".into(),
-            ..super::super::testing::notification("call")
+            ..crate::notify::backends::testing::notification("call")
         };
         let line = Stdout::new("stdout").line(&n);
         assert_eq!(line["kind"], "call");

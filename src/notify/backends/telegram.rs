@@ -7,9 +7,7 @@
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{
-    Backend, Base, BoxFuture, DeliveryError, config_error, contact, http, present, send_parts,
-};
+use super::{Base, Deliver, DeliveryError, Setup, contact, http, present, send_parts};
 use crate::config::{Secret, TelegramSettings};
 use crate::notify::shape::{self, TextLimit};
 use crate::notify::{Notification, NotifyError};
@@ -46,12 +44,8 @@ struct ResponseParameters {
 
 impl Telegram {
     /// Validates the settings.
-    pub fn new(
-        name: &str,
-        s: &TelegramSettings,
-        client: reqwest::Client,
-    ) -> Result<Telegram, NotifyError> {
-        let bad = config_error(name);
+    pub fn new(cx: &Setup<'_>, s: &TelegramSettings) -> Result<Telegram, NotifyError> {
+        let bad = cx.error();
         let token = s.token.expose().trim();
         if token.is_empty() {
             return Err(bad(
@@ -66,11 +60,11 @@ impl Telegram {
         }
         let api_base = http::base_url(&s.api_base, "api_base").map_err(&bad)?;
         Ok(Telegram {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             api_base: api_base.as_str().trim_end_matches('/').to_string(),
             token: Secret(token.to_string()),
             chat_id: present(s.chat_id.as_deref()),
-            client,
+            client: cx.client.clone(),
         })
     }
 
@@ -122,8 +116,14 @@ impl Telegram {
         // blocked or kicked) and 401/404 (bad token) cannot heal by retrying.
         Err(http::failed(status, message))
     }
+}
 
-    async fn send_all(&self, n: &Notification) -> Result<(), DeliveryError> {
+impl Deliver for Telegram {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let deadline = Instant::now() + self.base.timeout;
         let chat = contact(n, &["telegram"])
             .or(self.chat_id.as_deref())
@@ -154,15 +154,5 @@ impl Telegram {
             self.send(&chat_id, part, silent, deadline)
         })
         .await
-    }
-}
-
-impl Backend for Telegram {
-    fn base(&self) -> &Base {
-        &self.base
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(self.send_all(n))
     }
 }

@@ -11,7 +11,7 @@
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
-use super::{Backend, Base, BoxFuture, DeliveryError, config_error, http, send_parts, within};
+use super::{Base, Deliver, DeliveryError, Setup, http, send_parts, within};
 use crate::config::{Secret, TwilioSettings};
 use crate::notify::shape::{self, TextLimit};
 use crate::notify::{Notification, NotifyError};
@@ -37,12 +37,8 @@ pub struct Twilio {
 
 impl Twilio {
     /// Validates the settings.
-    pub fn new(
-        name: &str,
-        s: &TwilioSettings,
-        client: reqwest::Client,
-    ) -> Result<Twilio, NotifyError> {
-        let bad = config_error(name);
+    pub fn new(cx: &Setup<'_>, s: &TwilioSettings) -> Result<Twilio, NotifyError> {
+        let bad = cx.error();
         let sid = s.account_sid.trim();
         if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(bad(
@@ -96,7 +92,7 @@ impl Twilio {
             return Err(bad("`timeout` must be more than 0".into()));
         }
         Ok(Twilio {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             account_sid: sid.to_string(),
             auth_token: s.auth_token.clone(),
             from: s.from.trim().to_string(),
@@ -109,7 +105,7 @@ impl Twilio {
             voice,
             language,
             repeat: s.repeat,
-            client,
+            client: cx.client.clone(),
         })
     }
 
@@ -132,17 +128,14 @@ impl Twilio {
     async fn post(&self, url: &Url, form: &[(&str, &str)]) -> Result<(), DeliveryError> {
         let body = serde_urlencoded::to_string(form)
             .map_err(|e| DeliveryError::Permanent(format!("cannot encode the form: {e}")))?;
-        let response = self
+        let request = self
             .client
             .post(url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
-            .timeout(self.base.timeout)
-            .send()
-            .await
-            .map_err(http::request_failed)?;
-        http::check(response, "Twilio").await
+            .timeout(self.base.timeout);
+        http::send(request, "Twilio").await
     }
 
     async fn send(&self, n: &Notification) -> Result<(), DeliveryError> {
@@ -172,16 +165,17 @@ impl Twilio {
     }
 }
 
-impl Backend for Twilio {
+impl Deliver for Twilio {
     fn base(&self) -> &Base {
         &self.base
     }
 
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         // One budget for all parts of a long SMS.
-        Box::pin(within(self.base.timeout, self.send(n), || {
+        within(self.base.timeout, self.send(n), || {
             format!("Twilio did not answer within {:?}", self.base.timeout)
-        }))
+        })
+        .await
     }
 }
 
@@ -204,6 +198,7 @@ fn xml_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::backends::testing::setup;
     use std::time::Duration;
 
     fn twilio(api_base: &str) -> Twilio {
@@ -220,14 +215,14 @@ mod tests {
             repeat: 2,
             timeout: Duration::from_secs(1),
         };
-        Twilio::new("tw", &settings, reqwest::Client::new()).expect("valid")
+        Twilio::new(&setup("tw"), &settings).expect("valid")
     }
 
     fn notification(kind: &str, phone: Option<&str>) -> Notification {
         Notification {
             phone_number: phone.map(str::to_string),
             message: "OnCall heartbeat silent".into(),
-            ..super::super::testing::notification(kind)
+            ..crate::notify::backends::testing::notification(kind)
         }
     }
 

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use minijinja::{AutoEscape, Environment};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use super::{Backend, Base, BoxFuture, DeliveryError, config_error, http};
+use super::{Base, Deliver, DeliveryError, Setup, http};
 use crate::config::WebhookSettings;
 use crate::notify::template::{self, Context, URL_ESCAPE};
 use crate::notify::{Notification, NotifyError};
@@ -33,12 +33,8 @@ pub struct Webhook {
 
 impl Webhook {
     /// Validates the settings and compiles the templates.
-    pub fn new(
-        name: &str,
-        s: &WebhookSettings,
-        client: reqwest::Client,
-    ) -> Result<Webhook, NotifyError> {
-        let bad = config_error(name);
+    pub fn new(cx: &Setup<'_>, s: &WebhookSettings) -> Result<Webhook, NotifyError> {
+        let bad = cx.error();
         let method = reqwest::Method::from_str(&s.method.to_ascii_uppercase())
             .map_err(|_| bad(format!("`method`: `{}` is not an HTTP method", s.method)))?;
         let mut headers = HeaderMap::new();
@@ -71,13 +67,13 @@ impl Webhook {
             template::add(&mut env, "body", body).map_err(&bad)?;
         }
         Ok(Webhook {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             method,
             headers,
             templated_body: s.body.is_some(),
             content_type: s.content_type.clone(),
             env,
-            client,
+            client: cx.client.clone(),
             bearer_token: s.bearer_token.as_ref().map(|t| t.expose().to_string()),
             basic_auth: s
                 .basic_auth
@@ -89,8 +85,14 @@ impl Webhook {
                 .map(|k| k.expose().as_bytes().to_vec()),
         })
     }
+}
 
-    async fn send(&self, n: &Notification) -> Result<(), DeliveryError> {
+impl Deliver for Webhook {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let ctx = Context::of(n);
         let value = ctx.value();
         let url = template::render(&self.env, "url", &value)?;
@@ -131,18 +133,7 @@ impl Webhook {
         if self.method != reqwest::Method::GET {
             request = request.header(CONTENT_TYPE, content_type).body(body);
         }
-        let response = request.send().await.map_err(http::request_failed)?;
-        http::check(response, "").await
-    }
-}
-
-impl Backend for Webhook {
-    fn base(&self) -> &Base {
-        &self.base
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(self.send(n))
+        http::send(request, "").await
     }
 }
 
@@ -170,6 +161,7 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::backends::testing::setup;
 
     fn rendered_url(url: &str, url_encode: bool, message: &str) -> String {
         let settings = WebhookSettings {
@@ -178,7 +170,7 @@ mod tests {
             ..WebhookSettings::default()
         };
         crate::install_crypto_provider();
-        let hook = Webhook::new("t", &settings, reqwest::Client::new()).expect("webhook");
+        let hook = Webhook::new(&setup("t"), &settings).expect("webhook");
         let ctx = minijinja::Value::from(minijinja::value::Serde(
             &serde_json::json!({"message": message, "phone": "+4930123"}),
         ));

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use super::{Backend, Base, BoxFuture, DeliveryError, config_error, within};
+use super::{Base, Deliver, DeliveryError, Setup, within};
 use crate::config::{ExecSettings, Secret};
 use crate::notify::template::{self, Context};
 use crate::notify::{Notification, NotifyError};
@@ -56,8 +56,8 @@ pub struct Exec {
 
 impl Exec {
     /// Validates the settings: the program exists and is executable, templates compile.
-    pub fn new(name: &str, s: &ExecSettings) -> Result<Exec, NotifyError> {
-        let bad = config_error(name);
+    pub fn new(cx: &Setup<'_>, s: &ExecSettings) -> Result<Exec, NotifyError> {
+        let bad = cx.error();
         if s.command.trim().is_empty() {
             return Err(bad("`command` is required (a program path)".into()));
         }
@@ -96,7 +96,7 @@ impl Exec {
             return Err(bad("`timeout` must be more than 0".into()));
         }
         Ok(Exec {
-            base: Base::new(name, s.timeout),
+            base: cx.base(s.timeout),
             program,
             args: s.args.len(),
             env,
@@ -209,20 +209,21 @@ impl Exec {
     }
 }
 
-impl Backend for Exec {
+impl Deliver for Exec {
     fn base(&self) -> &Base {
         &self.base
     }
 
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         // Dropping the future drops the child, and `kill_on_drop` kills it.
-        Box::pin(within(self.base.timeout, self.run(n), || {
+        within(self.base.timeout, self.run(n), || {
             format!(
                 "{} did not finish within {:?} and was killed",
                 self.program.display(),
                 self.base.timeout
             )
-        }))
+        })
+        .await
     }
 }
 
