@@ -182,8 +182,8 @@ impl NewNotification {
     }
 }
 
-/// A stored notification handed to a backend.
-#[derive(Debug, Clone, Serialize)]
+/// A stored notification handed to a backend, read from a claimed row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Notification {
     /// Queue id, stable across retries (receivers can deduplicate on it).
     pub id: i64,
@@ -200,10 +200,12 @@ pub struct Notification {
     /// The text to say or send.
     pub message: String,
     /// Kind-specific details (a push's title, data and device token).
+    #[sqlx(try_from = "queue::PayloadText")]
     pub payload: Option<serde_json::Value>,
     /// The backend chosen at acceptance, if not the default.
     pub route: Option<String>,
     /// This delivery's attempt number, from 1.
+    #[sqlx(rename = "attempts")]
     pub attempt: i64,
     /// Step of the route being tried (0 = the first backend).
     #[serde(skip)]
@@ -212,6 +214,7 @@ pub struct Notification {
     #[serde(skip)]
     pub stage_attempts: i64,
     /// The recipient's backend addresses from the directory (`telegram`, `email`, ...).
+    #[sqlx(skip)]
     pub contacts: std::collections::BTreeMap<String, String>,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use super::{NewNotification, Notification};
 use crate::store::{Store, pow2_chunks, values_placeholders};
@@ -85,7 +85,7 @@ pub(crate) async fn claim(
         .bind(limit as i64)
         .fetch_all(store.pool())
         .await?;
-    rows.iter().map(claimed_from_row).collect()
+    rows.iter().map(Notification::from_row).collect()
 }
 
 /// Claims one notification by id, whatever its due time (for `notify test`).
@@ -103,7 +103,7 @@ pub(crate) async fn claim_id(
         .bind(id)
         .fetch_optional(store.pool())
         .await?;
-    row.as_ref().map(claimed_from_row).transpose()
+    row.as_ref().map(Notification::from_row).transpose()
 }
 
 /// Inserts one notification that no worker will claim by itself (no due time); returns its id.
@@ -155,26 +155,16 @@ fn claim_query(sql: String, lease_until: i64, claim: i64, now: i64) -> AnyQuery<
 
 const CLAIMED: &str = "id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at";
 
-fn claimed_from_row(r: &sqlx::any::AnyRow) -> Result<Notification, sqlx::Error> {
-    Ok(Notification {
-        id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
-        user_id: r.try_get("user_id")?,
-        email: r.try_get("email")?,
-        name: r.try_get("name")?,
-        phone_number: r.try_get("phone_number")?,
-        message: r.try_get("message")?,
-        // A payload that no longer parses is delivered without its details, not dropped.
-        payload: r
-            .try_get::<Option<String>, _>("payload")?
-            .and_then(|p| serde_json::from_str(&p).ok()),
-        route: r.try_get("route")?,
-        attempt: r.try_get("attempts")?,
-        stage: r.try_get("stage")?,
-        stage_attempts: r.try_get("stage_attempts")?,
-        contacts: Default::default(),
-        created_at: r.try_get("created_at")?,
-    })
+/// A stored payload as text, read into a notification's details.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+pub(crate) struct PayloadText(Option<String>);
+
+impl From<PayloadText> for Option<serde_json::Value> {
+    /// A payload that no longer parses is delivered without its details, not dropped.
+    fn from(text: PayloadText) -> Self {
+        text.0.and_then(|p| serde_json::from_str(&p).ok())
+    }
 }
 
 /// How one attempt ended and what happens to the notification next.
