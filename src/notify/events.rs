@@ -29,7 +29,7 @@ pub struct EventFilter {
 }
 
 /// One delivery attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AttemptRecord {
     /// Attempt number, from 1.
     pub attempt: i64,
@@ -167,14 +167,7 @@ pub async fn list(
         by_id
             .entry(row.try_get("notification_id")?)
             .or_default()
-            .push(AttemptRecord {
-                attempt: row.try_get("attempt")?,
-                backend: row.try_get("backend")?,
-                outcome: row.try_get("outcome")?,
-                error: row.try_get("error")?,
-                started_at: row.try_get("started_at")?,
-                duration_ms: row.try_get("duration_ms")?,
-            });
+            .push(AttemptRecord::from_row(&row)?);
     }
     for r in &mut records {
         r.attempt_log = by_id.remove(&r.id).unwrap_or_default();
