@@ -28,12 +28,6 @@ pub struct Acceptor {
     timeout: Duration,
 }
 
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").finish_non_exhaustive()
-    }
-}
-
 impl Acceptor {
     /// Starts the committer; it stops once every `Acceptor` clone is dropped and the
     /// channel is drained, so nothing handed over is left behind at shutdown.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use super::NotifyError;
 use crate::store::Store;
@@ -29,7 +29,7 @@ pub struct EventFilter {
 }
 
 /// One delivery attempt.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AttemptRecord {
     /// Attempt number, from 1.
     pub attempt: i64,
@@ -46,7 +46,7 @@ pub struct AttemptRecord {
 }
 
 /// One notification with its attempts.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct NotificationRecord {
     /// Queue id.
     pub id: i64,
@@ -73,6 +73,7 @@ pub struct NotificationRecord {
     /// When it was delivered or given up (Unix ms).
     pub finished_at: Option<i64>,
     /// Every attempt, oldest first.
+    #[sqlx(skip)]
     pub attempt_log: Vec<AttemptRecord>,
 }
 
@@ -146,23 +147,7 @@ pub async fn list(
     let rows = q.fetch_all(store.pool()).await?;
     let mut records = rows
         .iter()
-        .map(|r| {
-            Ok(NotificationRecord {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                user_id: r.try_get("user_id")?,
-                email: r.try_get("email")?,
-                phone_number: r.try_get("phone_number")?,
-                message: r.try_get("message")?,
-                status: r.try_get("status")?,
-                attempts: r.try_get("attempts")?,
-                backend: r.try_get("backend")?,
-                last_error: r.try_get("last_error")?,
-                created_at: r.try_get("created_at")?,
-                finished_at: r.try_get("finished_at")?,
-                attempt_log: Vec::new(),
-            })
-        })
+        .map(NotificationRecord::from_row)
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     if records.is_empty() {
         return Ok(records);
@@ -182,14 +167,7 @@ pub async fn list(
         by_id
             .entry(row.try_get("notification_id")?)
             .or_default()
-            .push(AttemptRecord {
-                attempt: row.try_get("attempt")?,
-                backend: row.try_get("backend")?,
-                outcome: row.try_get("outcome")?,
-                error: row.try_get("error")?,
-                started_at: row.try_get("started_at")?,
-                duration_ms: row.try_get("duration_ms")?,
-            });
+            .push(AttemptRecord::from_row(&row)?);
     }
     for r in &mut records {
         r.attempt_log = by_id.remove(&r.id).unwrap_or_default();

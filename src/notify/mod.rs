@@ -4,32 +4,30 @@
 //! concurrent requests into one transaction). Workers ([`worker`]) claim due rows, hand them
 //! to a [`Backend`] and record every attempt; a row whose worker died becomes due again when
 //! its lease runs out.
+//!
+//! The backends live in [`backends`], one file (or folder) each behind the [`Backend`]
+//! contract; [`template`] is the templating they share, [`shape`] fits text to a channel.
 
 mod acceptor;
-pub mod backend;
-mod email;
+pub mod backends;
 pub mod events;
-mod exec;
 mod gate;
-pub(crate) mod http;
-mod mattermost;
-mod ntfy;
 mod queue;
 pub mod shape;
-mod sip;
-mod slack;
-mod stdout;
-mod telegram;
-mod twilio;
-mod webhook;
+pub(crate) mod template;
 pub mod worker;
+
+/// The contract's former home, kept so that `notify::backend::...` paths keep working.
+pub use backends as backend;
+/// The shared HTTP helpers' former home (`notify::http::error_chain`).
+pub(crate) use backends::http;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 pub use acceptor::Acceptor;
-pub use backend::{Backend, Backends, DeliveryError, Step};
+pub use backends::{Backend, Backends, DeliveryError, Step};
 pub use events::{EventFilter, NotificationRecord};
 pub use gate::{Admission, Gate};
 
@@ -140,11 +138,18 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A notification as accepted from OnCall, before it is stored.
+/// A notification as accepted from OnCall, before it is stored: what is sent, to whom, and
+/// how it relates to earlier ones.
 #[derive(Debug, Clone)]
 pub struct NewNotification {
     /// Call or SMS.
     pub kind: Kind,
+    /// The text to say or send.
+    pub message: String,
+    /// Kind-specific details (a push's title, data and device token).
+    pub payload: Option<serde_json::Value>,
+    /// The backend to use instead of the default for the kind.
+    pub route: Option<String>,
     /// Recipient's public id.
     pub user_id: String,
     /// Recipient's email.
@@ -153,12 +158,6 @@ pub struct NewNotification {
     pub name: String,
     /// Recipient's phone number (E.164) at the time of acceptance.
     pub phone_number: Option<String>,
-    /// The text to say or send.
-    pub message: String,
-    /// Kind-specific details (a push's title, data and device token).
-    pub payload: Option<serde_json::Value>,
-    /// The backend to use instead of the default for the kind.
-    pub route: Option<String>,
     /// Key of user, kind and message when deduplication is on.
     pub dedup_key: Option<String>,
     /// Set when this repeats an earlier notification: recorded, never delivered.
@@ -194,8 +193,8 @@ impl NewNotification {
     }
 }
 
-/// A stored notification handed to a backend.
-#[derive(Debug, Clone, Serialize)]
+/// A stored notification handed to a backend, read from a claimed row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Notification {
     /// Queue id, stable across retries (receivers can deduplicate on it).
     pub id: i64,
@@ -212,10 +211,12 @@ pub struct Notification {
     /// The text to say or send.
     pub message: String,
     /// Kind-specific details (a push's title, data and device token).
+    #[sqlx(try_from = "queue::PayloadText")]
     pub payload: Option<serde_json::Value>,
     /// The backend chosen at acceptance, if not the default.
     pub route: Option<String>,
     /// This delivery's attempt number, from 1.
+    #[sqlx(rename = "attempts")]
     pub attempt: i64,
     /// Step of the route being tried (0 = the first backend).
     #[serde(skip)]
@@ -224,6 +225,7 @@ pub struct Notification {
     #[serde(skip)]
     pub stage_attempts: i64,
     /// The recipient's backend addresses from the directory (`telegram`, `email`, ...).
+    #[sqlx(skip)]
     pub contacts: std::collections::BTreeMap<String, String>,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use super::{NewNotification, Notification};
 use crate::store::{Store, pow2_chunks, values_placeholders};
@@ -52,15 +52,7 @@ pub(crate) async fn insert_rows(
                 ),
                 None => (QUEUED, Some(now), None, None),
             };
-            q = q
-                .bind(n.kind.as_str())
-                .bind(n.user_id.clone())
-                .bind(n.email.clone())
-                .bind(n.name.clone())
-                .bind(n.phone_number.clone())
-                .bind(n.message.clone())
-                .bind(n.payload.as_ref().map(|p| p.to_string()))
-                .bind(n.route.clone())
+            q = bind_new(q, n)
                 .bind(n.dedup_key.clone())
                 .bind(status)
                 .bind(due_at)
@@ -84,21 +76,16 @@ pub(crate) async fn claim(
     claim: i64,
 ) -> Result<Vec<Notification>, sqlx::Error> {
     let sql = format!(
-        "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, stage_attempts = stage_attempts + 1, \
-         due_at = $1, claim = $2, updated_at = $3 \
-         WHERE id IN (SELECT id FROM notifications WHERE due_at <= $3 ORDER BY due_at LIMIT $4{}) \
+        "{CLAIM} WHERE id IN (SELECT id FROM notifications WHERE due_at <= $3 ORDER BY due_at LIMIT $4{}) \
          RETURNING {CLAIMED}",
         store.skip_locked()
     );
     let _guard = store.write_guard().await;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(lease_until)
-        .bind(claim)
-        .bind(now)
+    let rows = claim_query(sql, lease_until, claim, now)
         .bind(limit as i64)
         .fetch_all(store.pool())
         .await?;
-    rows.iter().map(claimed_from_row).collect()
+    rows.iter().map(Notification::from_row).collect()
 }
 
 /// Claims one notification by id, whatever its due time (for `notify test`).
@@ -109,20 +96,14 @@ pub(crate) async fn claim_id(
     lease_until: i64,
     claim: i64,
 ) -> Result<Option<Notification>, sqlx::Error> {
-    let sql = format!(
-        "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, stage_attempts = stage_attempts + 1, \
-         due_at = $1, claim = $2, updated_at = $3 WHERE id = $4 AND status IN ('queued', 'delivering') \
-         RETURNING {CLAIMED}"
-    );
+    let sql =
+        format!("{CLAIM} WHERE id = $4 AND status IN ('queued', 'delivering') RETURNING {CLAIMED}");
     let _guard = store.write_guard().await;
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(lease_until)
-        .bind(claim)
-        .bind(now)
+    let row = claim_query(sql, lease_until, claim, now)
         .bind(id)
         .fetch_optional(store.pool())
         .await?;
-    row.as_ref().map(claimed_from_row).transpose()
+    row.as_ref().map(Notification::from_row).transpose()
 }
 
 /// Inserts one notification that no worker will claim by itself (no due time); returns its id.
@@ -132,48 +113,58 @@ pub(crate) async fn insert_held(
     now: i64,
 ) -> Result<i64, sqlx::Error> {
     let mut tx = store.begin_write().await?;
-    let id: i64 = sqlx::query_scalar(
+    let query = sqlx::query(
         "INSERT INTO notifications (kind, user_id, email, name, phone_number, message, payload, route, status, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
-    )
-    .bind(n.kind.as_str())
-    .bind(n.user_id.clone())
-    .bind(n.email.clone())
-    .bind(n.name.clone())
-    .bind(n.phone_number.clone())
-    .bind(n.message.clone())
-    .bind(n.payload.as_ref().map(|p| p.to_string()))
-    .bind(n.route.clone())
-    .bind(QUEUED)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
+    );
+    let row = bind_new(query, n)
+        .bind(QUEUED)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+    let id: i64 = row.try_get("id")?;
     tx.commit().await?;
     Ok(id)
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the columns every inserted row starts with, `kind` to `route`, in that order.
+fn bind_new<'q>(q: AnyQuery<'q>, n: &NewNotification) -> AnyQuery<'q> {
+    q.bind(n.kind.as_str())
+        .bind(n.user_id.clone())
+        .bind(n.email.clone())
+        .bind(n.name.clone())
+        .bind(n.phone_number.clone())
+        .bind(n.message.clone())
+        .bind(n.payload.as_ref().map(|p| p.to_string()))
+        .bind(n.route.clone())
+}
+
+/// The update that claims rows for one lease: `$1` lease end, `$2` claim tag, `$3` now.
+const CLAIM: &str = "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, \
+     stage_attempts = stage_attempts + 1, due_at = $1, claim = $2, updated_at = $3";
+
+/// `sql` (which starts with [`CLAIM`]) with the lease end, claim tag and time bound.
+fn claim_query(sql: String, lease_until: i64, claim: i64, now: i64) -> AnyQuery<'static> {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until)
+        .bind(claim)
+        .bind(now)
+}
+
 const CLAIMED: &str = "id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at";
 
-fn claimed_from_row(r: &sqlx::any::AnyRow) -> Result<Notification, sqlx::Error> {
-    Ok(Notification {
-        id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
-        user_id: r.try_get("user_id")?,
-        email: r.try_get("email")?,
-        name: r.try_get("name")?,
-        phone_number: r.try_get("phone_number")?,
-        message: r.try_get("message")?,
-        // A payload that no longer parses is delivered without its details, not dropped.
-        payload: r
-            .try_get::<Option<String>, _>("payload")?
-            .and_then(|p| serde_json::from_str(&p).ok()),
-        route: r.try_get("route")?,
-        attempt: r.try_get("attempts")?,
-        stage: r.try_get("stage")?,
-        stage_attempts: r.try_get("stage_attempts")?,
-        contacts: Default::default(),
-        created_at: r.try_get("created_at")?,
-    })
+/// A stored payload as text, read into a notification's details.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+pub(crate) struct PayloadText(Option<String>);
+
+impl From<PayloadText> for Option<serde_json::Value> {
+    /// A payload that no longer parses is delivered without its details, not dropped.
+    fn from(text: PayloadText) -> Self {
+        text.0.and_then(|p| serde_json::from_str(&p).ok())
+    }
 }
 
 /// How one attempt ended and what happens to the notification next.
@@ -248,53 +239,36 @@ pub(crate) async fn record(
     // Deliveries are the common case: one statement per claim and backend.
     let mut delivered: BTreeMap<(i64, &str), Vec<i64>> = BTreeMap::new();
     for o in outcomes {
-        match &o.next {
-            Next::Delivered => delivered
-                .entry((o.claim, o.backend.as_str()))
-                .or_default()
-                .push(o.id),
-            Next::Retry(due) => {
-                sqlx::query(
-                    "UPDATE notifications SET status = 'queued', due_at = $1, last_error = $2, backend = $3, updated_at = $4 \
-                     WHERE id = $5 AND claim = $6",
-                )
-                .bind(*due)
-                .bind(o.error.clone())
-                .bind(o.backend.clone())
-                .bind(now)
-                .bind(o.id)
-                .bind(o.claim)
-                .execute(&mut *tx)
-                .await?;
+        // `$1` error, `$2` backend, `$3` now, `$4` id, `$5` claim, `$6` what the step sets.
+        let (set, value) = match &o.next {
+            Next::Delivered => {
+                delivered
+                    .entry((o.claim, o.backend.as_str()))
+                    .or_default()
+                    .push(o.id);
+                continue;
             }
-            Next::Fallback(stage) => {
-                sqlx::query(
-                    "UPDATE notifications SET status = 'queued', stage = $1, stage_attempts = 0, due_at = $2, last_error = $3, \
-                     backend = $4, updated_at = $2 WHERE id = $5 AND claim = $6",
-                )
-                .bind(*stage)
-                .bind(now)
-                .bind(o.error.clone())
-                .bind(o.backend.clone())
-                .bind(o.id)
-                .bind(o.claim)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Next::Failed => {
-                sqlx::query(
-                    "UPDATE notifications SET status = 'failed', due_at = NULL, last_error = $1, backend = $2, updated_at = $3, finished_at = $3 \
-                     WHERE id = $4 AND claim = $5",
-                )
-                .bind(o.error.clone())
-                .bind(o.backend.clone())
-                .bind(now)
-                .bind(o.id)
-                .bind(o.claim)
-                .execute(&mut *tx)
-                .await?;
-            }
+            Next::Retry(due) => ("status = 'queued', due_at = $6", Some(*due)),
+            Next::Fallback(stage) => (
+                "status = 'queued', stage = $6, stage_attempts = 0, due_at = $3",
+                Some(*stage),
+            ),
+            Next::Failed => ("status = 'failed', due_at = NULL, finished_at = $3", None),
+        };
+        let sql = format!(
+            "UPDATE notifications SET {set}, last_error = $1, backend = $2, updated_at = $3 \
+             WHERE id = $4 AND claim = $5"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(o.error.clone())
+            .bind(o.backend.clone())
+            .bind(now)
+            .bind(o.id)
+            .bind(o.claim);
+        if let Some(value) = value {
+            q = q.bind(value);
         }
+        q.execute(&mut *tx).await?;
     }
     for ((claim, backend), ids) in delivered {
         let mut offset = 0;

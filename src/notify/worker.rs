@@ -4,6 +4,7 @@
 //! in its own task; a recorder writes finished attempts in batches. Claims carry a lease: a
 //! row whose process died is due again once the lease runs out, so nothing accepted is lost.
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backends, DeliveryError, Step};
+use super::backends::{Backends, DeliveryError, Step};
 use super::queue::{self, Next, Outcome};
 use super::{NewNotification, Notification, NotifyError};
 use crate::config::QueueSettings;
@@ -33,110 +34,106 @@ pub fn spawn(
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
-    tokio::spawn(dispatch(
-        store, directory, backends, settings, wake, shutdown, metrics,
-    ))
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Outcome>();
+        let recorder = tokio::spawn(record_loop(store.clone(), done_rx));
+        let lease_ms = settings.lease.as_millis() as i64;
+        let mut failures = 0u32;
+
+        loop {
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let limit = (1 + slots.available_permits()).min(settings.batch_size);
+            let now = now_ms();
+            let claim_tag: i64 = rand::rng().random();
+            let claimed = queue::claim(&store, limit, now, now + lease_ms, claim_tag).await;
+            let rows = match claimed {
+                Ok(rows) => {
+                    failures = 0;
+                    rows
+                }
+                Err(e) => {
+                    failures += 1;
+                    // Once per outage is enough in the log; the readiness probe tells the rest.
+                    if failures == 1 || failures % 60 == 0 {
+                        tracing::warn!(error = %e, "cannot claim notifications");
+                    }
+                    drop(first);
+                    tokio::select! {
+                        _ = tokio::time::sleep(settings.poll_interval) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            let claimed_all = rows.len() == limit;
+            let mut first = Some(first);
+            let snapshot = directory.snapshot();
+            for mut n in rows {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    // Only this loop takes slots, so the ones counted above are still free.
+                    None => match slots.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let backends = backends.clone();
+                let done = done_tx.clone();
+                let settings = settings.clone();
+                let metrics = metrics.clone();
+                let chain = backends.chain(&n, &snapshot);
+                if let Some(user) = snapshot.by_id(&n.user_id) {
+                    n.contacts = user.contacts.clone();
+                }
+                tokio::spawn(async move {
+                    let (kind, created_at) = (n.kind.clone(), n.created_at);
+                    let outcome = deliver(&chain, &settings, n, claim_tag).await;
+                    record_metrics(&metrics, &kind, created_at, &outcome);
+                    let _ = done.send(outcome);
+                    drop(permit);
+                });
+            }
+            drop(first);
+            if !claimed_all {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(settings.poll_interval) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        }
+
+        // Let deliveries in flight finish so their outcomes are recorded; what does not finish
+        // in time stays claimed and is picked up again after its lease.
+        let all = settings.concurrency as u32;
+        let _ = tokio::time::timeout(settings.lease, slots.acquire_many(all)).await;
+        drop(done_tx);
+        let _ = recorder.await;
+    })
 }
 
 /// Delay before retry number `attempt` (from 1): doubling from `base`, capped, with ±20 % jitter
 /// so that many notifications failing together do not retry together.
 pub fn backoff(attempt: i64, base: Duration, max: Duration) -> Duration {
-    let exp = attempt.clamp(1, 30) as u32 - 1;
-    let raw = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let retry = attempt.clamp(1, 30) as usize - 1;
+    let raw = ExponentialBuilder::new()
+        .with_min_delay(base)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+        .nth(retry)
+        .unwrap_or(max)
+        .min(max);
     let jitter = rand::rng().random_range(0.8..1.2);
     raw.mul_f64(jitter).min(max)
-}
-
-async fn dispatch(
-    store: Store,
-    directory: Directory,
-    backends: Arc<Backends>,
-    settings: QueueSettings,
-    wake: Arc<Notify>,
-    shutdown: CancellationToken,
-    metrics: Arc<Metrics>,
-) {
-    let slots = Arc::new(Semaphore::new(settings.concurrency));
-    let (done_tx, done_rx) = mpsc::unbounded_channel::<Outcome>();
-    let recorder = tokio::spawn(record_loop(store.clone(), done_rx));
-    let lease_ms = settings.lease.as_millis() as i64;
-    let mut failures = 0u32;
-
-    loop {
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let limit = (1 + slots.available_permits()).min(settings.batch_size);
-        let now = now_ms();
-        let claim_tag: i64 = rand::rng().random();
-        let claimed = queue::claim(&store, limit, now, now + lease_ms, claim_tag).await;
-        let rows = match claimed {
-            Ok(rows) => {
-                failures = 0;
-                rows
-            }
-            Err(e) => {
-                failures += 1;
-                // Once per outage is enough in the log; the readiness probe tells the rest.
-                if failures == 1 || failures % 60 == 0 {
-                    tracing::warn!(error = %e, "cannot claim notifications");
-                }
-                drop(first);
-                tokio::select! {
-                    _ = tokio::time::sleep(settings.poll_interval) => {}
-                    _ = shutdown.cancelled() => break,
-                }
-                continue;
-            }
-        };
-        let claimed_all = rows.len() == limit;
-        let mut first = Some(first);
-        let snapshot = directory.snapshot();
-        for mut n in rows {
-            let permit = match first.take() {
-                Some(p) => p,
-                // Only this loop takes slots, so the ones counted above are still free.
-                None => match slots.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
-            let backends = backends.clone();
-            let done = done_tx.clone();
-            let settings = settings.clone();
-            let metrics = metrics.clone();
-            let chain = backends.chain(&n, &snapshot);
-            if let Some(user) = snapshot.by_id(&n.user_id) {
-                n.contacts = user.contacts.clone();
-            }
-            tokio::spawn(async move {
-                let (kind, created_at) = (n.kind.clone(), n.created_at);
-                let outcome = deliver(&chain, &settings, n, claim_tag).await;
-                record_metrics(&metrics, &kind, created_at, &outcome);
-                let _ = done.send(outcome);
-                drop(permit);
-            });
-        }
-        drop(first);
-        if !claimed_all {
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(settings.poll_interval) => {}
-                _ = shutdown.cancelled() => break,
-            }
-        }
-    }
-
-    // Let deliveries in flight finish so their outcomes are recorded; what does not finish
-    // in time stays claimed and is picked up again after its lease.
-    let all = settings.concurrency as u32;
-    let _ = tokio::time::timeout(settings.lease, slots.acquire_many(all)).await;
-    drop(done_tx);
-    let _ = recorder.await;
 }
 
 async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, claim: i64) -> Outcome {

@@ -8,15 +8,13 @@
 //! Twilio's 4xx answers are permanent (the next route takes over at once) except 408 and
 //! 429; 5xx answers and connection errors are retried.
 
-use std::time::Duration;
-
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
-use super::backend::{Backend, BoxFuture, DeliveryError};
-use super::shape::{self, TextLimit};
-use super::{Notification, NotifyError};
+use super::{Base, Deliver, DeliveryError, Setup, http, send_parts, within};
 use crate::config::{Secret, TwilioSettings};
+use crate::notify::shape::{self, TextLimit};
+use crate::notify::{Notification, NotifyError};
 
 /// Twilio's own limit on a message body.
 const TWILIO_MAX_LENGTH: usize = 1600;
@@ -24,7 +22,7 @@ const TWILIO_MAX_LENGTH: usize = 1600;
 /// Sends SMS and places calls through Twilio.
 #[derive(Debug)]
 pub struct Twilio {
-    name: String,
+    base: Base,
     account_sid: String,
     auth_token: Secret,
     from: String,
@@ -34,21 +32,13 @@ pub struct Twilio {
     voice: Option<String>,
     language: Option<String>,
     repeat: u32,
-    timeout: Duration,
     client: reqwest::Client,
 }
 
 impl Twilio {
     /// Validates the settings.
-    pub fn new(
-        name: &str,
-        s: &TwilioSettings,
-        client: reqwest::Client,
-    ) -> Result<Twilio, NotifyError> {
-        let bad = |message: String| NotifyError::BackendConfig {
-            name: name.to_string(),
-            message,
-        };
+    pub fn new(cx: &Setup<'_>, s: &TwilioSettings) -> Result<Twilio, NotifyError> {
+        let bad = cx.error();
         let sid = s.account_sid.trim();
         if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(bad(
@@ -63,10 +53,7 @@ impl Twilio {
                 "`from` is required: a Twilio phone number in E.164 form (+15551234567)".into(),
             ));
         }
-        let base = Url::parse(s.api_base.trim()).map_err(|e| bad(format!("`api_base`: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(bad("`api_base` must be http or https".into()));
-        }
+        let base = http::base_url(&s.api_base, "api_base").map_err(&bad)?;
         let endpoint = |resource: &str| {
             Url::parse(&format!(
                 "{}/2010-04-01/Accounts/{sid}/{resource}.json",
@@ -105,7 +92,7 @@ impl Twilio {
             return Err(bad("`timeout` must be more than 0".into()));
         }
         Ok(Twilio {
-            name: name.to_string(),
+            base: cx.base(s.timeout),
             account_sid: sid.to_string(),
             auth_token: s.auth_token.clone(),
             from: s.from.trim().to_string(),
@@ -118,8 +105,7 @@ impl Twilio {
             voice,
             language,
             repeat: s.repeat,
-            timeout: s.timeout,
-            client,
+            client: cx.client.clone(),
         })
     }
 
@@ -142,17 +128,14 @@ impl Twilio {
     async fn post(&self, url: &Url, form: &[(&str, &str)]) -> Result<(), DeliveryError> {
         let body = serde_urlencoded::to_string(form)
             .map_err(|e| DeliveryError::Permanent(format!("cannot encode the form: {e}")))?;
-        let response = self
+        let request = self
             .client
             .post(url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(super::http::request_failed)?;
-        super::http::check(response, "Twilio").await
+            .timeout(self.base.timeout);
+        http::send(request, "Twilio").await
     }
 
     async fn send(&self, n: &Notification) -> Result<(), DeliveryError> {
@@ -171,72 +154,52 @@ impl Twilio {
                 )
                 .await;
         }
-        let parts = shape::parts(&n.message, self.limit);
-        let total = parts.len();
-        for (i, part) in parts.iter().enumerate() {
+        send_parts(&shape::parts(&n.message, self.limit), |part| async move {
             self.post(
                 &self.messages_url,
                 &[("To", to), ("From", &self.from), ("Body", part)],
             )
             .await
-            .map_err(|e| match e {
-                _ if total == 1 => e,
-                DeliveryError::Transient(t) => {
-                    DeliveryError::Transient(format!("part {}/{total}: {t}", i + 1))
-                }
-                DeliveryError::Permanent(t) => {
-                    DeliveryError::Permanent(format!("part {}/{total}: {t}", i + 1))
-                }
-            })?;
-        }
-        Ok(())
+        })
+        .await
     }
 }
 
-impl Backend for Twilio {
-    fn name(&self) -> &str {
-        &self.name
+impl Deliver for Twilio {
+    fn base(&self) -> &Base {
+        &self.base
     }
 
-    fn timeout(&self) -> Duration {
-        self.timeout
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
+        // One budget for all parts of a long SMS.
+        within(self.base.timeout, self.send(n), || {
+            format!("Twilio did not answer within {:?}", self.base.timeout)
+        })
+        .await
     }
+}
 
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
-            // One budget for all parts of a long SMS.
-            match tokio::time::timeout(self.timeout, self.send(n)).await {
-                Ok(result) => result,
-                Err(_) => Err(DeliveryError::Transient(format!(
-                    "Twilio did not answer within {:?}",
-                    self.timeout
-                ))),
+/// Escapes text for XML content and attribute values; control characters, which XML 1.0
+/// does not allow, become spaces.
+fn xml_escape(text: &str) -> String {
+    let allowed: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\n' | '\r' | '\t') {
+                ' '
+            } else {
+                c
             }
         })
-    }
-}
-
-/// Escapes text for XML content and attribute values.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters are not allowed in XML 1.0.
-            c if c.is_control() && !matches!(c, '\n' | '\r' | '\t') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+        .collect();
+    quick_xml::escape::escape(allowed.as_str()).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::backends::testing::setup;
+    use std::time::Duration;
 
     fn twilio(api_base: &str) -> Twilio {
         crate::install_crypto_provider();
@@ -252,25 +215,14 @@ mod tests {
             repeat: 2,
             timeout: Duration::from_secs(1),
         };
-        Twilio::new("tw", &settings, reqwest::Client::new()).expect("valid")
+        Twilio::new(&setup("tw"), &settings).expect("valid")
     }
 
     fn notification(kind: &str, phone: Option<&str>) -> Notification {
         Notification {
-            id: 1,
-            kind: kind.into(),
-            user_id: String::new(),
-            email: String::new(),
-            name: String::new(),
             phone_number: phone.map(str::to_string),
             message: "OnCall heartbeat silent".into(),
-            payload: None,
-            route: None,
-            attempt: 1,
-            stage: 0,
-            stage_attempts: 1,
-            contacts: Default::default(),
-            created_at: 0,
+            ..crate::notify::backends::testing::notification(kind)
         }
     }
 

@@ -19,18 +19,19 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::Environment;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use super::backend::{Backend, BoxFuture, DeliveryError};
-use super::{Notification, NotifyError};
+use super::{Base, Deliver, DeliveryError, Setup, within};
 use crate::config::{ExecSettings, Secret};
-use crate::store::format_ms;
+use crate::notify::template::{self, Context};
+use crate::notify::{Notification, NotifyError};
 
-/// Template steps allowed per render, so a runaway loop cannot stall deliveries.
-const TEMPLATE_FUEL: u64 = 100_000;
+mod shell;
+
+pub(super) use shell::shell_warning;
 /// Most bytes of the program's stderr (and stdout) kept for the error text.
 const OUTPUT_CAP: usize = 4096;
 /// Characters of that output that go into the recorded error.
@@ -45,31 +46,25 @@ const INHERITED_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDI
 /// Runs a program for each notification.
 #[derive(Debug)]
 pub struct Exec {
-    name: String,
+    base: Base,
     program: PathBuf,
     args: usize,
     env: Vec<(String, Secret)>,
     permanent_exit_codes: Vec<i32>,
-    timeout: Duration,
     templates: Environment<'static>,
 }
 
 impl Exec {
     /// Validates the settings: the program exists and is executable, templates compile.
-    pub fn new(name: &str, s: &ExecSettings) -> Result<Exec, NotifyError> {
-        let bad = |message: String| NotifyError::BackendConfig {
-            name: name.to_string(),
-            message,
-        };
+    pub fn new(cx: &Setup<'_>, s: &ExecSettings) -> Result<Exec, NotifyError> {
+        let bad = cx.error();
         if s.command.trim().is_empty() {
             return Err(bad("`command` is required (a program path)".into()));
         }
         let program = resolve_program(&s.command).map_err(|e| bad(format!("`command`: {e}")))?;
-        let mut templates = template_env();
+        let mut templates = template::plain_environment();
         for (i, arg) in s.args.iter().enumerate() {
-            templates
-                .add_template_owned(format!("args[{i}]"), arg.clone())
-                .map_err(|e| bad(format!("`args[{i}]` template: {e}")))?;
+            template::add(&mut templates, &format!("args[{i}]"), arg).map_err(&bad)?;
         }
         let mut env = Vec::new();
         for (key, value) in &s.env {
@@ -101,22 +96,21 @@ impl Exec {
             return Err(bad("`timeout` must be more than 0".into()));
         }
         Ok(Exec {
-            name: name.to_string(),
+            base: cx.base(s.timeout),
             program,
             args: s.args.len(),
             env,
             permanent_exit_codes: s.permanent_exit_codes.clone(),
-            timeout: s.timeout,
             templates,
         })
     }
 
     fn command(&self, n: &Notification) -> Result<(Command, Vec<u8>), DeliveryError> {
-        let ctx = template_context(n);
-        let value = Value::from(minijinja::value::Serde(&ctx));
+        let ctx = Context::of(n);
+        let value = ctx.value();
         let mut cmd = Command::new(&self.program);
         for i in 0..self.args {
-            let arg = render(&self.templates, &format!("args[{i}]"), &value)?;
+            let arg = template::render(&self.templates, &format!("args[{i}]"), &value)?;
             cmd.arg(without_nul(&arg));
         }
         cmd.env_clear();
@@ -143,7 +137,9 @@ impl Exec {
         for (key, value) in vars {
             cmd.env(format!("{ENV_PREFIX}{key}"), without_nul(&value));
         }
-        let stdin = serde_json::to_vec(&ctx)
+        // Through a `serde_json::Value`, so the keys are written sorted, as they always were.
+        let stdin = serde_json::to_value(&ctx)
+            .and_then(|v| serde_json::to_vec(&v))
             .map_err(|e| DeliveryError::Permanent(format!("cannot encode stdin: {e}")))?;
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -213,27 +209,21 @@ impl Exec {
     }
 }
 
-impl Backend for Exec {
-    fn name(&self) -> &str {
-        &self.name
+impl Deliver for Exec {
+    fn base(&self) -> &Base {
+        &self.base
     }
 
-    fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
-            // Dropping the future drops the child, and `kill_on_drop` kills it.
-            match tokio::time::timeout(self.timeout, self.run(n)).await {
-                Ok(result) => result,
-                Err(_) => Err(DeliveryError::Transient(format!(
-                    "{} did not finish within {:?} and was killed",
-                    self.program.display(),
-                    self.timeout
-                ))),
-            }
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
+        // Dropping the future drops the child, and `kill_on_drop` kills it.
+        within(self.base.timeout, self.run(n), || {
+            format!(
+                "{} did not finish within {:?} and was killed",
+                self.program.display(),
+                self.base.timeout
+            )
         })
+        .await
     }
 }
 
@@ -319,219 +309,4 @@ fn is_executable(path: &Path) -> bool {
 /// NUL cannot be part of an argument or an environment value; everything else is kept.
 fn without_nul(text: &str) -> String {
     text.replace('\0', "")
-}
-
-/// Programs that run an argument as a script (`sh -c SCRIPT`, `cmd /c ...`,
-/// `powershell -Command ...`).
-const SHELLS: [&str; 14] = [
-    "sh",
-    "bash",
-    "dash",
-    "zsh",
-    "ash",
-    "ksh",
-    "mksh",
-    "yash",
-    "fish",
-    "csh",
-    "tcsh",
-    "cmd",
-    "powershell",
-    "pwsh",
-];
-
-/// A warning when `command` is a shell whose script argument is a template: a value such as
-/// an alert title then becomes shell code, which is the injection running the program
-/// directly prevents. `None` for the safe forms (values as their own arguments, or a fixed
-/// script reading `"$1"` or the environment).
-pub fn shell_warning(name: &str, s: &ExecSettings) -> Option<String> {
-    let argv: Vec<&str> = std::iter::once(s.command.as_str())
-        .chain(s.args.iter().map(String::as_str))
-        .collect();
-    // `env [-i] [VAR=x] sh -c ...` and `busybox sh -c ...` start the shell too.
-    let mut i = 0;
-    while let Some(arg) = argv.get(i) {
-        let base = program_name(arg);
-        if base == "env" || base == "busybox" {
-            i += 1;
-            while argv
-                .get(i)
-                .is_some_and(|a| a.starts_with('-') || (a.contains('=') && !a.contains("{{")))
-            {
-                i += 1;
-            }
-        } else {
-            break;
-        }
-    }
-    let shell = program_name(argv.get(i)?);
-    if !SHELLS.contains(&shell.as_str()) {
-        return None;
-    }
-    let rest = argv.get(i + 1..).unwrap_or_default();
-    let templated = |a: &&str| a.contains("{{") || a.contains("{%");
-    let flag = rest.iter().position(|a| {
-        let lower = a.to_ascii_lowercase();
-        match shell.as_str() {
-            "cmd" => lower == "/c" || lower == "/k",
-            "powershell" | "pwsh" => {
-                lower == "-c"
-                    || lower == "-command"
-                    || lower == "-encodedcommand"
-                    || lower == "-ec"
-                    || lower == "/c"
-                    || lower == "/command"
-            }
-            // `-c`, and combined short options such as `-ec` or `-lc`.
-            _ => lower.starts_with('-') && !lower.starts_with("--") && lower.contains('c'),
-        }
-    })?;
-    let after = rest.get(flag + 1..).unwrap_or_default();
-    let risky = match shell.as_str() {
-        // Everything after the flag is the command line.
-        "cmd" | "powershell" | "pwsh" => after.iter().any(templated),
-        // The script is the next argument; later ones are "$0", "$1", ... and stay data.
-        _ => after.first().is_some_and(templated),
-    };
-    risky.then(|| {
-        format!(
-            "backend `{name}`: `{shell}` runs a templated script, so an alert text can run \
-             commands (shell injection); run the program directly with each value as its own \
-             argument (`command: /usr/local/bin/send-alert`, `args: [\"--to\", \"{{{{ phone }}}}\"]`), \
-             or keep the script fixed and read \"$1\" or the ONCALL_RELAY_* variables"
-        )
-    })
-}
-
-/// A program's file name, lower-case, without directory or `.exe`.
-fn program_name(path: &str) -> String {
-    let base = path
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or(path)
-        .to_ascii_lowercase();
-    base.strip_suffix(".exe")
-        .map(str::to_string)
-        .unwrap_or(base)
-}
-
-/// A template environment like the webhook's: fuel-limited, undefined variables are errors,
-/// no auto-escaping.
-pub(super) fn template_env() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_fuel(Some(TEMPLATE_FUEL));
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env
-}
-
-/// Renders a template; a failure is permanent (the same notification fails the same way).
-pub(super) fn render(
-    env: &Environment<'static>,
-    template: &str,
-    ctx: &Value,
-) -> Result<String, DeliveryError> {
-    env.get_template(template)
-        .and_then(|t| t.render(ctx.clone()))
-        .map_err(|e| DeliveryError::Permanent(format!("{template} template: {e}")))
-}
-
-/// The variables templates see (the same as the webhook's), also the JSON written to an
-/// `exec` program's stdin.
-pub(super) fn template_context(n: &Notification) -> serde_json::Value {
-    serde_json::json!({
-        "id": n.id,
-        "kind": n.kind,
-        "message": n.message,
-        "phone": n.phone_number,
-        "phone_number": n.phone_number,
-        "email": n.email,
-        "name": n.name,
-        "user_id": n.user_id,
-        "user": {
-            "id": n.user_id,
-            "email": n.email,
-            "name": n.name,
-            "phone_number": n.phone_number,
-        },
-        "attempt": n.attempt,
-        "created_at": format_ms(n.created_at),
-        "created_at_ms": n.created_at,
-        "title": n.title(),
-        "important": n.important(),
-        "details": n.payload,
-        "contacts": n.contacts,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(command: &str, args: &[&str]) -> ExecSettings {
-        ExecSettings {
-            command: command.into(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: Default::default(),
-            permanent_exit_codes: vec![2],
-            timeout: Duration::from_secs(1),
-        }
-    }
-
-    fn warns(command: &str, args: &[&str]) -> bool {
-        shell_warning("b", &settings(command, args)).is_some()
-    }
-
-    #[test]
-    fn a_shell_running_a_templated_script_is_flagged() {
-        assert!(warns("sh", &["-c", "send --text '{{ message }}'"]));
-        assert!(warns("/bin/bash", &["-ec", "send {{ phone }}"]));
-        assert!(warns(
-            "/usr/bin/env",
-            &["-i", "LANG=C", "dash", "-c", "x {{ message }}"]
-        ));
-        assert!(warns("busybox", &["ash", "-c", "x {{ message }}"]));
-        assert!(warns("zsh", &["-c", "{% if important %}x{% endif %}"]));
-        assert!(warns("ksh", &["-c", "x {{ id }}"]));
-        assert!(warns(
-            "C:\\Windows\\System32\\CMD.EXE",
-            &["/C", "send", "{{ message }}"]
-        ));
-        assert!(warns(
-            "pwsh",
-            &["-NoProfile", "-Command", "Send {{ message }}"]
-        ));
-        assert!(warns(
-            "powershell.exe",
-            &["-c", "Send-Alert '{{ message }}'"]
-        ));
-    }
-
-    #[test]
-    fn safe_forms_are_not_flagged() {
-        // The program directly, each value its own argument.
-        assert!(!warns(
-            "/usr/local/bin/send-alert",
-            &["--to", "{{ phone }}", "--text", "{{ message }}"]
-        ));
-        // A fixed script with the values as positional parameters or from the environment.
-        assert!(!warns(
-            "sh",
-            &[
-                "-c",
-                "send --to \"$1\" --text \"$2\"",
-                "sh",
-                "{{ phone }}",
-                "{{ message }}"
-            ]
-        ));
-        assert!(!warns(
-            "bash",
-            &["-c", "send --text \"$ONCALL_RELAY_MESSAGE\""]
-        ));
-        // A script file, not `-c`.
-        assert!(!warns("sh", &["/etc/relay/send.sh", "{{ message }}"]));
-        // Not a shell.
-        assert!(!warns("shellcheck", &["-c", "{{ message }}"]));
-    }
 }

@@ -10,21 +10,19 @@
 //! permanent (the next route takes over at once) except 408 and 429; 5xx answers and
 //! connection errors are retried.
 
-use std::time::Duration;
-
-use minijinja::{Environment, Value};
+use minijinja::Environment;
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
-use super::backend::{Backend, BoxFuture, DeliveryError};
-use super::exec::{render, template_context, template_env};
-use super::{Notification, NotifyError, shape};
+use super::{Base, Deliver, DeliveryError, Setup, http, present};
 use crate::config::{Secret, SipSettings};
+use crate::notify::template::{self, Context};
+use crate::notify::{Notification, NotifyError, shape};
 
 /// Originates calls through Asterisk ARI.
 #[derive(Debug)]
 pub struct Sip {
-    name: String,
+    base: Base,
     channels_url: Url,
     username: String,
     password: Secret,
@@ -34,27 +32,20 @@ pub struct Sip {
     priority: u32,
     caller_id: Option<String>,
     ring_timeout: u64,
-    timeout: Duration,
     templates: Environment<'static>,
     client: reqwest::Client,
 }
 
 impl Sip {
     /// Validates the settings and compiles the endpoint template.
-    pub fn new(name: &str, s: &SipSettings, client: reqwest::Client) -> Result<Sip, NotifyError> {
-        let bad = |message: String| NotifyError::BackendConfig {
-            name: name.to_string(),
-            message,
-        };
+    pub fn new(cx: &Setup<'_>, s: &SipSettings) -> Result<Sip, NotifyError> {
+        let bad = cx.error();
         if s.url.trim().is_empty() {
             return Err(bad(
                 "`url` is required: Asterisk's HTTP address, e.g. http://asterisk:8088".into(),
             ));
         }
-        let base = Url::parse(s.url.trim()).map_err(|e| bad(format!("`url`: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(bad("`url` must be http or https".into()));
-        }
+        let base = http::base_url(&s.url, "url").map_err(&bad)?;
         if base.query().is_some() {
             return Err(bad("`url` must not carry a query".into()));
         }
@@ -72,10 +63,8 @@ impl Sip {
         if s.endpoint.trim().is_empty() {
             return Err(bad("`endpoint` must not be empty".into()));
         }
-        let mut templates = template_env();
-        templates
-            .add_template_owned("endpoint", s.endpoint.clone())
-            .map_err(|e| bad(format!("`endpoint` template: {e}")))?;
+        let mut templates = template::plain_environment();
+        template::add(&mut templates, "endpoint", &s.endpoint).map_err(&bad)?;
         for (field, value) in [("context", &s.context), ("extension", &s.extension)] {
             if value.trim().is_empty() {
                 return Err(bad(format!("`{field}` must not be empty")));
@@ -91,7 +80,7 @@ impl Sip {
             return Err(bad("`timeout` must be more than 0".into()));
         }
         Ok(Sip {
-            name: name.to_string(),
+            base: cx.base(s.timeout),
             channels_url,
             username: s.username.trim().to_string(),
             password: s.password.clone(),
@@ -99,16 +88,10 @@ impl Sip {
             context: s.context.trim().to_string(),
             extension: s.extension.trim().to_string(),
             priority: s.priority,
-            caller_id: s
-                .caller_id
-                .as_deref()
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string),
+            caller_id: present(s.caller_id.as_deref()),
             ring_timeout: s.ring_timeout.as_secs(),
-            timeout: s.timeout,
             templates,
-            client,
+            client: cx.client.clone(),
         })
     }
 
@@ -123,8 +106,7 @@ impl Sip {
                 "no phone number for this user".into(),
             ));
         }
-        let ctx = Value::from(minijinja::value::Serde(&template_context(n)));
-        let endpoint = render(&self.templates, "endpoint", &ctx)?;
+        let endpoint = template::render(&self.templates, "endpoint", &Context::of(n).value())?;
         let endpoint = endpoint.trim();
         if endpoint.is_empty() {
             return Err(DeliveryError::Permanent(
@@ -145,8 +127,14 @@ impl Sip {
         }
         Ok(url)
     }
+}
 
-    async fn originate(&self, n: &Notification) -> Result<(), DeliveryError> {
+impl Deliver for Sip {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let url = self.url(n)?;
         let body = serde_json::json!({
             "variables": {
@@ -155,30 +143,13 @@ impl Sip {
                 "ONCALL_ID": n.id.to_string(),
             }
         });
-        let response = self
+        let request = self
             .client
             .post(url)
             .basic_auth(&self.username, Some(self.password.expose()))
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_string())
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(super::http::request_failed)?;
-        super::http::check(response, "ARI").await
-    }
-}
-
-impl Backend for Sip {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(self.originate(n))
+            .timeout(self.base.timeout);
+        http::send(request, "ARI").await
     }
 }

@@ -9,19 +9,18 @@
 //! and connection or TLS errors are retried.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncTransport, Message, Tokio1Executor};
-use minijinja::{Environment, Value};
+use lettre::{Address, AsyncTransport, Message, Tokio1Executor};
+use minijinja::Environment;
 
-use super::backend::{Backend, BoxFuture, DeliveryError};
-use super::exec::{render, template_context, template_env};
-use super::{Notification, NotifyError};
+use super::{Base, Deliver, DeliveryError, Setup, contact, http, present, within};
 use crate::config::{EmailSettings, SmtpSecurity};
+use crate::notify::template::{self, Context};
+use crate::notify::{Notification, NotifyError};
 
 /// The subject when no `subject` template is configured.
 const DEFAULT_SUBJECT: &str = "[OnCall] {{ title }}";
@@ -30,10 +29,9 @@ type Transport = AsyncSmtpTransport<Tokio1Executor>;
 
 /// Sends each notification as an email.
 pub struct Email {
-    name: String,
+    base: Base,
     from: Mailbox,
     to: Option<Mailbox>,
-    timeout: Duration,
     templates: Environment<'static>,
     host: String,
     port: u16,
@@ -46,23 +44,20 @@ pub struct Email {
 impl std::fmt::Debug for Email {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Email")
-            .field("name", &self.name)
+            .field("name", &self.base.name)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("from", &self.from.to_string())
             .field("to", &self.to.as_ref().map(|m| m.to_string()))
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.base.timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl Email {
     /// Validates the settings: host, addresses, credentials and the subject template.
-    pub fn new(name: &str, s: &EmailSettings) -> Result<Email, NotifyError> {
-        let bad = |message: String| NotifyError::BackendConfig {
-            name: name.to_string(),
-            message,
-        };
+    pub fn new(cx: &Setup<'_>, s: &EmailSettings) -> Result<Email, NotifyError> {
+        let bad = cx.error();
         let host = s.host.trim();
         if host.is_empty() {
             return Err(bad("`host` is required (the SMTP server)".into()));
@@ -77,7 +72,7 @@ impl Email {
             .trim()
             .parse()
             .map_err(|e| bad(format!("`from`: `{}` is not an email address: {e}", s.from)))?;
-        let to = match s.to.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let to = match present(s.to.as_deref()) {
             Some(to) => Some(
                 to.parse::<Mailbox>()
                     .map_err(|e| bad(format!("`to`: `{to}` is not an email address: {e}")))?,
@@ -118,18 +113,13 @@ impl Email {
         if s.timeout.is_zero() {
             return Err(bad("`timeout` must be more than 0".into()));
         }
-        let mut templates = template_env();
-        templates
-            .add_template_owned(
-                "subject",
-                s.subject.clone().unwrap_or_else(|| DEFAULT_SUBJECT.into()),
-            )
-            .map_err(|e| bad(format!("`subject` template: {e}")))?;
+        let mut templates = template::plain_environment();
+        let subject = s.subject.as_deref().unwrap_or(DEFAULT_SUBJECT);
+        template::add(&mut templates, "subject", subject).map_err(&bad)?;
         Ok(Email {
-            name: name.to_string(),
+            base: cx.base(s.timeout),
             from,
             to,
-            timeout: s.timeout,
             templates,
             host: host.to_string(),
             port,
@@ -144,7 +134,7 @@ impl Email {
             let mut builder = Transport::builder_dangerous(self.host.clone())
                 .port(self.port)
                 .tls(self.tls.clone())
-                .timeout(Some(self.timeout));
+                .timeout(Some(self.base.timeout));
             if let Some(c) = &self.credentials {
                 builder = builder.credentials(c.clone());
             }
@@ -154,14 +144,9 @@ impl Email {
 
     /// The user's `email` contact, else the user's address, else the configured `to`.
     fn recipient(&self, n: &Notification) -> Result<Mailbox, DeliveryError> {
-        let candidate = n
-            .contacts
-            .get("email")
-            .map(|e| e.trim())
-            .filter(|e| !e.is_empty())
-            .or(Some(n.email.trim()).filter(|e| !e.is_empty()));
+        let candidate = contact(n, &["email"]).or(Some(n.email.trim()).filter(|e| !e.is_empty()));
         match candidate {
-            Some(address) => address.parse::<Mailbox>().map_err(|e| {
+            Some(address) => address.parse::<Address>().map(Mailbox::from).map_err(|e| {
                 DeliveryError::Permanent(format!("`{address}` is not an email address: {e}"))
             }),
             None => self.to.clone().ok_or_else(|| {
@@ -173,8 +158,7 @@ impl Email {
     }
 
     fn message(&self, n: &Notification) -> Result<Message, DeliveryError> {
-        let value = Value::from(minijinja::value::Serde(&template_context(n)));
-        let subject = render(&self.templates, "subject", &value)?;
+        let subject = template::render(&self.templates, "subject", &Context::of(n).value())?;
         // A header cannot span lines.
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
         Message::builder()
@@ -187,41 +171,37 @@ impl Email {
     }
 }
 
-impl Backend for Email {
-    fn name(&self) -> &str {
-        &self.name
+impl Deliver for Email {
+    fn base(&self) -> &Base {
+        &self.base
     }
 
-    fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
+        {
             let message = self.message(n)?;
-            let sent = tokio::time::timeout(self.timeout, self.transport().send(message)).await;
-            match sent {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => {
-                    let text = format!("SMTP {}", super::http::error_chain(&e));
+            let send = async {
+                self.transport().send(message).await.map(drop).map_err(|e| {
+                    let text = format!("SMTP {}", http::error_chain(&e));
                     if e.is_permanent() {
-                        Err(DeliveryError::Permanent(text))
+                        DeliveryError::Permanent(text)
                     } else {
-                        Err(DeliveryError::Transient(text))
+                        DeliveryError::Transient(text)
                     }
-                }
-                Err(_) => Err(DeliveryError::Transient(format!(
-                    "SMTP: no answer within {:?}",
-                    self.timeout
-                ))),
-            }
-        })
+                })
+            };
+            within(self.base.timeout, send, || {
+                format!("SMTP: no answer within {:?}", self.base.timeout)
+            })
+            .await
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::backends::testing::setup;
+    use std::time::Duration;
 
     fn settings(to: Option<&str>) -> EmailSettings {
         EmailSettings {
@@ -240,28 +220,20 @@ mod tests {
     fn notification(email: &str, contact: Option<&str>) -> Notification {
         Notification {
             id: 7,
-            kind: "heartbeat".into(),
-            user_id: String::new(),
             email: email.into(),
-            name: String::new(),
-            phone_number: None,
             message: "OnCall heartbeat silent\nno beat for 10 minutes".into(),
             payload: Some(serde_json::json!({"title": "OnCall heartbeat silent"})),
-            route: None,
-            attempt: 1,
-            stage: 0,
-            stage_attempts: 1,
             contacts: contact
                 .map(|c| [("email".to_string(), c.to_string())].into_iter().collect())
                 .unwrap_or_default(),
-            created_at: 0,
+            ..crate::notify::backends::testing::notification("heartbeat")
         }
     }
 
     #[test]
     fn recipient_is_contact_then_user_then_configured_to() {
         crate::install_crypto_provider();
-        let email = Email::new("mail", &settings(Some("ops@example.com"))).expect("valid");
+        let email = Email::new(&setup("mail"), &settings(Some("ops@example.com"))).expect("valid");
         assert_eq!(email.port, 587);
         let to = |n: &Notification| email.recipient(n).map(|m| m.email.to_string());
         assert_eq!(
@@ -274,7 +246,7 @@ mod tests {
         );
         assert_eq!(to(&notification("", None)), Ok("ops@example.com".into()));
 
-        let without_to = Email::new("mail", &settings(None)).expect("valid");
+        let without_to = Email::new(&setup("mail"), &settings(None)).expect("valid");
         assert!(matches!(
             without_to.recipient(&notification("", None)),
             Err(DeliveryError::Permanent(_))
@@ -288,7 +260,7 @@ mod tests {
     #[test]
     fn subject_is_the_title_on_one_line() {
         crate::install_crypto_provider();
-        let email = Email::new("mail", &settings(Some("ops@example.com"))).expect("valid");
+        let email = Email::new(&setup("mail"), &settings(Some("ops@example.com"))).expect("valid");
         let message = email.message(&notification("", None)).expect("message");
         let text = String::from_utf8(message.formatted()).expect("utf-8");
         assert!(

@@ -3,49 +3,29 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::Notification;
-use super::backend::{Backend, BoxFuture, DeliveryError};
+use super::{Base, Deliver, DeliveryError};
+use crate::notify::Notification;
 use crate::store::format_ms;
 
 /// Prints each notification as one JSON line on stdout.
 #[derive(Debug)]
 pub struct Stdout {
-    name: String,
+    base: Base,
 }
 
 impl Stdout {
     /// A stdout backend with this name.
     pub fn new(name: &str) -> Stdout {
-        Stdout { name: name.into() }
-    }
-}
-
-impl Backend for Stdout {
-    fn name(&self) -> &str {
-        &self.name
+        Stdout {
+            base: Base::new(name, Duration::from_secs(5)),
+        }
     }
 
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(5)
-    }
-
-    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
-            let line = self.line(n);
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}")
-                .and_then(|_| out.flush())
-                .map_err(|e| DeliveryError::Transient(format!("cannot write to stdout: {e}")))
-        })
-    }
-}
-
-impl Stdout {
     /// The line printed: the same names as templates and `events list` (`kind`, `phone`).
     fn line(&self, n: &Notification) -> serde_json::Value {
         serde_json::json!({
             "kind": n.kind,
-            "backend": self.name,
+            "backend": self.base.name,
             "id": n.id,
             "user_id": n.user_id,
             "email": n.email,
@@ -59,6 +39,20 @@ impl Stdout {
     }
 }
 
+impl Deliver for Stdout {
+    fn base(&self) -> &Base {
+        &self.base
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
+        let line = self.line(n);
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|_| out.flush())
+            .map_err(|e| DeliveryError::Transient(format!("cannot write to stdout: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,19 +61,12 @@ mod tests {
     fn line_uses_the_template_vocabulary() {
         let n = Notification {
             id: 7,
-            kind: "call".into(),
             user_id: "U1".into(),
             email: "a@example.com".into(),
             name: "Ann".into(),
             phone_number: Some("+4930123456".into()),
             message: "hello".into(),
-            payload: None,
-            route: None,
-            attempt: 1,
-            stage: 0,
-            stage_attempts: 1,
-            contacts: Default::default(),
-            created_at: 0,
+            ..crate::notify::backends::testing::notification("call")
         };
         let line = Stdout::new("stdout").line(&n);
         assert_eq!(line["kind"], "call");

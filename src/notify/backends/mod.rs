@@ -1,0 +1,377 @@
+//! The backends and their contract: a [`Backend`] delivers one notification and says whether
+//! a failure is worth retrying; [`Backends`] holds the configured ones and picks the route.
+//!
+//! One file per backend (a folder where it has several parts); what the HTTP ones share is in
+//! [`http`], templating in [`crate::notify::template`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod email;
+mod exec;
+pub(crate) mod http;
+mod mattermost;
+mod ntfy;
+mod sip;
+mod slack;
+mod stdout;
+mod telegram;
+mod twilio;
+mod webhook;
+
+use email::Email;
+use exec::Exec;
+use mattermost::{Flavour, Mattermost};
+use ntfy::Ntfy;
+use sip::Sip;
+use slack::Slack;
+use stdout::Stdout;
+use telegram::Telegram;
+use twilio::Twilio;
+use webhook::Webhook;
+
+use super::{Notification, NotifyError};
+use crate::config::{BackendSettings, PluginSettings, RouteSettings};
+use crate::directory::{Role, Snapshot, User};
+
+/// A boxed future, so that backends can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth retrying later (timeouts, 5xx, connection errors).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (4xx, a bad template).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl DeliveryError {
+    /// The same outcome with its text changed by `f`.
+    pub fn map_text(self, f: impl FnOnce(String) -> String) -> DeliveryError {
+        match self {
+            DeliveryError::Transient(m) => DeliveryError::Transient(f(m)),
+            DeliveryError::Permanent(m) => DeliveryError::Permanent(f(m)),
+        }
+    }
+}
+
+/// What every backend has: its name and its time budget.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// The name under `plugin.backends` (or `stdout`).
+    pub name: String,
+    /// Longest time one delivery may take.
+    pub timeout: Duration,
+}
+
+impl Base {
+    /// The base of the backend `name`.
+    pub fn new(name: &str, timeout: Duration) -> Base {
+        Base {
+            name: name.to_string(),
+            timeout,
+        }
+    }
+}
+
+/// Something that delivers notifications: an SMS gateway, a VoIP system, a chat API. This is
+/// the object-safe face the registry and the workers use; a backend implements [`Deliver`].
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// The backend's name and time budget.
+    fn base(&self) -> &Base;
+
+    /// The name under `plugin.backends` (or `stdout`).
+    fn name(&self) -> &str {
+        &self.base().name
+    }
+
+    /// Longest time one delivery may take.
+    fn timeout(&self) -> Duration {
+        self.base().timeout
+    }
+
+    /// Delivers one notification.
+    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>>;
+}
+
+/// What each backend implements: its [`Base`] and an `async fn` that delivers one
+/// notification. Every `Deliver` is a [`Backend`].
+pub trait Deliver: Send + Sync + fmt::Debug {
+    /// The backend's name and time budget.
+    fn base(&self) -> &Base;
+
+    /// Delivers one notification.
+    fn deliver(&self, n: &Notification) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+}
+
+impl<T: Deliver> Backend for T {
+    fn base(&self) -> &Base {
+        Deliver::base(self)
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(Deliver::deliver(self, n))
+    }
+}
+
+/// Every configured backend, the routes between them, and the default.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    all: BTreeMap<String, Arc<dyn Backend>>,
+    default: Arc<dyn Backend>,
+    routes: BTreeMap<String, Vec<RouteSettings>>,
+}
+
+/// One step of a notification's route.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The backend of this step.
+    pub backend: Arc<dyn Backend>,
+    /// Attempts before the next step takes over (`None`: `queue.max_attempts`).
+    pub attempts: Option<u32>,
+}
+
+impl Backends {
+    /// Builds the backends named under `plugin.backends`; `stdout` always exists.
+    pub fn from_settings(plugin: &PluginSettings) -> Result<Backends, NotifyError> {
+        let mut all: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
+        all.insert("stdout".into(), Arc::new(Stdout::new("stdout")));
+        if !plugin.backends.is_empty() {
+            let client = http::client()?;
+            for (name, settings) in &plugin.backends {
+                let cx = Setup {
+                    name,
+                    client: client.clone(),
+                };
+                let backend: Arc<dyn Backend> = match settings {
+                    BackendSettings::Stdout {} => Arc::new(Stdout::new(name)),
+                    BackendSettings::Webhook(s) => Arc::new(Webhook::new(&cx, s)?),
+                    BackendSettings::Exec(s) => Arc::new(Exec::new(&cx, s)?),
+                    BackendSettings::Email(s) => Arc::new(Email::new(&cx, s)?),
+                    BackendSettings::Twilio(s) => Arc::new(Twilio::new(&cx, s)?),
+                    BackendSettings::Sip(s) => Arc::new(Sip::new(&cx, s)?),
+                    BackendSettings::Telegram(s) => Arc::new(Telegram::new(&cx, s)?),
+                    BackendSettings::Slack(s) => Arc::new(Slack::new(&cx, s)?),
+                    BackendSettings::Mattermost(s) => {
+                        Arc::new(Mattermost::new(&cx, Flavour::Mattermost, s)?)
+                    }
+                    BackendSettings::Rocketchat(s) => {
+                        Arc::new(Mattermost::new(&cx, Flavour::RocketChat, s)?)
+                    }
+                    BackendSettings::Ntfy(s) => Arc::new(Ntfy::new(&cx, s)?),
+                };
+                all.insert(name.clone(), backend);
+            }
+        }
+        let default =
+            all.get(&plugin.backend)
+                .cloned()
+                .ok_or_else(|| NotifyError::BackendConfig {
+                    name: plugin.backend.clone(),
+                    message: "no such backend under `plugin.backends`".into(),
+                })?;
+        Ok(Backends {
+            all,
+            default,
+            routes: plugin.routes.clone(),
+        })
+    }
+
+    /// The backends to try for `n`, in order: the one chosen at acceptance (push and
+    /// heartbeat settings), then the kind's matching routes, else the default backend.
+    pub fn chain(&self, n: &Notification, directory: &Snapshot) -> Vec<Step> {
+        fn add(steps: &mut Vec<Step>, backend: &Arc<dyn Backend>, attempts: Option<u32>) {
+            if !steps.iter().any(|s| Arc::ptr_eq(&s.backend, backend)) {
+                steps.push(Step {
+                    backend: backend.clone(),
+                    attempts,
+                });
+            }
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        if let Some(explicit) = n.route.as_deref().and_then(|name| self.all.get(name)) {
+            add(&mut steps, explicit, None);
+        }
+        let user = directory.by_id(&n.user_id);
+        if let Some(preferred) = user
+            .and_then(|u| u.contacts.get("route"))
+            .and_then(|name| self.all.get(name))
+        {
+            add(&mut steps, preferred, None);
+        }
+        for route in self.routes.get(&n.kind).into_iter().flatten() {
+            if route_matches(route, n, user.map(|u| u.as_ref()))
+                && let Some(backend) = self.all.get(&route.backend)
+            {
+                add(&mut steps, backend, route.attempts);
+            }
+        }
+        if steps.is_empty() {
+            add(&mut steps, &self.default, None);
+        }
+        steps
+    }
+
+    /// A backend by name.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Backend>> {
+        self.all.get(name).cloned()
+    }
+}
+
+/// Settings that work but are unsafe, one sentence each (a shell running a templated script):
+/// `serve` logs them at start-up, `check-config` prints them.
+pub fn config_warnings(plugin: &PluginSettings) -> Vec<String> {
+    plugin
+        .backends
+        .iter()
+        .filter_map(|(name, settings)| match settings {
+            BackendSettings::Exec(e) => exec::shell_warning(name, e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn route_matches(route: &RouteSettings, n: &Notification, user: Option<&User>) -> bool {
+    if let Some(important) = route.important
+        && important != n.important()
+    {
+        return false;
+    }
+    if !route.roles.is_empty() {
+        let Some(user) = user else { return false };
+        if !route
+            .roles
+            .iter()
+            .any(|r| Role::parse(r).is_ok_and(|role| role == user.role))
+        {
+            return false;
+        }
+    }
+    if !route.users.is_empty() {
+        let key = n.email.to_lowercase();
+        if !route
+            .users
+            .iter()
+            .any(|u| u.trim().to_lowercase() == key || u.trim() == n.user_id)
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// What building a backend needs besides its settings.
+#[derive(Debug, Clone)]
+pub struct Setup<'a> {
+    /// The name under `plugin.backends`.
+    pub name: &'a str,
+    /// The HTTP client all HTTP backends share.
+    pub client: reqwest::Client,
+}
+
+impl Setup<'_> {
+    /// A closure turning a message into this backend's configuration error.
+    pub fn error(&self) -> impl Fn(String) -> NotifyError + '_ {
+        move |message| NotifyError::BackendConfig {
+            name: self.name.to_string(),
+            message,
+        }
+    }
+
+    /// The backend's [`Base`] with this time budget.
+    pub fn base(&self, timeout: Duration) -> Base {
+        Base::new(self.name, timeout)
+    }
+}
+
+/// Runs `delivery` within `timeout`; running out is transient, described by `late`.
+pub(crate) async fn within(
+    timeout: Duration,
+    delivery: impl Future<Output = Result<(), DeliveryError>>,
+    late: impl FnOnce() -> String,
+) -> Result<(), DeliveryError> {
+    tokio::time::timeout(timeout, delivery)
+        .await
+        .unwrap_or_else(|_| Err(DeliveryError::Transient(late())))
+}
+
+/// Sends `parts` in order with `send`, stopping at the first failure, whose text then names
+/// the part (`part 2/3: ...`) when there are several.
+pub(crate) async fn send_parts<'p, F, Fut>(
+    parts: &'p [String],
+    mut send: F,
+) -> Result<(), DeliveryError>
+where
+    F: FnMut(&'p str) -> Fut,
+    Fut: Future<Output = Result<(), DeliveryError>>,
+{
+    let count = parts.len();
+    for (i, part) in parts.iter().enumerate() {
+        send(part).await.map_err(|e| {
+            if count == 1 {
+                e
+            } else {
+                e.map_text(|m| format!("part {}/{count}: {m}", i + 1))
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The first non-empty value among the user's contacts under `keys`, trimmed.
+pub(crate) fn contact<'a>(n: &'a Notification, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .filter_map(|k| n.contacts.get(*k))
+        .map(|c| c.trim())
+        .find(|c| !c.is_empty())
+}
+
+/// A trimmed, non-empty optional setting.
+pub(crate) fn present(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Setup;
+    use crate::notify::Notification;
+
+    /// What building the backend `name` needs, with a fresh HTTP client.
+    pub(crate) fn setup(name: &str) -> Setup<'_> {
+        crate::install_crypto_provider();
+        Setup {
+            name,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// A notification of `kind` to nobody in particular; tests change the fields they need.
+    pub(crate) fn notification(kind: &str) -> Notification {
+        Notification {
+            id: 1,
+            kind: kind.into(),
+            user_id: String::new(),
+            email: String::new(),
+            name: String::new(),
+            phone_number: None,
+            message: String::new(),
+            payload: None,
+            route: None,
+            attempt: 1,
+            stage: 0,
+            stage_attempts: 1,
+            contacts: Default::default(),
+            created_at: 0,
+        }
+    }
+}
