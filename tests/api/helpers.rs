@@ -14,8 +14,10 @@ use oncall_relay::Application;
 use oncall_relay::config::{
     BackendSettings, DbSettings, Driver, Secret, Settings, Tokens, WebhookSettings,
 };
-use oncall_relay::directory::{Directory, NewUser, User};
-use oncall_relay::notify::{EventFilter, NotificationRecord, events};
+pub use oncall_relay::directory::User;
+use oncall_relay::directory::{Directory, NewUser};
+pub use oncall_relay::notify::NotificationRecord;
+use oncall_relay::notify::{EventFilter, events};
 use oncall_relay::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
