@@ -646,20 +646,11 @@ async fn printing_to_a_closed_pipe_exits_quietly(db: Db) {
 }
 db_test!(printing_to_a_closed_pipe_exits_quietly);
 
-/// A fresh PostgreSQL database holding the Go service's `oncall_users` table; its URL.
-async fn emu_oncall_database(rows: &str) -> String {
+/// A fresh PostgreSQL database holding the Go service's `oncall_users` table.
+async fn emu_oncall_database(rows: &str) -> PgDatabase {
     use sqlx::{Connection, Executor};
-    let admin = std::env::var("RELAY_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("ort_emu_{:016x}", rand::random::<u64>());
-    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL");
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    let url = format!("{base}/{name}");
+    let db = PgDatabase::create("ort_emu").await;
+    let url = db.url.clone();
     let mut conn = sqlx::postgres::PgConnection::connect(&url)
         .await
         .expect("connect");
@@ -672,7 +663,8 @@ async fn emu_oncall_database(rows: &str) -> String {
     )))
     .await
     .expect("fill oncall_users");
-    url
+    conn.close().await.expect("close");
+    db
 }
 
 async fn users_move_over_from_the_go_service_table(db: Db) {
@@ -695,7 +687,7 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
             "UZED8",
         ],
     ));
-    let source = emu_oncall_database(
+    let source_db = emu_oncall_database(
         "('UANN1', 'Ann', 'ann', 'ann@example.com', '+49 30 123456', true, 'admin'), \
          ('UBOB2', 'Bob', 'bob', 'bob@example.com', '0012025550143', true, 'user'), \
          ('UCAR3', 'Carol', 'carol', 'carol@example.com', NULL, false, 'observer'), \
@@ -706,6 +698,7 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
          ('UZED8', 'Other', 'other', 'other@example.com', '+4930123460', true, 'user')",
     )
     .await;
+    let source = source_db.url.clone();
     let first = ok(&relay(
         &db,
         &["users", "import", "--from-emu-oncall", &source],
@@ -784,7 +777,21 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
         "the password is never repeated"
     );
 }
-db_test!(users_move_over_from_the_go_service_table);
+/// The Go service's table is on PostgreSQL, so both variants need it (and their names end
+/// in `postgres`, which is how `scripts/test` leaves them out when there is none).
+mod users_move_over_from_the_go_service_table {
+    use crate::helpers::Db;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn into_sqlite_from_postgres() {
+        super::users_move_over_from_the_go_service_table(Db::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::users_move_over_from_the_go_service_table(Db::Postgres).await
+    }
+}
 
 async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
     let db = TestDb::new(db).await;

@@ -270,7 +270,7 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
 db_test!(watchdog_alerts_once_when_silent_and_once_when_restored);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_on_one_postgres_announce_each_transition_once() {
+async fn two_instances_announce_each_transition_once_on_postgres() {
     if skip_postgres() {
         return;
     }

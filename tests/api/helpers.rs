@@ -57,20 +57,107 @@ fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// Whether PostgreSQL tests must be skipped: only outside CI, when no server answers.
+/// Host and port of a `postgres://` URL (5432 when it names none).
+fn pg_host_port(url: &str) -> Option<(String, u16)> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?.trim_matches(|c| c == '[' || c == ']');
+    Some((host.to_string(), url.port().unwrap_or(5432)))
+}
+
+/// `host:port` of the PostgreSQL server of `RELAY_TEST_PG`.
+pub fn pg_address() -> String {
+    let (host, port) = pg_host_port(&pg_admin_url()).expect("RELAY_TEST_PG names a host");
+    format!("{host}:{port}")
+}
+
+/// Whether PostgreSQL tests must be skipped: only outside CI, when no server answers at the
+/// address of `RELAY_TEST_PG`. `scripts/test` leaves them out of the run then, so they count
+/// as skipped; a direct run returns early from them with a note on stderr.
 pub fn skip_postgres() -> bool {
     if std::env::var("RELAY_TEST_REQUIRE_PG").is_ok() || std::env::var("CI").is_ok() {
         return false;
     }
-    let reachable = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().expect("address"),
-        Duration::from_millis(300),
-    )
-    .is_ok();
+    let url = pg_admin_url();
+    let Some((host, port)) = pg_host_port(&url) else {
+        eprintln!(
+            "RELAY_TEST_PG is not a postgres:// URL with a host: skipping this PostgreSQL test"
+        );
+        return true;
+    };
+    use std::net::ToSocketAddrs;
+    let reachable = (host.as_str(), port)
+        .to_socket_addrs()
+        .map(|mut addrs| {
+            addrs.any(|a| {
+                std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
+            })
+        })
+        .unwrap_or(false);
     if !reachable {
-        eprintln!("PostgreSQL is not running on 127.0.0.1:5432: skipping this PostgreSQL test");
+        eprintln!("PostgreSQL is not running on {host}:{port}: skipping this PostgreSQL test");
     }
     !reachable
+}
+
+/// A PostgreSQL database made for one test and dropped when it is dropped.
+pub struct PgDatabase {
+    pub name: String,
+    /// Its URL: `RELAY_TEST_PG` with the database name replaced.
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates `{prefix}_{random}` on the server of `RELAY_TEST_PG`.
+    pub async fn create(prefix: &str) -> PgDatabase {
+        use sqlx::{Connection, Executor};
+        let name = format!("{prefix}_{:016x}", rand::random::<u64>());
+        let admin = pg_admin_url();
+        let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL must be running for the PostgreSQL tests (scripts/test starts it)");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        let url = format!("{base}/{name}");
+        PgDatabase { name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    /// Drops the database on a thread of its own, so that it works inside and outside a
+    /// runtime and during a panic; `WITH (FORCE)` ends connections an app still holds. A
+    /// database that cannot be dropped is only a warning: `scripts/test` sweeps leftovers.
+    fn drop(&mut self) {
+        use sqlx::{Connection, Executor};
+        let (admin, name) = (pg_admin_url(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let drop = async {
+                    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await?;
+                    conn.execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .await?;
+                    conn.close().await
+                };
+                match tokio::time::timeout(Duration::from_secs(10), drop).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err("timed out".to_string()),
+                }
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: test database {} not dropped: {e}", self.name),
+            Err(_) => eprintln!("warning: test database {} not dropped: panicked", self.name),
+        }
+    }
 }
 
 /// A fresh, empty database.
@@ -78,11 +165,14 @@ pub struct TestDb {
     pub kind: Db,
     pub settings: DbSettings,
     _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDatabase>,
 }
 
 impl TestDb {
     pub async fn new(kind: Db) -> TestDb {
         oncall_relay::install_crypto_provider();
+        // Side connections of some tests use `sqlx::Any` before an app installs the drivers.
+        sqlx::any::install_default_drivers();
         match kind {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -96,31 +186,21 @@ impl TestDb {
                     kind,
                     settings,
                     _dir: Some(dir),
+                    _pg: None,
                 }
             }
             Db::Postgres => {
-                sqlx::any::install_default_drivers();
-                let name = format!("ort_{:016x}", rand::random::<u64>());
-                let admin = pg_admin_url();
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .expect("PostgreSQL must be running for the PostgreSQL tests (scripts/test starts it)");
-                sqlx::Executor::execute(
-                    &mut conn,
-                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-                )
-                .await
-                .expect("create test database");
-                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                let pg = PgDatabase::create("ort").await;
                 let settings = DbSettings {
                     driver: Driver::Postgres,
-                    url: Secret(format!("{base}/{name}")),
+                    url: Secret(pg.url.clone()),
                     ..DbSettings::default()
                 };
                 TestDb {
                     kind,
                     settings,
                     _dir: None,
+                    _pg: Some(pg),
                 }
             }
         }
@@ -185,7 +265,7 @@ pub struct TestApp {
     pub directory: Directory,
     pub store: Store,
     shutdown: CancellationToken,
-    handle: JoinHandle<()>,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -208,14 +288,16 @@ impl TestApp {
             directory,
             store,
             shutdown,
-            handle,
+            handle: Some(handle),
         }
     }
 
     /// Stops gracefully and waits until everything is drained.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+        if let Some(handle) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -284,6 +366,14 @@ impl TestApp {
             .then_some(ev)
         })
         .await
+    }
+}
+
+impl Drop for TestApp {
+    /// A test that ends without `stop` (or panics) still stops the app, before its database
+    /// is dropped: locals drop in reverse order, and `TestDb` is made before the app.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 

@@ -190,7 +190,7 @@ async fn graceful_stop_drains_accepted_notifications(db: Db) {
 db_test!(graceful_stop_drains_accepted_notifications);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_on_one_postgres_deliver_each_notification_exactly_once() {
+async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
     if skip_postgres() {
         return;
     }

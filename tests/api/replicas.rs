@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_a_replica_mid_way_loses_nothing() {
+async fn killing_a_replica_mid_way_loses_nothing_on_postgres() {
     if skip_postgres() {
         return;
     }

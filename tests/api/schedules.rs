@@ -250,7 +250,7 @@ async fn changes_are_announced_once_and_restarts_are_quiet(db: Db) {
 db_test!(changes_are_announced_once_and_restarts_are_quiet);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_on_postgres_announce_each_change_once() {
+async fn two_replicas_announce_each_change_once_on_postgres() {
     if skip_postgres() {
         return;
     }
