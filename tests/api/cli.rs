@@ -11,6 +11,19 @@ fn relay(db: &TestDb, args: &[&str]) -> Output {
     cmd.output().expect("run oncall-relay")
 }
 
+/// The binary run in `dir` (no database flags), waited for.
+fn relay_in<I, S>(dir: &std::path::Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run")
+}
+
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -177,10 +190,7 @@ async fn events_list_filters_by_user_and_status(db: Db) {
     app.add_user("a@example.com", Some("+4930123456")).await;
     app.add_user("b@example.com", Some("+4930123457")).await;
     for email in ["a@example.com", "b@example.com", "a@example.com"] {
-        let resp = app
-            .post_fields("/api/v1/send_sms", &[("email", email), ("message", "x")])
-            .await;
-        assert_eq!(resp.status().as_u16(), 200);
+        app.send_ok("/api/v1/send_sms", email, "x").await;
     }
     app.stop().await;
     let all: serde_json::Value =
@@ -236,11 +246,10 @@ fn unknown_option_is_a_startup_error_naming_it() {
     let dir = tempfile::tempdir().expect("dir");
     let cfg = dir.path().join("c.yml");
     std::fs::write(&cfg, "app:\n  auth_token: x\n  portt: ':1'\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
-        .args(["--config", cfg.to_str().expect("path"), "serve"])
-        .output()
-        .expect("run");
+    let out = relay_in(
+        dir.path(),
+        ["--config", cfg.to_str().expect("path"), "serve"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("portt"), "{err}");
@@ -383,11 +392,7 @@ fn check_config_reports_a_broken_template_and_passes_a_good_file() {
     let dir = tempfile::tempdir().expect("dir");
     let run = |yaml: &str| {
         let config = write_config(&dir, yaml);
-        std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .current_dir(dir.path())
-            .args(["--config", &config, "check-config"])
-            .output()
-            .expect("run")
+        relay_in(dir.path(), ["--config", &config, "check-config"])
     };
     let out = run(
         "app:\n  auth_token: x\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n      body: '{{ phone '\n",
@@ -420,11 +425,7 @@ fn check_config_warns_about_a_shell_running_a_templated_script() {
                 "app:\n  auth_token: x\nplugin:\n  backend: script\n  backends:\n    script:\n      type: exec\n      command: sh\n      args: {args}\n"
             ),
         );
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .current_dir(dir.path())
-            .args(["--config", &config, "check-config"])
-            .output()
-            .expect("run");
+        let out = relay_in(dir.path(), ["--config", &config, "check-config"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let unsafe_form = run(r#"["-c", "send --text '{{ message }}'"]"#);
@@ -444,11 +445,7 @@ fn config_command_hides_every_secret() {
         &dir,
         "app:\n  auth_token: tok-AAAA\ndb:\n  password: pw-BBBB\n  url: 'postgres://u:pw-CCCC@db/x'\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: 'https://gw.example/send?key=key-DDDD'\n      headers:\n        X-Api-Key: hdr-EEEE\n      bearer_token: tok-FFFF\n      signing_secret: sec-GGGG\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
-        .args(["--config", &config, "config"])
-        .output()
-        .expect("run");
+    let out = relay_in(dir.path(), ["--config", &config, "config"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for secret in ["AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "FFFF", "GGGG"] {
@@ -793,6 +790,30 @@ mod users_move_over_from_the_go_service_table {
     }
 }
 
+/// `notify test --user ann@example.com --kind {kind}`: its output and its stderr.
+fn notify_test(db: &TestDb, kind: &str) -> (Output, String) {
+    let out = relay(
+        db,
+        &[
+            "notify",
+            "test",
+            "--user",
+            "ann@example.com",
+            "--kind",
+            kind,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, err)
+}
+
+/// `users update ann@example.com {args}`, which must succeed.
+fn update_ann(db: &TestDb, args: &[&str]) {
+    let mut all = vec!["users", "update", "ann@example.com"];
+    all.extend_from_slice(args);
+    ok(&relay(db, &all));
+}
+
 async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
     let db = TestDb::new(db).await;
     let out = relay(
@@ -825,74 +846,20 @@ async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
     );
     assert!(!out.status.success(), "update checks the route too");
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "update",
-            "ann@example.com",
-            "--contact",
-            "route=stdout",
-        ],
-    ));
+    update_ann(&db, &["--contact", "route=stdout"]);
 
     for (kind, why) in [("call", "inactive"), ("sms", "inactive")] {
-        let out = relay(
-            &db,
-            &[
-                "notify",
-                "test",
-                "--user",
-                "ann@example.com",
-                "--kind",
-                kind,
-            ],
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
+        let (_, err) = notify_test(&db, kind);
         assert!(
             err.contains("warning") && err.contains(why) && err.contains("number-not-verified"),
             "{kind}: {err}"
         );
     }
-    ok(&relay(
-        &db,
-        &["users", "update", "ann@example.com", "--active", "true"],
-    ));
-    let out = relay(
-        &db,
-        &[
-            "notify",
-            "test",
-            "--user",
-            "ann@example.com",
-            "--kind",
-            "call",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    update_ann(&db, &["--active", "true"]);
+    let (_, err) = notify_test(&db, "call");
     assert!(err.contains("no phone number"), "{err}");
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "update",
-            "ann@example.com",
-            "--phone",
-            "+4930123456",
-        ],
-    ));
-    let out = relay(
-        &db,
-        &[
-            "notify",
-            "test",
-            "--user",
-            "ann@example.com",
-            "--kind",
-            "call",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    update_ann(&db, &["--phone", "+4930123456"]);
+    let (out, err) = notify_test(&db, "call");
     assert!(out.status.success() && !err.contains("warning"), "{err}");
 }
 db_test!(notify_test_and_contacts_say_what_is_wrong);
@@ -970,22 +937,14 @@ fn readme_quick_start_can_be_run_twice() {
         .collect();
     let dir = tempfile::tempdir().expect("dir");
     for run in 1..=2 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .current_dir(dir.path())
-            .args(&args)
-            .output()
-            .expect("run");
+        let out = relay_in(dir.path(), &args);
         assert!(
             out.status.success(),
             "run {run} of `{add}`: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
-        .args(["users", "list", "--json"])
-        .output()
-        .expect("run");
+    let out = relay_in(dir.path(), ["users", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(list.as_array().expect("list").len(), 1);
 }

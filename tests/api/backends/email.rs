@@ -205,16 +205,6 @@ fn use_email(s: &mut Settings, e: EmailSettings) {
         .insert("mail".into(), BackendSettings::Email(e));
 }
 
-async fn post_sms(app: &TestApp, email: &str, message: &str) {
-    let resp = app
-        .post_fields(
-            "/api/v1/send_sms",
-            &[("email", email), ("message", message)],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn email_subject_template_and_fallback_recipient(db: Db) {
     let db = TestDb::new(db).await;
     let smtp = FakeSmtp::start().await;
@@ -227,16 +217,7 @@ async fn email_subject_template_and_fallback_recipient(db: Db) {
             ..email_settings(&smtp)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    let resp = app
-        .post_fields(
-            "/api/v1/make_call",
-            &[("email", "alice@example.com"), ("message", "Wake up")],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", "Wake up").await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     let mails = smtp.mails();
     assert_eq!(
@@ -269,10 +250,7 @@ async fn email_unreachable_server_is_transient(db: Db) {
             ..email_settings(&smtp)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    post_sms(&app, "alice@example.com", "nobody home").await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "nobody home").await;
     let outcomes: Vec<&str> = events[0]
         .attempt_log
         .iter()

@@ -104,16 +104,6 @@ fn use_exec(s: &mut Settings, e: ExecSettings) {
         .insert("script".into(), BackendSettings::Exec(e));
 }
 
-async fn post(app: &TestApp, path: &str, message: &str) {
-    let resp = app
-        .post_fields(
-            path,
-            &[("email", "alice@example.com"), ("message", message)],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: Db) {
     let db = TestDb::new(db).await;
     let program = Program::new();
@@ -127,10 +117,7 @@ async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: Db) {
         &mut s,
         program.settings(&["{{ message }}", "{{ title }}"], &[]),
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    post(&app, "/api/v1/make_call", &message).await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", &message).await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     assert_eq!(program.argv(), [message.as_str(), message.as_str()]);
     let stdin: serde_json::Value = serde_json::from_str(&program.read("stdin")).expect("JSON");
@@ -155,10 +142,7 @@ async fn exec_a_hanging_program_is_killed_and_retried(db: Db) {
     let mut e = program.settings(&[], &[("HANG_TIMES", "1")]);
     e.timeout = Duration::from_millis(500);
     use_exec(&mut s, e);
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    post(&app, "/api/v1/send_sms", "slow").await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "slow").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered", "{e:?}");
     assert_eq!(e.attempts, 2);

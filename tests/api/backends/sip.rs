@@ -44,16 +44,6 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn call(app: &TestApp, message: &str) {
-    let resp = app
-        .post_fields(
-            "/api/v1/make_call",
-            &[("email", "alice@example.com"), ("message", message)],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn sip_endpoint_template_and_ari_suffix(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
@@ -72,10 +62,7 @@ async fn sip_endpoint_template_and_ari_suffix(db: Db) {
             ..sip_settings(&fake)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    call(&app, "ring").await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", "ring").await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     let r = &fake.requests()[0];
     assert_eq!(r.uri.path(), "/ari/channels");

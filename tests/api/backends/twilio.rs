@@ -44,16 +44,6 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn post(app: &TestApp, path: &str, message: &str) {
-    let resp = app
-        .post_fields(
-            path,
-            &[("email", "alice@example.com"), ("message", message)],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
@@ -69,7 +59,8 @@ async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
     let app = TestApp::spawn(s).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
     let message = "Grafana OnCall: alert group #7 firing, CPU above 95 percent on db-1, db-2 and db-3 for ten minutes; runbook at the usual place.";
-    post(&app, "/api/v1/send_sms", message).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", message)
+        .await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     // Split at word boundaries, each part numbered and at most 60 characters long.

@@ -109,13 +109,8 @@ async fn templated_url_and_form_body(db: Db) {
     );
     let app = TestApp::spawn(s).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
-    let resp = app
-        .post_fields(
-            "/api/v1/make_call",
-            &[("email", "alice@example.com"), ("message", "a&b=c d")],
-        )
+    app.send_ok("/api/v1/make_call", "alice@example.com", "a&b=c d")
         .await;
-    assert_eq!(resp.status().as_u16(), 200);
     app.wait_until_settled(1).await;
     let r = &fake.requests()[0];
     assert_eq!(r.uri.query(), Some("to=%2B4930123456&type=call"));
@@ -226,10 +221,7 @@ async fn bearer_basic_auth_and_signature_headers(db: Db) {
     let app = TestApp::spawn(s).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
     for path in ["/api/v1/send_sms", "/api/v1/make_call"] {
-        let resp = app
-            .post_fields(path, &[("email", "alice@example.com"), ("message", "hi")])
-            .await;
-        assert_eq!(resp.status().as_u16(), 200);
+        app.send_ok(path, "alice@example.com", "hi").await;
     }
     app.wait_until_settled(2).await;
     let r = &signed.requests()[0];

@@ -1,15 +1,10 @@
 //! Test harness: a fresh database per test (SQLite file or PostgreSQL database), the real
-//! router on a random loopback port, and a loopback fake for outbound webhooks.
+//! router on a random loopback port, and the fakes and processes around it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::routing::any;
 use oncall_relay::Application;
 use oncall_relay::config::{
     BackendSettings, DbSettings, Driver, Secret, Settings, Tokens, WebhookSettings,
@@ -21,6 +16,14 @@ use oncall_relay::notify::{EventFilter, events};
 use oncall_relay::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+mod fake;
+mod pg;
+mod process;
+
+pub use fake::*;
+pub use pg::*;
+pub use process::*;
 
 /// The token every test app accepts.
 pub const TOKEN: &str = "test-token-0123456789";
@@ -50,114 +53,6 @@ macro_rules! db_test {
             }
         }
     };
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("RELAY_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Host and port of a `postgres://` URL (5432 when it names none).
-fn pg_host_port(url: &str) -> Option<(String, u16)> {
-    let url = reqwest::Url::parse(url).ok()?;
-    let host = url.host_str()?.trim_matches(|c| c == '[' || c == ']');
-    Some((host.to_string(), url.port().unwrap_or(5432)))
-}
-
-/// `host:port` of the PostgreSQL server of `RELAY_TEST_PG`.
-pub fn pg_address() -> String {
-    let (host, port) = pg_host_port(&pg_admin_url()).expect("RELAY_TEST_PG names a host");
-    format!("{host}:{port}")
-}
-
-/// Whether PostgreSQL tests must be skipped: only outside CI, when no server answers at the
-/// address of `RELAY_TEST_PG`. `scripts/test` leaves them out of the run then, so they count
-/// as skipped; a direct run returns early from them with a note on stderr.
-pub fn skip_postgres() -> bool {
-    if std::env::var("RELAY_TEST_REQUIRE_PG").is_ok() || std::env::var("CI").is_ok() {
-        return false;
-    }
-    let url = pg_admin_url();
-    let Some((host, port)) = pg_host_port(&url) else {
-        eprintln!(
-            "RELAY_TEST_PG is not a postgres:// URL with a host: skipping this PostgreSQL test"
-        );
-        return true;
-    };
-    use std::net::ToSocketAddrs;
-    let reachable = (host.as_str(), port)
-        .to_socket_addrs()
-        .map(|mut addrs| {
-            addrs.any(|a| {
-                std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
-            })
-        })
-        .unwrap_or(false);
-    if !reachable {
-        eprintln!("PostgreSQL is not running on {host}:{port}: skipping this PostgreSQL test");
-    }
-    !reachable
-}
-
-/// A PostgreSQL database made for one test and dropped when it is dropped.
-pub struct PgDatabase {
-    pub name: String,
-    /// Its URL: `RELAY_TEST_PG` with the database name replaced.
-    pub url: String,
-}
-
-impl PgDatabase {
-    /// Creates `{prefix}_{random}` on the server of `RELAY_TEST_PG`.
-    pub async fn create(prefix: &str) -> PgDatabase {
-        use sqlx::{Connection, Executor};
-        let name = format!("{prefix}_{:016x}", rand::random::<u64>());
-        let admin = pg_admin_url();
-        let mut conn = sqlx::postgres::PgConnection::connect(&admin)
-            .await
-            .expect("PostgreSQL must be running for the PostgreSQL tests (scripts/test starts it)");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create test database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-        let url = format!("{base}/{name}");
-        PgDatabase { name, url }
-    }
-}
-
-impl Drop for PgDatabase {
-    /// Drops the database on a thread of its own, so that it works inside and outside a
-    /// runtime and during a panic; `WITH (FORCE)` ends connections an app still holds. A
-    /// database that cannot be dropped is only a warning: `scripts/test` sweeps leftovers.
-    fn drop(&mut self) {
-        use sqlx::{Connection, Executor};
-        let (admin, name) = (pg_admin_url(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let drop = async {
-                    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await?;
-                    conn.execute(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .await?;
-                    conn.close().await
-                };
-                match tokio::time::timeout(Duration::from_secs(10), drop).await {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(_) => Err("timed out".to_string()),
-                }
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("warning: test database {} not dropped: {e}", self.name),
-            Err(_) => eprintln!("warning: test database {} not dropped: panicked", self.name),
-        }
-    }
 }
 
 /// A fresh, empty database.
@@ -304,6 +199,29 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The status of a GET without a token (heartbeat links, `/metrics`, probes).
+    pub async fn plain_get_status(&self, path: &str) -> u16 {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// The body of a GET without a token (`/metrics`).
+    pub async fn plain_get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// GET with the raw token.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
@@ -395,115 +313,6 @@ where
     }
 }
 
-/// One request the fake received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: Method,
-    pub uri: Uri,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Recorded {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-/// How the fake answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    Status(u16),
-    /// A status and a JSON body (`content-type: application/json`).
-    Json(u16, &'static str),
-    /// Never answers (the client times out).
-    Hang,
-}
-
-#[derive(Default)]
-struct FakeState {
-    requests: Vec<Recorded>,
-    script: Vec<Reply>,
-    default: Option<Reply>,
-}
-
-/// A loopback HTTP server that records every request and answers as scripted.
-#[derive(Clone)]
-pub struct Fake {
-    pub url: String,
-    state: Arc<Mutex<FakeState>>,
-}
-
-impl Fake {
-    /// Answers 200 unless told otherwise.
-    pub async fn start() -> Fake {
-        let state = Arc::new(Mutex::new(FakeState {
-            default: Some(Reply::Status(200)),
-            ..FakeState::default()
-        }));
-        let app = Router::new()
-            .fallback(any(record))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Fake {
-            url: format!("http://{addr}/hook"),
-            state,
-        }
-    }
-
-    /// The next answers, in order; after them, `default`.
-    pub fn script(&self, replies: &[Reply], default: Reply) {
-        let mut s = self.state.lock().expect("lock");
-        s.script = replies.iter().rev().copied().collect();
-        s.default = Some(default);
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().expect("lock").requests.clone()
-    }
-}
-
-async fn record(
-    State(state): State<Arc<Mutex<FakeState>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let reply = {
-        let mut s = state.lock().expect("lock");
-        s.requests.push(Recorded {
-            method,
-            uri,
-            headers,
-            body,
-        });
-        s.script.pop().or(s.default).unwrap_or(Reply::Status(200))
-    };
-    match reply {
-        Reply::Status(code) => StatusCode::from_u16(code)
-            .unwrap_or(StatusCode::OK)
-            .into_response(),
-        Reply::Json(code, body) => (
-            StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
-        Reply::Hang => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::OK.into_response()
-        }
-    }
-}
-
 /// Sends raw bytes over TCP and returns the whole answer (status line, headers, body).
 pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -533,76 +342,6 @@ pub async fn json_of(resp: reqwest::Response) -> (u16, serde_json::Value) {
     (status, value)
 }
 
-/// The real binary running `serve` on `db`, delivering to a webhook, as its own process.
-pub struct RelayProcess {
-    pub child: tokio::process::Child,
-    pub addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RelayProcess {
-    /// Starts `oncall-relay serve` with a 2 s lease and `extra_yaml` appended to its config,
-    /// and waits until it listens.
-    pub async fn spawn(db: &TestDb, webhook_url: &str, extra_yaml: &str) -> RelayProcess {
-        use tokio::io::{AsyncBufReadExt, BufReader};
-        let dir = tempfile::tempdir().expect("dir");
-        let config = dir.path().join("relay.yml");
-        let db_yaml = match db.kind {
-            Db::Sqlite => format!("  driver: sqlite\n  path: '{}'\n", db.settings.path),
-            Db::Postgres => format!(
-                "  driver: postgres\n  url: '{}'\n",
-                db.settings.url.expose()
-            ),
-        };
-        std::fs::write(
-            &config,
-            format!(
-                "app:\n  port: '127.0.0.1:0'\n  auth_token: '{TOKEN}'\n  log_level: info\ndb:\n{db_yaml}\
-                 queue:\n  lease: 2s\n  poll_interval: 100ms\n\
-                 plugin:\n  backend: hook\n  backends:\n    hook:\n      type: webhook\n      url: '{webhook_url}'\n      timeout: 1500ms\n\
-                 {extra_yaml}"
-            ),
-        )
-        .expect("config");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn relay");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await.expect("read") {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["message"] == "oncall-relay listening"
-                {
-                    return v["address"].as_str().expect("address").to_string();
-                }
-            }
-            panic!("relay exited before listening");
-        })
-        .await
-        .expect("relay starts");
-        // Keep reading its log, so a full pipe never slows it down.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        RelayProcess {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// SIGKILL: no drain, no goodbye.
-    pub async fn kill(&mut self) {
-        self.child.start_kill().expect("kill");
-        let _ = self.child.wait().await;
-    }
-}
-
 impl TestApp {
     /// Posts a make_call/send_sms form for `email` as OnCall does, and expects 200.
     pub async fn send_ok(&self, path: &str, email: &str, message: &str) {
@@ -627,6 +366,34 @@ impl TestApp {
             .await
             .expect("user added")
     }
+}
+
+/// Adds Alice (+4930123456) to `db` from outside any app, as another replica would.
+pub async fn add_alice_to(db: &TestDb) {
+    let store = Store::connect(&db.settings).await.expect("connect");
+    let directory = Directory::load(store).await.expect("directory");
+    directory
+        .add(NewUser {
+            email: "alice@example.com".into(),
+            phone_number: Some("+4930123456".into()),
+            ..NewUser::default()
+        })
+        .await
+        .expect("add");
+}
+
+/// Spawns an app on `s` with Alice (+4930123456), sends her `message` on `path` (make_call
+/// or send_sms) and waits until it is final.
+pub async fn deliver_to_alice(
+    s: Settings,
+    path: &str,
+    message: &str,
+) -> (TestApp, Vec<NotificationRecord>) {
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    app.send_ok(path, "alice@example.com", message).await;
+    let events = app.wait_until_settled(1).await;
+    (app, events)
 }
 
 /// Log lines written while the returned guard lives on this thread, at `info` (the default).
