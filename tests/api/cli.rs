@@ -5,12 +5,6 @@ use std::process::Output;
 use crate::db_test;
 use crate::helpers::*;
 
-fn relay(db: &TestDb, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
-    cmd.args(db.cli_args()).args(args).env_remove("AUTH_TOKEN");
-    cmd.output().expect("run oncall-relay")
-}
-
 /// The binary run in `dir` (no database flags), waited for.
 fn relay_in<I, S>(dir: &std::path::Path, args: I) -> Output
 where
@@ -22,16 +16,6 @@ where
         .args(args)
         .output()
         .expect("run")
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 async fn users_can_be_managed_without_sql(db: Db) {

@@ -58,13 +58,7 @@ impl Fake {
         let app = Router::new()
             .fallback(any(record))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve_loopback(app).await;
         Fake {
             url: format!("http://{addr}/hook"),
             state,
@@ -116,4 +110,16 @@ async fn record(
             StatusCode::OK.into_response()
         }
     }
+}
+
+/// Serves `app` on a random loopback port until the test ends; its address.
+pub async fn serve_loopback(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
 }

@@ -1,5 +1,6 @@
 //! The real binary as its own process.
 
+use std::process::Output;
 use std::time::Duration;
 
 use super::{Db, TOKEN, TestDb};
@@ -72,4 +73,22 @@ impl RelayProcess {
         self.child.start_kill().expect("kill");
         let _ = self.child.wait().await;
     }
+}
+
+/// The binary with `db`'s database flags and `args`, waited for.
+pub fn relay(db: &TestDb, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
+    cmd.args(db.cli_args()).args(args).env_remove("AUTH_TOKEN");
+    cmd.output().expect("run oncall-relay")
+}
+
+/// The stdout of a run that must have succeeded.
+pub fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
