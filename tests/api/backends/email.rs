@@ -9,7 +9,7 @@ use oncall_relay::config::{BackendSettings, EmailSettings, Secret, Settings, Smt
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{ALICE, BOB, Conformance, Message, SMS, TRANSIENT_MESSAGE};
+use super::{Conformance, Message, SMS, TRANSIENT_MESSAGE, refused, to_alice, to_bob};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -280,18 +280,7 @@ impl Conformance for Row {
     const NAME: &'static str = "mail";
     const CONTACTS: &'static [(&'static str, &'static str)] =
         &[("email", "alice.pager@example.org")];
-    const SENDS: &'static [Message] = &[
-        Message {
-            path: SMS,
-            email: ALICE,
-            message: MULTILINE,
-        },
-        Message {
-            path: SMS,
-            email: BOB,
-            message: "CPU high",
-        },
-    ];
+    const SENDS: &'static [Message] = &[to_alice(SMS, MULTILINE), to_bob(SMS, "CPU high")];
     const PERMANENT_ERROR: &'static [&'static str] = &["550"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["451"];
 
@@ -355,46 +344,46 @@ impl Conformance for Row {
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
         let base = || email_settings(&self.0);
-        [
-            (
-                EmailSettings {
-                    from: "not an address".into(),
-                    ..base()
-                },
-                "`from`",
-            ),
-            (
-                EmailSettings {
-                    host: " ".into(),
-                    ..base()
-                },
-                "`host`",
-            ),
-            (
-                EmailSettings {
-                    to: Some("nobody at all".into()),
-                    ..base()
-                },
-                "`to`",
-            ),
-            (
-                EmailSettings {
-                    username: Some("relay".into()),
-                    ..base()
-                },
-                "`password`",
-            ),
-            (
-                EmailSettings {
-                    subject: Some("{{ title ".into()),
-                    ..base()
-                },
-                "`subject`",
-            ),
-        ]
-        .into_iter()
-        .map(|(e, field)| (BackendSettings::Email(e), field))
-        .collect()
+        refused(
+            BackendSettings::Email,
+            [
+                (
+                    EmailSettings {
+                        from: "not an address".into(),
+                        ..base()
+                    },
+                    "`from`",
+                ),
+                (
+                    EmailSettings {
+                        host: " ".into(),
+                        ..base()
+                    },
+                    "`host`",
+                ),
+                (
+                    EmailSettings {
+                        to: Some("nobody at all".into()),
+                        ..base()
+                    },
+                    "`to`",
+                ),
+                (
+                    EmailSettings {
+                        username: Some("relay".into()),
+                        ..base()
+                    },
+                    "`password`",
+                ),
+                (
+                    EmailSettings {
+                        subject: Some("{{ title ".into()),
+                        ..base()
+                    },
+                    "`subject`",
+                ),
+            ],
+        )
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Email(EmailSettings {

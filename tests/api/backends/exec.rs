@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, ExecSettings, Secret, Settings};
 
-use super::{ALICE, Conformance, Message, SMS};
+use super::{Conformance, Message, SMS, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -187,11 +187,7 @@ pub struct Row {
 
 impl Conformance for Row {
     const NAME: &'static str = "script";
-    const SENDS: &'static [Message] = &[Message {
-        path: SMS,
-        email: ALICE,
-        message: TEXT,
-    }];
+    const SENDS: &'static [Message] = &[to_alice(SMS, TEXT)];
     const PERMANENT_ERROR: &'static [&'static str] = &["exit status 2", "gateway busy (run 1)"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["exit status 75"];
 

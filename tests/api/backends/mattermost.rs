@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, MattermostSettings, Overrides, Secret, Settings};
 
-use super::{ALICE, BOB, CALL, Conformance, Message, SMS};
+use super::{CALL, Conformance, Message, SMS, to_alice, to_bob};
 use crate::helpers::*;
 
 fn hook(fake: &Fake) -> MattermostSettings {
@@ -161,16 +161,8 @@ hook_row!(
     assert_mattermost,
     ("mattermost", "@alice"),
     [
-        Message {
-            path: SMS,
-            email: ALICE,
-            message: "Disk full on **db-1**",
-        },
-        Message {
-            path: CALL,
-            email: BOB,
-            message: "CPU high",
-        },
+        to_alice(SMS, "Disk full on **db-1**"),
+        to_bob(CALL, "CPU high"),
     ]
 );
 
@@ -181,16 +173,5 @@ hook_row!(
     rocketchat,
     assert_rocketchat,
     ("rocketchat", "@alice.rc"),
-    [
-        Message {
-            path: SMS,
-            email: ALICE,
-            message: "for alice",
-        },
-        Message {
-            path: SMS,
-            email: BOB,
-            message: "for bob",
-        },
-    ]
+    [to_alice(SMS, "for alice"), to_bob(SMS, "for bob"),]
 );

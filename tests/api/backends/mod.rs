@@ -79,6 +79,35 @@ pub trait Conformance: Sized {
     fn after_transient(&self) {}
 }
 
+/// Bad settings cases of one backend type, each wrapped in its `BackendSettings` variant.
+pub fn refused<T>(
+    variant: fn(T) -> BackendSettings,
+    cases: impl IntoIterator<Item = (T, &'static str)>,
+) -> Vec<(BackendSettings, &'static str)> {
+    cases
+        .into_iter()
+        .map(|(settings, field)| (variant(settings), field))
+        .collect()
+}
+
+/// A message to Alice.
+pub const fn to_alice(path: &'static str, message: &'static str) -> Message {
+    Message {
+        path,
+        email: ALICE,
+        message,
+    }
+}
+
+/// A message to Bob.
+pub const fn to_bob(path: &'static str, message: &'static str) -> Message {
+    Message {
+        path,
+        email: BOB,
+        message,
+    }
+}
+
 fn use_backend(s: &mut Settings, name: &str, backend: BackendSettings) {
     s.plugin.backend = name.into();
     s.plugin.backends.insert(name.into(), backend);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
 
-use super::{ALICE, BOB, CALL, Conformance, Message, SMS};
+use super::{CALL, Conformance, Message, SMS, refused, to_alice, to_bob};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -104,16 +104,8 @@ impl Conformance for Row {
     const NAME: &'static str = "alarm";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("ntfy", "alice-phone")];
     const SENDS: &'static [Message] = &[
-        Message {
-            path: CALL,
-            email: ALICE,
-            message: "CPU high\non db-1",
-        },
-        Message {
-            path: SMS,
-            email: BOB,
-            message: "Disk full",
-        },
+        to_alice(CALL, "CPU high\non db-1"),
+        to_bob(SMS, "Disk full"),
     ];
     const PERMANENT_ERROR: &'static [&'static str] = &["403", "forbidden"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
@@ -164,55 +156,55 @@ impl Conformance for Row {
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
         let base = || server(&self.0);
-        [
-            (
-                NtfySettings {
-                    priority: 0,
-                    ..base()
-                },
-                "`priority`",
-            ),
-            (
-                NtfySettings {
-                    important_priority: 6,
-                    ..base()
-                },
-                "`important_priority`",
-            ),
-            (
-                NtfySettings {
-                    topic: Some("team/alerts".into()),
-                    ..base()
-                },
-                "`topic`",
-            ),
-            (
-                NtfySettings {
-                    user: Some("bot".into()),
-                    password: Some(Secret("pw".into())),
-                    ..base()
-                },
-                "not both",
-            ),
-            (
-                NtfySettings {
-                    token: None,
-                    user: Some("bot".into()),
-                    ..base()
-                },
-                "`password`",
-            ),
-            (
-                NtfySettings {
-                    server: "ntfy.example.com".into(),
-                    ..base()
-                },
-                "`server`",
-            ),
-        ]
-        .into_iter()
-        .map(|(s, field)| (BackendSettings::Ntfy(s), field))
-        .collect()
+        refused(
+            BackendSettings::Ntfy,
+            [
+                (
+                    NtfySettings {
+                        priority: 0,
+                        ..base()
+                    },
+                    "`priority`",
+                ),
+                (
+                    NtfySettings {
+                        important_priority: 6,
+                        ..base()
+                    },
+                    "`important_priority`",
+                ),
+                (
+                    NtfySettings {
+                        topic: Some("team/alerts".into()),
+                        ..base()
+                    },
+                    "`topic`",
+                ),
+                (
+                    NtfySettings {
+                        user: Some("bot".into()),
+                        password: Some(Secret("pw".into())),
+                        ..base()
+                    },
+                    "not both",
+                ),
+                (
+                    NtfySettings {
+                        token: None,
+                        user: Some("bot".into()),
+                        ..base()
+                    },
+                    "`password`",
+                ),
+                (
+                    NtfySettings {
+                        server: "ntfy.example.com".into(),
+                        ..base()
+                    },
+                    "`server`",
+                ),
+            ],
+        )
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Ntfy(NtfySettings {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SipSettings};
 
-use super::{ALICE, CALL, Conformance, Message};
+use super::{CALL, Conformance, Message, refused, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -94,11 +94,10 @@ impl Row {
 
 impl Conformance for Row {
     const NAME: &'static str = "asterisk";
-    const SENDS: &'static [Message] = &[Message {
-        path: CALL,
-        email: ALICE,
-        message: "Alert group #7: *CPU* high on db-1, see https://grafana.example/a/b",
-    }];
+    const SENDS: &'static [Message] = &[to_alice(
+        CALL,
+        "Alert group #7: *CPU* high on db-1, see https://grafana.example/a/b",
+    )];
     const PATH: &'static str = CALL;
     const PERMANENT_ERROR: &'static [&'static str] = &["400", "Endpoint parameter"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["500", "Allocation failed"];
@@ -159,53 +158,53 @@ impl Conformance for Row {
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
         let base = || sip_settings(&self.0);
-        [
-            (
-                SipSettings {
-                    url: "".into(),
-                    ..base()
-                },
-                "`url`",
-            ),
-            (
-                SipSettings {
-                    url: "asterisk:8088".into(),
-                    ..base()
-                },
-                "`url`",
-            ),
-            (
-                SipSettings {
-                    username: "".into(),
-                    ..base()
-                },
-                "`username`",
-            ),
-            (
-                SipSettings {
-                    password: Secret(String::new()),
-                    ..base()
-                },
-                "`password`",
-            ),
-            (
-                SipSettings {
-                    endpoint: "PJSIP/{{ phone @trunk".into(),
-                    ..base()
-                },
-                "`endpoint`",
-            ),
-            (
-                SipSettings {
-                    priority: 0,
-                    ..base()
-                },
-                "`priority`",
-            ),
-        ]
-        .into_iter()
-        .map(|(t, field)| (BackendSettings::Sip(t), field))
-        .collect()
+        refused(
+            BackendSettings::Sip,
+            [
+                (
+                    SipSettings {
+                        url: "".into(),
+                        ..base()
+                    },
+                    "`url`",
+                ),
+                (
+                    SipSettings {
+                        url: "asterisk:8088".into(),
+                        ..base()
+                    },
+                    "`url`",
+                ),
+                (
+                    SipSettings {
+                        username: "".into(),
+                        ..base()
+                    },
+                    "`username`",
+                ),
+                (
+                    SipSettings {
+                        password: Secret(String::new()),
+                        ..base()
+                    },
+                    "`password`",
+                ),
+                (
+                    SipSettings {
+                        endpoint: "PJSIP/{{ phone @trunk".into(),
+                        ..base()
+                    },
+                    "`endpoint`",
+                ),
+                (
+                    SipSettings {
+                        priority: 0,
+                        ..base()
+                    },
+                    "`priority`",
+                ),
+            ],
+        )
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Sip(SipSettings {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
 
-use super::{ALICE, BOB, CALL, Conformance, Message, SMS};
+use super::{CALL, Conformance, Message, SMS, refused, to_alice, to_bob};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -97,16 +97,8 @@ pub struct IncomingWebhook(Fake);
 impl Conformance for IncomingWebhook {
     const NAME: &'static str = "chat";
     const SENDS: &'static [Message] = &[
-        Message {
-            path: SMS,
-            email: ALICE,
-            message: "load <5> & rising",
-        },
-        Message {
-            path: CALL,
-            email: ALICE,
-            message: "CPU high",
-        },
+        to_alice(SMS, "load <5> & rising"),
+        to_alice(CALL, "CPU high"),
     ];
     const PERMANENT_ERROR: &'static [&'static str] = &["404"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
@@ -146,27 +138,27 @@ impl Conformance for IncomingWebhook {
         vec![self.0.url.clone()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        [
-            (
-                SlackSettings {
-                    token: Some(Secret("xoxb-1".into())),
-                    channel: Some("#oncall".into()),
-                    ..incoming_webhook(&self.0)
-                },
-                "not both",
-            ),
-            (SlackSettings::default(), "webhook_url"),
-            (
-                SlackSettings {
-                    webhook_url: Some(Secret("not a url".into())),
-                    ..SlackSettings::default()
-                },
-                "webhook_url",
-            ),
-        ]
-        .into_iter()
-        .map(|(s, field)| (BackendSettings::Slack(s), field))
-        .collect()
+        refused(
+            BackendSettings::Slack,
+            [
+                (
+                    SlackSettings {
+                        token: Some(Secret("xoxb-1".into())),
+                        channel: Some("#oncall".into()),
+                        ..incoming_webhook(&self.0)
+                    },
+                    "not both",
+                ),
+                (SlackSettings::default(), "webhook_url"),
+                (
+                    SlackSettings {
+                        webhook_url: Some(Secret("not a url".into())),
+                        ..SlackSettings::default()
+                    },
+                    "webhook_url",
+                ),
+            ],
+        )
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Slack(SlackSettings {
@@ -182,18 +174,7 @@ pub struct WebApi(Fake);
 impl Conformance for WebApi {
     const NAME: &'static str = "chat";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("slack", "U0ALICE")];
-    const SENDS: &'static [Message] = &[
-        Message {
-            path: SMS,
-            email: ALICE,
-            message: "for alice",
-        },
-        Message {
-            path: SMS,
-            email: BOB,
-            message: "for bob",
-        },
-    ];
+    const SENDS: &'static [Message] = &[to_alice(SMS, "for alice"), to_bob(SMS, "for bob")];
     const PERMANENT_ERROR: &'static [&'static str] = &["403"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
 

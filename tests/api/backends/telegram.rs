@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TelegramSettings};
 
-use super::{ALICE, Conformance, Message, SMS};
+use super::{Conformance, Message, SMS, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -33,11 +33,7 @@ pub struct Row(Fake);
 impl Conformance for Row {
     const NAME: &'static str = "tg";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("telegram", "987654321")];
-    const SENDS: &'static [Message] = &[Message {
-        path: SMS,
-        email: ALICE,
-        message: "Disk \"full\" on db-1",
-    }];
+    const SENDS: &'static [Message] = &[to_alice(SMS, "Disk \"full\" on db-1")];
     const PERMANENT_ERROR: &'static [&'static str] = &["chat not found"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
 

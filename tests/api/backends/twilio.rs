@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TwilioSettings};
 
-use super::{ALICE, CALL, Conformance, Message, SMS};
+use super::{CALL, Conformance, Message, SMS, refused, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -111,18 +111,7 @@ impl Row {
 
 impl Conformance for Row {
     const NAME: &'static str = "twilio";
-    const SENDS: &'static [Message] = &[
-        Message {
-            path: SMS,
-            email: ALICE,
-            message: SMS_TEXT,
-        },
-        Message {
-            path: CALL,
-            email: ALICE,
-            message: CALL_TEXT,
-        },
-    ];
+    const SENDS: &'static [Message] = &[to_alice(SMS, SMS_TEXT), to_alice(CALL, CALL_TEXT)];
     const PERMANENT_ERROR: &'static [&'static str] = &["400", "21211"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
 
@@ -199,67 +188,67 @@ impl Conformance for Row {
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
         let base = || twilio_settings(&self.0);
-        [
-            (
-                TwilioSettings {
-                    account_sid: "".into(),
-                    ..base()
-                },
-                "`account_sid`",
-            ),
-            (
-                TwilioSettings {
-                    account_sid: "AC../../x".into(),
-                    ..base()
-                },
-                "`account_sid`",
-            ),
-            (
-                TwilioSettings {
-                    auth_token: Secret(String::new()),
-                    ..base()
-                },
-                "`auth_token`",
-            ),
-            (
-                TwilioSettings {
-                    from: " ".into(),
-                    ..base()
-                },
-                "`from`",
-            ),
-            (
-                TwilioSettings {
-                    api_base: "ftp://api.twilio.com".into(),
-                    ..base()
-                },
-                "`api_base`",
-            ),
-            (
-                TwilioSettings {
-                    max_length: 5000,
-                    ..base()
-                },
-                "`max_length`",
-            ),
-            (
-                TwilioSettings {
-                    repeat: 0,
-                    ..base()
-                },
-                "`repeat`",
-            ),
-            (
-                TwilioSettings {
-                    voice: Some("alice\" onload=\"x".into()),
-                    ..base()
-                },
-                "`voice`",
-            ),
-        ]
-        .into_iter()
-        .map(|(t, field)| (BackendSettings::Twilio(t), field))
-        .collect()
+        refused(
+            BackendSettings::Twilio,
+            [
+                (
+                    TwilioSettings {
+                        account_sid: "".into(),
+                        ..base()
+                    },
+                    "`account_sid`",
+                ),
+                (
+                    TwilioSettings {
+                        account_sid: "AC../../x".into(),
+                        ..base()
+                    },
+                    "`account_sid`",
+                ),
+                (
+                    TwilioSettings {
+                        auth_token: Secret(String::new()),
+                        ..base()
+                    },
+                    "`auth_token`",
+                ),
+                (
+                    TwilioSettings {
+                        from: " ".into(),
+                        ..base()
+                    },
+                    "`from`",
+                ),
+                (
+                    TwilioSettings {
+                        api_base: "ftp://api.twilio.com".into(),
+                        ..base()
+                    },
+                    "`api_base`",
+                ),
+                (
+                    TwilioSettings {
+                        max_length: 5000,
+                        ..base()
+                    },
+                    "`max_length`",
+                ),
+                (
+                    TwilioSettings {
+                        repeat: 0,
+                        ..base()
+                    },
+                    "`repeat`",
+                ),
+                (
+                    TwilioSettings {
+                        voice: Some("alice\" onload=\"x".into()),
+                        ..base()
+                    },
+                    "`voice`",
+                ),
+            ],
+        )
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Twilio(TwilioSettings {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, WebhookSettings};
 
-use super::{ALICE, Conformance, Message, SMS};
+use super::{Conformance, Message, SMS, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -32,11 +32,7 @@ impl Row {
 
 impl Conformance for Row {
     const NAME: &'static str = "gateway";
-    const SENDS: &'static [Message] = &[Message {
-        path: SMS,
-        email: ALICE,
-        message: QUOTED,
-    }];
+    const SENDS: &'static [Message] = &[to_alice(SMS, QUOTED)];
     const PERMANENT_ERROR: &'static [&'static str] = &["HTTP 404"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["HTTP 502"];
 
