@@ -44,6 +44,16 @@ async fn call(
     )
 }
 
+/// A call with the admin token.
+async fn admin(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    call(app, method, path, Some(ADMIN), body).await
+}
+
 async fn admin_api_needs_its_own_token(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
@@ -56,10 +66,10 @@ async fn admin_api_needs_its_own_token(db: Db) {
         let (status, body) = call(&app, "GET", "/api/admin/v1/users", token, None).await;
         assert_eq!(status, 403, "{token:?}: {body}");
     }
-    let (status, _) = call(&app, "GET", "/api/admin/v1/users", Some(ADMIN), None).await;
+    let (status, _) = admin(&app, "GET", "/api/admin/v1/users", None).await;
     assert_eq!(status, 200);
     // The admin token opens nothing on the OnCall side.
-    let (status, _) = call(&app, "GET", "/api/v1/info/", Some(ADMIN), None).await;
+    let (status, _) = admin(&app, "GET", "/api/v1/info/", None).await;
     assert_eq!(status, 403);
     app.stop().await;
 }
@@ -68,21 +78,19 @@ db_test!(admin_api_needs_its_own_token);
 async fn users_and_devices_crud(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(with_admin(&db)).await;
-    let (status, user) = call(
+    let (status, user) = admin(
         &app,
         "POST",
         "/api/admin/v1/users",
-        Some(ADMIN),
         Some(json!({"email": "Ann@Example.com", "phone_number": "+49 30 123456", "role": "admin"})),
     )
     .await;
     assert_eq!(status, 201, "{user}");
     assert_eq!(user["phone_number"], "+4930123456");
-    let (status, body) = call(
+    let (status, body) = admin(
         &app,
         "POST",
         "/api/admin/v1/users",
-        Some(ADMIN),
         Some(json!({"email": "bad"})),
     )
     .await;
@@ -92,11 +100,10 @@ async fn users_and_devices_crud(db: Db) {
     let (_, sync) = json_of(app.get("/api/v1/users?email=ann@example.com").await).await;
     assert_eq!(sync["results"][0]["is_phone_number_verified"], true);
 
-    let (status, patched) = call(
+    let (status, patched) = admin(
         &app,
         "PATCH",
         "/api/admin/v1/users/ann@example.com",
-        Some(ADMIN),
         Some(json!({"phone_number": null, "contacts": {"telegram": "42"}})),
     )
     .await;
@@ -110,45 +117,23 @@ async fn users_and_devices_crud(db: Db) {
     );
 
     let id = user["id"].as_str().expect("id");
-    let (status, _) = call(
+    let (status, _) = admin(
         &app,
         "PUT",
         "/api/admin/v1/devices/tok-1",
-        Some(ADMIN),
         Some(json!({"user": id, "label": "phone"})),
     )
     .await;
     assert_eq!(status, 200);
-    let (_, devices) = call(&app, "GET", "/api/admin/v1/devices", Some(ADMIN), None).await;
+    let (_, devices) = admin(&app, "GET", "/api/admin/v1/devices", None).await;
     assert_eq!(devices["count"], 1);
     assert_eq!(devices["results"][0]["user_id"], id);
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        "/api/admin/v1/devices/tok-1",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = admin(&app, "DELETE", "/api/admin/v1/devices/tok-1", None).await;
     assert_eq!(status, 204);
 
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        &format!("/api/admin/v1/users/{id}"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = admin(&app, "DELETE", &format!("/api/admin/v1/users/{id}"), None).await;
     assert_eq!(status, 204);
-    let (status, body) = call(
-        &app,
-        "GET",
-        &format!("/api/admin/v1/users/{id}"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, body) = admin(&app, "GET", &format!("/api/admin/v1/users/{id}"), None).await;
     assert_eq!(status, 404, "{body}");
     app.stop().await;
 }
@@ -159,19 +144,13 @@ async fn events_are_filtered_and_paged(db: Db) {
     let app = TestApp::spawn(with_admin(&db)).await;
     app.add_user("a@example.com", Some("+4930123456")).await;
     for i in 0..5 {
-        let resp = app
-            .post_fields(
-                "/api/v1/send_sms",
-                &[("email", "a@example.com"), ("message", &format!("m{i}"))],
-            )
+        app.send_ok("/api/v1/send_sms", "a@example.com", &format!("m{i}"))
             .await;
-        assert_eq!(resp.status().as_u16(), 200);
     }
-    let (status, page1) = call(
+    let (status, page1) = admin(
         &app,
         "GET",
         "/api/admin/v1/events?limit=2&status=queued",
-        Some(ADMIN),
         None,
     )
     .await;
@@ -179,42 +158,26 @@ async fn events_are_filtered_and_paged(db: Db) {
     assert_eq!(page1["count"], 2);
     assert_eq!(page1["results"][0]["message"], "m4", "newest first");
     let before = page1["next_before"].as_i64().expect("next page");
-    let (_, page2) = call(
+    let (_, page2) = admin(
         &app,
         "GET",
         &format!("/api/admin/v1/events?limit=2&before={before}"),
-        Some(ADMIN),
         None,
     )
     .await;
     assert_eq!(page2["results"][0]["message"], "m2");
-    let (_, last) = call(
+    let (_, last) = admin(
         &app,
         "GET",
         "/api/admin/v1/events?limit=10&user=A@example.com",
-        Some(ADMIN),
         None,
     )
     .await;
     assert_eq!(last["count"], 5);
     assert!(last["next_before"].is_null());
-    let (status, body) = call(
-        &app,
-        "GET",
-        "/api/admin/v1/events?status=lost",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, body) = admin(&app, "GET", "/api/admin/v1/events?status=lost", None).await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = call(
-        &app,
-        "GET",
-        "/api/admin/v1/events?limit=many",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = admin(&app, "GET", "/api/admin/v1/events?limit=many", None).await;
     assert_eq!(status, 400);
     app.stop().await;
 }
@@ -294,11 +257,10 @@ fn the_admin_token_must_differ_from_oncalls() {
 async fn profiling_is_on_the_admin_side_only_and_only_with_debug() {
     let db = TestDb::new(Db::Sqlite).await;
     let app = TestApp::spawn(with_admin(&db)).await;
-    let (status, _) = call(
+    let (status, _) = admin(
         &app,
         "GET",
         "/api/admin/v1/debug/pprof/profile?seconds=1",
-        Some(ADMIN),
         None,
     )
     .await;
@@ -343,54 +305,27 @@ async fn profiling_is_on_the_admin_side_only_and_only_with_debug() {
 async fn schedules_can_be_added_listed_and_removed(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(with_admin(&db)).await;
-    let (status, created) = call(
-        &app,
-        "POST",
-        "/api/admin/v1/schedules",
-        Some(ADMIN),
-        Some(json!({"key": "platform", "ical_url": "http://127.0.0.1:9/ical", "transport": "callback", "callback_url": "http://127.0.0.1:9/cb"})),
+    let (status, created) = admin(&app, "POST", "/api/admin/v1/schedules", Some(json!({"key": "platform", "ical_url": "http://127.0.0.1:9/ical", "transport": "callback", "callback_url": "http://127.0.0.1:9/cb"})),
     )
     .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["transport"], "callback");
-    let (_, list) = call(&app, "GET", "/api/admin/v1/schedules", Some(ADMIN), None).await;
+    let (_, list) = admin(&app, "GET", "/api/admin/v1/schedules", None).await;
     assert_eq!(list["count"], 1);
-    let (status, one) = call(
-        &app,
-        "GET",
-        "/api/admin/v1/schedules/platform",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, one) = admin(&app, "GET", "/api/admin/v1/schedules/platform", None).await;
     assert_eq!(status, 200);
     assert_eq!(one["key"], "platform");
-    let (status, _) = call(
+    let (status, _) = admin(
         &app,
         "POST",
         "/api/admin/v1/schedules",
-        Some(ADMIN),
         Some(json!({"key": "x", "ical_url": "http://h/i", "transport": "pigeon"})),
     )
     .await;
     assert_eq!(status, 400);
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        "/api/admin/v1/schedules/platform",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = admin(&app, "DELETE", "/api/admin/v1/schedules/platform", None).await;
     assert_eq!(status, 204);
-    let (status, _) = call(
-        &app,
-        "GET",
-        "/api/admin/v1/schedules/platform",
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = admin(&app, "GET", "/api/admin/v1/schedules/platform", None).await;
     assert_eq!(status, 404);
     app.stop().await;
 }

@@ -5,20 +5,17 @@ use std::process::Output;
 use crate::db_test;
 use crate::helpers::*;
 
-fn relay(db: &TestDb, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
-    cmd.args(db.cli_args()).args(args).env_remove("AUTH_TOKEN");
-    cmd.output().expect("run oncall-relay")
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+/// The binary run in `dir` (no database flags), waited for.
+fn relay_in<I, S>(dir: &std::path::Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run")
 }
 
 async fn users_can_be_managed_without_sql(db: Db) {
@@ -177,10 +174,7 @@ async fn events_list_filters_by_user_and_status(db: Db) {
     app.add_user("a@example.com", Some("+4930123456")).await;
     app.add_user("b@example.com", Some("+4930123457")).await;
     for email in ["a@example.com", "b@example.com", "a@example.com"] {
-        let resp = app
-            .post_fields("/api/v1/send_sms", &[("email", email), ("message", "x")])
-            .await;
-        assert_eq!(resp.status().as_u16(), 200);
+        app.send_ok("/api/v1/send_sms", email, "x").await;
     }
     app.stop().await;
     let all: serde_json::Value =
@@ -236,11 +230,10 @@ fn unknown_option_is_a_startup_error_naming_it() {
     let dir = tempfile::tempdir().expect("dir");
     let cfg = dir.path().join("c.yml");
     std::fs::write(&cfg, "app:\n  auth_token: x\n  portt: ':1'\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
-        .args(["--config", cfg.to_str().expect("path"), "serve"])
-        .output()
-        .expect("run");
+    let out = relay_in(
+        dir.path(),
+        ["--config", cfg.to_str().expect("path"), "serve"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("portt"), "{err}");
@@ -440,11 +433,7 @@ fn check_config_reports_a_broken_template_and_passes_a_good_file() {
     let dir = tempfile::tempdir().expect("dir");
     let run = |yaml: &str| {
         let config = write_config(&dir, yaml);
-        std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .current_dir(dir.path())
-            .args(["--config", &config, "check-config"])
-            .output()
-            .expect("run")
+        relay_in(dir.path(), ["--config", &config, "check-config"])
     };
     let out = run(
         "app:\n  auth_token: x\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n      body: '{{ phone '\n",
@@ -477,11 +466,7 @@ fn check_config_warns_about_a_shell_running_a_templated_script() {
                 "app:\n  auth_token: x\nplugin:\n  backend: script\n  backends:\n    script:\n      type: exec\n      command: sh\n      args: {args}\n"
             ),
         );
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .current_dir(dir.path())
-            .args(["--config", &config, "check-config"])
-            .output()
-            .expect("run");
+        let out = relay_in(dir.path(), ["--config", &config, "check-config"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let unsafe_form = run(r#"["-c", "send --text '{{ message }}'"]"#);
@@ -501,11 +486,7 @@ fn config_command_hides_every_secret() {
         &dir,
         "app:\n  auth_token: tok-AAAA\ndb:\n  password: pw-BBBB\n  url: 'postgres://u:pw-CCCC@db/x'\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: 'https://gw.example/send?key=key-DDDD'\n      headers:\n        X-Api-Key: hdr-EEEE\n      bearer_token: tok-FFFF\n      signing_secret: sec-GGGG\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
-        .args(["--config", &config, "config"])
-        .output()
-        .expect("run");
+    let out = relay_in(dir.path(), ["--config", &config, "config"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for secret in ["AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "FFFF", "GGGG"] {
@@ -703,20 +684,11 @@ async fn printing_to_a_closed_pipe_exits_quietly(db: Db) {
 }
 db_test!(printing_to_a_closed_pipe_exits_quietly);
 
-/// A fresh PostgreSQL database holding the Go service's `oncall_users` table; its URL.
-async fn emu_oncall_database(rows: &str) -> String {
+/// A fresh PostgreSQL database holding the Go service's `oncall_users` table.
+async fn emu_oncall_database(rows: &str) -> PgDatabase {
     use sqlx::{Connection, Executor};
-    let admin = std::env::var("RELAY_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("ort_emu_{:016x}", rand::random::<u64>());
-    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL");
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    let url = format!("{base}/{name}");
+    let db = PgDatabase::create("ort_emu").await;
+    let url = db.url.clone();
     let mut conn = sqlx::postgres::PgConnection::connect(&url)
         .await
         .expect("connect");
@@ -729,7 +701,8 @@ async fn emu_oncall_database(rows: &str) -> String {
     )))
     .await
     .expect("fill oncall_users");
-    url
+    conn.close().await.expect("close");
+    db
 }
 
 async fn users_move_over_from_the_go_service_table(db: Db) {
@@ -752,7 +725,7 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
             "UZED8",
         ],
     ));
-    let source = emu_oncall_database(
+    let source_db = emu_oncall_database(
         "('UANN1', 'Ann', 'ann', 'ann@example.com', '+49 30 123456', true, 'admin'), \
          ('UBOB2', 'Bob', 'bob', 'bob@example.com', '0012025550143', true, 'user'), \
          ('UCAR3', 'Carol', 'carol', 'carol@example.com', NULL, false, 'observer'), \
@@ -763,6 +736,7 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
          ('UZED8', 'Other', 'other', 'other@example.com', '+4930123460', true, 'user')",
     )
     .await;
+    let source = source_db.url.clone();
     let first = ok(&relay(
         &db,
         &["users", "import", "--from-emu-oncall", &source],
@@ -841,7 +815,45 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
         "the password is never repeated"
     );
 }
-db_test!(users_move_over_from_the_go_service_table);
+/// The Go service's table is on PostgreSQL, so both variants need it (and their names end
+/// in `postgres`, which is how `scripts/test` leaves them out when there is none).
+mod users_move_over_from_the_go_service_table {
+    use crate::helpers::Db;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn into_sqlite_from_postgres() {
+        super::users_move_over_from_the_go_service_table(Db::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::users_move_over_from_the_go_service_table(Db::Postgres).await
+    }
+}
+
+/// `notify test --user ann@example.com --kind {kind}`: its output and its stderr.
+fn notify_test(db: &TestDb, kind: &str) -> (Output, String) {
+    let out = relay(
+        db,
+        &[
+            "notify",
+            "test",
+            "--user",
+            "ann@example.com",
+            "--kind",
+            kind,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, err)
+}
+
+/// `users update ann@example.com {args}`, which must succeed.
+fn update_ann(db: &TestDb, args: &[&str]) {
+    let mut all = vec!["users", "update", "ann@example.com"];
+    all.extend_from_slice(args);
+    ok(&relay(db, &all));
+}
 
 async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
     let db = TestDb::new(db).await;
@@ -875,74 +887,20 @@ async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
     );
     assert!(!out.status.success(), "update checks the route too");
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "update",
-            "ann@example.com",
-            "--contact",
-            "route=stdout",
-        ],
-    ));
+    update_ann(&db, &["--contact", "route=stdout"]);
 
     for (kind, why) in [("call", "inactive"), ("sms", "inactive")] {
-        let out = relay(
-            &db,
-            &[
-                "notify",
-                "test",
-                "--user",
-                "ann@example.com",
-                "--kind",
-                kind,
-            ],
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
+        let (_, err) = notify_test(&db, kind);
         assert!(
             err.contains("warning") && err.contains(why) && err.contains("number-not-verified"),
             "{kind}: {err}"
         );
     }
-    ok(&relay(
-        &db,
-        &["users", "update", "ann@example.com", "--active", "true"],
-    ));
-    let out = relay(
-        &db,
-        &[
-            "notify",
-            "test",
-            "--user",
-            "ann@example.com",
-            "--kind",
-            "call",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    update_ann(&db, &["--active", "true"]);
+    let (_, err) = notify_test(&db, "call");
     assert!(err.contains("no phone number"), "{err}");
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "update",
-            "ann@example.com",
-            "--phone",
-            "+4930123456",
-        ],
-    ));
-    let out = relay(
-        &db,
-        &[
-            "notify",
-            "test",
-            "--user",
-            "ann@example.com",
-            "--kind",
-            "call",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    update_ann(&db, &["--phone", "+4930123456"]);
+    let (out, err) = notify_test(&db, "call");
     assert!(out.status.success() && !err.contains("warning"), "{err}");
 }
 db_test!(notify_test_and_contacts_say_what_is_wrong);
@@ -1020,22 +978,14 @@ fn readme_quick_start_can_be_run_twice() {
         .collect();
     let dir = tempfile::tempdir().expect("dir");
     for run in 1..=2 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .current_dir(dir.path())
-            .args(&args)
-            .output()
-            .expect("run");
+        let out = relay_in(dir.path(), &args);
         assert!(
             out.status.success(),
             "run {run} of `{add}`: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
-        .args(["users", "list", "--json"])
-        .output()
-        .expect("run");
+    let out = relay_in(dir.path(), ["users", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(list.as_array().expect("list").len(), 1);
 }

@@ -94,15 +94,7 @@ db_test!(non_ascii_authorization_is_an_invalid_token);
 async fn readiness_probes_share_one_query_per_second(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
-    let ready = || async {
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("answer")
-            .status()
-            .as_u16()
-    };
+    let ready = || async { app.plain_get_status("/readyz").await };
     assert_eq!(ready().await, 200);
     // With the pool closed, a probe that queried would fail: the next second's probes reuse
     // the last success instead of each taking a connection.

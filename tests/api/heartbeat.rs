@@ -191,16 +191,7 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
     assert!(quiet["id"].is_string());
     let created = create(&app).await;
     let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
-    assert_eq!(
-        app.client
-            .get(app.url(&beat))
-            .send()
-            .await
-            .expect("beat")
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(app.plain_get_status(&beat).await, 200);
 
     let alerts = wait_for(Duration::from_secs(10), || async {
         let a = heartbeat_alerts(&fake);
@@ -242,16 +233,7 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
             .as_u16(),
         200
     );
-    assert_eq!(
-        app.client
-            .get(app.url(&beat))
-            .send()
-            .await
-            .expect("beat")
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(app.plain_get_status(&beat).await, 200);
     let alerts = wait_for(Duration::from_secs(10), || async {
         let a = heartbeat_alerts(&fake);
         (a.len() >= 2).then_some(a)
@@ -270,7 +252,7 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
 db_test!(watchdog_alerts_once_when_silent_and_once_when_restored);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_on_one_postgres_announce_each_transition_once() {
+async fn two_instances_announce_each_transition_once_on_postgres() {
     if skip_postgres() {
         return;
     }

@@ -26,13 +26,8 @@ async fn metrics_parse_and_count_what_happened(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
-    let resp = app
-        .post_fields(
-            "/api/v1/make_call",
-            &[("email", "alice@example.com"), ("message", "hi")],
-        )
+    app.send_ok("/api/v1/make_call", "alice@example.com", "hi")
         .await;
-    assert_eq!(resp.status().as_u16(), 200);
     app.wait_until_settled(1).await;
     let (_, created) = json_of(
         app.post_fields(
@@ -64,16 +59,7 @@ async fn metrics_parse_and_count_what_happened(db: Db) {
             .expect("path")
             .1
     );
-    assert_eq!(
-        app.client
-            .get(app.url(&path))
-            .send()
-            .await
-            .expect("beat")
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(app.plain_get_status(&path).await, 200);
 
     // Database-backed gauges are sampled in the background: wait for a sample after the beat.
     let text = wait_for(Duration::from_secs(10), || async {
@@ -254,27 +240,10 @@ async fn metrics_write_each_family_once(db: Db) {
         let link = created["heartbeat"]["link"].as_str().expect("link");
         let path = link.split_once("://").expect("url").1;
         let path = &path[path.find('/').expect("path")..];
-        assert_eq!(
-            app.client
-                .get(app.url(path))
-                .send()
-                .await
-                .expect("beat")
-                .status()
-                .as_u16(),
-            200
-        );
+        assert_eq!(app.plain_get_status(path).await, 200);
     }
     let text = wait_for(Duration::from_secs(10), || async {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = app.plain_get_text("/metrics").await;
         let ready = text
             .matches("oncall_relay_schedule_last_success_age_seconds{")
             .count()
@@ -340,15 +309,7 @@ async fn metrics_labels_stay_bounded(db: Db) {
             .as_u16();
         assert!(status < 500, "{method} {path}: {status}");
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.plain_get_text("/metrics").await;
     let families = strict_families(&text);
     let series = families["oncall_relay_http_requests_total"];
     assert!(series <= 4, "{series} series:\n{text}");

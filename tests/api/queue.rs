@@ -6,16 +6,6 @@ use std::time::Duration;
 use crate::db_test;
 use crate::helpers::*;
 
-async fn call(app: &TestApp, message: &str) {
-    let resp = app
-        .post_fields(
-            "/api/v1/make_call",
-            &[("email", "alice@example.com"), ("message", message)],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
@@ -30,10 +20,7 @@ async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
     {
         w.timeout = Duration::from_millis(300);
     }
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    call(&app, "retry me").await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", "retry me").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered", "{e:?}");
     assert_eq!(e.attempts, 4);
@@ -77,10 +64,7 @@ async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: Db) {
     let mut s = settings(&db);
     s.queue.max_attempts = 3;
     use_webhook(&mut s, &fake.url);
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    call(&app, "first").await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", "first").await;
     assert_eq!(events[0].status, "failed");
     assert_eq!(events[0].attempts, 1, "a 4xx is not retried");
     assert!(
@@ -91,7 +75,8 @@ async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: Db) {
             .contains("404")
     );
 
-    call(&app, "second").await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "second")
+        .await;
     let events = app.wait_until_settled(2).await;
     let second = events
         .iter()
@@ -114,21 +99,7 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
     let mut relay = RelayProcess::spawn(&db, &fake.url, "").await;
     let addr = relay.addr.clone();
 
-    let directory = oncall_relay::directory::Directory::load(
-        oncall_relay::store::Store::connect(&db.settings)
-            .await
-            .expect("connect"),
-    )
-    .await
-    .expect("directory");
-    directory
-        .add(oncall_relay::directory::NewUser {
-            email: "alice@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("add");
+    add_alice_to(&db).await;
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}/api/v1/make_call"))
         .header("Authorization", TOKEN)
@@ -171,7 +142,8 @@ async fn graceful_stop_drains_accepted_notifications(db: Db) {
     let app = TestApp::spawn(s.clone()).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
     for i in 0..20 {
-        call(&app, &format!("m{i}")).await;
+        app.send_ok("/api/v1/make_call", "alice@example.com", &format!("m{i}"))
+            .await;
     }
     app.stop().await;
     let app = TestApp::spawn(s).await;
@@ -190,7 +162,7 @@ async fn graceful_stop_drains_accepted_notifications(db: Db) {
 db_test!(graceful_stop_drains_accepted_notifications);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_on_one_postgres_deliver_each_notification_exactly_once() {
+async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
     if skip_postgres() {
         return;
     }
@@ -254,14 +226,17 @@ async fn purge_removes_only_finished_notifications(db: Db) {
     use_webhook(&mut s, &fake.url);
     let app = TestApp::spawn(s.clone()).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
-    call(&app, "one").await;
-    call(&app, "two").await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "one")
+        .await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "two")
+        .await;
     app.wait_until_settled(2).await;
     app.stop().await;
 
     s.queue.deliver = false;
     let app = TestApp::spawn(s).await;
-    call(&app, "still queued").await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "still queued")
+        .await;
     let now = oncall_relay::store::now_ms();
     let deleted = oncall_relay::notify::purge_finished(&app.store, now - 60_000)
         .await
@@ -293,7 +268,8 @@ async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db)
     s.app.shutdown_grace = Duration::from_millis(500);
     let app = TestApp::spawn(s).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
-    call(&app, "stuck").await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "stuck")
+        .await;
     wait_for(Duration::from_secs(10), || async {
         (!fake.requests().is_empty()).then_some(())
     })

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_a_replica_mid_way_loses_nothing() {
+async fn killing_a_replica_mid_way_loses_nothing_on_postgres() {
     if skip_postgres() {
         return;
     }
@@ -16,21 +16,7 @@ async fn killing_a_replica_mid_way_loses_nothing() {
     let fake = Fake::start().await;
     let mut a = RelayProcess::spawn(&db, &fake.url, "").await;
     let b = RelayProcess::spawn(&db, &fake.url, "").await;
-    let directory = oncall_relay::directory::Directory::load(
-        oncall_relay::store::Store::connect(&db.settings)
-            .await
-            .expect("connect"),
-    )
-    .await
-    .expect("directory");
-    directory
-        .add(oncall_relay::directory::NewUser {
-            email: "alice@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("add");
+    add_alice_to(&db).await;
 
     let total = 2_000;
     let sent = Arc::new(AtomicUsize::new(0));

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use oncall_relay::config::RouteSettings;
+use oncall_relay::config::{RouteSettings, Settings};
 
 use crate::db_test;
 use crate::helpers::*;
@@ -12,6 +12,29 @@ fn step(backend: &str) -> RouteSettings {
         backend: backend.into(),
         ..RouteSettings::default()
     }
+}
+
+/// Each attempt's backend and outcome, in order.
+fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
+    e.attempt_log
+        .iter()
+        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
+        .collect()
+}
+
+/// Two webhooks routed for `kind` in order; the one named in `twice` gets two attempts.
+fn two_step_route(s: &mut Settings, kind: &str, steps: [(&str, &Fake); 2], twice: &str) {
+    for (name, fake) in steps {
+        add_webhook(s, name, &fake.url);
+    }
+    let route = steps
+        .iter()
+        .map(|(name, _)| RouteSettings {
+            attempts: (*name == twice).then_some(2),
+            ..step(name)
+        })
+        .collect();
+    s.plugin.routes.insert(kind.into(), route);
 }
 
 async fn calls_for_admins_take_their_own_route(db: Db) {
@@ -73,33 +96,18 @@ async fn sms_falls_back_from_a_failing_gateway_once(db: Db) {
     let (gateway, chat) = (Fake::start().await, Fake::start().await);
     gateway.script(&[], Reply::Status(503));
     let mut s = settings(&db);
-    add_webhook(&mut s, "gateway", &gateway.url);
-    add_webhook(&mut s, "chat", &chat.url);
-    s.plugin.routes.insert(
-        "sms".into(),
-        vec![
-            RouteSettings {
-                attempts: Some(2),
-                ..step("gateway")
-            },
-            step("chat"),
-        ],
+    two_step_route(
+        &mut s,
+        "sms",
+        [("gateway", &gateway), ("chat", &chat)],
+        "gateway",
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "disk full")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
     assert_eq!(e.backend.as_deref(), Some("chat"));
-    let outcomes: Vec<(&str, &str)> = e
-        .attempt_log
-        .iter()
-        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
-        .collect();
     assert_eq!(
-        outcomes,
+        outcomes(e),
         [
             ("gateway", "retry"),
             ("gateway", "fallback"),
@@ -120,33 +128,18 @@ async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: Db) {
     first.script(&[], Reply::Status(401));
     second.script(&[], Reply::Status(500));
     let mut s = settings(&db);
-    add_webhook(&mut s, "first", &first.url);
-    add_webhook(&mut s, "second", &second.url);
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![
-            step("first"),
-            RouteSettings {
-                attempts: Some(2),
-                ..step("second")
-            },
-        ],
+    two_step_route(
+        &mut s,
+        "call",
+        [("first", &first), ("second", &second)],
+        "second",
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "ring")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", "ring").await;
     let e = &events[0];
     assert_eq!(e.status, "failed");
     assert_eq!(e.attempts, 3);
-    let outcomes: Vec<(&str, &str)> = e
-        .attempt_log
-        .iter()
-        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
-        .collect();
     assert_eq!(
-        outcomes,
+        outcomes(e),
         [
             ("first", "fallback"),
             ("second", "retry"),

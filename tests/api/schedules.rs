@@ -34,13 +34,7 @@ impl CalendarServer {
         let app = Router::new()
             .route("/ical", get(serve_calendar))
             .with_state((state.clone(), auth.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve_loopback(app).await;
         CalendarServer {
             url: format!("http://{addr}/ical"),
             body: state,
@@ -250,7 +244,7 @@ async fn changes_are_announced_once_and_restarts_are_quiet(db: Db) {
 db_test!(changes_are_announced_once_and_restarts_are_quiet);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_on_postgres_announce_each_change_once() {
+async fn two_replicas_announce_each_change_once_on_postgres() {
     if skip_postgres() {
         return;
     }
@@ -419,22 +413,6 @@ async fn reminders_are_sent_once_before_a_shift(db: Db) {
     app.stop().await;
 }
 db_test!(reminders_are_sent_once_before_a_shift);
-
-fn relay(db: &TestDb, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
-    cmd.args(db.cli_args()).args(args).env_remove("AUTH_TOKEN");
-    cmd.output().expect("run oncall-relay")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 async fn schedules_are_managed_from_the_cli_without_restart(db: Db) {
     let db = TestDb::new(db).await;

@@ -4,8 +4,78 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, WebhookSettings};
 
+use super::{Conformance, Message, SMS, to_alice};
 use crate::db_test;
 use crate::helpers::*;
+
+/// An alert text with quotes, a backslash and template syntax of its own.
+const QUOTED: &str = r#"Alert group #2"CPU \ high" {{ not a template }}"#;
+
+/// The conformance row: a PUT with a header and a templated JSON body.
+pub struct Row(Fake);
+
+impl Row {
+    fn webhook(&self, body: &str) -> WebhookSettings {
+        WebhookSettings {
+            url: self.0.url.clone(),
+            method: "PUT".into(),
+            headers: [("X-Api-Key".to_string(), Secret("k3y".into()))]
+                .into_iter()
+                .collect(),
+            timeout: Duration::from_secs(2),
+            body: Some(body.into()),
+            content_type: "application/json".into(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Conformance for Row {
+    const NAME: &'static str = "gateway";
+    const SENDS: &'static [Message] = &[to_alice(SMS, QUOTED)];
+    const PERMANENT_ERROR: &'static [&'static str] = &["HTTP 404"];
+    const TRANSIENT_ERROR: &'static [&'static str] = &["HTTP 502"];
+
+    async fn start() -> Self {
+        Row(Fake::start().await)
+    }
+    fn settings(&self) -> BackendSettings {
+        BackendSettings::Webhook(self.webhook(
+            r#"{"to": {{ phone }}, "text": {{ message }}, "kind": {{ kind }}, "who": {{ user.email }}}"#,
+        ))
+    }
+    fn fail_permanently(&self) {
+        self.0.script(&[], Reply::Status(404));
+    }
+    fn fail_once(&self) {
+        self.0.script(&[Reply::Status(502)], Reply::Status(200));
+    }
+    fn seen(&self) -> usize {
+        self.0.requests().len()
+    }
+    fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
+        let r = &self.0.requests()[0];
+        assert_eq!(r.method, "PUT");
+        assert_eq!(r.headers["x-api-key"], "k3y");
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"to": "+4930123456", "text": QUOTED, "kind": "sms", "who": "alice@example.com"})
+        );
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec!["k3y".into()]
+    }
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        vec![(BackendSettings::Webhook(self.webhook("{{ phone ")), "body")]
+    }
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        BackendSettings::Webhook(WebhookSettings {
+            timeout,
+            ..self.webhook("{}")
+        })
+    }
+}
 
 fn hook(s: &mut oncall_relay::config::Settings, w: WebhookSettings) {
     s.plugin.backend = "gateway".into();
@@ -13,45 +83,6 @@ fn hook(s: &mut oncall_relay::config::Settings, w: WebhookSettings) {
         .backends
         .insert("gateway".into(), BackendSettings::Webhook(w));
 }
-
-async fn templated_json_body_with_headers_survives_quotes(db: Db) {
-    let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    let mut s = settings(&db);
-    hook(
-        &mut s,
-        WebhookSettings {
-            url: fake.url.clone(),
-            method: "PUT".into(),
-            headers: [("X-Api-Key".to_string(), Secret("k3y".into()))].into_iter().collect(),
-            timeout: Duration::from_secs(2),
-            body: Some(r#"{"to": {{ phone }}, "text": {{ message }}, "kind": {{ kind }}, "who": {{ user.email }}}"#.into()),
-            content_type: "application/json".into(),
-            ..Default::default()
-        },
-    );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    let message = r#"Alert group #2"CPU \ high" {{ not a template }}"#;
-    let resp = app
-        .post_fields(
-            "/api/v1/send_sms",
-            &[("email", "alice@example.com"), ("message", message)],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-    app.wait_until_settled(1).await;
-    let r = &fake.requests()[0];
-    assert_eq!(r.method, "PUT");
-    assert_eq!(r.headers["x-api-key"], "k3y");
-    assert_eq!(r.headers["content-type"], "application/json");
-    assert_eq!(
-        r.json(),
-        serde_json::json!({"to": "+4930123456", "text": message, "kind": "sms", "who": "alice@example.com"})
-    );
-    app.stop().await;
-}
-db_test!(templated_json_body_with_headers_survives_quotes);
 
 async fn templated_url_and_form_body(db: Db) {
     let db = TestDb::new(db).await;
@@ -74,13 +105,8 @@ async fn templated_url_and_form_body(db: Db) {
     );
     let app = TestApp::spawn(s).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
-    let resp = app
-        .post_fields(
-            "/api/v1/make_call",
-            &[("email", "alice@example.com"), ("message", "a&b=c d")],
-        )
+    app.send_ok("/api/v1/make_call", "alice@example.com", "a&b=c d")
         .await;
-    assert_eq!(resp.status().as_u16(), 200);
     app.wait_until_settled(1).await;
     let r = &fake.requests()[0];
     assert_eq!(r.uri.query(), Some("to=%2B4930123456&type=call"));
@@ -156,30 +182,6 @@ async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
 }
 db_test!(values_in_a_url_template_cannot_add_parameters);
 
-#[tokio::test]
-async fn a_broken_template_is_a_startup_error_naming_the_backend() {
-    let db = TestDb::new(Db::Sqlite).await;
-    let mut s = settings(&db);
-    hook(
-        &mut s,
-        WebhookSettings {
-            url: "http://127.0.0.1:9/".into(),
-            method: "POST".into(),
-            headers: Default::default(),
-            timeout: Duration::from_secs(2),
-            body: Some("{{ phone ".into()),
-            content_type: "application/json".into(),
-            ..Default::default()
-        },
-    );
-    let err = oncall_relay::Application::build(s)
-        .await
-        .err()
-        .expect("must fail");
-    let text = err.to_string();
-    assert!(text.contains("gateway") && text.contains("body"), "{text}");
-}
-
 async fn bearer_basic_auth_and_signature_headers(db: Db) {
     use hmac::{Hmac, Mac};
     let db = TestDb::new(db).await;
@@ -215,10 +217,7 @@ async fn bearer_basic_auth_and_signature_headers(db: Db) {
     let app = TestApp::spawn(s).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
     for path in ["/api/v1/send_sms", "/api/v1/make_call"] {
-        let resp = app
-            .post_fields(path, &[("email", "alice@example.com"), ("message", "hi")])
-            .await;
-        assert_eq!(resp.status().as_u16(), 200);
+        app.send_ok(path, "alice@example.com", "hi").await;
     }
     app.wait_until_settled(2).await;
     let r = &signed.requests()[0];

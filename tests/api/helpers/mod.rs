@@ -1,24 +1,29 @@
 //! Test harness: a fresh database per test (SQLite file or PostgreSQL database), the real
-//! router on a random loopback port, and a loopback fake for outbound webhooks.
+//! router on a random loopback port, and the fakes and processes around it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::routing::any;
 use oncall_relay::Application;
 use oncall_relay::config::{
     BackendSettings, DbSettings, Driver, Secret, Settings, Tokens, WebhookSettings,
 };
-use oncall_relay::directory::{Directory, NewUser, User};
-use oncall_relay::notify::{EventFilter, NotificationRecord, events};
+pub use oncall_relay::directory::User;
+use oncall_relay::directory::{Directory, NewUser};
+pub use oncall_relay::notify::NotificationRecord;
+use oncall_relay::notify::{EventFilter, events};
 use oncall_relay::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+mod fake;
+mod pg;
+mod process;
+
+pub use fake::*;
+pub use pg::*;
+pub use process::*;
 
 /// The token every test app accepts.
 pub const TOKEN: &str = "test-token-0123456789";
@@ -50,37 +55,19 @@ macro_rules! db_test {
     };
 }
 
-fn pg_admin_url() -> String {
-    std::env::var("RELAY_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Whether PostgreSQL tests must be skipped: only outside CI, when no server answers.
-pub fn skip_postgres() -> bool {
-    if std::env::var("RELAY_TEST_REQUIRE_PG").is_ok() || std::env::var("CI").is_ok() {
-        return false;
-    }
-    let reachable = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().expect("address"),
-        Duration::from_millis(300),
-    )
-    .is_ok();
-    if !reachable {
-        eprintln!("PostgreSQL is not running on 127.0.0.1:5432: skipping this PostgreSQL test");
-    }
-    !reachable
-}
-
 /// A fresh, empty database.
 pub struct TestDb {
     pub kind: Db,
     pub settings: DbSettings,
     _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDatabase>,
 }
 
 impl TestDb {
     pub async fn new(kind: Db) -> TestDb {
         oncall_relay::install_crypto_provider();
+        // Side connections of some tests use `sqlx::Any` before an app installs the drivers.
+        sqlx::any::install_default_drivers();
         match kind {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -94,31 +81,21 @@ impl TestDb {
                     kind,
                     settings,
                     _dir: Some(dir),
+                    _pg: None,
                 }
             }
             Db::Postgres => {
-                sqlx::any::install_default_drivers();
-                let name = format!("ort_{:016x}", rand::random::<u64>());
-                let admin = pg_admin_url();
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .expect("PostgreSQL must be running for the PostgreSQL tests (scripts/test starts it)");
-                sqlx::Executor::execute(
-                    &mut conn,
-                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-                )
-                .await
-                .expect("create test database");
-                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                let pg = PgDatabase::create("ort").await;
                 let settings = DbSettings {
                     driver: Driver::Postgres,
-                    url: Secret(format!("{base}/{name}")),
+                    url: Secret(pg.url.clone()),
                     ..DbSettings::default()
                 };
                 TestDb {
                     kind,
                     settings,
                     _dir: None,
+                    _pg: Some(pg),
                 }
             }
         }
@@ -183,7 +160,7 @@ pub struct TestApp {
     pub directory: Directory,
     pub store: Store,
     shutdown: CancellationToken,
-    handle: JoinHandle<()>,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -206,18 +183,43 @@ impl TestApp {
             directory,
             store,
             shutdown,
-            handle,
+            handle: Some(handle),
         }
     }
 
     /// Stops gracefully and waits until everything is drained.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+        if let Some(handle) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The status of a GET without a token (heartbeat links, `/metrics`, probes).
+    pub async fn plain_get_status(&self, path: &str) -> u16 {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// The body of a GET without a token (`/metrics`).
+    pub async fn plain_get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text")
     }
 
     /// GET with the raw token.
@@ -285,6 +287,14 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// A test that ends without `stop` (or panics) still stops the app, before its database
+    /// is dropped: locals drop in reverse order, and `TestDb` is made before the app.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics after `limit`.
 pub async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> T
 where
@@ -300,115 +310,6 @@ where
             panic!("condition not met within {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// One request the fake received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: Method,
-    pub uri: Uri,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Recorded {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-/// How the fake answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    Status(u16),
-    /// A status and a JSON body (`content-type: application/json`).
-    Json(u16, &'static str),
-    /// Never answers (the client times out).
-    Hang,
-}
-
-#[derive(Default)]
-struct FakeState {
-    requests: Vec<Recorded>,
-    script: Vec<Reply>,
-    default: Option<Reply>,
-}
-
-/// A loopback HTTP server that records every request and answers as scripted.
-#[derive(Clone)]
-pub struct Fake {
-    pub url: String,
-    state: Arc<Mutex<FakeState>>,
-}
-
-impl Fake {
-    /// Answers 200 unless told otherwise.
-    pub async fn start() -> Fake {
-        let state = Arc::new(Mutex::new(FakeState {
-            default: Some(Reply::Status(200)),
-            ..FakeState::default()
-        }));
-        let app = Router::new()
-            .fallback(any(record))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Fake {
-            url: format!("http://{addr}/hook"),
-            state,
-        }
-    }
-
-    /// The next answers, in order; after them, `default`.
-    pub fn script(&self, replies: &[Reply], default: Reply) {
-        let mut s = self.state.lock().expect("lock");
-        s.script = replies.iter().rev().copied().collect();
-        s.default = Some(default);
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().expect("lock").requests.clone()
-    }
-}
-
-async fn record(
-    State(state): State<Arc<Mutex<FakeState>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let reply = {
-        let mut s = state.lock().expect("lock");
-        s.requests.push(Recorded {
-            method,
-            uri,
-            headers,
-            body,
-        });
-        s.script.pop().or(s.default).unwrap_or(Reply::Status(200))
-    };
-    match reply {
-        Reply::Status(code) => StatusCode::from_u16(code)
-            .unwrap_or(StatusCode::OK)
-            .into_response(),
-        Reply::Json(code, body) => (
-            StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
-        Reply::Hang => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::OK.into_response()
-        }
     }
 }
 
@@ -441,76 +342,6 @@ pub async fn json_of(resp: reqwest::Response) -> (u16, serde_json::Value) {
     (status, value)
 }
 
-/// The real binary running `serve` on `db`, delivering to a webhook, as its own process.
-pub struct RelayProcess {
-    pub child: tokio::process::Child,
-    pub addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RelayProcess {
-    /// Starts `oncall-relay serve` with a 2 s lease and `extra_yaml` appended to its config,
-    /// and waits until it listens.
-    pub async fn spawn(db: &TestDb, webhook_url: &str, extra_yaml: &str) -> RelayProcess {
-        use tokio::io::{AsyncBufReadExt, BufReader};
-        let dir = tempfile::tempdir().expect("dir");
-        let config = dir.path().join("relay.yml");
-        let db_yaml = match db.kind {
-            Db::Sqlite => format!("  driver: sqlite\n  path: '{}'\n", db.settings.path),
-            Db::Postgres => format!(
-                "  driver: postgres\n  url: '{}'\n",
-                db.settings.url.expose()
-            ),
-        };
-        std::fs::write(
-            &config,
-            format!(
-                "app:\n  port: '127.0.0.1:0'\n  auth_token: '{TOKEN}'\n  log_level: info\ndb:\n{db_yaml}\
-                 queue:\n  lease: 2s\n  poll_interval: 100ms\n\
-                 plugin:\n  backend: hook\n  backends:\n    hook:\n      type: webhook\n      url: '{webhook_url}'\n      timeout: 1500ms\n\
-                 {extra_yaml}"
-            ),
-        )
-        .expect("config");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn relay");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await.expect("read") {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["message"] == "oncall-relay listening"
-                {
-                    return v["address"].as_str().expect("address").to_string();
-                }
-            }
-            panic!("relay exited before listening");
-        })
-        .await
-        .expect("relay starts");
-        // Keep reading its log, so a full pipe never slows it down.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        RelayProcess {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// SIGKILL: no drain, no goodbye.
-    pub async fn kill(&mut self) {
-        self.child.start_kill().expect("kill");
-        let _ = self.child.wait().await;
-    }
-}
-
 impl TestApp {
     /// Posts a make_call/send_sms form for `email` as OnCall does, and expects 200.
     pub async fn send_ok(&self, path: &str, email: &str, message: &str) {
@@ -535,6 +366,34 @@ impl TestApp {
             .await
             .expect("user added")
     }
+}
+
+/// Adds Alice (+4930123456) to `db` from outside any app, as another replica would.
+pub async fn add_alice_to(db: &TestDb) {
+    let store = Store::connect(&db.settings).await.expect("connect");
+    let directory = Directory::load(store).await.expect("directory");
+    directory
+        .add(NewUser {
+            email: "alice@example.com".into(),
+            phone_number: Some("+4930123456".into()),
+            ..NewUser::default()
+        })
+        .await
+        .expect("add");
+}
+
+/// Spawns an app on `s` with Alice (+4930123456), sends her `message` on `path` (make_call
+/// or send_sms) and waits until it is final.
+pub async fn deliver_to_alice(
+    s: Settings,
+    path: &str,
+    message: &str,
+) -> (TestApp, Vec<NotificationRecord>) {
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    app.send_ok(path, "alice@example.com", message).await;
+    let events = app.wait_until_settled(1).await;
+    (app, events)
 }
 
 /// Log lines written while the returned guard lives on this thread, at `info` (the default).

@@ -9,6 +9,7 @@ use oncall_relay::config::{BackendSettings, EmailSettings, Secret, Settings, Smt
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use super::{Conformance, Message, SMS, TRANSIENT_MESSAGE, refused, to_alice, to_bob};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -204,96 +205,6 @@ fn use_email(s: &mut Settings, e: EmailSettings) {
         .insert("mail".into(), BackendSettings::Email(e));
 }
 
-async fn post_sms(app: &TestApp, email: &str, message: &str) {
-    let resp = app
-        .post_fields(
-            "/api/v1/send_sms",
-            &[("email", email), ("message", message)],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
-async fn email_goes_to_the_contact_address_with_subject_and_body(db: Db) {
-    let db = TestDb::new(db).await;
-    let smtp = FakeSmtp::start().await;
-    let mut s = settings(&db);
-    use_email(
-        &mut s,
-        EmailSettings {
-            username: Some("relay".into()),
-            password: Some(Secret("s3cret".into())),
-            ..email_settings(&smtp)
-        },
-    );
-    let app = TestApp::spawn(s).await;
-    app.directory
-        .add(oncall_relay::directory::NewUser {
-            email: "alice@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            contacts: [("email".to_string(), "alice.pager@example.org".to_string())]
-                .into_iter()
-                .collect(),
-            ..Default::default()
-        })
-        .await
-        .expect("user");
-    app.add_user("bob@example.com", Some("+4930123457")).await;
-    post_sms(
-        &app,
-        "alice@example.com",
-        "Disk full on db-1\nUsage is at 97 % since 10:42.\n.dotted line",
-    )
-    .await;
-    let events = app.wait_until_settled(1).await;
-    assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
-    post_sms(&app, "bob@example.com", "CPU high").await;
-    let events = app.wait_until_settled(2).await;
-    assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");
-
-    let mails = smtp.mails();
-    assert_eq!(mails.len(), 2);
-    let alice = &mails[0];
-    assert_eq!(alice.from, "oncall@example.com");
-    assert_eq!(alice.to, ["alice.pager@example.org"]);
-    assert_eq!(
-        alice.header("Subject").as_deref(),
-        Some("[OnCall] Disk full on db-1")
-    );
-    assert!(
-        alice
-            .header("To")
-            .is_some_and(|t| t.contains("alice.pager@example.org")),
-        "{alice:?}"
-    );
-    assert!(
-        alice
-            .header("Content-Type")
-            .is_some_and(|t| t.starts_with("text/plain")),
-        "{alice:?}"
-    );
-    assert_eq!(
-        alice.body().trim_end(),
-        "Disk full on db-1\nUsage is at 97 % since 10:42.\n.dotted line"
-    );
-    // Without an `email` contact, the user's own address.
-    let bob = &mails[1];
-    assert_eq!(bob.to, ["bob@example.com"]);
-    assert_eq!(bob.header("Subject").as_deref(), Some("[OnCall] CPU high"));
-    assert_eq!(bob.body().trim_end(), "CPU high");
-    // AUTH PLAIN carries "\0relay\0s3cret".
-    assert!(
-        smtp.auth()
-            .iter()
-            .all(|a| a == "PLAIN AHJlbGF5AHMzY3JldA=="),
-        "{:?}",
-        smtp.auth()
-    );
-    assert!(!smtp.auth().is_empty());
-    app.stop().await;
-}
-db_test!(email_goes_to_the_contact_address_with_subject_and_body);
-
 async fn email_subject_template_and_fallback_recipient(db: Db) {
     let db = TestDb::new(db).await;
     let smtp = FakeSmtp::start().await;
@@ -306,16 +217,7 @@ async fn email_subject_template_and_fallback_recipient(db: Db) {
             ..email_settings(&smtp)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    let resp = app
-        .post_fields(
-            "/api/v1/make_call",
-            &[("email", "alice@example.com"), ("message", "Wake up")],
-        )
-        .await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", "Wake up").await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     let mails = smtp.mails();
     assert_eq!(
@@ -330,52 +232,6 @@ async fn email_subject_template_and_fallback_recipient(db: Db) {
     app.stop().await;
 }
 db_test!(email_subject_template_and_fallback_recipient);
-
-async fn email_rejected_recipient_fails_without_retry(db: Db) {
-    let db = TestDb::new(db).await;
-    let smtp = FakeSmtp::start().await;
-    smtp.script_rcpt(&[], "550 5.1.1 no such mailbox");
-    let mut s = settings(&db);
-    use_email(&mut s, email_settings(&smtp));
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    post_sms(&app, "alice@example.com", "bounce").await;
-    let events = app.wait_until_settled(1).await;
-    let e = &events[0];
-    assert_eq!(e.status, "failed");
-    assert_eq!(e.attempts, 1);
-    let error = e.last_error.as_deref().unwrap_or("");
-    assert!(error.contains("550"), "{error}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(smtp.rcpt_seen(), 1, "a 5xx is not retried");
-    assert!(smtp.mails().is_empty());
-    app.stop().await;
-}
-db_test!(email_rejected_recipient_fails_without_retry);
-
-async fn email_greylisted_recipient_is_retried_then_delivered(db: Db) {
-    let db = TestDb::new(db).await;
-    let smtp = FakeSmtp::start().await;
-    smtp.script_rcpt(&["451 4.7.1 greylisted, try again later"], "250 2.1.5 ok");
-    let mut s = settings(&db);
-    use_email(&mut s, email_settings(&smtp));
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    post_sms(&app, "alice@example.com", "second time lucky").await;
-    let events = app.wait_until_settled(1).await;
-    let e = &events[0];
-    assert_eq!(e.status, "delivered", "{e:?}");
-    assert_eq!(e.attempts, 2);
-    let outcomes: Vec<&str> = e.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["retry", "delivered"]);
-    let first = e.attempt_log[0].error.as_deref().unwrap_or("");
-    assert!(first.contains("451"), "{first}");
-    let mails = smtp.mails();
-    assert_eq!(mails.len(), 1);
-    assert_eq!(mails[0].body().trim_end(), "second time lucky");
-    app.stop().await;
-}
-db_test!(email_greylisted_recipient_is_retried_then_delivered);
 
 async fn email_unreachable_server_is_transient(db: Db) {
     let db = TestDb::new(db).await;
@@ -394,10 +250,7 @@ async fn email_unreachable_server_is_transient(db: Db) {
             ..email_settings(&smtp)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    post_sms(&app, "alice@example.com", "nobody home").await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "nobody home").await;
     let outcomes: Vec<&str> = events[0]
         .attempt_log
         .iter()
@@ -408,71 +261,142 @@ async fn email_unreachable_server_is_transient(db: Db) {
 }
 db_test!(email_unreachable_server_is_transient);
 
-#[tokio::test]
-async fn email_bad_configuration_is_a_startup_error_naming_the_field() {
-    let db = TestDb::new(Db::Sqlite).await;
-    let smtp = FakeSmtp::start().await;
-    let cases = [
-        (
-            EmailSettings {
-                from: "not an address".into(),
-                ..email_settings(&smtp)
-            },
-            "`from`",
-        ),
-        (
-            EmailSettings {
-                host: " ".into(),
-                ..email_settings(&smtp)
-            },
-            "`host`",
-        ),
-        (
-            EmailSettings {
-                to: Some("nobody at all".into()),
-                ..email_settings(&smtp)
-            },
-            "`to`",
-        ),
-        (
-            EmailSettings {
-                username: Some("relay".into()),
-                ..email_settings(&smtp)
-            },
-            "`password`",
-        ),
-        (
-            EmailSettings {
-                subject: Some("{{ title ".into()),
-                ..email_settings(&smtp)
-            },
-            "`subject`",
-        ),
-    ];
-    for (e, field) in cases {
-        let mut s = settings(&db);
-        use_email(&mut s, e);
-        let err = oncall_relay::Application::build(s)
-            .await
-            .err()
-            .expect("must fail");
-        let text = err.to_string();
-        assert!(
-            text.contains("mail") && text.contains(field),
-            "{field}: {text}"
-        );
-    }
-    let mut s = Settings::default();
-    use_email(
-        &mut s,
+const MULTILINE: &str = "Disk full on db-1\nUsage is at 97 % since 10:42.\n.dotted line";
+
+/// The conformance row: SMTP with AUTH; a 5xx to RCPT is permanent, a 4xx transient.
+pub struct Row(FakeSmtp);
+
+impl Row {
+    fn email(&self) -> EmailSettings {
         EmailSettings {
-            timeout: Duration::from_secs(120),
-            ..email_settings(&smtp)
-        },
-    );
-    let err = s.validate().expect_err("timeout too long");
-    assert!(
-        err.to_string().contains("plugin.backends.mail.timeout"),
-        "{err}"
-    );
+            username: Some("relay".into()),
+            password: Some(Secret("s3cret".into())),
+            ..email_settings(&self.0)
+        }
+    }
+}
+
+impl Conformance for Row {
+    const NAME: &'static str = "mail";
+    const CONTACTS: &'static [(&'static str, &'static str)] =
+        &[("email", "alice.pager@example.org")];
+    const SENDS: &'static [Message] = &[to_alice(SMS, MULTILINE), to_bob(SMS, "CPU high")];
+    const PERMANENT_ERROR: &'static [&'static str] = &["550"];
+    const TRANSIENT_ERROR: &'static [&'static str] = &["451"];
+
+    async fn start() -> Self {
+        Row(FakeSmtp::start().await)
+    }
+    fn settings(&self) -> BackendSettings {
+        BackendSettings::Email(self.email())
+    }
+    fn fail_permanently(&self) {
+        self.0.script_rcpt(&[], "550 5.1.1 no such mailbox");
+    }
+    fn fail_once(&self) {
+        self.0
+            .script_rcpt(&["451 4.7.1 greylisted, try again later"], "250 2.1.5 ok");
+    }
+    fn seen(&self) -> usize {
+        self.0.rcpt_seen()
+    }
+    fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
+        let smtp = &self.0;
+        let mails = smtp.mails();
+        assert_eq!(mails.len(), 2);
+        let alice = &mails[0];
+        assert_eq!(alice.from, "oncall@example.com");
+        assert_eq!(alice.to, ["alice.pager@example.org"]);
+        assert_eq!(
+            alice.header("Subject").as_deref(),
+            Some("[OnCall] Disk full on db-1")
+        );
+        assert!(
+            alice
+                .header("To")
+                .is_some_and(|t| t.contains("alice.pager@example.org")),
+            "{alice:?}"
+        );
+        assert!(
+            alice
+                .header("Content-Type")
+                .is_some_and(|t| t.starts_with("text/plain")),
+            "{alice:?}"
+        );
+        assert_eq!(alice.body().trim_end(), MULTILINE);
+        // Without an `email` contact, the user's own address.
+        let bob = &mails[1];
+        assert_eq!(bob.to, ["bob@example.com"]);
+        assert_eq!(bob.header("Subject").as_deref(), Some("[OnCall] CPU high"));
+        assert_eq!(bob.body().trim_end(), "CPU high");
+        // AUTH PLAIN carries "\0relay\0s3cret".
+        assert!(
+            smtp.auth()
+                .iter()
+                .all(|a| a == "PLAIN AHJlbGF5AHMzY3JldA=="),
+            "{:?}",
+            smtp.auth()
+        );
+        assert!(!smtp.auth().is_empty());
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec!["s3cret".into()]
+    }
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        let base = || email_settings(&self.0);
+        refused(
+            BackendSettings::Email,
+            [
+                (
+                    EmailSettings {
+                        from: "not an address".into(),
+                        ..base()
+                    },
+                    "`from`",
+                ),
+                (
+                    EmailSettings {
+                        host: " ".into(),
+                        ..base()
+                    },
+                    "`host`",
+                ),
+                (
+                    EmailSettings {
+                        to: Some("nobody at all".into()),
+                        ..base()
+                    },
+                    "`to`",
+                ),
+                (
+                    EmailSettings {
+                        username: Some("relay".into()),
+                        ..base()
+                    },
+                    "`password`",
+                ),
+                (
+                    EmailSettings {
+                        subject: Some("{{ title ".into()),
+                        ..base()
+                    },
+                    "`subject`",
+                ),
+            ],
+        )
+    }
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        BackendSettings::Email(EmailSettings {
+            timeout,
+            ..self.email()
+        })
+    }
+    fn after_permanent(&self) {
+        assert!(self.0.mails().is_empty());
+    }
+    fn after_transient(&self) {
+        let mails = self.0.mails();
+        assert_eq!(mails.len(), 1);
+        assert_eq!(mails[0].body().trim_end(), TRANSIENT_MESSAGE);
+    }
 }

@@ -1,0 +1,318 @@
+//! The exec backend: argv from templates (never a shell), stdin JSON, environment, exit codes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use oncall_relay::config::{BackendSettings, ExecSettings, Secret, Settings};
+
+use super::{Conformance, Message, SMS, to_alice};
+use crate::db_test;
+use crate::helpers::*;
+
+/// Dumps its argv (one file per argument), stdin and environment (NUL-separated) into
+/// `$OUT_DIR`; fails the first `$FAIL_TIMES` runs with `$FAIL_CODE`, hangs the first
+/// `$HANG_TIMES` runs.
+const SCRIPT: &str = r#"#!/bin/sh
+out="$OUT_DIR"
+n=$(cat "$out/count" 2>/dev/null || echo 0)
+n=$((n + 1))
+printf '%s' "$n" > "$out/count"
+if [ "$n" -le "${HANG_TIMES:-0}" ]; then
+  exec sleep 30
+fi
+i=0
+for a in "$@"; do
+  i=$((i + 1))
+  printf '%s' "$a" > "$out/arg$i"
+done
+printf '%s' "$#" > "$out/argc"
+cat > "$out/stdin"
+env -0 > "$out/env"
+if [ "$n" -le "${FAIL_TIMES:-0}" ]; then
+  echo "gateway busy (run $n)" >&2
+  exit "${FAIL_CODE:-1}"
+fi
+exit 0
+"#;
+
+struct Program {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Program {
+    fn new() -> Program {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("notify.sh");
+        std::fs::write(&path, SCRIPT).expect("write script");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        Program { dir, path }
+    }
+
+    fn out(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.out().join(file))
+            .unwrap_or_else(|e| panic!("{file} was not written: {e}"))
+    }
+
+    fn argv(&self) -> Vec<String> {
+        let argc: usize = self.read("argc").parse().expect("argc");
+        (1..=argc).map(|i| self.read(&format!("arg{i}"))).collect()
+    }
+
+    fn env(&self) -> BTreeMap<String, String> {
+        self.read("env")
+            .split('\0')
+            .filter(|kv| !kv.is_empty())
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn runs(&self) -> u32 {
+        self.read("count").parse().expect("count")
+    }
+
+    fn settings(&self, args: &[&str], env: &[(&str, &str)]) -> ExecSettings {
+        let mut vars: BTreeMap<String, Secret> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), Secret(v.to_string())))
+            .collect();
+        vars.insert("OUT_DIR".into(), Secret(self.out().display().to_string()));
+        ExecSettings {
+            command: self.path.display().to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vars,
+            permanent_exit_codes: vec![2],
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn use_exec(s: &mut Settings, e: ExecSettings) {
+    s.plugin.backend = "script".into();
+    s.plugin
+        .backends
+        .insert("script".into(), BackendSettings::Exec(e));
+}
+
+async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: Db) {
+    let db = TestDb::new(db).await;
+    let program = Program::new();
+    let canary = program.out().join("pwned");
+    let message = format!(
+        r#"$(touch {0}); rm -rf / ; `touch {0}` "quotes" 'single' | & > < $HOME ${{PATH}} \n"#,
+        canary.display()
+    );
+    let mut s = settings(&db);
+    use_exec(
+        &mut s,
+        program.settings(&["{{ message }}", "{{ title }}"], &[]),
+    );
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", &message).await;
+    assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
+    assert_eq!(program.argv(), [message.as_str(), message.as_str()]);
+    let stdin: serde_json::Value = serde_json::from_str(&program.read("stdin")).expect("JSON");
+    assert_eq!(stdin["message"], message.as_str());
+    let env = program.env();
+    assert_eq!(env["ONCALL_RELAY_MESSAGE"], message);
+    assert_eq!(env["ONCALL_RELAY_KIND"], "call");
+    assert_eq!(env["ONCALL_RELAY_IMPORTANT"], "true");
+    assert!(
+        !canary.exists(),
+        "a command in the message was executed: {}",
+        canary.display()
+    );
+    app.stop().await;
+}
+db_test!(exec_shell_metacharacters_arrive_verbatim_and_run_nothing);
+
+async fn exec_a_hanging_program_is_killed_and_retried(db: Db) {
+    let db = TestDb::new(db).await;
+    let program = Program::new();
+    let mut s = settings(&db);
+    let mut e = program.settings(&[], &[("HANG_TIMES", "1")]);
+    e.timeout = Duration::from_millis(500);
+    use_exec(&mut s, e);
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "slow").await;
+    let e = &events[0];
+    assert_eq!(e.status, "delivered", "{e:?}");
+    assert_eq!(e.attempts, 2);
+    let first = e.attempt_log[0].error.as_deref().unwrap_or("");
+    assert!(first.contains("killed"), "{first}");
+    app.stop().await;
+}
+db_test!(exec_a_hanging_program_is_killed_and_retried);
+
+/// `serve` starts with a shell running a templated script, but warns about it.
+#[tokio::test(flavor = "current_thread")]
+async fn exec_a_shell_with_a_templated_script_is_warned_about_at_start() {
+    let (logs, _guard) = capture_logs();
+    let db = TestDb::new(Db::Sqlite).await;
+    let mut s = settings(&db);
+    use_exec(
+        &mut s,
+        ExecSettings {
+            command: "sh".into(),
+            args: vec!["-c".into(), "echo '{{ message }}'".into()],
+            env: BTreeMap::new(),
+            permanent_exit_codes: vec![2],
+            timeout: Duration::from_secs(2),
+        },
+    );
+    let app = TestApp::spawn(s).await;
+    app.stop().await;
+    let text = String::from_utf8_lossy(&logs.lock().expect("lock")).to_string();
+    assert!(text.contains("unsafe backend configuration"), "{text}");
+    assert!(text.contains("`sh` runs a templated script"), "{text}");
+}
+
+const ARGS: &[&str] = &["--to", "{{ phone }}", "{{ kind }}: {{ message }}", "plain"];
+const TEXT: &str = "Disk full on db-1\nsecond line";
+
+/// The conformance row: exit code 2 is permanent, any other failure transient.
+pub struct Row {
+    program: Program,
+    /// `FAIL_TIMES`/`FAIL_CODE` for the script.
+    failing: Mutex<Vec<(&'static str, &'static str)>>,
+}
+
+impl Conformance for Row {
+    const NAME: &'static str = "script";
+    const SENDS: &'static [Message] = &[to_alice(SMS, TEXT)];
+    const PERMANENT_ERROR: &'static [&'static str] = &["exit status 2", "gateway busy (run 1)"];
+    const TRANSIENT_ERROR: &'static [&'static str] = &["exit status 75"];
+
+    async fn start() -> Self {
+        Row {
+            program: Program::new(),
+            failing: Mutex::new(Vec::new()),
+        }
+    }
+    fn settings(&self) -> BackendSettings {
+        let mut env = vec![("GATEWAY_KEY", "k3y")];
+        env.extend(self.failing.lock().expect("lock").iter().copied());
+        BackendSettings::Exec(self.program.settings(ARGS, &env))
+    }
+    fn fail_permanently(&self) {
+        *self.failing.lock().expect("lock") = vec![("FAIL_TIMES", "99"), ("FAIL_CODE", "2")];
+    }
+    fn fail_once(&self) {
+        *self.failing.lock().expect("lock") = vec![("FAIL_TIMES", "1"), ("FAIL_CODE", "75")];
+    }
+    fn seen(&self) -> usize {
+        self.program.runs() as usize
+    }
+    fn assert_sent(&self, events: &[NotificationRecord], user: &User) {
+        let (program, e) = (&self.program, &events[0]);
+        assert_eq!(
+            program.argv(),
+            [
+                "--to",
+                "+4930123456",
+                "sms: Disk full on db-1\nsecond line",
+                "plain"
+            ]
+        );
+        let stdin: serde_json::Value = serde_json::from_str(&program.read("stdin")).expect("JSON");
+        assert_eq!(stdin["id"], e.id);
+        assert_eq!(stdin["kind"], "sms");
+        assert_eq!(stdin["message"], TEXT);
+        assert_eq!(stdin["phone"], "+4930123456");
+        assert_eq!(stdin["email"], "alice@example.com");
+        assert_eq!(stdin["user"]["id"], user.id.as_str());
+        assert_eq!(stdin["title"], "Disk full on db-1");
+        assert_eq!(stdin["attempt"], 1);
+
+        let env = program.env();
+        let expected = [
+            ("ONCALL_RELAY_KIND", "sms".to_string()),
+            ("ONCALL_RELAY_ID", e.id.to_string()),
+            ("ONCALL_RELAY_MESSAGE", TEXT.into()),
+            ("ONCALL_RELAY_PHONE", "+4930123456".into()),
+            ("ONCALL_RELAY_EMAIL", "alice@example.com".into()),
+            ("ONCALL_RELAY_NAME", "Alice".into()),
+            ("ONCALL_RELAY_USER_ID", user.id.clone()),
+            ("ONCALL_RELAY_TITLE", "Disk full on db-1".into()),
+            ("ONCALL_RELAY_IMPORTANT", "false".into()),
+            ("ONCALL_RELAY_ATTEMPT", "1".into()),
+            ("GATEWAY_KEY", "k3y".into()),
+        ];
+        for (key, value) in expected {
+            assert_eq!(env.get(key), Some(&value), "{key}");
+        }
+        // The relay's own environment (database URL, tokens) is not passed on.
+        let allowed = [
+            "PATH",
+            "HOME",
+            "LANG",
+            "LC_ALL",
+            "TZ",
+            "TMPDIR",
+            "OUT_DIR",
+            "GATEWAY_KEY",
+            // Set by the shell itself.
+            "PWD",
+            "OLDPWD",
+            "SHLVL",
+            "_",
+        ];
+        for key in env.keys() {
+            assert!(
+                key.starts_with("ONCALL_RELAY_") || allowed.contains(&key.as_str()),
+                "{key} leaked into the program's environment"
+            );
+        }
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec!["k3y".into()]
+    }
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        let program = &self.program;
+        vec![
+            (
+                ExecSettings {
+                    command: "/nonexistent/notify.sh".into(),
+                    ..program.settings(&[], &[])
+                },
+                "`command`",
+            ),
+            (
+                ExecSettings {
+                    command: program.out().display().to_string(),
+                    ..program.settings(&[], &[])
+                },
+                "`command`",
+            ),
+            (program.settings(&["{{ message "], &[]), "`args[0]`"),
+            (
+                program.settings(&[], &[("ONCALL_RELAY_KIND", "x")]),
+                "`env.ONCALL_RELAY_KIND`",
+            ),
+            (
+                ExecSettings {
+                    permanent_exit_codes: vec![0, 2],
+                    ..program.settings(&[], &[])
+                },
+                "`permanent_exit_codes`",
+            ),
+        ]
+        .into_iter()
+        .map(|(e, field)| (BackendSettings::Exec(e), field))
+        .collect()
+    }
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        BackendSettings::Exec(ExecSettings {
+            timeout,
+            ..self.program.settings(&[], &[])
+        })
+    }
+}

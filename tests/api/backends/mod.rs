@@ -1,0 +1,291 @@
+//! The backends against local fakes. Every backend passes one conformance suite (the table at
+//! the bottom: one row per backend setup, each row an [`Conformance`] implementation in the
+//! backend's own file); each file keeps only what is particular to its backend.
+//!
+//! The suite speaks to a backend through its public settings (`oncall_relay::config`) and the
+//! HTTP API only, so it holds however the backends are arranged inside the crate.
+
+use std::time::Duration;
+
+use oncall_relay::config::{BackendSettings, Settings};
+use oncall_relay::directory::NewUser;
+
+use crate::helpers::*;
+
+mod email;
+mod exec;
+mod mattermost;
+mod ntfy;
+mod sip;
+mod slack;
+mod telegram;
+mod twilio;
+mod webhook;
+
+/// One message the exact-request scenario sends: form path, recipient, text.
+pub struct Message {
+    pub path: &'static str,
+    pub email: &'static str,
+    pub message: &'static str,
+}
+
+pub const SMS: &str = "/api/v1/send_sms";
+pub const CALL: &str = "/api/v1/make_call";
+/// The recipient with contacts ([`Conformance::CONTACTS`]), name and phone number.
+pub const ALICE: &str = "alice@example.com";
+/// A recipient without contacts, so the backend's defaults apply.
+pub const BOB: &str = "bob@example.com";
+/// The text of the transient-failure scenario, for fakes that keep what they delivered.
+pub const TRANSIENT_MESSAGE: &str = "second time lucky";
+
+/// What the suite needs to know about one backend: how to point it at a local fake, what it
+/// must send, and how that fake answers "never" and "later". For HTTP backends those are a 4xx
+/// and a 5xx; for email an SMTP 5xx and 4xx; for exec a permanent and another exit code.
+pub trait Conformance: Sized {
+    /// The backend's key under `plugin.backends`, which every startup error must name.
+    const NAME: &'static str;
+    /// Alice's contacts.
+    const CONTACTS: &'static [(&'static str, &'static str)] = &[];
+    /// What the exact-request scenario sends, in this order.
+    const SENDS: &'static [Message];
+    /// The form path of the failure scenarios (a kind the backend delivers).
+    const PATH: &'static str = SMS;
+    /// What the error of the permanent failure says.
+    const PERMANENT_ERROR: &'static [&'static str];
+    /// What the error of the first, transient attempt says.
+    const TRANSIENT_ERROR: &'static [&'static str];
+
+    /// Starts the fake, answering with success.
+    async fn start() -> Self;
+    /// The backend's settings against the fake.
+    fn settings(&self) -> BackendSettings;
+    /// Every answer from now on is a permanent failure.
+    fn fail_permanently(&self);
+    /// The next answer is a transient failure, then success.
+    fn fail_once(&self);
+    /// How many deliveries the fake has seen (requests, RCPT commands, runs).
+    fn seen(&self) -> usize;
+    /// Asserts what the fake received for [`Self::SENDS`]; `events` are in the same order.
+    fn assert_sent(&self, events: &[NotificationRecord], alice: &User);
+    /// Text that must never show in an error (tokens, passwords, secret URLs).
+    fn secrets(&self) -> Vec<String>;
+    /// Settings the backend refuses, each with the field the error names.
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)>;
+    /// The settings with another request timeout.
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings;
+    /// Checks after the permanent failure, beyond the attempt count.
+    fn after_permanent(&self) {}
+    /// Checks after the transient failure was delivered, beyond the attempt count.
+    fn after_transient(&self) {}
+}
+
+/// Bad settings cases of one backend type, each wrapped in its `BackendSettings` variant.
+pub fn refused<T>(
+    variant: fn(T) -> BackendSettings,
+    cases: impl IntoIterator<Item = (T, &'static str)>,
+) -> Vec<(BackendSettings, &'static str)> {
+    cases
+        .into_iter()
+        .map(|(settings, field)| (variant(settings), field))
+        .collect()
+}
+
+/// A message to Alice.
+pub const fn to_alice(path: &'static str, message: &'static str) -> Message {
+    Message {
+        path,
+        email: ALICE,
+        message,
+    }
+}
+
+/// A message to Bob.
+pub const fn to_bob(path: &'static str, message: &'static str) -> Message {
+    Message {
+        path,
+        email: BOB,
+        message,
+    }
+}
+
+fn use_backend(s: &mut Settings, name: &str, backend: BackendSettings) {
+    s.plugin.backend = name.into();
+    s.plugin.backends.insert(name.into(), backend);
+}
+
+/// An app delivering through `B` against `fake`, with Alice and Bob in its directory.
+async fn spawn<B: Conformance>(db: &TestDb, fake: &B) -> (TestApp, User) {
+    let mut s = settings(db);
+    use_backend(&mut s, B::NAME, fake.settings());
+    let app = TestApp::spawn(s).await;
+    let alice = app
+        .directory
+        .add(NewUser {
+            email: ALICE.into(),
+            name: Some("Alice".into()),
+            phone_number: Some("+4930123456".into()),
+            contacts: B::CONTACTS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..NewUser::default()
+        })
+        .await
+        .expect("user added");
+    app.add_user(BOB, Some("+4930123457")).await;
+    (app, alice)
+}
+
+fn assert_error_names(error: &str, expected: &[&str], secrets: &[String]) {
+    for part in expected {
+        assert!(error.contains(part), "{part:?} not in {error:?}");
+    }
+    for secret in secrets {
+        assert!(
+            !error.contains(secret.as_str()),
+            "{secret:?} leaks: {error}"
+        );
+    }
+}
+
+/// Each message arrives as exactly the request the backend's service expects, at once.
+pub async fn sends_the_exact_request<B: Conformance>(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = B::start().await;
+    let (app, alice) = spawn(&db, &fake).await;
+    let mut events = Vec::new();
+    for (i, send) in B::SENDS.iter().enumerate() {
+        app.send_ok(send.path, send.email, send.message).await;
+        let settled = app.wait_until_settled(i + 1).await;
+        let new = settled
+            .into_iter()
+            .find(|e| {
+                events
+                    .iter()
+                    .all(|seen: &NotificationRecord| seen.id != e.id)
+            })
+            .expect("a new notification");
+        assert_eq!(new.status, "delivered", "{new:?}");
+        assert_eq!(new.backend.as_deref(), Some(B::NAME));
+        assert_eq!(new.attempts, 1);
+        events.push(new);
+    }
+    assert_eq!(fake.seen(), B::SENDS.len());
+    fake.assert_sent(&events, &alice);
+    app.stop().await;
+}
+
+/// A permanent failure (4xx) fails the notification at its first attempt, without retry.
+pub async fn permanent_failure_is_not_retried<B: Conformance>(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = B::start().await;
+    fake.fail_permanently();
+    let (app, _) = spawn(&db, &fake).await;
+    app.send_ok(B::PATH, ALICE, "hello").await;
+    let events = app.wait_until_settled(1).await;
+    let e = &events[0];
+    assert_eq!(e.status, "failed", "{e:?}");
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.attempt_log[0].outcome, "failed");
+    let error = e.last_error.as_deref().unwrap_or_default();
+    assert_error_names(error, B::PERMANENT_ERROR, &fake.secrets());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.seen(), 1, "a permanent failure is not retried");
+    fake.after_permanent();
+    app.stop().await;
+}
+
+/// A transient failure (5xx) is retried, and the retry delivers.
+pub async fn transient_failure_is_retried_then_delivered<B: Conformance>(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = B::start().await;
+    fake.fail_once();
+    let (app, _) = spawn(&db, &fake).await;
+    app.send_ok(B::PATH, ALICE, TRANSIENT_MESSAGE).await;
+    let events = app.wait_until_settled(1).await;
+    let e = &events[0];
+    assert_eq!(e.status, "delivered", "{e:?}");
+    assert_eq!(e.attempts, 2);
+    let outcomes: Vec<&str> = e.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "delivered"]);
+    let first = e.attempt_log[0].error.as_deref().unwrap_or_default();
+    assert_error_names(first, B::TRANSIENT_ERROR, &fake.secrets());
+    assert_eq!(fake.seen(), 2);
+    fake.after_transient();
+    app.stop().await;
+}
+
+/// Bad settings stop the start with an error naming the backend and the field; a request
+/// timeout as long as the queue's lease is refused by validation.
+pub async fn bad_settings_are_refused_at_start<B: Conformance>() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let fake = B::start().await;
+    let cases = fake.bad_settings();
+    assert!(!cases.is_empty());
+    for (backend, field) in cases {
+        let mut s = settings(&db);
+        use_backend(&mut s, B::NAME, backend);
+        let err = oncall_relay::Application::build(s)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{}: must fail for {field}", B::NAME));
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("`{}`", B::NAME)) && text.contains(field),
+            "{field}: {text}"
+        );
+    }
+    let mut s = Settings::default();
+    let too_long = fake.with_timeout(s.queue.lease);
+    use_backend(&mut s, B::NAME, too_long);
+    let err = s.validate().expect_err("timeout too long");
+    let path = format!("plugin.backends.{}.timeout", B::NAME);
+    assert!(err.to_string().contains(&path), "{err}");
+}
+
+/// The table: one row per backend setup, each running every scenario on both databases.
+macro_rules! conformance {
+    ($($row:ident => $backend:ty),* $(,)?) => {
+        mod conformance {$(
+            mod $row {
+                use crate::backends as suite;
+                use crate::db_test;
+                use crate::helpers::Db;
+
+                async fn sends_the_exact_request(db: Db) {
+                    suite::sends_the_exact_request::<$backend>(db).await
+                }
+                db_test!(sends_the_exact_request);
+
+                async fn permanent_failure_is_not_retried(db: Db) {
+                    suite::permanent_failure_is_not_retried::<$backend>(db).await
+                }
+                db_test!(permanent_failure_is_not_retried);
+
+                async fn transient_failure_is_retried_then_delivered(db: Db) {
+                    suite::transient_failure_is_retried_then_delivered::<$backend>(db).await
+                }
+                db_test!(transient_failure_is_retried_then_delivered);
+
+                #[tokio::test]
+                async fn bad_settings_are_refused_at_start() {
+                    suite::bad_settings_are_refused_at_start::<$backend>().await
+                }
+            }
+        )*}
+    };
+}
+
+conformance! {
+    webhook => crate::backends::webhook::Row,
+    telegram => crate::backends::telegram::Row,
+    slack_incoming_webhook => crate::backends::slack::IncomingWebhook,
+    slack_web_api => crate::backends::slack::WebApi,
+    mattermost => crate::backends::mattermost::Mattermost,
+    rocketchat => crate::backends::mattermost::Rocketchat,
+    ntfy => crate::backends::ntfy::Row,
+    exec => crate::backends::exec::Row,
+    email => crate::backends::email::Row,
+    twilio => crate::backends::twilio::Row,
+    sip => crate::backends::sip::Row,
+}

@@ -1,0 +1,215 @@
+//! The ntfy backend: publishing to a topic against a loopback fake.
+
+use std::time::Duration;
+
+use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
+
+use super::{CALL, Conformance, Message, SMS, refused, to_alice, to_bob};
+use crate::db_test;
+use crate::helpers::*;
+
+fn server(fake: &Fake) -> NtfySettings {
+    NtfySettings {
+        server: fake.url.clone(),
+        topic: Some("team-alerts".into()),
+        token: Some(Secret("tk_testtoken".into())),
+        timeout: Duration::from_secs(2),
+        ..NtfySettings::default()
+    }
+}
+
+fn ntfy(s: &mut Settings, settings: NtfySettings) {
+    s.plugin.backend = "alarm".into();
+    s.plugin
+        .backends
+        .insert("alarm".into(), BackendSettings::Ntfy(settings));
+}
+
+fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .expect("ASCII header")
+}
+
+async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    ntfy(
+        &mut s,
+        NtfySettings {
+            token: None,
+            user: Some("bot".into()),
+            password: Some(Secret("s3cret".into())),
+            priority: 2,
+            ..server(&fake)
+        },
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "Störung auf db-1")
+        .await;
+    let events = app.wait_until_settled(1).await;
+    assert_eq!(events[0].status, "delivered");
+    let r = &fake.requests()[0];
+    assert_eq!(r.uri.path(), "/hook/team-alerts");
+    assert_eq!(header(r, "authorization"), "Basic Ym90OnMzY3JldA==");
+    assert_eq!(header(r, "priority"), "2");
+    assert_eq!(header(r, "title"), "=?UTF-8?B?U3TDtnJ1bmcgYXVmIGRiLTE=?=");
+    assert_eq!(
+        std::str::from_utf8(&r.body).expect("utf-8"),
+        "Störung auf db-1"
+    );
+    app.stop().await;
+}
+db_test!(ntfy_basic_auth_custom_priority_and_non_ascii_title);
+
+async fn ntfy_without_a_topic_fails_for_good(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    ntfy(
+        &mut s,
+        NtfySettings {
+            topic: None,
+            ..server(&fake)
+        },
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.add_user_with_contacts("bob@example.com", &[("ntfy", "../admin")])
+        .await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
+    app.send_ok("/api/v1/send_sms", "bob@example.com", "hello")
+        .await;
+    let events = app.wait_until_settled(2).await;
+    for e in &events {
+        assert_eq!(e.status, "failed");
+        assert_eq!(e.attempts, 1);
+        let error = e.last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("topic"), "{error}");
+    }
+    assert!(fake.requests().is_empty());
+    app.stop().await;
+}
+db_test!(ntfy_without_a_topic_fails_for_good);
+
+/// The conformance row: a team topic and a token; Alice has her own topic.
+pub struct Row(Fake);
+
+impl Conformance for Row {
+    const NAME: &'static str = "alarm";
+    const CONTACTS: &'static [(&'static str, &'static str)] = &[("ntfy", "alice-phone")];
+    const SENDS: &'static [Message] = &[
+        to_alice(CALL, "CPU high\non db-1"),
+        to_bob(SMS, "Disk full"),
+    ];
+    const PERMANENT_ERROR: &'static [&'static str] = &["403", "forbidden"];
+    const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
+
+    async fn start() -> Self {
+        Row(Fake::start().await)
+    }
+    fn settings(&self) -> BackendSettings {
+        BackendSettings::Ntfy(server(&self.0))
+    }
+    fn fail_permanently(&self) {
+        self.0.script(
+            &[],
+            Reply::Json(
+                403,
+                r#"{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}"#,
+            ),
+        );
+    }
+    fn fail_once(&self) {
+        self.0.script(&[Reply::Status(502)], Reply::Status(200));
+    }
+    fn seen(&self) -> usize {
+        self.0.requests().len()
+    }
+    fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
+        let requests = self.0.requests();
+        let call = &requests[0];
+        assert_eq!(call.uri.path(), "/hook/alice-phone", "Alice's own topic");
+        assert_eq!(call.method, "POST");
+        assert_eq!(header(call, "priority"), "5");
+        assert_eq!(header(call, "tags"), "rotating_light,call");
+        assert_eq!(header(call, "title"), "CPU high");
+        assert_eq!(header(call, "authorization"), "Bearer tk_testtoken");
+        assert_eq!(&call.body[..], b"CPU high\non db-1");
+
+        let sms = &requests[1];
+        assert_eq!(sms.uri.path(), "/hook/team-alerts", "the configured topic");
+        assert_eq!(sms.method, "POST");
+        assert_eq!(header(sms, "priority"), "3");
+        assert_eq!(header(sms, "tags"), "sms");
+        assert_eq!(header(sms, "title"), "Disk full");
+        assert_eq!(header(sms, "authorization"), "Bearer tk_testtoken");
+        assert_eq!(&sms.body[..], b"Disk full");
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec!["tk_testtoken".into()]
+    }
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        let base = || server(&self.0);
+        refused(
+            BackendSettings::Ntfy,
+            [
+                (
+                    NtfySettings {
+                        priority: 0,
+                        ..base()
+                    },
+                    "`priority`",
+                ),
+                (
+                    NtfySettings {
+                        important_priority: 6,
+                        ..base()
+                    },
+                    "`important_priority`",
+                ),
+                (
+                    NtfySettings {
+                        topic: Some("team/alerts".into()),
+                        ..base()
+                    },
+                    "`topic`",
+                ),
+                (
+                    NtfySettings {
+                        user: Some("bot".into()),
+                        password: Some(Secret("pw".into())),
+                        ..base()
+                    },
+                    "not both",
+                ),
+                (
+                    NtfySettings {
+                        token: None,
+                        user: Some("bot".into()),
+                        ..base()
+                    },
+                    "`password`",
+                ),
+                (
+                    NtfySettings {
+                        server: "ntfy.example.com".into(),
+                        ..base()
+                    },
+                    "`server`",
+                ),
+            ],
+        )
+    }
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        BackendSettings::Ntfy(NtfySettings {
+            timeout,
+            ..server(&self.0)
+        })
+    }
+}

@@ -1,0 +1,233 @@
+//! The slack backend: incoming webhooks and the Web API against a loopback fake.
+
+use std::time::Duration;
+
+use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
+
+use super::{CALL, Conformance, Message, SMS, refused, to_alice, to_bob};
+use crate::db_test;
+use crate::helpers::*;
+
+const OK: &str = r#"{"ok":true,"channel":"C123","ts":"1700000000.000100"}"#;
+
+fn slack(s: &mut Settings, settings: SlackSettings) {
+    s.plugin.backend = "chat".into();
+    s.plugin
+        .backends
+        .insert("chat".into(), BackendSettings::Slack(settings));
+}
+
+fn incoming_webhook(fake: &Fake) -> SlackSettings {
+    SlackSettings {
+        webhook_url: Some(Secret(fake.url.clone())),
+        timeout: Duration::from_secs(2),
+        ..SlackSettings::default()
+    }
+}
+
+fn web_api(fake: &Fake) -> SlackSettings {
+    SlackSettings {
+        token: Some(Secret("xoxb-test-token".into())),
+        channel: Some("#oncall".into()),
+        api_base: fake.url.clone(),
+        timeout: Duration::from_secs(2),
+        ..SlackSettings::default()
+    }
+}
+
+async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(
+        &[],
+        Reply::Json(200, r#"{"ok":false,"error":"channel_not_found"}"#),
+    );
+    let mut s = settings(&db);
+    slack(&mut s, web_api(&fake));
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("slack", "C0GONE")])
+        .await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
+    let events = app.wait_until_settled(1).await;
+    let e = &events[0];
+    assert_eq!(e.status, "failed");
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.attempt_log[0].outcome, "failed");
+    let error = e.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("channel_not_found"), "{error}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.requests().len(), 1);
+    app.stop().await;
+}
+db_test!(slack_api_error_in_a_200_answer_fails_for_good);
+
+async fn slack_ratelimited_is_retried(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(
+        &[Reply::Json(200, r#"{"ok":false,"error":"ratelimited"}"#)],
+        Reply::Json(200, OK),
+    );
+    let mut s = settings(&db);
+    slack(&mut s, web_api(&fake));
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
+    let events = app.wait_until_settled(1).await;
+    let e = &events[0];
+    assert_eq!(e.status, "delivered");
+    assert_eq!(e.attempts, 2);
+    assert_eq!(e.attempt_log[0].outcome, "retry");
+    assert!(
+        e.attempt_log[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ratelimited")
+    );
+    app.stop().await;
+}
+db_test!(slack_ratelimited_is_retried);
+
+/// The conformance row for incoming webhooks: the hook URL is the secret.
+pub struct IncomingWebhook(Fake);
+
+impl Conformance for IncomingWebhook {
+    const NAME: &'static str = "chat";
+    const SENDS: &'static [Message] = &[
+        to_alice(SMS, "load <5> & rising"),
+        to_alice(CALL, "CPU high"),
+    ];
+    const PERMANENT_ERROR: &'static [&'static str] = &["404"];
+    const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+
+    async fn start() -> Self {
+        IncomingWebhook(Fake::start().await)
+    }
+    fn settings(&self) -> BackendSettings {
+        BackendSettings::Slack(incoming_webhook(&self.0))
+    }
+    fn fail_permanently(&self) {
+        self.0.script(&[], Reply::Status(404));
+    }
+    fn fail_once(&self) {
+        self.0.script(&[Reply::Status(503)], Reply::Status(200));
+    }
+    fn seen(&self) -> usize {
+        self.0.requests().len()
+    }
+    fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
+        let requests = self.0.requests();
+        let r = &requests[0];
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.uri.path(), "/hook");
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert!(r.headers.get("authorization").is_none());
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"text": "load &lt;5&gt; &amp; rising"})
+        );
+        assert_eq!(
+            requests[1].json(),
+            serde_json::json!({"text": ":rotating_light: CPU high"})
+        );
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec![self.0.url.clone()]
+    }
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        refused(
+            BackendSettings::Slack,
+            [
+                (
+                    SlackSettings {
+                        token: Some(Secret("xoxb-1".into())),
+                        channel: Some("#oncall".into()),
+                        ..incoming_webhook(&self.0)
+                    },
+                    "not both",
+                ),
+                (SlackSettings::default(), "webhook_url"),
+                (
+                    SlackSettings {
+                        webhook_url: Some(Secret("not a url".into())),
+                        ..SlackSettings::default()
+                    },
+                    "webhook_url",
+                ),
+            ],
+        )
+    }
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        BackendSettings::Slack(SlackSettings {
+            timeout,
+            ..incoming_webhook(&self.0)
+        })
+    }
+}
+
+/// The conformance row for the Web API: a bot token, a default channel, Alice's own id.
+pub struct WebApi(Fake);
+
+impl Conformance for WebApi {
+    const NAME: &'static str = "chat";
+    const CONTACTS: &'static [(&'static str, &'static str)] = &[("slack", "U0ALICE")];
+    const SENDS: &'static [Message] = &[to_alice(SMS, "for alice"), to_bob(SMS, "for bob")];
+    const PERMANENT_ERROR: &'static [&'static str] = &["403"];
+    const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+
+    async fn start() -> Self {
+        let fake = Fake::start().await;
+        fake.script(&[], Reply::Json(200, OK));
+        WebApi(fake)
+    }
+    fn settings(&self) -> BackendSettings {
+        BackendSettings::Slack(web_api(&self.0))
+    }
+    fn fail_permanently(&self) {
+        self.0.script(&[], Reply::Status(403));
+    }
+    fn fail_once(&self) {
+        self.0.script(&[Reply::Status(503)], Reply::Json(200, OK));
+    }
+    fn seen(&self) -> usize {
+        self.0.requests().len()
+    }
+    fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
+        let requests = self.0.requests();
+        for r in &requests {
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.uri.path(), "/hook/chat.postMessage");
+            assert_eq!(r.headers["authorization"], "Bearer xoxb-test-token");
+            assert_eq!(r.headers["content-type"], "application/json");
+        }
+        assert_eq!(
+            requests[0].json(),
+            serde_json::json!({"channel": "U0ALICE", "text": "for alice"})
+        );
+        assert_eq!(
+            requests[1].json(),
+            serde_json::json!({"channel": "#oncall", "text": "for bob"})
+        );
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec!["xoxb-test-token".into()]
+    }
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        vec![(
+            BackendSettings::Slack(SlackSettings {
+                channel: None,
+                ..web_api(&self.0)
+            }),
+            "channel",
+        )]
+    }
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        BackendSettings::Slack(SlackSettings {
+            timeout,
+            ..web_api(&self.0)
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! The telegram backend: Bot API sendMessage against a loopback fake.
+
+use std::time::Duration;
+
+use oncall_relay::config::{BackendSettings, Secret, Settings, TelegramSettings};
+
+use super::{Conformance, Message, SMS, to_alice};
+use crate::db_test;
+use crate::helpers::*;
+
+const BOT_TOKEN: &str = "123456:ABC-def_ghi";
+
+fn telegram(fake: &Fake, chat_id: Option<&str>) -> TelegramSettings {
+    TelegramSettings {
+        token: Secret(BOT_TOKEN.into()),
+        chat_id: chat_id.map(str::to_string),
+        api_base: fake.url.clone(),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+fn bot(s: &mut Settings, fake: &Fake, chat_id: Option<&str>) {
+    s.plugin.backend = "tg".into();
+    s.plugin.backends.insert(
+        "tg".into(),
+        BackendSettings::Telegram(telegram(fake, chat_id)),
+    );
+}
+
+/// The conformance row: a bot with a default chat; Alice has her own chat id.
+pub struct Row(Fake);
+
+impl Conformance for Row {
+    const NAME: &'static str = "tg";
+    const CONTACTS: &'static [(&'static str, &'static str)] = &[("telegram", "987654321")];
+    const SENDS: &'static [Message] = &[to_alice(SMS, "Disk \"full\" on db-1")];
+    const PERMANENT_ERROR: &'static [&'static str] = &["chat not found"];
+    const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
+
+    async fn start() -> Self {
+        Row(Fake::start().await)
+    }
+    fn settings(&self) -> BackendSettings {
+        BackendSettings::Telegram(telegram(&self.0, Some("@oncall_team")))
+    }
+    fn fail_permanently(&self) {
+        self.0.script(
+            &[],
+            Reply::Json(
+                400,
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+            ),
+        );
+    }
+    fn fail_once(&self) {
+        self.0
+            .script(&[Reply::Status(502)], Reply::Json(200, r#"{"ok":true}"#));
+    }
+    fn seen(&self) -> usize {
+        self.0.requests().len()
+    }
+    fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
+        let r = &self.0.requests()[0];
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.uri.path(), format!("/hook/bot{BOT_TOKEN}/sendMessage"));
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert_eq!(
+            r.json(),
+            serde_json::json!({
+                "chat_id": 987654321,
+                "text": "Disk \"full\" on db-1",
+                "disable_notification": true
+            })
+        );
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec![BOT_TOKEN.into()]
+    }
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        let with = |f: fn(&mut TelegramSettings)| {
+            let mut t = telegram(&self.0, None);
+            f(&mut t);
+            BackendSettings::Telegram(t)
+        };
+        vec![
+            (with(|t| t.token = Secret(String::new())), "token"),
+            (
+                with(|t| t.api_base = "ftp://example.com".into()),
+                "api_base",
+            ),
+        ]
+    }
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        BackendSettings::Telegram(TelegramSettings {
+            timeout,
+            ..telegram(&self.0, None)
+        })
+    }
+}
+
+/// A user without a telegram contact gets the configured chat; a call rings.
+async fn telegram_call_rings_in_the_default_chat(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    bot(&mut s, &fake, Some("@oncall_team"));
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("bob@example.com", &[]).await;
+    app.send_ok("/api/v1/make_call", "bob@example.com", "CPU high")
+        .await;
+    let events = app.wait_until_settled(1).await;
+    assert_eq!(events[0].status, "delivered", "{events:?}");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].json(),
+        serde_json::json!({
+            "chat_id": "@oncall_team",
+            "text": "CPU high",
+            "disable_notification": false
+        })
+    );
+    app.stop().await;
+}
+db_test!(telegram_call_rings_in_the_default_chat);
+
+async fn telegram_splits_a_long_message_into_ordered_parts(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    bot(&mut s, &fake, None);
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
+        .await;
+    let words: Vec<String> = (0..2000).map(|i| format!("word{i}")).collect();
+    let message = words.join(" ");
+    assert!(message.chars().count() > 2 * 4096);
+    app.send_ok("/api/v1/send_sms", "alice@example.com", &message)
+        .await;
+    let events = app.wait_until_settled(1).await;
+    assert_eq!(events[0].status, "delivered");
+    assert_eq!(events[0].attempts, 1);
+    let texts: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.json()["text"].as_str().expect("text").to_string())
+        .collect();
+    assert!(texts.len() >= 4, "{} parts", texts.len());
+    let mut rejoined = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        assert!(t.chars().count() <= 4096, "part {i} too long");
+        let prefix = format!("({}/{}) ", i + 1, texts.len());
+        let rest = t.strip_prefix(&prefix).expect("numbered part");
+        rejoined.extend(rest.split_whitespace().map(str::to_string));
+    }
+    assert_eq!(rejoined, words, "every word arrives, in order");
+    app.stop().await;
+}
+db_test!(telegram_splits_a_long_message_into_ordered_parts);
+
+async fn telegram_flood_control_is_retried(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(
+        &[Reply::Json(
+            429,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 3","parameters":{"retry_after":3}}"#,
+        )],
+        Reply::Status(200),
+    );
+    let mut s = settings(&db);
+    bot(&mut s, &fake, None);
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
+        .await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
+    let events = app.wait_until_settled(1).await;
+    let e = &events[0];
+    assert_eq!(e.status, "delivered");
+    assert_eq!(e.attempts, 2);
+    let first = e.attempt_log[0].error.as_deref().unwrap_or_default();
+    assert!(
+        first.contains("429") && first.contains("retry after 3s"),
+        "{first}"
+    );
+    app.stop().await;
+}
+db_test!(telegram_flood_control_is_retried);
+
+async fn telegram_without_any_chat_fails_for_good(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    bot(&mut s, &fake, None);
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[]).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
+        .await;
+    let events = app.wait_until_settled(1).await;
+    assert_eq!(events[0].status, "failed");
+    assert_eq!(events[0].attempts, 1);
+    let error = events[0].last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("telegram") && error.contains("chat_id"),
+        "{error}"
+    );
+    assert!(fake.requests().is_empty());
+    app.stop().await;
+}
+db_test!(telegram_without_any_chat_fails_for_good);

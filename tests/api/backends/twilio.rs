@@ -1,0 +1,259 @@
+//! The twilio backend against a recording fake of Twilio's REST API.
+
+use std::time::Duration;
+
+use oncall_relay::config::{BackendSettings, Secret, Settings, TwilioSettings};
+
+use super::{CALL, Conformance, Message, SMS, refused, to_alice};
+use crate::db_test;
+use crate::helpers::*;
+
+/// Basic auth of `AC0123456789abcdef:tw-t0ken`.
+const AUTH: &str = "Basic QUMwMTIzNDU2Nzg5YWJjZGVmOnR3LXQwa2Vu";
+const CREATED: &str = r#"{"sid": "SM0123", "status": "queued"}"#;
+
+fn twilio_settings(fake: &Fake) -> TwilioSettings {
+    TwilioSettings {
+        account_sid: "AC0123456789abcdef".into(),
+        auth_token: Secret("tw-t0ken".into()),
+        from: "+15550001111".into(),
+        api_base: fake.url.trim_end_matches("/hook").to_string(),
+        max_length: 1600,
+        split: true,
+        voice: None,
+        language: None,
+        repeat: 2,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+fn use_twilio(s: &mut Settings, t: TwilioSettings) {
+    s.plugin.backend = "twilio".into();
+    s.plugin
+        .backends
+        .insert("twilio".into(), BackendSettings::Twilio(t));
+}
+
+fn form(r: &Recorded) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(&r.body).expect("form body")
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(&[], Reply::Json(201, CREATED));
+    let mut s = settings(&db);
+    use_twilio(
+        &mut s,
+        TwilioSettings {
+            max_length: 60,
+            ..twilio_settings(&fake)
+        },
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let message = "Grafana OnCall: alert group #7 firing, CPU above 95 percent on db-1, db-2 and db-3 for ten minutes; runbook at the usual place.";
+    app.send_ok("/api/v1/send_sms", "alice@example.com", message)
+        .await;
+    let events = app.wait_until_settled(1).await;
+    assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
+    // Split at word boundaries, each part numbered and at most 60 characters long.
+    let expected = [
+        "(1/3) Grafana OnCall: alert group #7 firing, CPU above 95",
+        "(2/3) percent on db-1, db-2 and db-3 for ten minutes;",
+        "(3/3) runbook at the usual place.",
+    ];
+    let bodies: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| {
+            form(r)
+                .into_iter()
+                .find(|(k, _)| k == "Body")
+                .map(|(_, v)| v)
+                .expect("Body")
+        })
+        .collect();
+    assert_eq!(bodies, expected);
+    for (i, body) in bodies.iter().enumerate() {
+        assert!(body.chars().count() <= 60, "{body}");
+        assert!(
+            body.starts_with(&format!("({}/{}) ", i + 1, bodies.len())),
+            "{body}"
+        );
+    }
+    app.stop().await;
+}
+db_test!(twilio_long_sms_arrives_as_ordered_parts);
+
+const SMS_TEXT: &str = "Disk full on db-1 & \"db-2\"";
+const CALL_TEXT: &str =
+    r#"Alert #42: CPU > 90% & "disk" 'full' on <b>db-1</b> https://grafana.example/d/x?a=1&b=2"#;
+
+/// The conformance row: an SMS and a spoken call with a voice and a language.
+pub struct Row(Fake);
+
+impl Row {
+    fn twilio(&self) -> TwilioSettings {
+        TwilioSettings {
+            voice: Some("Polly.Joanna".into()),
+            language: Some("en-US".into()),
+            ..twilio_settings(&self.0)
+        }
+    }
+}
+
+impl Conformance for Row {
+    const NAME: &'static str = "twilio";
+    const SENDS: &'static [Message] = &[to_alice(SMS, SMS_TEXT), to_alice(CALL, CALL_TEXT)];
+    const PERMANENT_ERROR: &'static [&'static str] = &["400", "21211"];
+    const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+
+    async fn start() -> Self {
+        let fake = Fake::start().await;
+        fake.script(&[], Reply::Json(201, CREATED));
+        Row(fake)
+    }
+    fn settings(&self) -> BackendSettings {
+        BackendSettings::Twilio(self.twilio())
+    }
+    fn fail_permanently(&self) {
+        self.0.script(
+            &[],
+            Reply::Json(
+                400,
+                r#"{"code": 21211, "message": "The 'To' number +4930123456 is not a valid phone number.", "status": 400}"#,
+            ),
+        );
+    }
+    fn fail_once(&self) {
+        self.0.script(
+            &[Reply::Json(
+                503,
+                r#"{"code": 20503, "message": "Service unavailable"}"#,
+            )],
+            Reply::Json(201, CREATED),
+        );
+    }
+    fn seen(&self) -> usize {
+        self.0.requests().len()
+    }
+    fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
+        let requests = self.0.requests();
+        for r in &requests {
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.headers["authorization"], AUTH);
+            assert_eq!(
+                r.headers["content-type"],
+                "application/x-www-form-urlencoded"
+            );
+        }
+        let (sms, call) = (&requests[0], &requests[1]);
+        assert_eq!(
+            sms.uri.path(),
+            "/2010-04-01/Accounts/AC0123456789abcdef/Messages.json"
+        );
+        assert_eq!(
+            form(sms),
+            pairs(&[
+                ("To", "+4930123456"),
+                ("From", "+15550001111"),
+                ("Body", SMS_TEXT)
+            ])
+        );
+        assert_eq!(
+            call.uri.path(),
+            "/2010-04-01/Accounts/AC0123456789abcdef/Calls.json"
+        );
+        assert_eq!(
+            form(call),
+            pairs(&[
+                ("To", "+4930123456"),
+                ("From", "+15550001111"),
+                (
+                    "Twiml",
+                    "<Response><Say voice=\"Polly.Joanna\" language=\"en-US\" loop=\"2\">Alert number 42: CPU 90% &amp; disk &apos;full&apos; on db-1 (link)</Say></Response>"
+                ),
+            ])
+        );
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec!["tw-t0ken".into()]
+    }
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        let base = || twilio_settings(&self.0);
+        refused(
+            BackendSettings::Twilio,
+            [
+                (
+                    TwilioSettings {
+                        account_sid: "".into(),
+                        ..base()
+                    },
+                    "`account_sid`",
+                ),
+                (
+                    TwilioSettings {
+                        account_sid: "AC../../x".into(),
+                        ..base()
+                    },
+                    "`account_sid`",
+                ),
+                (
+                    TwilioSettings {
+                        auth_token: Secret(String::new()),
+                        ..base()
+                    },
+                    "`auth_token`",
+                ),
+                (
+                    TwilioSettings {
+                        from: " ".into(),
+                        ..base()
+                    },
+                    "`from`",
+                ),
+                (
+                    TwilioSettings {
+                        api_base: "ftp://api.twilio.com".into(),
+                        ..base()
+                    },
+                    "`api_base`",
+                ),
+                (
+                    TwilioSettings {
+                        max_length: 5000,
+                        ..base()
+                    },
+                    "`max_length`",
+                ),
+                (
+                    TwilioSettings {
+                        repeat: 0,
+                        ..base()
+                    },
+                    "`repeat`",
+                ),
+                (
+                    TwilioSettings {
+                        voice: Some("alice\" onload=\"x".into()),
+                        ..base()
+                    },
+                    "`voice`",
+                ),
+            ],
+        )
+    }
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        BackendSettings::Twilio(TwilioSettings {
+            timeout,
+            ..self.twilio()
+        })
+    }
+}

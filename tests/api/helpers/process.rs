@@ -1,0 +1,94 @@
+//! The real binary as its own process.
+
+use std::process::Output;
+use std::time::Duration;
+
+use super::{Db, TOKEN, TestDb};
+
+/// The real binary running `serve` on `db`, delivering to a webhook, as its own process.
+pub struct RelayProcess {
+    pub child: tokio::process::Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RelayProcess {
+    /// Starts `oncall-relay serve` with a 2 s lease and `extra_yaml` appended to its config,
+    /// and waits until it listens.
+    pub async fn spawn(db: &TestDb, webhook_url: &str, extra_yaml: &str) -> RelayProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let dir = tempfile::tempdir().expect("dir");
+        let config = dir.path().join("relay.yml");
+        let db_yaml = match db.kind {
+            Db::Sqlite => format!("  driver: sqlite\n  path: '{}'\n", db.settings.path),
+            Db::Postgres => format!(
+                "  driver: postgres\n  url: '{}'\n",
+                db.settings.url.expose()
+            ),
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "app:\n  port: '127.0.0.1:0'\n  auth_token: '{TOKEN}'\n  log_level: info\ndb:\n{db_yaml}\
+                 queue:\n  lease: 2s\n  poll_interval: 100ms\n\
+                 plugin:\n  backend: hook\n  backends:\n    hook:\n      type: webhook\n      url: '{webhook_url}'\n      timeout: 1500ms\n\
+                 {extra_yaml}"
+            ),
+        )
+        .expect("config");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.expect("read") {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "oncall-relay listening"
+                {
+                    return v["address"].as_str().expect("address").to_string();
+                }
+            }
+            panic!("relay exited before listening");
+        })
+        .await
+        .expect("relay starts");
+        // Keep reading its log, so a full pipe never slows it down.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        RelayProcess {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("kill");
+        let _ = self.child.wait().await;
+    }
+}
+
+/// The binary with `db`'s database flags and `args`, waited for.
+pub fn relay(db: &TestDb, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
+    cmd.args(db.cli_args()).args(args).env_remove("AUTH_TOKEN");
+    cmd.output().expect("run oncall-relay")
+}
+
+/// The stdout of a run that must have succeeded.
+pub fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
