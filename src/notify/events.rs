@@ -56,7 +56,8 @@ pub struct NotificationRecord {
     pub user_id: String,
     /// Recipient's email.
     pub email: String,
-    /// Phone number it was sent to.
+    /// Phone number it was sent to; `phone` in JSON, as in templates and the stdout backend.
+    #[serde(rename = "phone")]
     pub phone_number: Option<String>,
     /// The text.
     pub message: String,

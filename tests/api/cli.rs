@@ -180,6 +180,10 @@ async fn events_list_filters_by_user_and_status(db: Db) {
     let all: serde_json::Value =
         serde_json::from_str(&ok(&relay(&db, &["events", "list", "--json"]))).expect("json");
     assert_eq!(all.as_array().expect("list").len(), 3);
+    // One vocabulary with templates and the stdout backend: `kind` and `phone`.
+    assert_eq!(all[0]["kind"], "sms");
+    assert!(all[0]["phone"].is_string(), "{}", all[0]);
+    assert!(all[0].get("phone_number").is_none(), "{}", all[0]);
     let a: serde_json::Value = serde_json::from_str(&ok(&relay(
         &db,
         &[
