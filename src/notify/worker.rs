@@ -4,7 +4,6 @@
 //! in its own task; a recorder writes finished attempts in batches. Claims carry a lease: a
 //! row whose process died is due again once the lease runs out, so nothing accepted is lost.
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -123,15 +122,7 @@ pub fn spawn(
 /// so that many notifications failing together do not retry together.
 pub fn backoff(attempt: i64, base: Duration, max: Duration) -> Duration {
     let retry = attempt.clamp(1, 30) as usize - 1;
-    let raw = ExponentialBuilder::new()
-        .with_min_delay(base)
-        .with_max_delay(max)
-        .with_factor(2.0)
-        .without_max_times()
-        .build()
-        .nth(retry)
-        .unwrap_or(max)
-        .min(max);
+    let raw = crate::tasks::doubling_delay(retry, base, max);
     let jitter = rand::rng().random_range(0.8..1.2);
     raw.mul_f64(jitter).min(max)
 }

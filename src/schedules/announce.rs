@@ -9,10 +9,13 @@ use super::state::{Change, resolve};
 use super::{Schedule, ScheduleError, Schedules, Transport, fetch::same_origin, ical};
 use crate::notify::{self, Kind, NewNotification};
 use crate::store::{format_ms, now_ms};
+use crate::tasks::doubling_delay;
 use crate::telemetry::redact_url;
 
 /// Callback attempts before giving up.
 const CALLBACK_ATTEMPTS: i64 = 12;
+/// Longest wait between two callback attempts.
+const CALLBACK_MAX_DELAY: Duration = Duration::from_secs(600);
 /// Lease of a claimed callback: another replica may retry it after this.
 const CALLBACK_LEASE_MS: i64 = 60_000;
 /// The callback's title and message, kept as the original sent them (users point the
@@ -223,12 +226,13 @@ impl Schedules {
                 }
                 Err(e) => {
                     tracing::warn!(callback = id, attempt = attempts, error = %e, "schedule callback failed");
-                    // Exponential backoff: 1 s, 2 s, 4 s … capped at 10 min.
-                    let delay = 1000i64 << attempts.clamp(0, 10);
+                    // `attempts` counts this one: 2 s after the first failure, doubling, capped.
+                    let retry = usize::try_from(attempts).unwrap_or(0).min(30);
+                    let delay = doubling_delay(retry, Duration::from_secs(1), CALLBACK_MAX_DELAY);
                     sqlx::query(
                         "UPDATE schedule_callbacks SET next_attempt_at = $1, last_error = $2 WHERE id = $3",
                     )
-                    .bind(now_ms() + delay.min(600_000))
+                    .bind(now_ms() + delay.as_millis() as i64)
                     .bind(e)
                     .bind(id)
                     .execute(self.store.pool())
