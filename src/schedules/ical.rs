@@ -317,20 +317,19 @@ mod tests {
         v
     }
 
-    /// Asserts who is on duty at each moment.
-    fn assert_on_duty(cal: &Calendar, expected: &[(&str, &[&str])]) {
+    /// Parses fixture `name` and asserts who is on duty at each moment.
+    fn on_duty(name: &str, expected: &[(&str, &[&str])]) -> Calendar {
+        let cal = parse(&fixture(name)).expect("parses");
         for (at, names) in expected {
-            assert_eq!(who(cal, at), *names, "at {at}");
+            assert_eq!(who(&cal, at), *names, "{name} at {at}");
         }
+        cal
     }
 
     #[test]
     fn ical_weekly_rotation_across_dst_in_berlin() {
-        let cal = parse(&fixture("berlin_weekly.ics")).expect("parses");
-        assert_eq!(cal.name.as_deref(), Some("Berlin primary"));
-        assert!(cal.warnings.is_empty(), "{:?}", cal.warnings);
-        assert_on_duty(
-            &cal,
+        let cal = on_duty(
+            "berlin_weekly.ics",
             &[
                 // Before DST (CET): hand-over Monday 09:00 local = 08:00Z.
                 ("2026-03-09T07:30:00Z", &["alice"]),
@@ -340,16 +339,16 @@ mod tests {
                 ("2026-03-30T07:30:00Z", &["alice"]),
             ],
         );
+        assert_eq!(cal.name.as_deref(), Some("Berlin primary"));
+        assert!(cal.warnings.is_empty(), "{:?}", cal.warnings);
         // Far in the future the rotation still runs.
         assert_eq!(who(&cal, "2027-03-01T12:00:00Z").len(), 1);
     }
 
     #[test]
     fn ical_weekly_rotation_across_dst_in_new_york_by_email() {
-        let cal = parse(&fixture("newyork_weekly.ics")).expect("parses");
-        assert!(cal.warnings.is_empty(), "{:?}", cal.warnings);
-        assert_on_duty(
-            &cal,
+        let cal = on_duty(
+            "newyork_weekly.ics",
             &[
                 // EST: 09:00 = 14:00Z on 2 March.
                 ("2026-03-02T13:30:00Z", &[]),
@@ -359,13 +358,13 @@ mod tests {
                 ("2026-03-09T13:30:00Z", &["dave@example.com"]),
             ],
         );
+        assert!(cal.warnings.is_empty(), "{:?}", cal.warnings);
     }
 
     #[test]
     fn ical_override_and_cancelled_instance() {
-        let cal = parse(&fixture("override.ics")).expect("parses");
-        assert_on_duty(
-            &cal,
+        on_duty(
+            "override.ics",
             &[
                 ("2026-04-04T12:00:00Z", &["alice"]),
                 // Overridden (with a bumped SEQUENCE): bob, one hour later.
@@ -381,9 +380,8 @@ mod tests {
 
     #[test]
     fn ical_exdate_gap_and_rdate() {
-        let cal = parse(&fixture("exdate.ics")).expect("parses");
-        assert_on_duty(
-            &cal,
+        on_duty(
+            "exdate.ics",
             &[
                 ("2026-04-02T12:00:00Z", &["alice"]),
                 ("2026-04-03T12:00:00Z", &[]),
@@ -397,25 +395,23 @@ mod tests {
 
     #[test]
     fn ical_overlapping_shifts_and_cancelled_event() {
-        let cal = parse(&fixture("overlap.ics")).expect("parses");
-        assert_eq!(cal.name.as_deref(), Some("Overlap team"));
-        assert_on_duty(
-            &cal,
+        let cal = on_duty(
+            "overlap.ics",
             &[
                 ("2026-04-01T10:00:00Z", &["alice"]),
                 ("2026-04-01T17:30:00Z", &["[L2] bob", "alice"]),
                 ("2026-04-01T20:00:00Z", &["[L2] bob"]),
             ],
         );
+        assert_eq!(cal.name.as_deref(), Some("Overlap team"));
         let shifts = cal.at(ms("2026-04-01T17:30:00Z"));
         assert_eq!(shifts.len(), 3, "two shifts of alice overlap too");
     }
 
     #[test]
     fn ical_all_day_events_use_the_calendar_zone() {
-        let cal = parse(&fixture("allday.ics")).expect("parses");
-        assert_on_duty(
-            &cal,
+        on_duty(
+            "allday.ics",
             &[
                 // 1 April in Europe/Berlin (CEST) starts at 31 March 22:00Z.
                 ("2026-03-31T21:30:00Z", &[]),
@@ -448,10 +444,8 @@ mod tests {
 
     #[test]
     fn ical_expanded_export_without_rrule() {
-        let cal = parse(&fixture("expanded.ics")).expect("parses");
-        assert_eq!(cal.name.as_deref(), Some("Infra primary"));
-        assert_on_duty(
-            &cal,
+        let cal = on_duty(
+            "expanded.ics",
             &[
                 ("2026-04-01T12:00:00Z", &["alice"]),
                 ("2026-04-02T00:00:00Z", &["bob"]),
@@ -459,6 +453,7 @@ mod tests {
                 ("2026-04-04T00:00:00Z", &[]),
             ],
         );
+        assert_eq!(cal.name.as_deref(), Some("Infra primary"));
     }
 
     #[test]
@@ -472,9 +467,8 @@ mod tests {
 
     #[test]
     fn ical_old_daily_rule_does_not_hide_other_events() {
-        let cal = parse(&fixture("limit_trap.ics")).expect("parses");
-        assert_on_duty(
-            &cal,
+        on_duty(
+            "limit_trap.ics",
             &[
                 ("2026-04-01T00:30:00Z", &["alice", "nightly"]),
                 ("2026-04-01T12:00:00Z", &["alice"]),
