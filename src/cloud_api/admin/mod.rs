@@ -55,6 +55,7 @@ fn routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of the admin API, including `/openapi.json` itself.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = routes().into_openapi();
+    document_denied(&mut doc);
     doc.merge(OpenApiDocument::openapi());
     doc
 }
@@ -114,6 +115,27 @@ impl<T> From<Vec<T>> for Page<T> {
 pub(super) struct ErrorBody {
     /// What went wrong.
     detail: String,
+}
+
+/// Adds [`Denied`] to every operation of `doc`: [`require_admin`] guards every route in
+/// [`routes`], so no handler has to remember to declare it.
+fn document_denied(doc: &mut utoipa::openapi::OpenApi) {
+    let denied = <Denied as IntoResponses>::responses();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.responses.responses.extend(denied.clone());
+        }
+    }
 }
 
 /// The answer without the admin token, or with a wrong one.

@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::{IntoParams, IntoResponses};
 
-use super::Denied;
 use crate::cloud_api::{ApiError, AppState};
 
 /// How long to sample.
@@ -40,7 +39,7 @@ enum NoProfile {
     params(ProfileQuery),
     responses(
         (status = 200, description = "The profile", content_type = "application/octet-stream"),
-        Denied, NoProfile
+        NoProfile
     )
 )]
 pub(super) async fn profile(
@@ -56,7 +55,7 @@ pub(super) async fn profile(
     params(ProfileQuery),
     responses(
         (status = 200, description = "The flame graph", content_type = "image/svg+xml"),
-        Denied, NoProfile
+        NoProfile
     )
 )]
 pub(super) async fn flamegraph(

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Denied, Invalid, Missing, Page};
+use super::{Invalid, Missing, Page};
 use crate::cloud_api::{ApiError, AppState};
 use crate::heartbeat::Integration;
 use crate::notify::{EventFilter, NotificationRecord, events};
@@ -23,7 +23,7 @@ pub(super) struct KeyPath {
 /// Integrations OnCall created, with heartbeat state
 #[utoipa::path(
     get, path = "/integrations", tag = "integrations",
-    responses((status = 200, body = Page<Integration>), Denied)
+    responses((status = 200, body = Page<Integration>))
 )]
 pub(super) async fn list_integrations(
     State(state): State<AppState>,
@@ -34,7 +34,7 @@ pub(super) async fn list_integrations(
 /// Tracked schedules: who is on duty, last poll, last error
 #[utoipa::path(
     get, path = "/schedules", tag = "schedules",
-    responses((status = 200, body = Page<Schedule>), Denied)
+    responses((status = 200, body = Page<Schedule>))
 )]
 pub(super) async fn list_schedules(
     State(state): State<AppState>,
@@ -65,7 +65,7 @@ pub(super) struct ScheduleBody {
 #[utoipa::path(
     post, path = "/schedules", tag = "schedules",
     request_body = ScheduleBody,
-    responses((status = 201, body = Schedule), Invalid, Denied)
+    responses((status = 201, body = Schedule), Invalid)
 )]
 pub(super) async fn add_schedule(
     State(state): State<AppState>,
@@ -91,7 +91,7 @@ pub(super) async fn add_schedule(
 #[utoipa::path(
     get, path = "/schedules/{key}", tag = "schedules",
     params(KeyPath),
-    responses((status = 200, body = Schedule), Denied, Missing)
+    responses((status = 200, body = Schedule), Missing)
 )]
 pub(super) async fn get_schedule(
     State(state): State<AppState>,
@@ -104,7 +104,7 @@ pub(super) async fn get_schedule(
 #[utoipa::path(
     delete, path = "/schedules/{key}", tag = "schedules",
     params(KeyPath),
-    responses((status = 204, description = "Removed"), Denied, Missing)
+    responses((status = 204, description = "Removed"), Missing)
 )]
 pub(super) async fn remove_schedule(
     State(state): State<AppState>,
@@ -151,7 +151,7 @@ pub(super) struct EventsPage {
 #[utoipa::path(
     get, path = "/events", tag = "events",
     params(EventsQuery),
-    responses((status = 200, body = EventsPage), Invalid, Denied)
+    responses((status = 200, body = EventsPage), Invalid)
 )]
 pub(super) async fn list_events(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Denied, Invalid, Missing, Page};
+use super::{Invalid, Missing, Page};
 use crate::cloud_api::extract::FormOrJson;
 use crate::cloud_api::{ApiError, AppState};
 use crate::directory::{Device, NewUser, User, UserPatch};
@@ -32,7 +32,7 @@ pub(super) struct TokenPath {
 /// List users
 #[utoipa::path(
     get, path = "/users", tag = "users",
-    responses((status = 200, body = Page<User>), Denied)
+    responses((status = 200, body = Page<User>))
 )]
 pub(super) async fn list_users(
     State(state): State<AppState>,
@@ -44,7 +44,7 @@ pub(super) async fn list_users(
 #[utoipa::path(
     post, path = "/users", tag = "users",
     request_body = NewUser,
-    responses((status = 201, body = User), Invalid, Denied)
+    responses((status = 201, body = User), Invalid)
 )]
 pub(super) async fn create_user(
     State(state): State<AppState>,
@@ -57,7 +57,7 @@ pub(super) async fn create_user(
 #[utoipa::path(
     get, path = "/users/{user}", tag = "users",
     params(UserPath),
-    responses((status = 200, body = User), Denied, Missing)
+    responses((status = 200, body = User), Missing)
 )]
 pub(super) async fn get_user(
     State(state): State<AppState>,
@@ -93,7 +93,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     patch, path = "/users/{user}", tag = "users",
     params(UserPath),
     request_body = PatchBody,
-    responses((status = 200, body = User), Invalid, Denied, Missing)
+    responses((status = 200, body = User), Invalid, Missing)
 )]
 pub(super) async fn update_user(
     State(state): State<AppState>,
@@ -117,7 +117,7 @@ pub(super) async fn update_user(
 #[utoipa::path(
     delete, path = "/users/{user}", tag = "users",
     params(UserPath),
-    responses((status = 204, description = "Removed"), Denied, Missing)
+    responses((status = 204, description = "Removed"), Missing)
 )]
 pub(super) async fn remove_user(
     State(state): State<AppState>,
@@ -130,7 +130,7 @@ pub(super) async fn remove_user(
 /// List devices, unassigned ones included
 #[utoipa::path(
     get, path = "/devices", tag = "devices",
-    responses((status = 200, body = Page<Device>), Denied)
+    responses((status = 200, body = Page<Device>))
 )]
 pub(super) async fn list_devices(
     State(state): State<AppState>,
@@ -153,7 +153,7 @@ pub(super) struct DeviceBody {
     put, path = "/devices/{token}", tag = "devices",
     params(TokenPath),
     request_body = DeviceBody,
-    responses((status = 200, body = Device), Invalid, Denied, Missing)
+    responses((status = 200, body = Device), Invalid, Missing)
 )]
 pub(super) async fn assign_device(
     State(state): State<AppState>,
@@ -171,7 +171,7 @@ pub(super) async fn assign_device(
 #[utoipa::path(
     delete, path = "/devices/{token}", tag = "devices",
     params(TokenPath),
-    responses((status = 204, description = "Removed"), Denied, Missing)
+    responses((status = 204, description = "Removed"), Missing)
 )]
 pub(super) async fn remove_device(
     State(state): State<AppState>,
