@@ -1,6 +1,6 @@
 //! `check-config` and `config`: configuration errors named, secrets hidden.
 
-use super::{relay_in, write_config};
+use super::{relay_in, relay_in_without_token, write_config};
 
 #[test]
 fn unknown_option_is_a_startup_error_naming_it() {
@@ -89,13 +89,7 @@ fn check_config_fails_for_whatever_stops_serve() {
     let dir = tempfile::tempdir().expect("dir");
     let run = |yaml: &str| {
         let config = write_config(&dir, yaml);
-        std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .current_dir(dir.path())
-            .env_remove("AUTH_TOKEN")
-            .env_remove("ONCALL_RELAY_APP__AUTH_TOKEN")
-            .args(["--config", &config, "check-config"])
-            .output()
-            .expect("run")
+        relay_in_without_token(dir.path(), ["--config", &config, "check-config"])
     };
     for (yaml, reason) in [
         ("app:\n  log_level: info\n", "app.auth_token"),

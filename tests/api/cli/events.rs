@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use super::write_config;
+use super::{users_add, write_config};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -17,14 +17,13 @@ async fn events_list_filters_by_user_and_status(db: Db) {
         app.send_ok("/api/v1/send_sms", email, "x").await;
     }
     app.stop().await;
-    let all: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["events", "list", "--json"]))).expect("json");
+    let all = relay_json(&db, &["events", "list", "--json"]);
     assert_eq!(all.as_array().expect("list").len(), 3);
     // One vocabulary with templates and the stdout backend: `kind` and `phone`.
     assert_eq!(all[0]["kind"], "sms");
     assert!(all[0]["phone"].is_string(), "{}", all[0]);
     assert!(all[0].get("phone_number").is_none(), "{}", all[0]);
-    let a: serde_json::Value = serde_json::from_str(&ok(&relay(
+    let a = relay_json(
         &db,
         &[
             "events",
@@ -37,14 +36,9 @@ async fn events_list_filters_by_user_and_status(db: Db) {
             "--since",
             "1h",
         ],
-    )))
-    .expect("json");
+    );
     assert_eq!(a.as_array().expect("list").len(), 2);
-    let none: serde_json::Value = serde_json::from_str(&ok(&relay(
-        &db,
-        &["events", "list", "--json", "--status", "delivered"],
-    )))
-    .expect("json");
+    let none = relay_json(&db, &["events", "list", "--json", "--status", "delivered"]);
     assert_eq!(none.as_array().expect("list").len(), 0);
     let out = relay(&db, &["events", "list", "--status", "lost"]);
     assert!(!out.status.success());
@@ -63,17 +57,7 @@ async fn notify_test_walks_the_real_route(db: Db) {
             broken.url, working.url
         ),
     );
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "add",
-            "--email",
-            "ann@example.com",
-            "--phone",
-            "+4930123456",
-        ],
-    ));
+    users_add(&db, "ann@example.com", &["--phone", "+4930123456"]);
     let args: Vec<String> = [
         "--config",
         &config,
@@ -108,8 +92,7 @@ async fn notify_test_walks_the_real_route(db: Db) {
             .expect("message")
             .contains("Test sms")
     );
-    let events: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["events", "list", "--json"]))).expect("json");
+    let events = relay_json(&db, &["events", "list", "--json"]);
     assert_eq!(events[0]["status"], "delivered");
     assert_eq!(events[0]["backend"], "chat");
 }
@@ -155,10 +138,7 @@ async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
     assert!(!out.status.success(), "route naming no backend refused");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nosuch") && err.contains("stdout"), "{err}");
-    ok(&relay(
-        &db,
-        &["users", "add", "--email", "ann@example.com", "--inactive"],
-    ));
+    users_add(&db, "ann@example.com", &["--inactive"]);
     let out = relay(
         &db,
         &[

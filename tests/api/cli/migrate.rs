@@ -1,5 +1,6 @@
 //! `users import --from-emu-oncall`: moving users over from the Go service's table.
 
+use super::{user_with_email, users_add};
 use crate::helpers::*;
 
 /// A fresh PostgreSQL database holding the Go service's `oncall_users` table.
@@ -29,20 +30,10 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
     }
     let db = TestDb::new(db).await;
     // Already in the relay: keeps its own id, takes the Go service's fields.
-    ok(&relay(&db, &["users", "add", "--email", "eve@example.com"]));
+    users_add(&db, "eve@example.com", &[]);
     // Someone else already has this id: that row is skipped, and the rest still goes in
     // (on PostgreSQL a failed INSERT would have aborted the whole transaction).
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "add",
-            "--email",
-            "zed@example.com",
-            "--id",
-            "UZED8",
-        ],
-    ));
+    users_add(&db, "zed@example.com", &["--id", "UZED8"]);
     let source_db = emu_oncall_database(
         "('UANN1', 'Ann', 'ann', 'ann@example.com', '+49 30 123456', true, 'admin'), \
          ('UBOB2', 'Bob', 'bob', 'bob@example.com', '0012025550143', true, 'user'), \
@@ -78,16 +69,8 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
     }
     assert!(first.contains("UEVE7 is not applied"), "{first}");
 
-    let list: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
-    let user = |email: &str| {
-        list.as_array()
-            .expect("list")
-            .iter()
-            .find(|u| u["email"] == email)
-            .unwrap_or_else(|| panic!("{email} imported: {list}"))
-            .clone()
-    };
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    let user = |email: &str| user_with_email(&list, email);
     assert_eq!(list.as_array().expect("list").len(), 5);
     let ann = user("ann@example.com");
     assert_eq!(ann["id"], "UANN1", "user_id kept as the public id");
@@ -114,8 +97,7 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
         again.contains("0 added, 0 updated, 4 unchanged, 4 skipped"),
         "idempotent: {again}"
     );
-    let after: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    let after = relay_json(&db, &["users", "list", "--json"]);
     assert_eq!(after, list, "a second run changes nothing");
 
     let out = relay(

@@ -1,17 +1,12 @@
 //! `serve`: what stops it, and what it ignores.
 
+use super::{command_in, relay_in_without_token};
 use crate::helpers::TOKEN;
 
 #[test]
 fn serve_refuses_to_start_without_a_token() {
     let dir = tempfile::tempdir().expect("dir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
-        .env_remove("AUTH_TOKEN")
-        .env_remove("ONCALL_RELAY_APP__AUTH_TOKEN")
-        .args(["serve", "--port", "127.0.0.1:0"])
-        .output()
-        .expect("run");
+    let out = relay_in_without_token(dir.path(), ["serve", "--port", "127.0.0.1:0"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -98,8 +93,7 @@ async fn serve_starts_with_kubernetes_service_variables_set() {
 #[test]
 fn a_known_option_with_a_bad_value_still_stops_serve_naming_the_variable() {
     let dir = tempfile::tempdir().expect("dir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
+    let out = command_in(dir.path())
         .envs(SERVICE_LINK_VARS)
         .env("ONCALL_RELAY_APP__AUTH_TOKEN", TOKEN)
         .env("ONCALL_RELAY_APP__PORT", "99999")

@@ -1,17 +1,15 @@
 //! `users` and `devices`: managing people and their devices without SQL.
 
+use super::{user_with_email, users_add};
 use crate::db_test;
 use crate::helpers::*;
 
 async fn users_can_be_managed_without_sql(db: Db) {
     let db = TestDb::new(db).await;
-    ok(&relay(
+    users_add(
         &db,
+        "Ann@Example.com",
         &[
-            "users",
-            "add",
-            "--email",
-            "Ann@Example.com",
             "--phone",
             "+49 30 123456",
             "--role",
@@ -19,7 +17,7 @@ async fn users_can_be_managed_without_sql(db: Db) {
             "--name",
             "Ann",
         ],
-    ));
+    );
     let out = relay(&db, &["users", "add", "--email", "ann@example.com"]);
     assert!(
         !out.status.success(),
@@ -42,8 +40,7 @@ async fn users_can_be_managed_without_sql(db: Db) {
         "names the field"
     );
 
-    let list: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    let list = relay_json(&db, &["users", "list", "--json"]);
     assert_eq!(list.as_array().expect("list").len(), 1);
     assert_eq!(list[0]["phone_number"], "+4930123456");
     assert_eq!(list[0]["role"], "admin");
@@ -59,8 +56,7 @@ async fn users_can_be_managed_without_sql(db: Db) {
             "observer",
         ],
     ));
-    let list: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    let list = relay_json(&db, &["users", "list", "--json"]);
     assert!(list[0]["phone_number"].is_null());
     assert_eq!(list[0]["role"], "viewer");
 
@@ -96,14 +92,8 @@ async fn users_can_be_managed_without_sql(db: Db) {
         &["users", "import", yaml.to_str().expect("path")],
     ));
 
-    let list: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
-    let bob = list
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|u| u["email"] == "bob@example.com")
-        .expect("bob");
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    let bob = user_with_email(&list, "bob@example.com");
     assert_eq!(bob["id"], "legacy-42", "imported id kept");
     assert_eq!(bob["role"], "editor");
     assert_eq!(list.as_array().expect("list").len(), 3);
@@ -120,14 +110,8 @@ async fn users_can_be_managed_without_sql(db: Db) {
             "email=bob@work.example",
         ],
     ));
-    let list: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
-    let bob = list
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|u| u["email"] == "bob@example.com")
-        .expect("bob");
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    let bob = user_with_email(&list, "bob@example.com");
     assert_eq!(
         bob["contacts"],
         serde_json::json!({"email": "bob@work.example", "telegram": "12345"})
@@ -145,47 +129,23 @@ async fn users_can_be_managed_without_sql(db: Db) {
     assert!(!out.status.success(), "contact names are checked");
 
     ok(&relay(&db, &["users", "remove", "legacy-42"]));
-    let list: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["users", "list", "--json"]))).expect("json");
+    let list = relay_json(&db, &["users", "list", "--json"]);
     assert_eq!(list.as_array().expect("list").len(), 2);
 }
 db_test!(users_can_be_managed_without_sql);
 
 async fn users_add_names_the_user_by_email_or_given_name(db: Db) {
     let db = TestDb::new(db).await;
-    let out = ok(&relay(
-        &db,
-        &["users", "add", "--email", "alice@example.com"],
-    ));
+    let out = users_add(&db, "alice@example.com", &[]);
     assert!(out.starts_with("added alice@example.com "), "{out}");
-    let out = ok(&relay(
-        &db,
-        &[
-            "users",
-            "add",
-            "--email",
-            "bob@example.com",
-            "--name",
-            "Bob B",
-        ],
-    ));
+    let out = users_add(&db, "bob@example.com", &["--name", "Bob B"]);
     assert!(out.starts_with("added Bob B <bob@example.com> "), "{out}");
 }
 db_test!(users_add_names_the_user_by_email_or_given_name);
 
 async fn devices_can_be_assigned_listed_and_removed(db: Db) {
     let db = TestDb::new(db).await;
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "add",
-            "--email",
-            "ann@example.com",
-            "--phone",
-            "+4930123456",
-        ],
-    ));
+    users_add(&db, "ann@example.com", &["--phone", "+4930123456"]);
     let out = relay(
         &db,
         &["devices", "add", "tok-1", "--user", "nobody@example.com"],
@@ -203,8 +163,7 @@ async fn devices_can_be_assigned_listed_and_removed(db: Db) {
             "Ann's phone",
         ],
     ));
-    let list: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["devices", "list", "--json"]))).expect("json");
+    let list = relay_json(&db, &["devices", "list", "--json"]);
     assert_eq!(list.as_array().expect("list").len(), 1);
     assert_eq!(list[0]["token"], "tok-1");
     assert_eq!(list[0]["label"], "Ann's phone");
@@ -215,8 +174,7 @@ async fn devices_can_be_assigned_listed_and_removed(db: Db) {
             .starts_with('U')
     );
     ok(&relay(&db, &["devices", "remove", "tok-1"]));
-    let list: serde_json::Value =
-        serde_json::from_str(&ok(&relay(&db, &["devices", "list", "--json"]))).expect("json");
+    let list = relay_json(&db, &["devices", "list", "--json"]);
     assert_eq!(list.as_array().expect("list").len(), 0);
     let out = relay(&db, &["integrations", "list"]);
     assert!(out.status.success());
