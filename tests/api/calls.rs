@@ -184,15 +184,16 @@ async fn json_bodies_are_accepted_too(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
     app.add_user("alice@example.com", Some("+4930123456")).await;
-    let resp = app
-        .client
-        .post(app.url("/api/v1/make_call/"))
-        .header("Authorization", TOKEN)
-        .json(&serde_json::json!({"email": "Alice@Example.com", "message": "hi"}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        status_of(
+            app.client
+                .post(app.url("/api/v1/make_call/"))
+                .header("Authorization", TOKEN)
+                .json(&serde_json::json!({"email": "Alice@Example.com", "message": "hi"}))
+        )
+        .await,
+        200
+    );
     app.stop().await;
 }
 db_test!(json_bodies_are_accepted_too);

@@ -96,14 +96,15 @@ async fn bad_integration_requests_are_400_with_detail(db: Db) {
     .await;
     assert_eq!(status, 400);
     assert!(body["detail"].is_string());
-    let resp = app
-        .client
-        .post(app.url("/api/v1/integrations/"))
-        .body("type=formatted_webhook&name=x")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(
+        status_of(
+            app.client
+                .post(app.url("/api/v1/integrations/"))
+                .body("type=formatted_webhook&name=x")
+        )
+        .await,
+        403
+    );
     app.stop().await;
 }
 db_test!(bad_integration_requests_are_400_with_detail);
@@ -113,23 +114,15 @@ async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: Db) {
     let app = TestApp::spawn(settings(&db)).await;
     let created = create(&app).await;
     let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
-    let resp = app.client.get(app.url(&beat)).send().await.expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
-    let resp = app
-        .client
-        .post(app.url(&beat))
-        .body("{}")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
-    let resp = app
-        .client
-        .get(app.url(beat.trim_end_matches('/')))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(status_of(app.client.get(app.url(&beat))).await, 200);
+    assert_eq!(
+        status_of(app.client.post(app.url(&beat)).body("{}")).await,
+        200
+    );
+    assert_eq!(
+        status_of(app.client.get(app.url(beat.trim_end_matches('/')))).await,
+        200
+    );
     let (status, body) = json_of(
         app.client
             .get(app.url("/integrations/v1/formatted_webhook/not-a-real-token/heartbeat/"))

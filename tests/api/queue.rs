@@ -100,15 +100,17 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
     let addr = relay.addr.clone();
 
     add_alice_to(&db).await;
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/make_call"))
-        .header("Authorization", TOKEN)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("email=alice%40example.com&message=survive")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        status_of(
+            reqwest::Client::new()
+                .post(format!("http://{addr}/api/v1/make_call"))
+                .header("Authorization", TOKEN)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("email=alice%40example.com&message=survive")
+        )
+        .await,
+        200
+    );
 
     // The delivery is in flight (the fake holds it): kill the process now.
     wait_for(Duration::from_secs(10), || async {

@@ -418,3 +418,8 @@ pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard
         .finish();
     (buf, tracing::subscriber::set_default(subscriber))
 }
+
+/// The status of the answer to `req`.
+pub async fn status_of(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.expect("send").status().as_u16()
+}
