@@ -22,6 +22,12 @@ fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// `e` ended as `status` after these attempts (backend, outcome), in order.
+fn assert_ended(e: &NotificationRecord, status: &str, attempts: &[(&str, &str)]) {
+    assert_eq!(e.status, status);
+    assert_eq!(outcomes(e), attempts);
+}
+
 /// Alice sent `message` as `kind` (sms or call) over two webhooks routed in order, which
 /// answer every request with their status; the one named in `twice` gets two attempts.
 /// The app, the final event and the two webhooks.
@@ -120,16 +126,16 @@ async fn sms_falls_back_from_a_failing_gateway_once(db: Db) {
         "disk full",
     )
     .await;
-    assert_eq!(e.status, "delivered");
-    assert_eq!(e.backend.as_deref(), Some("chat"));
-    assert_eq!(
-        outcomes(&e),
-        [
+    assert_ended(
+        &e,
+        "delivered",
+        &[
             ("gateway", "retry"),
             ("gateway", "fallback"),
-            ("chat", "delivered")
-        ]
+            ("chat", "delivered"),
+        ],
     );
+    assert_eq!(e.backend.as_deref(), Some("chat"));
     assert_eq!(gateway.requests().len(), 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(chat.requests().len(), 1, "delivered once, not doubled");
@@ -148,16 +154,16 @@ async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: Db) {
         "ring",
     )
     .await;
-    assert_eq!(e.status, "failed");
-    assert_eq!(e.attempts, 3);
-    assert_eq!(
-        outcomes(&e),
-        [
+    assert_ended(
+        &e,
+        "failed",
+        &[
             ("first", "fallback"),
             ("second", "retry"),
-            ("second", "failed")
-        ]
+            ("second", "failed"),
+        ],
     );
+    assert_eq!(e.attempts, 3);
     assert_eq!(
         first.requests().len(),
         1,
