@@ -136,6 +136,20 @@ async fn spawn<B: Conformance>(db: &TestDb, fake: &B) -> (TestApp, User) {
     (app, alice)
 }
 
+/// Spawns an app on `s`, adds Alice with `contacts`, sends her `message` as an SMS and waits
+/// until it is final.
+pub async fn sms_to_alice(
+    s: Settings,
+    contacts: &[(&str, &str)],
+    message: &str,
+) -> (TestApp, Vec<NotificationRecord>) {
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts(ALICE, contacts).await;
+    app.send_ok(SMS, ALICE, message).await;
+    let events = app.wait_until_settled(1).await;
+    (app, events)
+}
+
 fn assert_error_names(error: &str, expected: &[&str], secrets: &[String]) {
     for part in expected {
         assert!(error.contains(part), "{part:?} not in {error:?}");

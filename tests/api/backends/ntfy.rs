@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
 
-use super::{CALL, Conformance, Message, SMS, refused, to_alice, to_bob};
+use super::{CALL, Conformance, Message, SMS, refused, sms_to_alice, to_alice, to_bob};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -47,11 +47,7 @@ async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
             ..server(&fake)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[]).await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "Störung auf db-1")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = sms_to_alice(s, &[], "Störung auf db-1").await;
     assert_eq!(events[0].status, "delivered");
     let r = &fake.requests()[0];
     assert_eq!(r.uri.path(), "/hook/team-alerts");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
 
-use super::{CALL, Conformance, Message, SMS, refused, to_alice, to_bob};
+use super::{CALL, Conformance, Message, SMS, refused, sms_to_alice, to_alice, to_bob};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -44,12 +44,7 @@ async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
     );
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[("slack", "C0GONE")])
-        .await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = sms_to_alice(s, &[("slack", "C0GONE")], "hello").await;
     let e = &events[0];
     assert_eq!(e.status, "failed");
     assert_eq!(e.attempts, 1);
@@ -71,11 +66,7 @@ async fn slack_ratelimited_is_retried(db: Db) {
     );
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[]).await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = sms_to_alice(s, &[], "hello").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
     assert_eq!(e.attempts, 2);
