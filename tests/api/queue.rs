@@ -93,8 +93,7 @@ db_test!(client_errors_fail_at_once_and_retries_stop_at_the_budget);
 
 async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(&[], Reply::Hang);
+    let fake = Fake::answering(Reply::Hang).await;
 
     let mut relay = RelayProcess::spawn(&db, &fake.url, "").await;
     let addr = relay.addr.clone();
@@ -257,8 +256,7 @@ db_test!(purge_removes_only_finished_notifications);
 
 async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(&[], Reply::Hang);
+    let fake = Fake::answering(Reply::Hang).await;
     let mut s = settings(&db);
     use_webhook(&mut s, &fake.url);
     if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =

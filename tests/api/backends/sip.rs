@@ -46,8 +46,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 async fn sip_endpoint_template_and_ari_suffix(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(&[], Reply::Json(200, CHANNEL));
+    let fake = Fake::answering(Reply::Json(200, CHANNEL)).await;
     let mut s = settings(&db);
     use_sip(
         &mut s,
@@ -103,9 +102,7 @@ impl Conformance for Row {
     const TRANSIENT_ERROR: &'static [&'static str] = &["500", "Allocation failed"];
 
     async fn start() -> Self {
-        let fake = Fake::start().await;
-        fake.script(&[], Reply::Json(200, CHANNEL));
-        Row(fake)
+        Row(Fake::answering(Reply::Json(200, CHANNEL)).await)
     }
     fn settings(&self) -> BackendSettings {
         BackendSettings::Sip(self.sip())

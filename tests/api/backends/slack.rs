@@ -37,11 +37,11 @@ fn web_api(fake: &Fake) -> SlackSettings {
 
 async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(
-        &[],
-        Reply::Json(200, r#"{"ok":false,"error":"channel_not_found"}"#),
-    );
+    let fake = Fake::answering(Reply::Json(
+        200,
+        r#"{"ok":false,"error":"channel_not_found"}"#,
+    ))
+    .await;
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
     let (app, events) = sms_to_alice(s, &[("slack", "C0GONE")], "hello").await;
@@ -170,9 +170,7 @@ impl Conformance for WebApi {
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
 
     async fn start() -> Self {
-        let fake = Fake::start().await;
-        fake.script(&[], Reply::Json(200, OK));
-        WebApi(fake)
+        WebApi(Fake::answering(Reply::Json(200, OK)).await)
     }
     fn settings(&self) -> BackendSettings {
         BackendSettings::Slack(web_api(&self.0))

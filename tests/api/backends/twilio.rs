@@ -46,8 +46,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(&[], Reply::Json(201, CREATED));
+    let fake = Fake::answering(Reply::Json(201, CREATED)).await;
     let mut s = settings(&db);
     use_twilio(
         &mut s,
@@ -116,9 +115,7 @@ impl Conformance for Row {
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
 
     async fn start() -> Self {
-        let fake = Fake::start().await;
-        fake.script(&[], Reply::Json(201, CREATED));
-        Row(fake)
+        Row(Fake::answering(Reply::Json(201, CREATED)).await)
     }
     fn settings(&self) -> BackendSettings {
         BackendSettings::Twilio(self.twilio())
