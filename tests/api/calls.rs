@@ -9,8 +9,7 @@ const SMS: &str = "Grafana OnCall: Alert group #2\"CPU high\" from stack: \"prod
 async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;
     let user = app
         .add_user("alice@example.com", Some("+49 30 123456"))
@@ -93,8 +92,7 @@ db_test!(user_without_phone_or_inactive_is_400_number_not_verified);
 
 async fn invalid_input_is_400_json_naming_the_field(db: Db) {
     let db = TestDb::new(db).await;
-    let app = TestApp::spawn(settings(&db)).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(settings(&db)).await;
     let cases: &[(&str, &str)] = &[
         ("email=not-an-email&message=hi", "email"),
         ("message=hi", "email"),
@@ -140,10 +138,8 @@ db_test!(invalid_input_is_400_json_naming_the_field);
 async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let s = webhook_settings(&db, &fake.url);
+    let app = TestApp::spawn_with_alice(s).await;
 
     let huge = format!(
         "email=alice%40example.com&message={}",
@@ -182,8 +178,7 @@ db_test!(one_mebibyte_body_is_413_json_and_16k_message_is_kept);
 
 async fn json_bodies_are_accepted_too(db: Db) {
     let db = TestDb::new(db).await;
-    let app = TestApp::spawn(settings(&db)).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(settings(&db)).await;
     assert_eq!(
         status_of(
             app.client
@@ -203,8 +198,7 @@ async fn accepted_means_committed_before_the_answer(db: Db) {
     let mut s = settings(&db);
     // No workers: the row must already be there, queued, when 200 arrives.
     s.queue.deliver = false;
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     let mut handles = Vec::new();
     for i in 0..50 {
         let client = app.client.clone();

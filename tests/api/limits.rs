@@ -59,8 +59,7 @@ db_test!(caps_answer_limit_exceeded_and_send_nothing);
 async fn a_repeat_within_the_window_is_recorded_not_delivered(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(&db, &fake.url);
     s.dedup.window = Duration::from_secs(30);
     let app = TestApp::spawn(s).await;
     app.add_user("a@example.com", Some("+4930123456")).await;
@@ -92,8 +91,7 @@ db_test!(a_repeat_within_the_window_is_recorded_not_delivered);
 async fn without_a_window_repeats_are_delivered(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;
     app.add_user("a@example.com", Some("+4930123456")).await;
     for _ in 0..2 {

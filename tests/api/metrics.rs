@@ -24,8 +24,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 
 async fn metrics_parse_and_count_what_happened(db: Db) {
     let db = TestDb::new(db).await;
-    let app = TestApp::spawn(settings(&db)).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(settings(&db)).await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "hi")
         .await;
     app.wait_until_settled(1).await;

@@ -13,8 +13,7 @@ async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
         &[Reply::Status(500), Reply::Status(503), Reply::Hang],
         Reply::Status(200),
     );
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(&db, &fake.url);
     if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
         s.plugin.backends.get_mut("hook")
     {
@@ -119,8 +118,7 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
     relay.kill().await;
 
     fake.script(&[], Reply::Status(200));
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
@@ -138,10 +136,8 @@ db_test!(a_notification_survives_the_process_being_killed_mid_delivery);
 async fn graceful_stop_drains_accepted_notifications(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
-    let app = TestApp::spawn(s.clone()).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let s = webhook_settings(&db, &fake.url);
+    let app = TestApp::spawn_with_alice(s.clone()).await;
     for i in 0..20 {
         app.send_ok("/api/v1/make_call", "alice@example.com", &format!("m{i}"))
             .await;
@@ -169,8 +165,7 @@ async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
     }
     let db = TestDb::new(Db::Postgres).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(&db, &fake.url);
     s.queue.concurrency = 8;
     s.queue.batch_size = 8;
     let a = TestApp::spawn(s.clone()).await;
@@ -223,10 +218,8 @@ async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
 async fn purge_removes_only_finished_notifications(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
-    let app = TestApp::spawn(s.clone()).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let mut s = webhook_settings(&db, &fake.url);
+    let app = TestApp::spawn_with_alice(s.clone()).await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "one")
         .await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "two")
@@ -257,8 +250,7 @@ db_test!(purge_removes_only_finished_notifications);
 async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::answering(Reply::Hang).await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(&db, &fake.url);
     if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
         s.plugin.backends.get_mut("hook")
     {
@@ -266,8 +258,7 @@ async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db)
     }
     s.queue.lease = Duration::from_secs(30);
     s.app.shutdown_grace = Duration::from_millis(500);
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "stuck")
         .await;
     wait_for(Duration::from_secs(10), || async {

@@ -190,8 +190,7 @@ fn a_route_to_an_unknown_backend_is_a_startup_error() {
 async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
     let db = TestDb::new(db).await;
     let (personal, default) = (Fake::start().await, Fake::start().await);
-    let mut s = settings(&db);
-    use_webhook(&mut s, &default.url);
+    let mut s = webhook_settings(&db, &default.url);
     s.plugin.backends.insert(
         "personal".into(),
         oncall_relay::config::BackendSettings::Webhook(oncall_relay::config::WebhookSettings {

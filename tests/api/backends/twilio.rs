@@ -55,8 +55,7 @@ async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
             ..twilio_settings(&fake)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     let message = "Grafana OnCall: alert group #7 firing, CPU above 95 percent on db-1, db-2 and db-3 for ten minutes; runbook at the usual place.";
     app.send_ok("/api/v1/send_sms", "alice@example.com", message)
         .await;

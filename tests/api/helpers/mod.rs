@@ -130,6 +130,13 @@ pub fn settings(db: &TestDb) -> Settings {
     s
 }
 
+/// The settings of `db`, delivering to a webhook backend named `hook` at `url`.
+pub fn webhook_settings(db: &TestDb, url: &str) -> Settings {
+    let mut s = settings(db);
+    use_webhook(&mut s, url);
+    s
+}
+
 /// Points delivery at a webhook backend named `hook`.
 pub fn use_webhook(s: &mut Settings, url: &str) {
     s.plugin.backend = "hook".into();
@@ -185,6 +192,13 @@ impl TestApp {
             shutdown,
             handle: Some(handle),
         }
+    }
+
+    /// Spawns an app on `settings` with Alice (+4930123456) as a user.
+    pub async fn spawn_with_alice(settings: Settings) -> TestApp {
+        let app = TestApp::spawn(settings).await;
+        app.add_user("alice@example.com", Some("+4930123456")).await;
+        app
     }
 
     /// Stops gracefully and waits until everything is drained.
@@ -389,8 +403,7 @@ pub async fn deliver_to_alice(
     path: &str,
     message: &str,
 ) -> (TestApp, Vec<NotificationRecord>) {
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     app.send_ok(path, "alice@example.com", message).await;
     let events = app.wait_until_settled(1).await;
     (app, events)
