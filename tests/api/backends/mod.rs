@@ -150,6 +150,19 @@ pub async fn sms_to_alice(
     (app, events)
 }
 
+/// Every request is a POST to `path` (when given) with these headers.
+pub fn assert_each_post(requests: &[Recorded], path: Option<&str>, headers: &[(&str, &str)]) {
+    for r in requests {
+        assert_eq!(r.method, "POST");
+        if let Some(path) = path {
+            assert_eq!(r.uri.path(), path);
+        }
+        for (name, value) in headers {
+            assert_eq!(r.headers[*name], *value, "{name}");
+        }
+    }
+}
+
 fn assert_error_names(error: &str, expected: &[&str], secrets: &[String]) {
     for part in expected {
         assert!(error.contains(part), "{part:?} not in {error:?}");

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
 
-use super::{CALL, Conformance, Message, SMS, refused, sms_to_alice, to_alice, to_bob};
+use super::{
+    CALL, Conformance, Message, SMS, assert_each_post, refused, sms_to_alice, to_alice, to_bob,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -186,12 +188,14 @@ impl Conformance for WebApi {
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
-        for r in &requests {
-            assert_eq!(r.method, "POST");
-            assert_eq!(r.uri.path(), "/hook/chat.postMessage");
-            assert_eq!(r.headers["authorization"], "Bearer xoxb-test-token");
-            assert_eq!(r.headers["content-type"], "application/json");
-        }
+        assert_each_post(
+            &requests,
+            Some("/hook/chat.postMessage"),
+            &[
+                ("authorization", "Bearer xoxb-test-token"),
+                ("content-type", "application/json"),
+            ],
+        );
         assert_eq!(
             requests[0].json(),
             serde_json::json!({"channel": "U0ALICE", "text": "for alice"})

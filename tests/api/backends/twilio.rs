@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TwilioSettings};
 
-use super::{CALL, Conformance, Message, SMS, refused, to_alice};
+use super::{CALL, Conformance, Message, SMS, assert_each_post, refused, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -142,14 +142,14 @@ impl Conformance for Row {
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
-        for r in &requests {
-            assert_eq!(r.method, "POST");
-            assert_eq!(r.headers["authorization"], AUTH);
-            assert_eq!(
-                r.headers["content-type"],
-                "application/x-www-form-urlencoded"
-            );
-        }
+        assert_each_post(
+            &requests,
+            None,
+            &[
+                ("authorization", AUTH),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+        );
         let (sms, call) = (&requests[0], &requests[1]);
         assert_eq!(
             sms.uri.path(),
