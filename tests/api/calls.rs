@@ -16,13 +16,7 @@ async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
         .await;
 
     for (path, message) in [("/api/v1/make_call", CALL), ("/api/v1/send_sms/", SMS)] {
-        let resp = app
-            .post_fields(
-                path,
-                &[("email", "alice@example.com"), ("message", message)],
-            )
-            .await;
-        let (status, body) = json_of(resp).await;
+        let (status, body) = app.send(path, "alice@example.com", message).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(body, serde_json::json!({}));
     }
@@ -50,10 +44,7 @@ async fn unknown_user_is_404_user_not_found(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
     for path in ["/api/v1/make_call", "/api/v1/send_sms"] {
-        let resp = app
-            .post_fields(path, &[("email", "ghost@example.com"), ("message", "hi")])
-            .await;
-        let (status, body) = json_of(resp).await;
+        let (status, body) = app.send(path, "ghost@example.com", "hi").await;
         assert_eq!(status, 404, "{path}");
         assert_eq!(body, serde_json::json!({"error": "user-not-found"}));
     }
@@ -77,10 +68,7 @@ async fn user_without_phone_or_inactive_is_400_number_not_verified(db: Db) {
         .expect("add");
     for email in ["nophone@example.com", "GONE@example.com"] {
         for path in ["/api/v1/make_call/", "/api/v1/send_sms"] {
-            let resp = app
-                .post_fields(path, &[("email", email), ("message", "hi")])
-                .await;
-            let (status, body) = json_of(resp).await;
+            let (status, body) = app.send(path, email, "hi").await;
             assert_eq!(status, 400, "{path} {email}");
             assert_eq!(body, serde_json::json!({"error": "number-not-verified"}));
         }

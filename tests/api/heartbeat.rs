@@ -76,24 +76,20 @@ fn urlencode(s: &str) -> String {
 async fn bad_integration_requests_are_400_with_detail(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
-    let (status, body) = json_of(
-        app.post_fields(
+    let (status, body) = app
+        .post_fields_json(
             "/api/v1/integrations/",
             &[("type", "alertmanager"), ("name", "x")],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, 400);
     assert_eq!(
         body,
         serde_json::json!({"detail": "Invalid integration type"})
     );
-    let (status, body) = json_of(
-        app.post_fields("/api/v1/integrations/", &[("type", "formatted_webhook")])
-            .await,
-    )
-    .await;
+    let (status, body) = app
+        .post_fields_json("/api/v1/integrations/", &[("type", "formatted_webhook")])
+        .await;
     assert_eq!(status, 400);
     assert!(body["detail"].is_string());
     assert_eq!(
@@ -173,14 +169,12 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
         .await;
 
     // A never-beaten integration raises nothing.
-    let (_, quiet) = json_of(
-        app.post_fields(
+    let (_, quiet) = app
+        .post_fields_json(
             "/api/v1/integrations/",
             &[("type", "formatted_webhook"), ("name", "never beats")],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert!(quiet["id"].is_string());
     let created = create(&app).await;
     let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));

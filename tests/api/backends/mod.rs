@@ -163,6 +163,13 @@ pub fn assert_each_post(requests: &[Recorded], path: Option<&str>, headers: &[(&
     }
 }
 
+/// Owned key-value pairs, to compare with a decoded form or query.
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn assert_error_names(error: &str, expected: &[&str], secrets: &[String]) {
     for part in expected {
         assert!(error.contains(part), "{part:?} not in {error:?}");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SipSettings};
 
-use super::{CALL, Conformance, Message, refused, to_alice};
+use super::{CALL, Conformance, Message, pairs, refused, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -36,12 +36,6 @@ fn use_sip(s: &mut Settings, t: SipSettings) {
 
 fn query(r: &Recorded) -> Vec<(String, String)> {
     serde_urlencoded::from_str(r.uri.query().unwrap_or("")).expect("query")
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 async fn sip_endpoint_template_and_ari_suffix(db: Db) {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TwilioSettings};
 
-use super::{CALL, Conformance, Message, SMS, assert_each_post, refused, to_alice};
+use super::{CALL, Conformance, Message, SMS, assert_each_post, pairs, refused, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -36,12 +36,6 @@ fn use_twilio(s: &mut Settings, t: TwilioSettings) {
 
 fn form(r: &Recorded) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes(&r.body).expect("form body")
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {

@@ -264,6 +264,21 @@ impl TestApp {
         self.post_form(path, &body).await
     }
 
+    /// Status and JSON body of a form post with `fields`.
+    pub async fn post_fields_json(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        json_of(self.post_fields(path, fields).await).await
+    }
+
+    /// Status and JSON body of a make_call/send_sms form for `email`, whatever the answer.
+    pub async fn send(&self, path: &str, email: &str, message: &str) -> (u16, serde_json::Value) {
+        self.post_fields_json(path, &[("email", email), ("message", message)])
+            .await
+    }
+
     pub async fn add_user(&self, email: &str, phone: Option<&str>) -> User {
         self.directory
             .add(NewUser {
