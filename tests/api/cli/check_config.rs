@@ -1,6 +1,14 @@
 //! `check-config` and `config`: configuration errors named, secrets hidden.
 
+use std::process::Output;
+
 use super::{relay_in, relay_in_without_token, write_config};
+
+/// `check-config` on `yaml`, written to a file in `dir`, with no token in the environment.
+fn check_config(dir: &tempfile::TempDir, yaml: &str) -> Output {
+    let config = write_config(dir, yaml);
+    relay_in_without_token(dir.path(), ["--config", &config, "check-config"])
+}
 
 #[test]
 fn unknown_option_is_a_startup_error_naming_it() {
@@ -19,17 +27,15 @@ fn unknown_option_is_a_startup_error_naming_it() {
 #[test]
 fn check_config_reports_a_broken_template_and_passes_a_good_file() {
     let dir = tempfile::tempdir().expect("dir");
-    let run = |yaml: &str| {
-        let config = write_config(&dir, yaml);
-        relay_in(dir.path(), ["--config", &config, "check-config"])
-    };
-    let out = run(
+    let out = check_config(
+        &dir,
         "app:\n  auth_token: x\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n      body: '{{ phone '\n",
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("gw") && err.contains("body"), "{err}");
-    let out = run(
+    let out = check_config(
+        &dir,
         "app:\n  auth_token: x\nplugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n  routes:\n    sms:\n      - backend: gw\n",
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -48,13 +54,12 @@ fn check_config_reports_a_broken_template_and_passes_a_good_file() {
 fn check_config_warns_about_a_shell_running_a_templated_script() {
     let dir = tempfile::tempdir().expect("dir");
     let run = |args: &str| {
-        let config = write_config(
+        let out = check_config(
             &dir,
             &format!(
                 "app:\n  auth_token: x\nplugin:\n  backend: script\n  backends:\n    script:\n      type: exec\n      command: sh\n      args: {args}\n"
             ),
         );
-        let out = relay_in(dir.path(), ["--config", &config, "check-config"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let unsafe_form = run(r#"["-c", "send --text '{{ message }}'"]"#);
@@ -87,10 +92,6 @@ fn config_command_hides_every_secret() {
 #[test]
 fn check_config_fails_for_whatever_stops_serve() {
     let dir = tempfile::tempdir().expect("dir");
-    let run = |yaml: &str| {
-        let config = write_config(&dir, yaml);
-        relay_in_without_token(dir.path(), ["--config", &config, "check-config"])
-    };
     for (yaml, reason) in [
         ("app:\n  log_level: info\n", "app.auth_token"),
         (
@@ -106,14 +107,14 @@ fn check_config_fails_for_whatever_stops_serve() {
             "callback_url",
         ),
     ] {
-        let out = run(yaml);
+        let out = check_config(&dir, yaml);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{yaml}: {stdout}");
         assert!(!stdout.contains("configuration OK"), "{yaml}: {stdout}");
         assert!(stderr.contains(reason), "{yaml}: {stderr}");
     }
-    let out = run("app:\n  allow_any_token: true\n");
+    let out = check_config(&dir, "app:\n  allow_any_token: true\n");
     assert!(
         out.status.success(),
         "allow_any_token starts without a token"
