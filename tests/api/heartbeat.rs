@@ -240,10 +240,9 @@ db_test!(watchdog_alerts_once_when_silent_and_once_when_restored);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_announce_each_transition_once_on_postgres() {
-    if skip_postgres() {
+    let Some(db) = postgres_test_db().await else {
         return;
-    }
-    let db = TestDb::new(Db::Postgres).await;
+    };
     let fake = Fake::start().await;
     let mut s = watchdog_settings(&db, &fake);
     s.heartbeat.check_interval = Duration::from_millis(20);

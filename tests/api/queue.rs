@@ -160,10 +160,9 @@ db_test!(graceful_stop_drains_accepted_notifications);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
-    if skip_postgres() {
+    let Some(db) = postgres_test_db().await else {
         return;
-    }
-    let db = TestDb::new(Db::Postgres).await;
+    };
     let fake = Fake::start().await;
     let mut s = webhook_settings(&db, &fake.url);
     s.queue.concurrency = 8;

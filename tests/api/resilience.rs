@@ -55,10 +55,9 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_gives_quick_503s_and_recovers_without_restart_on_postgres() {
-    if skip_postgres() {
+    let Some(db) = postgres_test_db().await else {
         return;
-    }
-    let db = TestDb::new(Db::Postgres).await;
+    };
     let proxy = Proxy::start(pg_address().leak()).await;
     let mut s = settings(&db);
     // The same database, through the proxy.

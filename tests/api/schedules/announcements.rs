@@ -94,10 +94,9 @@ db_test!(changes_are_announced_once_and_restarts_are_quiet);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_announce_each_change_once_on_postgres() {
-    if skip_postgres() {
+    let Some(db) = postgres_test_db().await else {
         return;
-    }
-    let db = TestDb::new(Db::Postgres).await;
+    };
     let hook = Fake::start().await;
     let callback = Fake::start().await;
     let cal = CalendarServer::start(calendar(&["alice"])).await;
