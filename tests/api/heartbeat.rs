@@ -134,8 +134,7 @@ async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: Db) {
 db_test!(heartbeat_link_needs_no_token_and_unknown_links_are_403);
 
 fn watchdog_settings(db: &TestDb, fake: &Fake) -> oncall_relay::config::Settings {
-    let mut s = settings(db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(db, &fake.url);
     s.heartbeat.timeout = Duration::from_millis(800);
     s.heartbeat.check_interval = Duration::from_millis(100);
     s

@@ -106,8 +106,7 @@ pub(crate) fn calendar(who: &[&str]) -> String {
 }
 
 fn test_settings(db: &TestDb, hook: &Fake) -> Settings {
-    let mut s = settings(db);
-    use_webhook(&mut s, &hook.url);
+    let mut s = webhook_settings(db, &hook.url);
     s.grafana.oncall.schedule_poll_interval = Duration::from_millis(100);
     s
 }
