@@ -9,21 +9,14 @@ const SMS: &str = "Grafana OnCall: Alert group #2\"CPU high\" from stack: \"prod
 async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;
     let user = app
         .add_user("alice@example.com", Some("+49 30 123456"))
         .await;
 
     for (path, message) in [("/api/v1/make_call", CALL), ("/api/v1/send_sms/", SMS)] {
-        let resp = app
-            .post_fields(
-                path,
-                &[("email", "alice@example.com"), ("message", message)],
-            )
-            .await;
-        let (status, body) = json_of(resp).await;
+        let (status, body) = app.send(path, "alice@example.com", message).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(body, serde_json::json!({}));
     }
@@ -51,10 +44,7 @@ async fn unknown_user_is_404_user_not_found(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
     for path in ["/api/v1/make_call", "/api/v1/send_sms"] {
-        let resp = app
-            .post_fields(path, &[("email", "ghost@example.com"), ("message", "hi")])
-            .await;
-        let (status, body) = json_of(resp).await;
+        let (status, body) = app.send(path, "ghost@example.com", "hi").await;
         assert_eq!(status, 404, "{path}");
         assert_eq!(body, serde_json::json!({"error": "user-not-found"}));
     }
@@ -78,10 +68,7 @@ async fn user_without_phone_or_inactive_is_400_number_not_verified(db: Db) {
         .expect("add");
     for email in ["nophone@example.com", "GONE@example.com"] {
         for path in ["/api/v1/make_call/", "/api/v1/send_sms"] {
-            let resp = app
-                .post_fields(path, &[("email", email), ("message", "hi")])
-                .await;
-            let (status, body) = json_of(resp).await;
+            let (status, body) = app.send(path, email, "hi").await;
             assert_eq!(status, 400, "{path} {email}");
             assert_eq!(body, serde_json::json!({"error": "number-not-verified"}));
         }
@@ -93,8 +80,7 @@ db_test!(user_without_phone_or_inactive_is_400_number_not_verified);
 
 async fn invalid_input_is_400_json_naming_the_field(db: Db) {
     let db = TestDb::new(db).await;
-    let app = TestApp::spawn(settings(&db)).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(settings(&db)).await;
     let cases: &[(&str, &str)] = &[
         ("email=not-an-email&message=hi", "email"),
         ("message=hi", "email"),
@@ -140,10 +126,8 @@ db_test!(invalid_input_is_400_json_naming_the_field);
 async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let s = webhook_settings(&db, &fake.url);
+    let app = TestApp::spawn_with_alice(s).await;
 
     let huge = format!(
         "email=alice%40example.com&message={}",
@@ -182,17 +166,17 @@ db_test!(one_mebibyte_body_is_413_json_and_16k_message_is_kept);
 
 async fn json_bodies_are_accepted_too(db: Db) {
     let db = TestDb::new(db).await;
-    let app = TestApp::spawn(settings(&db)).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
-    let resp = app
-        .client
-        .post(app.url("/api/v1/make_call/"))
-        .header("Authorization", TOKEN)
-        .json(&serde_json::json!({"email": "Alice@Example.com", "message": "hi"}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    let app = TestApp::spawn_with_alice(settings(&db)).await;
+    assert_eq!(
+        status_of(
+            app.client
+                .post(app.url("/api/v1/make_call/"))
+                .header("Authorization", TOKEN)
+                .json(&serde_json::json!({"email": "Alice@Example.com", "message": "hi"}))
+        )
+        .await,
+        200
+    );
     app.stop().await;
 }
 db_test!(json_bodies_are_accepted_too);
@@ -202,8 +186,7 @@ async fn accepted_means_committed_before_the_answer(db: Db) {
     let mut s = settings(&db);
     // No workers: the row must already be there, queued, when 200 arrives.
     s.queue.deliver = false;
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     let mut handles = Vec::new();
     for i in 0..50 {
         let client = app.client.clone();

@@ -76,34 +76,31 @@ fn urlencode(s: &str) -> String {
 async fn bad_integration_requests_are_400_with_detail(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
-    let (status, body) = json_of(
-        app.post_fields(
+    let (status, body) = app
+        .post_fields_json(
             "/api/v1/integrations/",
             &[("type", "alertmanager"), ("name", "x")],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(status, 400);
     assert_eq!(
         body,
         serde_json::json!({"detail": "Invalid integration type"})
     );
-    let (status, body) = json_of(
-        app.post_fields("/api/v1/integrations/", &[("type", "formatted_webhook")])
-            .await,
-    )
-    .await;
+    let (status, body) = app
+        .post_fields_json("/api/v1/integrations/", &[("type", "formatted_webhook")])
+        .await;
     assert_eq!(status, 400);
     assert!(body["detail"].is_string());
-    let resp = app
-        .client
-        .post(app.url("/api/v1/integrations/"))
-        .body("type=formatted_webhook&name=x")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(
+        status_of(
+            app.client
+                .post(app.url("/api/v1/integrations/"))
+                .body("type=formatted_webhook&name=x")
+        )
+        .await,
+        403
+    );
     app.stop().await;
 }
 db_test!(bad_integration_requests_are_400_with_detail);
@@ -113,23 +110,15 @@ async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: Db) {
     let app = TestApp::spawn(settings(&db)).await;
     let created = create(&app).await;
     let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
-    let resp = app.client.get(app.url(&beat)).send().await.expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
-    let resp = app
-        .client
-        .post(app.url(&beat))
-        .body("{}")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
-    let resp = app
-        .client
-        .get(app.url(beat.trim_end_matches('/')))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(status_of(app.client.get(app.url(&beat))).await, 200);
+    assert_eq!(
+        status_of(app.client.post(app.url(&beat)).body("{}")).await,
+        200
+    );
+    assert_eq!(
+        status_of(app.client.get(app.url(beat.trim_end_matches('/')))).await,
+        200
+    );
     let (status, body) = json_of(
         app.client
             .get(app.url("/integrations/v1/formatted_webhook/not-a-real-token/heartbeat/"))
@@ -145,8 +134,7 @@ async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: Db) {
 db_test!(heartbeat_link_needs_no_token_and_unknown_links_are_403);
 
 fn watchdog_settings(db: &TestDb, fake: &Fake) -> oncall_relay::config::Settings {
-    let mut s = settings(db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(db, &fake.url);
     s.heartbeat.timeout = Duration::from_millis(800);
     s.heartbeat.check_interval = Duration::from_millis(100);
     s
@@ -180,14 +168,12 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
         .await;
 
     // A never-beaten integration raises nothing.
-    let (_, quiet) = json_of(
-        app.post_fields(
+    let (_, quiet) = app
+        .post_fields_json(
             "/api/v1/integrations/",
             &[("type", "formatted_webhook"), ("name", "never beats")],
         )
-        .await,
-    )
-    .await;
+        .await;
     assert!(quiet["id"].is_string());
     let created = create(&app).await;
     let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
@@ -253,10 +239,9 @@ db_test!(watchdog_alerts_once_when_silent_and_once_when_restored);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_announce_each_transition_once_on_postgres() {
-    if skip_postgres() {
+    let Some(db) = postgres_test_db().await else {
         return;
-    }
-    let db = TestDb::new(Db::Postgres).await;
+    };
     let fake = Fake::start().await;
     let mut s = watchdog_settings(&db, &fake);
     s.heartbeat.check_interval = Duration::from_millis(20);

@@ -35,14 +35,16 @@ async fn bad_or_missing_token_is_403_invalid_token(db: Db) {
         } else {
             "POST"
         };
-        let resp = app
-            .client
-            .request(method.parse().expect("method"), app.url(path))
-            .header("Authorization", "nope")
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(resp.status().as_u16(), 403, "{path}");
+        assert_eq!(
+            status_of(
+                app.client
+                    .request(method.parse().expect("method"), app.url(path))
+                    .header("Authorization", "nope")
+            )
+            .await,
+            403,
+            "{path}"
+        );
     }
     app.stop().await;
 }
@@ -58,14 +60,15 @@ async fn raw_uppercase_authorization_header_and_bearer_are_accepted(db: Db) {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#"{"url":"http://relay/"}"#), "{answer}");
-    let resp = app
-        .client
-        .get(app.url("/api/v1/info"))
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        status_of(
+            app.client
+                .get(app.url("/api/v1/info"))
+                .header("Authorization", format!("Bearer {TOKEN}"))
+        )
+        .await,
+        200
+    );
     app.stop().await;
 }
 db_test!(raw_uppercase_authorization_header_and_bearer_are_accepted);
@@ -129,20 +132,8 @@ async fn oncall_ui_links_get_a_page_not_a_404(db: Db) {
         let text = resp.text().await.expect("text");
         assert!(text.contains("oncall-relay users"), "{path}");
     }
-    let resp = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
-    let resp = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(status_of(app.client.get(app.url("/healthz"))).await, 200);
+    assert_eq!(status_of(app.client.get(app.url("/readyz"))).await, 200);
     app.stop().await;
 }
 db_test!(oncall_ui_links_get_a_page_not_a_404);
@@ -153,14 +144,15 @@ async fn allow_any_token_accepts_anything_only_without_configured_tokens(db: Db)
     s.app.auth_token = oncall_relay::config::Tokens(vec![]);
     s.app.allow_any_token = true;
     let app = TestApp::spawn(s).await;
-    let resp = app
-        .client
-        .get(app.url("/api/v1/info/"))
-        .header("Authorization", "whatever")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        status_of(
+            app.client
+                .get(app.url("/api/v1/info/"))
+                .header("Authorization", "whatever")
+        )
+        .await,
+        200
+    );
     app.stop().await;
 
     let mut s = settings(&db);

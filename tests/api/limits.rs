@@ -5,14 +5,6 @@ use std::time::Duration;
 use crate::db_test;
 use crate::helpers::*;
 
-async fn send(app: &TestApp, path: &str, email: &str, message: &str) -> (u16, serde_json::Value) {
-    json_of(
-        app.post_fields(path, &[("email", email), ("message", message)])
-            .await,
-    )
-    .await
-}
-
 async fn caps_answer_limit_exceeded_and_send_nothing(db: Db) {
     let db = TestDb::new(db).await;
     let mut s = settings(&db);
@@ -24,25 +16,23 @@ async fn caps_answer_limit_exceeded_and_send_nothing(db: Db) {
     app.add_user("b@example.com", Some("+4930123457")).await;
 
     for i in 0..2 {
-        let (status, _) = send(
-            &app,
-            "/api/v1/make_call",
-            "a@example.com",
-            &format!("call {i}"),
-        )
-        .await;
+        let (status, _) = app
+            .send("/api/v1/make_call", "a@example.com", &format!("call {i}"))
+            .await;
         assert_eq!(status, 200);
     }
-    let (status, body) = send(&app, "/api/v1/make_call", "a@example.com", "call 3").await;
+    let (status, body) = app
+        .send("/api/v1/make_call", "a@example.com", "call 3")
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body, serde_json::json!({"error": "limit-exceeded"}));
     // SMS has no cap.
-    let (status, _) = send(&app, "/api/v1/send_sms", "a@example.com", "sms").await;
+    let (status, _) = app.send("/api/v1/send_sms", "a@example.com", "sms").await;
     assert_eq!(status, 200);
     // Another user is under their own cap, until the installation's total is reached.
-    let (status, _) = send(&app, "/api/v1/make_call", "b@example.com", "b 1").await;
+    let (status, _) = app.send("/api/v1/make_call", "b@example.com", "b 1").await;
     assert_eq!(status, 200);
-    let (status, body) = send(&app, "/api/v1/make_call", "b@example.com", "b 2").await;
+    let (status, body) = app.send("/api/v1/make_call", "b@example.com", "b 2").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "limit-exceeded");
     let calls = app
@@ -59,18 +49,19 @@ db_test!(caps_answer_limit_exceeded_and_send_nothing);
 async fn a_repeat_within_the_window_is_recorded_not_delivered(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(&db, &fake.url);
     s.dedup.window = Duration::from_secs(30);
     let app = TestApp::spawn(s).await;
     app.add_user("a@example.com", Some("+4930123456")).await;
     for message in ["disk full", "disk full", "disk fuller"] {
-        let (status, body) = send(&app, "/api/v1/send_sms", "a@example.com", message).await;
+        let (status, body) = app.send("/api/v1/send_sms", "a@example.com", message).await;
         assert_eq!(status, 200);
         assert_eq!(body, serde_json::json!({}));
     }
     // The same text as a call is not a duplicate of the SMS.
-    let (status, _) = send(&app, "/api/v1/make_call", "a@example.com", "disk full").await;
+    let (status, _) = app
+        .send("/api/v1/make_call", "a@example.com", "disk full")
+        .await;
     assert_eq!(status, 200);
     let events = app.wait_until_settled(4).await;
     let duplicates: Vec<_> = events.iter().filter(|e| e.status == "duplicate").collect();
@@ -92,12 +83,13 @@ db_test!(a_repeat_within_the_window_is_recorded_not_delivered);
 async fn without_a_window_repeats_are_delivered(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;
     app.add_user("a@example.com", Some("+4930123456")).await;
     for _ in 0..2 {
-        let (status, _) = send(&app, "/api/v1/make_call", "a@example.com", "again").await;
+        let (status, _) = app
+            .send("/api/v1/make_call", "a@example.com", "again")
+            .await;
         assert_eq!(status, 200);
     }
     let events = app.wait_until_settled(2).await;

@@ -24,22 +24,19 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 
 async fn metrics_parse_and_count_what_happened(db: Db) {
     let db = TestDb::new(db).await;
-    let app = TestApp::spawn(settings(&db)).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(settings(&db)).await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "hi")
         .await;
     app.wait_until_settled(1).await;
-    let (_, created) = json_of(
-        app.post_fields(
+    let (_, created) = app
+        .post_fields_json(
             "/api/v1/integrations/",
             &[
                 ("type", "formatted_webhook"),
                 ("name", "OnCall Cloud Heartbeat http://e"),
             ],
         )
-        .await,
-    )
-    .await;
+        .await;
     let link = created["heartbeat"]["link"]
         .as_str()
         .expect("link")
@@ -225,17 +222,15 @@ async fn metrics_write_each_family_once(db: Db) {
     }
     let app = TestApp::spawn(s).await;
     for instance in ["http://a", "http://b"] {
-        let (status, created) = json_of(
-            app.post_fields(
+        let (status, created) = app
+            .post_fields_json(
                 "/api/v1/integrations/",
                 &[
                     ("type", "formatted_webhook"),
                     ("name", &format!("OnCall Cloud Heartbeat {instance}")),
                 ],
             )
-            .await,
-        )
-        .await;
+            .await;
         assert_eq!(status, 201);
         let link = created["heartbeat"]["link"].as_str().expect("link");
         let path = link.split_once("://").expect("url").1;

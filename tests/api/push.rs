@@ -152,14 +152,16 @@ async fn malformed_pushes_are_400_json(db: Db) {
         assert_eq!(status, 400, "{raw:?}");
         assert!(body["detail"].is_string());
     }
-    let resp = app
-        .client
-        .post(app.url("/mobile_app/v1/fcm_relay"))
-        .json(&firebase_message("t"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 403, "token required");
+    assert_eq!(
+        status_of(
+            app.client
+                .post(app.url("/mobile_app/v1/fcm_relay"))
+                .json(&firebase_message("t"))
+        )
+        .await,
+        403,
+        "token required"
+    );
     assert!(app.events().await.is_empty());
     app.stop().await;
 }

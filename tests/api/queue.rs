@@ -13,8 +13,7 @@ async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
         &[Reply::Status(500), Reply::Status(503), Reply::Hang],
         Reply::Status(200),
     );
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(&db, &fake.url);
     if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
         s.plugin.backends.get_mut("hook")
     {
@@ -93,22 +92,23 @@ db_test!(client_errors_fail_at_once_and_retries_stop_at_the_budget);
 
 async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(&[], Reply::Hang);
+    let fake = Fake::answering(Reply::Hang).await;
 
     let mut relay = RelayProcess::spawn(&db, &fake.url, "").await;
     let addr = relay.addr.clone();
 
     add_alice_to(&db).await;
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/make_call"))
-        .header("Authorization", TOKEN)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("email=alice%40example.com&message=survive")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        status_of(
+            reqwest::Client::new()
+                .post(format!("http://{addr}/api/v1/make_call"))
+                .header("Authorization", TOKEN)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("email=alice%40example.com&message=survive")
+        )
+        .await,
+        200
+    );
 
     // The delivery is in flight (the fake holds it): kill the process now.
     wait_for(Duration::from_secs(10), || async {
@@ -118,8 +118,7 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
     relay.kill().await;
 
     fake.script(&[], Reply::Status(200));
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
@@ -137,10 +136,8 @@ db_test!(a_notification_survives_the_process_being_killed_mid_delivery);
 async fn graceful_stop_drains_accepted_notifications(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
-    let app = TestApp::spawn(s.clone()).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let s = webhook_settings(&db, &fake.url);
+    let app = TestApp::spawn_with_alice(s.clone()).await;
     for i in 0..20 {
         app.send_ok("/api/v1/make_call", "alice@example.com", &format!("m{i}"))
             .await;
@@ -163,13 +160,11 @@ db_test!(graceful_stop_drains_accepted_notifications);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
-    if skip_postgres() {
+    let Some(db) = postgres_test_db().await else {
         return;
-    }
-    let db = TestDb::new(Db::Postgres).await;
+    };
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let mut s = webhook_settings(&db, &fake.url);
     s.queue.concurrency = 8;
     s.queue.batch_size = 8;
     let a = TestApp::spawn(s.clone()).await;
@@ -222,10 +217,8 @@ async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
 async fn purge_removes_only_finished_notifications(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
-    let app = TestApp::spawn(s.clone()).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let mut s = webhook_settings(&db, &fake.url);
+    let app = TestApp::spawn_with_alice(s.clone()).await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "one")
         .await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "two")
@@ -255,10 +248,8 @@ db_test!(purge_removes_only_finished_notifications);
 
 async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(&[], Reply::Hang);
-    let mut s = settings(&db);
-    use_webhook(&mut s, &fake.url);
+    let fake = Fake::answering(Reply::Hang).await;
+    let mut s = webhook_settings(&db, &fake.url);
     if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
         s.plugin.backends.get_mut("hook")
     {
@@ -266,8 +257,7 @@ async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db)
     }
     s.queue.lease = Duration::from_secs(30);
     s.app.shutdown_grace = Duration::from_millis(500);
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "stuck")
         .await;
     wait_for(Duration::from_secs(10), || async {

@@ -9,10 +9,9 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_replica_mid_way_loses_nothing_on_postgres() {
-    if skip_postgres() {
+    let Some(db) = postgres_test_db().await else {
         return;
-    }
-    let db = TestDb::new(Db::Postgres).await;
+    };
     let fake = Fake::start().await;
     let mut a = RelayProcess::spawn(&db, &fake.url, "").await;
     let b = RelayProcess::spawn(&db, &fake.url, "").await;

@@ -55,10 +55,9 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_gives_quick_503s_and_recovers_without_restart_on_postgres() {
-    if skip_postgres() {
+    let Some(db) = postgres_test_db().await else {
         return;
-    }
-    let db = TestDb::new(Db::Postgres).await;
+    };
     let proxy = Proxy::start(pg_address().leak()).await;
     let mut s = settings(&db);
     // The same database, through the proxy.
@@ -70,8 +69,7 @@ async fn database_outage_gives_quick_503s_and_recovers_without_restart_on_postgr
     s.db.timeout = Duration::from_secs(1);
     // A claim whose answer was lost in the outage is taken over when its lease ends.
     s.queue.lease = Duration::from_secs(2);
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     let call = || {
         app.post_fields(
             "/api/v1/make_call",

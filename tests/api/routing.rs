@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use oncall_relay::config::{RouteSettings, Settings};
+use oncall_relay::config::RouteSettings;
 
 use crate::db_test;
 use crate::helpers::*;
@@ -22,10 +22,27 @@ fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// Two webhooks routed for `kind` in order; the one named in `twice` gets two attempts.
-fn two_step_route(s: &mut Settings, kind: &str, steps: [(&str, &Fake); 2], twice: &str) {
-    for (name, fake) in steps {
-        add_webhook(s, name, &fake.url);
+/// `e` ended as `status` after these attempts (backend, outcome), in order.
+fn assert_ended(e: &NotificationRecord, status: &str, attempts: &[(&str, &str)]) {
+    assert_eq!(e.status, status);
+    assert_eq!(outcomes(e), attempts);
+}
+
+/// Alice sent `message` as `kind` (sms or call) over two webhooks routed in order, which
+/// answer every request with their status; the one named in `twice` gets two attempts.
+/// The app, the final event and the two webhooks.
+async fn deliver_over_two_steps(
+    db: &TestDb,
+    kind: &str,
+    steps: [(&str, u16); 2],
+    twice: &str,
+    message: &str,
+) -> (TestApp, NotificationRecord, [Fake; 2]) {
+    let fakes = [Fake::start().await, Fake::start().await];
+    let mut s = settings(db);
+    for ((name, status), fake) in steps.iter().zip(&fakes) {
+        fake.script(&[], Reply::Status(*status));
+        add_webhook(&mut s, name, &fake.url);
     }
     let route = steps
         .iter()
@@ -35,6 +52,14 @@ fn two_step_route(s: &mut Settings, kind: &str, steps: [(&str, &Fake); 2], twice
         })
         .collect();
     s.plugin.routes.insert(kind.into(), route);
+    let path = if kind == "sms" {
+        "/api/v1/send_sms"
+    } else {
+        "/api/v1/make_call"
+    };
+    let (app, events) = deliver_to_alice(s, path, message).await;
+    let event = events.into_iter().next().expect("event");
+    (app, event, fakes)
 }
 
 async fn calls_for_admins_take_their_own_route(db: Db) {
@@ -93,27 +118,24 @@ db_test!(calls_for_admins_take_their_own_route);
 
 async fn sms_falls_back_from_a_failing_gateway_once(db: Db) {
     let db = TestDb::new(db).await;
-    let (gateway, chat) = (Fake::start().await, Fake::start().await);
-    gateway.script(&[], Reply::Status(503));
-    let mut s = settings(&db);
-    two_step_route(
-        &mut s,
+    let (app, e, [gateway, chat]) = deliver_over_two_steps(
+        &db,
         "sms",
-        [("gateway", &gateway), ("chat", &chat)],
+        [("gateway", 503), ("chat", 200)],
         "gateway",
-    );
-    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
-    let e = &events[0];
-    assert_eq!(e.status, "delivered");
-    assert_eq!(e.backend.as_deref(), Some("chat"));
-    assert_eq!(
-        outcomes(e),
-        [
+        "disk full",
+    )
+    .await;
+    assert_ended(
+        &e,
+        "delivered",
+        &[
             ("gateway", "retry"),
             ("gateway", "fallback"),
-            ("chat", "delivered")
-        ]
+            ("chat", "delivered"),
+        ],
     );
+    assert_eq!(e.backend.as_deref(), Some("chat"));
     assert_eq!(gateway.requests().len(), 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(chat.requests().len(), 1, "delivered once, not doubled");
@@ -124,28 +146,24 @@ db_test!(sms_falls_back_from_a_failing_gateway_once);
 
 async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: Db) {
     let db = TestDb::new(db).await;
-    let (first, second) = (Fake::start().await, Fake::start().await);
-    first.script(&[], Reply::Status(401));
-    second.script(&[], Reply::Status(500));
-    let mut s = settings(&db);
-    two_step_route(
-        &mut s,
+    let (app, e, [first, _]) = deliver_over_two_steps(
+        &db,
         "call",
-        [("first", &first), ("second", &second)],
+        [("first", 401), ("second", 500)],
         "second",
-    );
-    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", "ring").await;
-    let e = &events[0];
-    assert_eq!(e.status, "failed");
-    assert_eq!(e.attempts, 3);
-    assert_eq!(
-        outcomes(e),
-        [
+        "ring",
+    )
+    .await;
+    assert_ended(
+        &e,
+        "failed",
+        &[
             ("first", "fallback"),
             ("second", "retry"),
-            ("second", "failed")
-        ]
+            ("second", "failed"),
+        ],
     );
+    assert_eq!(e.attempts, 3);
     assert_eq!(
         first.requests().len(),
         1,
@@ -172,8 +190,7 @@ fn a_route_to_an_unknown_backend_is_a_startup_error() {
 async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
     let db = TestDb::new(db).await;
     let (personal, default) = (Fake::start().await, Fake::start().await);
-    let mut s = settings(&db);
-    use_webhook(&mut s, &default.url);
+    let mut s = webhook_settings(&db, &default.url);
     s.plugin.backends.insert(
         "personal".into(),
         oncall_relay::config::BackendSettings::Webhook(oncall_relay::config::WebhookSettings {

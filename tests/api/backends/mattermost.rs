@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, MattermostSettings, Overrides, Secret, Settings};
 
-use super::{CALL, Conformance, Message, SMS, to_alice, to_bob};
+use super::{CALL, Conformance, Message, SMS, assert_each_post, to_alice, to_bob};
 use crate::helpers::*;
 
 fn hook(fake: &Fake) -> MattermostSettings {
@@ -45,11 +45,11 @@ pub struct Mattermost(Fake);
 
 fn assert_mattermost(fake: &Fake) {
     let requests = fake.requests();
-    for r in &requests {
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.uri.path(), "/hook");
-        assert_eq!(r.headers["content-type"], "application/json");
-    }
+    assert_each_post(
+        &requests,
+        Some("/hook"),
+        &[("content-type", "application/json")],
+    );
     assert_eq!(
         requests[0].json(),
         serde_json::json!({

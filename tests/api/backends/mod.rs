@@ -136,6 +136,40 @@ async fn spawn<B: Conformance>(db: &TestDb, fake: &B) -> (TestApp, User) {
     (app, alice)
 }
 
+/// Spawns an app on `s`, adds Alice with `contacts`, sends her `message` as an SMS and waits
+/// until it is final.
+pub async fn sms_to_alice(
+    s: Settings,
+    contacts: &[(&str, &str)],
+    message: &str,
+) -> (TestApp, Vec<NotificationRecord>) {
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts(ALICE, contacts).await;
+    app.send_ok(SMS, ALICE, message).await;
+    let events = app.wait_until_settled(1).await;
+    (app, events)
+}
+
+/// Every request is a POST to `path` (when given) with these headers.
+pub fn assert_each_post(requests: &[Recorded], path: Option<&str>, headers: &[(&str, &str)]) {
+    for r in requests {
+        assert_eq!(r.method, "POST");
+        if let Some(path) = path {
+            assert_eq!(r.uri.path(), path);
+        }
+        for (name, value) in headers {
+            assert_eq!(r.headers[*name], *value, "{name}");
+        }
+    }
+}
+
+/// Owned key-value pairs, to compare with a decoded form or query.
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn assert_error_names(error: &str, expected: &[&str], secrets: &[String]) {
     for part in expected {
         assert!(error.contains(part), "{part:?} not in {error:?}");

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
 
-use super::{CALL, Conformance, Message, SMS, refused, to_alice, to_bob};
+use super::{CALL, Conformance, Message, SMS, refused, sms_to_alice, to_alice, to_bob};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -18,11 +18,14 @@ fn server(fake: &Fake) -> NtfySettings {
     }
 }
 
-fn ntfy(s: &mut Settings, settings: NtfySettings) {
+/// The settings of `db` with `ntfy` as the only backend.
+fn ntfy_settings(db: &TestDb, ntfy: NtfySettings) -> Settings {
+    let mut s = settings(db);
     s.plugin.backend = "alarm".into();
     s.plugin
         .backends
-        .insert("alarm".into(), BackendSettings::Ntfy(settings));
+        .insert("alarm".into(), BackendSettings::Ntfy(ntfy));
+    s
 }
 
 fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
@@ -36,9 +39,8 @@ fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
 async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    ntfy(
-        &mut s,
+    let s = ntfy_settings(
+        &db,
         NtfySettings {
             token: None,
             user: Some("bot".into()),
@@ -47,11 +49,7 @@ async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
             ..server(&fake)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[]).await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "Störung auf db-1")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = sms_to_alice(s, &[], "Störung auf db-1").await;
     assert_eq!(events[0].status, "delivered");
     let r = &fake.requests()[0];
     assert_eq!(r.uri.path(), "/hook/team-alerts");
@@ -69,9 +67,8 @@ db_test!(ntfy_basic_auth_custom_priority_and_non_ascii_title);
 async fn ntfy_without_a_topic_fails_for_good(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    ntfy(
-        &mut s,
+    let s = ntfy_settings(
+        &db,
         NtfySettings {
             topic: None,
             ..server(&fake)

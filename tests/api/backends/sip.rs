@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SipSettings};
 
-use super::{CALL, Conformance, Message, refused, to_alice};
+use super::{CALL, Conformance, Message, pairs, refused, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -38,16 +38,9 @@ fn query(r: &Recorded) -> Vec<(String, String)> {
     serde_urlencoded::from_str(r.uri.query().unwrap_or("")).expect("query")
 }
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 async fn sip_endpoint_template_and_ari_suffix(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(&[], Reply::Json(200, CHANNEL));
+    let fake = Fake::answering(Reply::Json(200, CHANNEL)).await;
     let mut s = settings(&db);
     use_sip(
         &mut s,
@@ -103,9 +96,7 @@ impl Conformance for Row {
     const TRANSIENT_ERROR: &'static [&'static str] = &["500", "Allocation failed"];
 
     async fn start() -> Self {
-        let fake = Fake::start().await;
-        fake.script(&[], Reply::Json(200, CHANNEL));
-        Row(fake)
+        Row(Fake::answering(Reply::Json(200, CHANNEL)).await)
     }
     fn settings(&self) -> BackendSettings {
         BackendSettings::Sip(self.sip())

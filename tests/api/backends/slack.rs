@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
 
-use super::{CALL, Conformance, Message, SMS, refused, to_alice, to_bob};
+use super::{
+    CALL, Conformance, Message, SMS, assert_each_post, refused, sms_to_alice, to_alice, to_bob,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -37,19 +39,14 @@ fn web_api(fake: &Fake) -> SlackSettings {
 
 async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(
-        &[],
-        Reply::Json(200, r#"{"ok":false,"error":"channel_not_found"}"#),
-    );
+    let fake = Fake::answering(Reply::Json(
+        200,
+        r#"{"ok":false,"error":"channel_not_found"}"#,
+    ))
+    .await;
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[("slack", "C0GONE")])
-        .await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = sms_to_alice(s, &[("slack", "C0GONE")], "hello").await;
     let e = &events[0];
     assert_eq!(e.status, "failed");
     assert_eq!(e.attempts, 1);
@@ -71,11 +68,7 @@ async fn slack_ratelimited_is_retried(db: Db) {
     );
     let mut s = settings(&db);
     slack(&mut s, web_api(&fake));
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[]).await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = sms_to_alice(s, &[], "hello").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
     assert_eq!(e.attempts, 2);
@@ -179,9 +172,7 @@ impl Conformance for WebApi {
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
 
     async fn start() -> Self {
-        let fake = Fake::start().await;
-        fake.script(&[], Reply::Json(200, OK));
-        WebApi(fake)
+        WebApi(Fake::answering(Reply::Json(200, OK)).await)
     }
     fn settings(&self) -> BackendSettings {
         BackendSettings::Slack(web_api(&self.0))
@@ -197,12 +188,14 @@ impl Conformance for WebApi {
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
-        for r in &requests {
-            assert_eq!(r.method, "POST");
-            assert_eq!(r.uri.path(), "/hook/chat.postMessage");
-            assert_eq!(r.headers["authorization"], "Bearer xoxb-test-token");
-            assert_eq!(r.headers["content-type"], "application/json");
-        }
+        assert_each_post(
+            &requests,
+            Some("/hook/chat.postMessage"),
+            &[
+                ("authorization", "Bearer xoxb-test-token"),
+                ("content-type", "application/json"),
+            ],
+        );
         assert_eq!(
             requests[0].json(),
             serde_json::json!({"channel": "U0ALICE", "text": "for alice"})

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TelegramSettings};
 
-use super::{Conformance, Message, SMS, to_alice};
+use super::{Conformance, Message, SMS, sms_to_alice, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -170,12 +170,7 @@ async fn telegram_flood_control_is_retried(db: Db) {
     );
     let mut s = settings(&db);
     bot(&mut s, &fake, None);
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
-        .await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = sms_to_alice(s, &[("telegram", "42")], "hello").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
     assert_eq!(e.attempts, 2);
@@ -193,11 +188,7 @@ async fn telegram_without_any_chat_fails_for_good(db: Db) {
     let fake = Fake::start().await;
     let mut s = settings(&db);
     bot(&mut s, &fake, None);
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[]).await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let (app, events) = sms_to_alice(s, &[], "hello").await;
     assert_eq!(events[0].status, "failed");
     assert_eq!(events[0].attempts, 1);
     let error = events[0].last_error.as_deref().unwrap_or_default();

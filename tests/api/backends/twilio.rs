@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TwilioSettings};
 
-use super::{CALL, Conformance, Message, SMS, refused, to_alice};
+use super::{CALL, Conformance, Message, SMS, assert_each_post, pairs, refused, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -38,16 +38,9 @@ fn form(r: &Recorded) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes(&r.body).expect("form body")
 }
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
     let db = TestDb::new(db).await;
-    let fake = Fake::start().await;
-    fake.script(&[], Reply::Json(201, CREATED));
+    let fake = Fake::answering(Reply::Json(201, CREATED)).await;
     let mut s = settings(&db);
     use_twilio(
         &mut s,
@@ -56,8 +49,7 @@ async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
             ..twilio_settings(&fake)
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     let message = "Grafana OnCall: alert group #7 firing, CPU above 95 percent on db-1, db-2 and db-3 for ten minutes; runbook at the usual place.";
     app.send_ok("/api/v1/send_sms", "alice@example.com", message)
         .await;
@@ -116,9 +108,7 @@ impl Conformance for Row {
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
 
     async fn start() -> Self {
-        let fake = Fake::start().await;
-        fake.script(&[], Reply::Json(201, CREATED));
-        Row(fake)
+        Row(Fake::answering(Reply::Json(201, CREATED)).await)
     }
     fn settings(&self) -> BackendSettings {
         BackendSettings::Twilio(self.twilio())
@@ -146,14 +136,14 @@ impl Conformance for Row {
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
-        for r in &requests {
-            assert_eq!(r.method, "POST");
-            assert_eq!(r.headers["authorization"], AUTH);
-            assert_eq!(
-                r.headers["content-type"],
-                "application/x-www-form-urlencoded"
-            );
-        }
+        assert_each_post(
+            &requests,
+            None,
+            &[
+                ("authorization", AUTH),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+        );
         let (sms, call) = (&requests[0], &requests[1]);
         assert_eq!(
             sms.uri.path(),

@@ -103,8 +103,7 @@ async fn templated_url_and_form_body(db: Db) {
             ..Default::default()
         },
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "a&b=c d")
         .await;
     app.wait_until_settled(1).await;
@@ -156,8 +155,7 @@ async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
             ..Default::default()
         }],
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     let attack = "x&to=%2B1999000#";
     app.send_ok("/api/v1/send_sms", "alice@example.com", attack)
         .await;
@@ -214,8 +212,7 @@ async fn bearer_basic_auth_and_signature_headers(db: Db) {
             ..Default::default()
         }],
     );
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     for path in ["/api/v1/send_sms", "/api/v1/make_call"] {
         app.send_ok(path, "alice@example.com", "hi").await;
     }

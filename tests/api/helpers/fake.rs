@@ -65,6 +65,13 @@ impl Fake {
         }
     }
 
+    /// Answers every request with `reply`.
+    pub async fn answering(reply: Reply) -> Fake {
+        let fake = Fake::start().await;
+        fake.script(&[], reply);
+        fake
+    }
+
     /// The next answers, in order; after them, `default`.
     pub fn script(&self, replies: &[Reply], default: Reply) {
         let mut s = self.state.lock().expect("lock");

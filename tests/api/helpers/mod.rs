@@ -130,6 +130,13 @@ pub fn settings(db: &TestDb) -> Settings {
     s
 }
 
+/// The settings of `db`, delivering to a webhook backend named `hook` at `url`.
+pub fn webhook_settings(db: &TestDb, url: &str) -> Settings {
+    let mut s = settings(db);
+    use_webhook(&mut s, url);
+    s
+}
+
 /// Points delivery at a webhook backend named `hook`.
 pub fn use_webhook(s: &mut Settings, url: &str) {
     s.plugin.backend = "hook".into();
@@ -185,6 +192,13 @@ impl TestApp {
             shutdown,
             handle: Some(handle),
         }
+    }
+
+    /// Spawns an app on `settings` with Alice (+4930123456) as a user.
+    pub async fn spawn_with_alice(settings: Settings) -> TestApp {
+        let app = TestApp::spawn(settings).await;
+        app.add_user("alice@example.com", Some("+4930123456")).await;
+        app
     }
 
     /// Stops gracefully and waits until everything is drained.
@@ -248,6 +262,21 @@ impl TestApp {
     pub async fn post_fields(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let body = serde_urlencoded::to_string(fields).expect("encode");
         self.post_form(path, &body).await
+    }
+
+    /// Status and JSON body of a form post with `fields`.
+    pub async fn post_fields_json(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        json_of(self.post_fields(path, fields).await).await
+    }
+
+    /// Status and JSON body of a make_call/send_sms form for `email`, whatever the answer.
+    pub async fn send(&self, path: &str, email: &str, message: &str) -> (u16, serde_json::Value) {
+        self.post_fields_json(path, &[("email", email), ("message", message)])
+            .await
     }
 
     pub async fn add_user(&self, email: &str, phone: Option<&str>) -> User {
@@ -389,8 +418,7 @@ pub async fn deliver_to_alice(
     path: &str,
     message: &str,
 ) -> (TestApp, Vec<NotificationRecord>) {
-    let app = TestApp::spawn(s).await;
-    app.add_user("alice@example.com", Some("+4930123456")).await;
+    let app = TestApp::spawn_with_alice(s).await;
     app.send_ok(path, "alice@example.com", message).await;
     let events = app.wait_until_settled(1).await;
     (app, events)
@@ -417,4 +445,9 @@ pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard
         .with_writer(move || sink.clone())
         .finish();
     (buf, tracing::subscriber::set_default(subscriber))
+}
+
+/// The status of the answer to `req`.
+pub async fn status_of(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.expect("send").status().as_u16()
 }

@@ -110,3 +110,11 @@ impl Drop for PgDatabase {
         }
     }
 }
+
+/// A fresh PostgreSQL database for a test that needs one; None when [`skip_postgres`].
+pub async fn postgres_test_db() -> Option<super::TestDb> {
+    if skip_postgres() {
+        return None;
+    }
+    Some(super::TestDb::new(super::Db::Postgres).await)
+}

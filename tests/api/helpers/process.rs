@@ -92,3 +92,8 @@ pub fn ok(out: &Output) -> String {
     );
     stdout
 }
+
+/// The JSON a run of the binary with `db`'s flags and `args` printed; the run must succeed.
+pub fn relay_json(db: &TestDb, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(&relay(db, args))).expect("json")
+}

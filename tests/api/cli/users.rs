@@ -1,0 +1,182 @@
+//! `users` and `devices`: managing people and their devices without SQL.
+
+use super::{user_with_email, users_add};
+use crate::db_test;
+use crate::helpers::*;
+
+async fn users_can_be_managed_without_sql(db: Db) {
+    let db = TestDb::new(db).await;
+    users_add(
+        &db,
+        "Ann@Example.com",
+        &[
+            "--phone",
+            "+49 30 123456",
+            "--role",
+            "admin",
+            "--name",
+            "Ann",
+        ],
+    );
+    let out = relay(&db, &["users", "add", "--email", "ann@example.com"]);
+    assert!(
+        !out.status.success(),
+        "duplicate email (case-insensitive) refused"
+    );
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "bad@example.com",
+            "--phone",
+            "12ab",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("phone_number"),
+        "names the field"
+    );
+
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list[0]["phone_number"], "+4930123456");
+    assert_eq!(list[0]["role"], "admin");
+
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "ann@example.com",
+            "--no-phone",
+            "--role",
+            "observer",
+        ],
+    ));
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    assert!(list[0]["phone_number"].is_null());
+    assert_eq!(list[0]["role"], "viewer");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "email,phone,name,role,id\nann@example.com,+4930654321,Ann,admin,\nbob@example.com,+12025550143,Bob,user,legacy-42\n",
+    )
+    .expect("write");
+    let first = ok(&relay(
+        &db,
+        &["users", "import", csv.to_str().expect("path")],
+    ));
+    assert!(first.contains("1 added, 1 updated, 0 unchanged"), "{first}");
+    let again = ok(&relay(
+        &db,
+        &["users", "import", csv.to_str().expect("path")],
+    ));
+    assert!(
+        again.contains("0 added, 0 updated, 2 unchanged"),
+        "idempotent: {again}"
+    );
+
+    let yaml = dir.path().join("users.yml");
+    std::fs::write(
+        &yaml,
+        "- email: carol@example.com\n  phone_number: '+33 1 23 45 67 89'\n",
+    )
+    .expect("write");
+    ok(&relay(
+        &db,
+        &["users", "import", yaml.to_str().expect("path")],
+    ));
+
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    let bob = user_with_email(&list, "bob@example.com");
+    assert_eq!(bob["id"], "legacy-42", "imported id kept");
+    assert_eq!(bob["role"], "editor");
+    assert_eq!(list.as_array().expect("list").len(), 3);
+
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "bob@example.com",
+            "--contact",
+            "telegram=12345",
+            "--contact",
+            "email=bob@work.example",
+        ],
+    ));
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    let bob = user_with_email(&list, "bob@example.com");
+    assert_eq!(
+        bob["contacts"],
+        serde_json::json!({"email": "bob@work.example", "telegram": "12345"})
+    );
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "bob@example.com",
+            "--contact",
+            "bad key=1",
+        ],
+    );
+    assert!(!out.status.success(), "contact names are checked");
+
+    ok(&relay(&db, &["users", "remove", "legacy-42"]));
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    assert_eq!(list.as_array().expect("list").len(), 2);
+}
+db_test!(users_can_be_managed_without_sql);
+
+async fn users_add_names_the_user_by_email_or_given_name(db: Db) {
+    let db = TestDb::new(db).await;
+    let out = users_add(&db, "alice@example.com", &[]);
+    assert!(out.starts_with("added alice@example.com "), "{out}");
+    let out = users_add(&db, "bob@example.com", &["--name", "Bob B"]);
+    assert!(out.starts_with("added Bob B <bob@example.com> "), "{out}");
+}
+db_test!(users_add_names_the_user_by_email_or_given_name);
+
+async fn devices_can_be_assigned_listed_and_removed(db: Db) {
+    let db = TestDb::new(db).await;
+    users_add(&db, "ann@example.com", &["--phone", "+4930123456"]);
+    let out = relay(
+        &db,
+        &["devices", "add", "tok-1", "--user", "nobody@example.com"],
+    );
+    assert!(!out.status.success(), "unknown user refused");
+    ok(&relay(
+        &db,
+        &[
+            "devices",
+            "add",
+            "tok-1",
+            "--user",
+            "ann@example.com",
+            "--label",
+            "Ann's phone",
+        ],
+    ));
+    let list = relay_json(&db, &["devices", "list", "--json"]);
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list[0]["token"], "tok-1");
+    assert_eq!(list[0]["label"], "Ann's phone");
+    assert!(
+        list[0]["user_id"]
+            .as_str()
+            .expect("assigned")
+            .starts_with('U')
+    );
+    ok(&relay(&db, &["devices", "remove", "tok-1"]));
+    let list = relay_json(&db, &["devices", "list", "--json"]);
+    assert_eq!(list.as_array().expect("list").len(), 0);
+    let out = relay(&db, &["integrations", "list"]);
+    assert!(out.status.success());
+}
+db_test!(devices_can_be_assigned_listed_and_removed);
