@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::backends::{Backends, DeliveryError, Step};
+use super::backends::{Backends, DeliveryError, MAX_RETRY_AFTER, Step};
 use super::queue::{self, Next, Outcome};
 use super::{NewNotification, Notification, NotifyError};
 use crate::config::QueueSettings;
@@ -127,6 +127,12 @@ pub fn backoff(attempt: i64, base: Duration, max: Duration) -> Duration {
     raw.mul_f64(jitter).min(max)
 }
 
+/// The wait before a throttled retry: the queue's backoff, but never sooner than the provider
+/// asked, and never longer than [`MAX_RETRY_AFTER`] whatever it asked.
+fn retry_delay(backoff: Duration, asked: Duration) -> Duration {
+    backoff.max(asked.min(MAX_RETRY_AFTER))
+}
+
 async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, claim: i64) -> Outcome {
     // A route that shrank since the last attempt (configuration change) continues on its last step.
     let index = (n.stage.max(0) as usize).min(chain.len().saturating_sub(1));
@@ -165,14 +171,28 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
     let (next, error) = match result {
         Ok(()) => (Next::Delivered, None),
         Err(DeliveryError::Permanent(e)) => give_up(e),
-        Err(DeliveryError::Transient(e)) if n.stage_attempts >= budget => give_up(format!(
-            "{e} (gave up on {} after {} attempts)",
-            backend.name(),
-            n.stage_attempts
-        )),
+        Err(DeliveryError::Transient(e) | DeliveryError::Throttled { message: e, .. })
+            if n.stage_attempts >= budget =>
+        {
+            give_up(format!(
+                "{e} (gave up on {} after {} attempts)",
+                backend.name(),
+                n.stage_attempts
+            ))
+        }
         Err(DeliveryError::Transient(e)) => {
             let delay = backoff(n.stage_attempts, settings.retry_base, settings.retry_max);
             (Next::Retry(now_ms() + delay.as_millis() as i64), Some(e))
+        }
+        Err(DeliveryError::Throttled { message, after }) => {
+            let delay = retry_delay(
+                backoff(n.stage_attempts, settings.retry_base, settings.retry_max),
+                after,
+            );
+            (
+                Next::Retry(now_ms() + delay.as_millis() as i64),
+                Some(message),
+            )
         }
     };
     let error_text = error.as_deref().unwrap_or("");
@@ -329,6 +349,14 @@ async fn record_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttled_retry_waits_as_asked_within_the_cap() {
+        let second = Duration::from_secs(1);
+        assert_eq!(retry_delay(second / 10, second * 2), second * 2);
+        assert_eq!(retry_delay(second * 5, second * 2), second * 5);
+        assert_eq!(retry_delay(second, second * 86_400), MAX_RETRY_AFTER);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

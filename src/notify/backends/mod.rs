@@ -25,6 +25,7 @@ mod webhook;
 
 use email::Email;
 use exec::Exec;
+pub use http::MAX_RETRY_AFTER;
 use mattermost::{Flavour, Mattermost};
 use ntfy::Ntfy;
 use sip::Sip;
@@ -50,6 +51,15 @@ pub enum DeliveryError {
     /// Retrying cannot help (4xx, a bad template).
     #[error("{0}")]
     Permanent(String),
+    /// Worth retrying, but the provider asked to wait at least `after` (429 and 503 with
+    /// `Retry-After`, Telegram's `retry_after`).
+    #[error("{message}")]
+    Throttled {
+        /// What went wrong.
+        message: String,
+        /// How long the provider asked to wait, capped at an hour.
+        after: Duration,
+    },
 }
 
 impl DeliveryError {
@@ -58,6 +68,10 @@ impl DeliveryError {
         match self {
             DeliveryError::Transient(m) => DeliveryError::Transient(f(m)),
             DeliveryError::Permanent(m) => DeliveryError::Permanent(f(m)),
+            DeliveryError::Throttled { message, after } => DeliveryError::Throttled {
+                message: f(message),
+                after,
+            },
         }
     }
 }

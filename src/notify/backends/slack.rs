@@ -132,6 +132,12 @@ impl Deliver for Slack {
             .await
             .map_err(http::request_failed)?;
         let status = response.status();
+        let after = http::retry_after(
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -141,9 +147,10 @@ impl Deliver for Slack {
         let body = response.text().await.unwrap_or_default();
         if !status.is_success() {
             let detail = http::excerpt(&body);
-            return Err(http::failed(
+            return Err(http::failed_after(
                 status,
                 format!("HTTP {status}: {detail}{retry_after}"),
+                after,
             ));
         }
         if matches!(self.mode, Mode::Webhook { .. }) {
@@ -155,7 +162,9 @@ impl Deliver for Slack {
             Ok(ApiAnswer { error, .. }) => {
                 let error = error.unwrap_or_else(|| "unknown_error".into());
                 let message = format!("Slack API error: {error}{retry_after}");
-                if TRANSIENT_ERRORS.contains(&error.as_str()) {
+                if let (Some(after), true) = (after, error == "ratelimited") {
+                    Err(DeliveryError::Throttled { message, after })
+                } else if TRANSIENT_ERRORS.contains(&error.as_str()) {
                     Err(DeliveryError::Transient(message))
                 } else {
                     Err(DeliveryError::Permanent(message))

@@ -98,6 +98,7 @@ impl Telegram {
         if status.is_success() {
             return Ok(());
         }
+        let retry_header = http::retry_after_header(&response);
         let text = response.text().await.unwrap_or_default();
         let parsed: ApiError = serde_json::from_str(&text).unwrap_or_default();
         let detail = parsed
@@ -109,12 +110,13 @@ impl Telegram {
         if let Some(seconds) = params.retry_after {
             message.push_str(&format!(" (retry after {seconds}s)"));
         }
+        let after = params.retry_after.map(http::capped).or(retry_header);
         if let Some(new_id) = params.migrate_to_chat_id {
             message.push_str(&format!(" (the group is now the supergroup {new_id})"));
         }
         // 429 is Telegram's flood control: later, not never. 400/403 (chat not found, bot
         // blocked or kicked) and 401/404 (bad token) cannot heal by retrying.
-        Err(http::failed(status, message))
+        Err(http::failed_after(status, message, after))
     }
 }
 
