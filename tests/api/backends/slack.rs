@@ -84,6 +84,63 @@ async fn slack_ratelimited_is_retried(db: Db) {
 }
 db_test!(slack_ratelimited_is_retried);
 
+async fn slack_retry_after_header_is_honoured(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(
+        &[Reply::RetryAfter(
+            429,
+            "2",
+            r#"{"ok":false,"error":"ratelimited"}"#,
+        )],
+        Reply::Json(200, OK),
+    );
+    let mut s = settings(&db);
+    // The queue alone would retry after about 100 ms.
+    s.queue.retry_base = Duration::from_millis(100);
+    s.queue.retry_max = Duration::from_millis(500);
+    slack(&mut s, web_api(&fake));
+    let (app, events) = sms_to_alice(s, &[], "hello").await;
+    let e = &events[0];
+    assert_eq!(e.status, "delivered");
+    assert_eq!(e.attempts, 2);
+    assert_eq!(e.attempt_log[0].outcome, "retry");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let waited = requests[1].at - requests[0].at;
+    assert!(
+        waited >= Duration::from_millis(1950),
+        "retried after {waited:?}, Slack asked for 2 s"
+    );
+    app.stop().await;
+}
+db_test!(slack_retry_after_header_is_honoured);
+
+async fn slack_webhook_retry_after_header_is_honoured(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(
+        &[Reply::RetryAfter(429, "2", r#""rate_limited""#)],
+        Reply::Status(200),
+    );
+    let mut s = settings(&db);
+    s.queue.retry_base = Duration::from_millis(100);
+    s.queue.retry_max = Duration::from_millis(500);
+    slack(&mut s, incoming_webhook(&fake));
+    let (app, events) = sms_to_alice(s, &[], "hello").await;
+    assert_eq!(events[0].status, "delivered");
+    assert_eq!(events[0].attempts, 2);
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let waited = requests[1].at - requests[0].at;
+    assert!(
+        waited >= Duration::from_millis(1950),
+        "retried after {waited:?}, Slack asked for 2 s"
+    );
+    app.stop().await;
+}
+db_test!(slack_webhook_retry_after_header_is_honoured);
+
 /// The conformance row for incoming webhooks: the hook URL is the secret.
 pub struct IncomingWebhook(Fake);
 

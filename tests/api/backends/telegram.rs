@@ -164,20 +164,31 @@ async fn telegram_flood_control_is_retried(db: Db) {
     fake.script(
         &[Reply::Json(
             429,
-            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 3","parameters":{"retry_after":3}}"#,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 2","parameters":{"retry_after":2}}"#,
         )],
         Reply::Status(200),
     );
     let mut s = settings(&db);
+    // The queue alone would retry after about 100 ms.
+    s.queue.retry_base = Duration::from_millis(100);
+    s.queue.retry_max = Duration::from_millis(500);
     bot(&mut s, &fake, None);
     let (app, events) = sms_to_alice(s, &[("telegram", "42")], "hello").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
     assert_eq!(e.attempts, 2);
+    assert_eq!(e.attempt_log[0].outcome, "retry");
     let first = e.attempt_log[0].error.as_deref().unwrap_or_default();
     assert!(
-        first.contains("429") && first.contains("retry after 3s"),
+        first.contains("429") && first.contains("retry after 2s"),
         "{first}"
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let waited = requests[1].at - requests[0].at;
+    assert!(
+        waited >= Duration::from_millis(1950),
+        "retried after {waited:?}, Telegram asked for 2 s"
     );
     app.stop().await;
 }

@@ -247,3 +247,36 @@ async fn bearer_basic_auth_and_signature_headers(db: Db) {
     app.stop().await;
 }
 db_test!(bearer_basic_auth_and_signature_headers);
+
+/// Every HTTP backend waits as long as a 503's `Retry-After` asks, not the queue's backoff.
+async fn webhook_retry_after_on_503_is_honoured(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    fake.script(&[Reply::RetryAfter(503, "2", "{}")], Reply::Status(200));
+    let mut s = settings(&db);
+    s.queue.retry_base = Duration::from_millis(100);
+    s.queue.retry_max = Duration::from_millis(500);
+    hook(
+        &mut s,
+        WebhookSettings {
+            url: fake.url.clone(),
+            method: "POST".into(),
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn_with_alice(s).await;
+    app.send_ok(SMS, "alice@example.com", "hello").await;
+    let events = app.wait_until_settled(1).await;
+    assert_eq!(events[0].status, "delivered", "{events:?}");
+    assert_eq!(events[0].attempts, 2);
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let waited = requests[1].at - requests[0].at;
+    assert!(
+        waited >= Duration::from_millis(1950),
+        "retried after {waited:?}, the server asked for 2 s"
+    );
+    app.stop().await;
+}
+db_test!(webhook_retry_after_on_503_is_honoured);

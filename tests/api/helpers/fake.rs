@@ -1,7 +1,7 @@
 //! A loopback HTTP server that records every request and answers as scripted.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +16,8 @@ pub struct Recorded {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -30,6 +32,8 @@ pub enum Reply {
     Status(u16),
     /// A status and a JSON body (`content-type: application/json`).
     Json(u16, &'static str),
+    /// A status with a `Retry-After` header and a JSON body.
+    RetryAfter(u16, &'static str, &'static str),
     /// Never answers (the client times out).
     Hang,
 }
@@ -99,6 +103,7 @@ async fn record(
             uri,
             headers,
             body,
+            at: Instant::now(),
         });
         s.script.pop().or(s.default).unwrap_or(Reply::Status(200))
     };
@@ -109,6 +114,15 @@ async fn record(
         Reply::Json(code, body) => (
             StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
             [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Reply::RetryAfter(code, seconds, body) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+            [
+                (axum::http::header::CONTENT_TYPE, "application/json"),
+                (axum::http::header::RETRY_AFTER, seconds),
+            ],
             body,
         )
             .into_response(),
