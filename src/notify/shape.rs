@@ -110,9 +110,109 @@ pub fn speech(text: &str) -> String {
     joined.replace("(link) (link)", "(link)")
 }
 
+/// Said after speech text that was shortened to fit a provider's limit.
+pub const SHORTENED: &str = "… message shortened.";
+
+/// `text` unchanged when `measure(text)` is at most `max`; otherwise its longest prefix that
+/// ends at a word boundary followed by [`SHORTENED`], measured together within `max`.
+///
+/// `measure` gives the size the provider counts (for example the length once XML-escaped);
+/// it must grow with the text, so a longer prefix never measures less.
+pub fn fit_speech(text: &str, max: usize, measure: impl Fn(&str) -> usize) -> String {
+    if measure(text) <= max {
+        return text.to_string();
+    }
+    let fits = |end: usize| {
+        let prefix = text.get(..end).unwrap_or_default().trim_end();
+        measure(&format!("{prefix}{SHORTENED}")) <= max
+    };
+    // Where a word ends: the byte offset of whitespace that follows a non-whitespace char.
+    let mut ends = Vec::new();
+    let mut previous_is_word = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() && previous_is_word {
+            ends.push(i);
+        }
+        previous_is_word = !c.is_whitespace();
+    }
+    // The longest prefix that fits; `fits` only turns false as prefixes grow.
+    let fitting = ends.partition_point(|&end| fits(end));
+    match fitting.checked_sub(1).and_then(|i| ends.get(i)) {
+        Some(&end) => {
+            let prefix = text.get(..end).unwrap_or_default().trim_end();
+            format!("{prefix}{SHORTENED}")
+        }
+        None if measure(SHORTENED) <= max => SHORTENED.to_string(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The length once XML-escaped, as Twilio counts TwiML.
+    fn escaped_len(text: &str) -> usize {
+        text.chars()
+            .map(|c| match c {
+                '&' => 5,
+                '<' | '>' => 4,
+                '"' | '\'' => 6,
+                _ => 1,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn short_speech_is_unchanged() {
+        let text = "Disk full on db-1 & db-2";
+        assert_eq!(fit_speech(text, 100, escaped_len), text);
+        assert_eq!(fit_speech(text, escaped_len(text), escaped_len), text);
+    }
+
+    #[test]
+    fn long_speech_is_cut_at_a_word_boundary_within_the_escaped_limit() {
+        let words: Vec<String> = (0..2000).map(|i| format!("word{i}")).collect();
+        let text = words.join(" ");
+        for max in [50, 300, 3917, 4000] {
+            let fitted = fit_speech(&text, max, escaped_len);
+            assert!(escaped_len(&fitted) <= max, "{max}: {fitted}");
+            let kept = fitted.strip_suffix(SHORTENED).expect("marker");
+            // Whole words only, in order, and as many as fit.
+            let kept: Vec<&str> = kept.split(' ').collect();
+            assert_eq!(
+                kept,
+                words
+                    .iter()
+                    .take(kept.len())
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+            );
+            let next = format!("{} {}{SHORTENED}", kept.join(" "), words[kept.len()]);
+            assert!(escaped_len(&next) > max, "{max}: one more word would fit");
+        }
+    }
+
+    #[test]
+    fn escaping_counts_against_the_limit() {
+        let text = "&& <<< & ".repeat(600);
+        let fitted = fit_speech(&text, 4000, escaped_len);
+        assert!(escaped_len(&fitted) <= 4000, "{}", escaped_len(&fitted));
+        assert!(
+            fitted.chars().count() < 1500,
+            "the escaped length was not counted"
+        );
+        let kept = fitted.strip_suffix(SHORTENED).expect("marker");
+        assert!(text.starts_with(kept));
+        assert!(text[kept.len()..].starts_with(' '), "cut inside a word");
+    }
+
+    #[test]
+    fn a_single_word_too_long_is_never_cut() {
+        let text = "x".repeat(500);
+        assert_eq!(fit_speech(&text, 100, escaped_len), SHORTENED);
+        assert_eq!(fit_speech(&text, 5, escaped_len), "");
+    }
 
     #[test]
     fn short_text_is_one_part() {

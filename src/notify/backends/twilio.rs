@@ -1,9 +1,10 @@
 //! The `twilio` backend: SMS and voice calls through Twilio's REST API.
 //!
 //! Calls (kind `call`) are placed with inline TwiML that reads the message aloud
-//! (`<Say loop="2">`), cleaned for speech and XML-escaped. Every other kind is sent as SMS,
-//! split into numbered parts (or cut) at `max_length`, one request per part, in order; a
-//! retry sends every part again.
+//! (`<Say loop="2">`), cleaned for speech and XML-escaped, shortened at a word boundary (with
+//! a spoken marker) so the whole document stays within Twilio's 4,000 characters. Every
+//! other kind is sent as SMS, split into numbered parts (or cut) at `max_length`, one request
+//! per part, in order; a retry sends every part again.
 //!
 //! Twilio's 4xx answers are permanent (the next route takes over at once) except 408 and
 //! 429; 5xx answers and connection errors are retried.
@@ -18,6 +19,8 @@ use crate::notify::{Notification, NotifyError};
 
 /// Twilio's own limit on a message body.
 const TWILIO_MAX_LENGTH: usize = 1600;
+/// Twilio's limit on inline TwiML, in characters of the document as sent (escaped).
+const TWIML_MAX_CHARS: usize = 4000;
 
 /// Sends SMS and places calls through Twilio.
 #[derive(Debug)]
@@ -109,7 +112,8 @@ impl Twilio {
         })
     }
 
-    /// The TwiML of a call: the message, cleaned for speech, said `repeat` times.
+    /// The TwiML of a call: the message, cleaned for speech and shortened to fit
+    /// [`TWIML_MAX_CHARS`], said `repeat` times.
     fn twiml(&self, message: &str) -> String {
         let mut attrs = String::new();
         if let Some(voice) = &self.voice {
@@ -119,10 +123,12 @@ impl Twilio {
             attrs.push_str(&format!(" language=\"{}\"", xml_escape(language)));
         }
         attrs.push_str(&format!(" loop=\"{}\"", self.repeat));
-        format!(
-            "<Response><Say{attrs}>{}</Say></Response>",
-            xml_escape(&shape::speech(message))
-        )
+        let document = |said: &str| format!("<Response><Say{attrs}>{said}</Say></Response>");
+        let room = TWIML_MAX_CHARS.saturating_sub(document("").chars().count());
+        let speech = shape::fit_speech(&shape::speech(message), room, |text| {
+            xml_escape(text).chars().count()
+        });
+        document(&xml_escape(&speech))
     }
 
     async fn post(&self, url: &Url, form: &[(&str, &str)]) -> Result<(), DeliveryError> {
@@ -253,6 +259,31 @@ mod tests {
             t.calls_url.as_str(),
             "https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json"
         );
+    }
+
+    #[test]
+    fn twiml_fits_twilio_limit_after_escaping() {
+        let mut t = twilio("https://api.twilio.com");
+        t.voice = Some("Polly.Joanna".into());
+        t.language = Some("en-US".into());
+        // About 5,500 characters: a document longer than Twilio takes, as once seen.
+        let long = "CPU & memory high on db-1 ".repeat(211);
+        assert_eq!(long.chars().count(), 5486);
+        let ampersands = "R&D && ops & sre & ".repeat(300);
+        for message in [long.as_str(), ampersands.as_str()] {
+            let twiml = t.twiml(message);
+            assert!(twiml.chars().count() <= TWIML_MAX_CHARS, "{}", twiml.len());
+            assert!(
+                twiml.ends_with(&format!("{}</Say></Response>", shape::SHORTENED)),
+                "{twiml}"
+            );
+            // Close to the limit: nothing more than a word was given away.
+            assert!(
+                twiml.chars().count() > TWIML_MAX_CHARS - 30,
+                "{}",
+                twiml.len()
+            );
+        }
     }
 
     #[test]

@@ -13,13 +13,18 @@ use crate::helpers::*;
 
 /// Dumps its argv (one file per argument), stdin and environment (NUL-separated) into
 /// `$OUT_DIR`; fails the first `$FAIL_TIMES` runs with `$FAIL_CODE`, hangs the first
-/// `$HANG_TIMES` runs.
+/// `$HANG_TIMES` runs (after starting a background `sleep` whose pid goes to `$CHILD_PIDFILE`,
+/// when set).
 const SCRIPT: &str = r#"#!/bin/sh
 out="$OUT_DIR"
 n=$(cat "$out/count" 2>/dev/null || echo 0)
 n=$((n + 1))
 printf '%s' "$n" > "$out/count"
 if [ "$n" -le "${HANG_TIMES:-0}" ]; then
+  if [ -n "$CHILD_PIDFILE" ]; then
+    sleep 30 &
+    echo $! > "$CHILD_PIDFILE"
+  fi
   exec sleep 30
 fi
 i=0
@@ -151,6 +156,50 @@ async fn exec_a_hanging_program_is_killed_and_retried(db: Db) {
     app.stop().await;
 }
 db_test!(exec_a_hanging_program_is_killed_and_retried);
+
+/// Whether `pid` still runs (a zombie waiting for a parent that does not reap counts as ended).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+async fn exec_a_timeout_ends_what_the_program_started(db: Db) {
+    let db = TestDb::new(db).await;
+    let program = Program::new();
+    let pidfile = program.out().join("child.pid");
+    let mut s = settings(&db);
+    let mut e = program.settings(
+        &[],
+        &[
+            ("HANG_TIMES", "1"),
+            ("CHILD_PIDFILE", &pidfile.display().to_string()),
+        ],
+    );
+    e.timeout = Duration::from_millis(500);
+    use_exec(&mut s, e);
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "slow").await;
+    assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
+    let pid = program.read("child.pid").trim().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while running(&pid) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alive = running(&pid);
+    if alive {
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+    }
+    assert!(
+        !alive,
+        "the background child {pid} outlived the killed program"
+    );
+    app.stop().await;
+}
+db_test!(exec_a_timeout_ends_what_the_program_started);
 
 /// `serve` starts with a shell running a templated script, but warns about it.
 #[tokio::test(flavor = "current_thread")]

@@ -84,6 +84,39 @@ async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
 }
 db_test!(twilio_long_sms_arrives_as_ordered_parts);
 
+async fn twilio_a_long_call_is_shortened_to_fit_the_twiml_limit(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::answering(Reply::Json(201, CREATED)).await;
+    let mut s = settings(&db);
+    use_twilio(&mut s, twilio_settings(&fake));
+    let message = "Disk & inode usage above 95 percent on db-1 ".repeat(137);
+    let message = &message[..6000];
+    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", message).await;
+    assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    let twiml = form(&requests[0])
+        .into_iter()
+        .find(|(k, _)| k == "Twiml")
+        .map(|(_, v)| v)
+        .expect("Twiml");
+    assert!(
+        twiml.chars().count() <= 4000,
+        "{} characters",
+        twiml.chars().count()
+    );
+    assert!(
+        twiml.ends_with("… message shortened.</Say></Response>"),
+        "{twiml}"
+    );
+    assert!(
+        twiml.starts_with("<Response><Say loop=\"2\">Disk &amp; inode usage"),
+        "{twiml}"
+    );
+    app.stop().await;
+}
+db_test!(twilio_a_long_call_is_shortened_to_fit_the_twiml_limit);
+
 const SMS_TEXT: &str = "Disk full on db-1 & \"db-2\"";
 const CALL_TEXT: &str =
     r#"Alert #42: CPU > 90% & "disk" 'full' on <b>db-1</b> https://grafana.example/d/x?a=1&b=2"#;

@@ -8,20 +8,24 @@
 //!
 //! Exit 0 means delivered; an exit code listed in `permanent_exit_codes` (default `[2]`)
 //! means retrying cannot help (the next route takes over at once); any other exit code, a
-//! signal or the timeout (the program is killed) is retried.
+//! signal or the timeout is retried.
+//!
+//! On Unix the program runs in its own process group. When it does not finish in time (or the
+//! delivery is cancelled), the whole group gets SIGTERM and, [`KILL_GRACE`] later, SIGKILL, so
+//! whatever the program started in the background ends with it.
 //!
 //! The program does not inherit the relay's environment, which may hold the database
 //! password and API tokens: it gets `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ` and `TMPDIR` from
 //! it, the `ONCALL_RELAY_*` variables and the configured `env`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minijinja::Environment;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
 use super::{Base, Deliver, DeliveryError, Setup, within};
@@ -40,6 +44,8 @@ const ERROR_CHARS: usize = 300;
 const PIPE_GRACE: Duration = Duration::from_millis(250);
 /// Prefix of the variables describing the notification.
 const ENV_PREFIX: &str = "ONCALL_RELAY_";
+/// How long the program's process group has to exit after SIGTERM before SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Variables taken over from the relay's own environment.
 const INHERITED_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
@@ -145,12 +151,15 @@ impl Exec {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // Its own group, so that everything it starts can be ended with it.
+        #[cfg(unix)]
+        cmd.process_group(0);
         Ok((cmd, stdin))
     }
 
     async fn run(&self, n: &Notification) -> Result<(), DeliveryError> {
         let (mut cmd, input) = self.command(n)?;
-        let mut child = cmd.spawn().map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             let text = format!("cannot start {}: {e}", self.program.display());
             match e.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
@@ -161,9 +170,10 @@ impl Exec {
         })?;
         // Readers run as tasks so that a full pipe never blocks the program, and are aborted
         // (with whatever they read) when a background child keeps the pipes open.
-        let stdout = Captured::start(child.stdout.take());
-        let stderr = Captured::start(child.stderr.take());
-        let stdin = child.stdin.take();
+        let mut child = Running::new(child);
+        let stdout = Captured::start(child.stdout());
+        let stderr = Captured::start(child.stderr());
+        let stdin = child.stdin();
         let feed = async move {
             if let Some(mut stdin) = stdin {
                 // A program that ignores stdin may exit before reading it: not an error.
@@ -215,7 +225,7 @@ impl Deliver for Exec {
     }
 
     async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
-        // Dropping the future drops the child, and `kill_on_drop` kills it.
+        // Dropping the future drops the `Running` program, which ends its process group.
         within(self.base.timeout, self.run(n), || {
             format!(
                 "{} did not finish within {:?} and was killed",
@@ -225,6 +235,88 @@ impl Deliver for Exec {
         })
         .await
     }
+}
+
+/// A started program; dropped before it exited (timeout, cancel), it ends its process group.
+struct Running {
+    /// `None` only once handed over to the ending in `drop`.
+    child: Option<Child>,
+    exited: bool,
+}
+
+impl Running {
+    fn new(child: Child) -> Running {
+        Running {
+            child: Some(child),
+            exited: false,
+        }
+    }
+
+    fn stdin(&mut self) -> Option<ChildStdin> {
+        self.child.as_mut().and_then(|c| c.stdin.take())
+    }
+
+    fn stdout(&mut self) -> Option<ChildStdout> {
+        self.child.as_mut().and_then(|c| c.stdout.take())
+    }
+
+    fn stderr(&mut self) -> Option<ChildStderr> {
+        self.child.as_mut().and_then(|c| c.stderr.take())
+    }
+
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the program was already ended"))?;
+        let status = child.wait().await;
+        // Reaped: its id may be reused, so the group is no longer signalled.
+        self.exited = status.is_ok();
+        status
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        if self.exited {
+            return;
+        }
+        #[cfg(unix)]
+        if let Some(pgid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+            signal_group(pgid, libc::SIGTERM);
+            // The leader stays unreaped (held by `child`) until after SIGKILL, so the group id
+            // cannot name another process group meanwhile. A thread, because `drop` may run
+            // while the runtime shuts down.
+            let spawned = std::thread::Builder::new()
+                .name("exec-kill".into())
+                .spawn(move || {
+                    std::thread::sleep(KILL_GRACE);
+                    signal_group(pgid, libc::SIGKILL);
+                    drop(child);
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot wait to kill the program's process group");
+                signal_group(pgid, libc::SIGKILL);
+            }
+            return;
+        }
+        // `kill_on_drop` kills the program itself.
+        drop(child);
+    }
+}
+
+/// Sends `signal` to every process in the group `pgid`.
+#[cfg(unix)]
+fn signal_group(pgid: i32, signal: libc::c_int) {
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes no pointers and touches no memory of this process. The negative id
+    // names only the group led by our own unreaped child (never 0 or -1, checked above).
+    let _ = unsafe { libc::kill(-pgid, signal) };
 }
 
 /// Output of one pipe, read by a task into a buffer capped at [`OUTPUT_CAP`].
