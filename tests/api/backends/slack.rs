@@ -96,22 +96,14 @@ async fn slack_retry_after_header_is_honoured(db: Db) {
         Reply::Json(200, OK),
     );
     let mut s = settings(&db);
-    // The queue alone would retry after about 100 ms.
-    s.queue.retry_base = Duration::from_millis(100);
-    s.queue.retry_max = Duration::from_millis(500);
+    quick_retries(&mut s);
     slack(&mut s, web_api(&fake));
     let (app, events) = sms_to_alice(s, &[], "hello").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
     assert_eq!(e.attempts, 2);
     assert_eq!(e.attempt_log[0].outcome, "retry");
-    let requests = fake.requests();
-    assert_eq!(requests.len(), 2);
-    let waited = requests[1].at - requests[0].at;
-    assert!(
-        waited >= Duration::from_millis(1950),
-        "retried after {waited:?}, Slack asked for 2 s"
-    );
+    fake.assert_second_request_waited_2s("Slack");
     app.stop().await;
 }
 db_test!(slack_retry_after_header_is_honoured);
@@ -124,19 +116,12 @@ async fn slack_webhook_retry_after_header_is_honoured(db: Db) {
         Reply::Status(200),
     );
     let mut s = settings(&db);
-    s.queue.retry_base = Duration::from_millis(100);
-    s.queue.retry_max = Duration::from_millis(500);
+    quick_retries(&mut s);
     slack(&mut s, incoming_webhook(&fake));
     let (app, events) = sms_to_alice(s, &[], "hello").await;
     assert_eq!(events[0].status, "delivered");
     assert_eq!(events[0].attempts, 2);
-    let requests = fake.requests();
-    assert_eq!(requests.len(), 2);
-    let waited = requests[1].at - requests[0].at;
-    assert!(
-        waited >= Duration::from_millis(1950),
-        "retried after {waited:?}, Slack asked for 2 s"
-    );
+    fake.assert_second_request_waited_2s("Slack");
     app.stop().await;
 }
 db_test!(slack_webhook_retry_after_header_is_honoured);

@@ -169,9 +169,7 @@ async fn telegram_flood_control_is_retried(db: Db) {
         Reply::Status(200),
     );
     let mut s = settings(&db);
-    // The queue alone would retry after about 100 ms.
-    s.queue.retry_base = Duration::from_millis(100);
-    s.queue.retry_max = Duration::from_millis(500);
+    quick_retries(&mut s);
     bot(&mut s, &fake, None);
     let (app, events) = sms_to_alice(s, &[("telegram", "42")], "hello").await;
     let e = &events[0];
@@ -183,13 +181,7 @@ async fn telegram_flood_control_is_retried(db: Db) {
         first.contains("429") && first.contains("retry after 2s"),
         "{first}"
     );
-    let requests = fake.requests();
-    assert_eq!(requests.len(), 2);
-    let waited = requests[1].at - requests[0].at;
-    assert!(
-        waited >= Duration::from_millis(1950),
-        "retried after {waited:?}, Telegram asked for 2 s"
-    );
+    fake.assert_second_request_waited_2s("Telegram");
     app.stop().await;
 }
 db_test!(telegram_flood_control_is_retried);

@@ -86,6 +86,18 @@ impl Fake {
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().expect("lock").requests.clone()
     }
+
+    /// Asserts exactly two requests arrived, the second no sooner than the 2 s that `who`
+    /// asked for (with 50 ms of clock slack).
+    pub fn assert_second_request_waited_2s(&self, who: &str) {
+        let requests = self.requests();
+        assert_eq!(requests.len(), 2);
+        let waited = requests[1].at - requests[0].at;
+        assert!(
+            waited >= std::time::Duration::from_millis(1950),
+            "retried after {waited:?}, {who} asked for 2 s"
+        );
+    }
 }
 
 async fn record(

@@ -115,6 +115,13 @@ impl TestDb {
     }
 }
 
+/// Makes the queue's own retry come after about 100 ms, so a test can tell a longer wait that a
+/// provider asked for.
+pub fn quick_retries(s: &mut Settings) {
+    s.queue.retry_base = Duration::from_millis(100);
+    s.queue.retry_max = Duration::from_millis(500);
+}
+
 /// Settings for a test app on `db`: random port, test token, quick polling.
 pub fn settings(db: &TestDb) -> Settings {
     let mut s = Settings::default();
