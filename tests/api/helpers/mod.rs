@@ -115,6 +115,13 @@ impl TestDb {
     }
 }
 
+/// Asserts `e` was retried once, then delivered on its second attempt.
+pub fn assert_delivered_on_the_second_attempt(e: &NotificationRecord) {
+    assert_eq!(e.status, "delivered", "{e:?}");
+    assert_eq!(e.attempts, 2);
+    assert_eq!(e.attempt_log[0].outcome, "retry");
+}
+
 /// Makes the queue's own retry come after about 100 ms, so a test can tell a longer wait that a
 /// provider asked for.
 pub fn quick_retries(s: &mut Settings) {
