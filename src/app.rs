@@ -48,6 +48,9 @@ pub enum StartupError {
     /// A tracked schedule is misconfigured or cannot be stored.
     #[error(transparent)]
     Schedules(#[from] crate::schedules::ScheduleError),
+    /// The acknowledge loop is misconfigured (`grafana.oncall.url`).
+    #[error(transparent)]
+    Ack(#[from] crate::ack::AckError),
     /// `app.log_level` or `app.log_path` is unusable.
     #[error(transparent)]
     Logging(#[from] crate::telemetry::TelemetryError),
@@ -229,6 +232,20 @@ impl Application {
             request_timeout: settings.app.write_timeout,
             metrics,
             ready_at: Default::default(),
+            ack: crate::ack::Ack::new(store.clone(), directory.clone(), oncall_api(&settings)?),
+            oncall_webhook_tokens: non_empty(settings.grafana.oncall.webhook_token.expose())
+                .map(|token| TokenCheck::new(vec![token], false)),
+            sms_replies: settings
+                .plugin
+                .backends
+                .iter()
+                .filter_map(|(name, b)| match b {
+                    crate::config::BackendSettings::Webhook(w) => {
+                        w.replies.clone().map(|r| (name.clone(), r))
+                    }
+                    _ => None,
+                })
+                .collect(),
         });
         let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);
         Ok(Application {
@@ -342,6 +359,18 @@ fn spawn_directory_refresh(
     })
 }
 
+/// OnCall's public API, when `grafana.oncall.url` and its token are set.
+fn oncall_api(settings: &Settings) -> Result<Option<crate::ack::api::OncallApi>, StartupError> {
+    let oncall = &settings.grafana.oncall;
+    if oncall.url.trim().is_empty() || oncall.header_token.expose().trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::ack::api::OncallApi::new(
+        &oncall.url,
+        oncall.header_token.expose(),
+    )?))
+}
+
 fn spawn_purge(
     store: Store,
     retention: std::time::Duration,
@@ -356,6 +385,9 @@ fn spawn_purge(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "purged old notifications"),
                 Err(e) => tracing::warn!(error = %e, "cannot purge old notifications"),
+            }
+            if let Err(e) = crate::ack::registry::purge(&store, before).await {
+                tracing::warn!(error = %e, "cannot purge old pages");
             }
         }
     })

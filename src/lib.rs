@@ -1,6 +1,7 @@
 //! oncall-relay: the "Grafana Cloud" that self-hosted Grafana OnCall connects to for phone
 //! calls and SMS, routing them to the operator's own backends.
 
+pub mod ack;
 pub mod app;
 pub mod cloud_api;
 pub mod config;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use oncall_relay::ack::registry;
 use oncall_relay::config::Settings;
 use oncall_relay::notify::{EventFilter, events};
 use oncall_relay::store::{format_ms, now_ms};
@@ -32,19 +33,47 @@ pub enum EventsCommand {
         #[command(flatten)]
         format: ListFormat,
     },
+    /// List what people did from their pages (replies, keys) and what OnCall answered.
+    Actions {
+        /// Only since this long ago (e.g. 1h, 2d) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this person (email).
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many actions.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        format: ListFormat,
+    },
 }
 
 /// Runs an `events` subcommand against the configured database.
 pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
-    let EventsCommand::List {
-        since,
-        user,
-        status,
-        kind,
-        limit,
-        format,
-    } = cmd;
+    let (since, user, status, kind, limit, format) = match cmd {
+        EventsCommand::List {
+            since,
+            user,
+            status,
+            kind,
+            limit,
+            format,
+        } => (since, user, status, kind, limit, format),
+        EventsCommand::Actions {
+            since,
+            user,
+            limit,
+            format,
+        } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let actions = registry::actions(&store, user.as_deref(), since, limit).await?;
+            print_actions(&actions, format.json)?;
+            store.close().await;
+            return Ok(());
+        }
+    };
     let filter = EventFilter {
         since: since.as_deref().map(parse_since).transpose()?,
         user,
@@ -82,6 +111,34 @@ pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+fn print_actions(actions: &[registry::ActionRecord], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(actions);
+    }
+    outln!(
+        "{:<24} {:<14} {:<24} {:<14} {:<12} {:<10} DETAIL",
+        "TIME",
+        "CHANNEL",
+        "EMAIL",
+        "ALERT GROUP",
+        "ACTION",
+        "OUTCOME"
+    );
+    for a in actions {
+        outln!(
+            "{:<24} {:<14} {:<24} {:<14} {:<12} {:<10} {}",
+            format_ms(a.created_at),
+            a.channel,
+            a.email,
+            a.alert_group_id.as_deref().unwrap_or("-"),
+            a.action,
+            a.outcome,
+            a.detail.as_deref().unwrap_or("")
+        );
+    }
     Ok(())
 }
 

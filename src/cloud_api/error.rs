@@ -159,6 +159,20 @@ impl From<crate::schedules::ScheduleError> for ApiError {
     }
 }
 
+impl From<crate::ack::AckError> for ApiError {
+    fn from(e: crate::ack::AckError) -> Self {
+        use crate::ack::AckError;
+        match e {
+            AckError::Webhook(w) => ApiError::BadRequest(w.to_string()),
+            AckError::Directory(d) => d.into(),
+            AckError::Notify(n) => n.into(),
+            AckError::Store(s) => ApiError::Unavailable(s.to_string()),
+            AckError::Oncall(m) => ApiError::Unavailable(format!("OnCall: {m}")),
+            AckError::Config(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<NotifyError> for ApiError {
     fn from(e: NotifyError) -> Self {
         match e {

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod error;
 mod extract;
+mod hooks;
 mod info;
 mod integrations;
 mod metrics;
@@ -77,6 +78,12 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// When `/readyz` last found the database answering; probes run one at a time.
     pub ready_at: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// The acknowledge loop: OnCall's webhooks and people's replies.
+    pub ack: crate::ack::Ack,
+    /// What OnCall's webhooks must present; `None`: the receiver is off.
+    pub oncall_webhook_tokens: Option<TokenCheck>,
+    /// Generic SMS gateways that post replies, by backend name.
+    pub sms_replies: std::collections::BTreeMap<String, crate::config::ReplySettings>,
 }
 
 impl AppState {
@@ -143,7 +150,9 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route("/health", get(healthz))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::render));
+        .route("/metrics", get(metrics::render))
+        .route("/hooks/oncall", post(hooks::oncall::webhook))
+        .route("/hooks/sms/{backend}", post(hooks::sms::reply));
     let routes = api
         .merge(open)
         .nest("/api/admin/v1", admin::router(state.clone()));

@@ -40,6 +40,33 @@ pub struct WebhookSettings {
     /// alert text cannot add parameters; `false` prints values as they are.
     #[serde(default = "default_true")]
     pub url_encode: bool,
+    /// Replies this gateway posts to `/hooks/sms/<backend name>`; absent: none accepted.
+    pub replies: Option<ReplySettings>,
+}
+
+/// How a generic SMS gateway posts the replies people send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplySettings {
+    /// Shared secret the gateway presents: `Authorization: Bearer <secret>` or `?secret=`.
+    pub secret: Secret,
+    /// Field (dotted path in JSON) holding the sender's number.
+    #[serde(default = "default_from_field")]
+    pub from_field: String,
+    /// Field (dotted path in JSON) holding the text.
+    #[serde(default = "default_text_field")]
+    pub text_field: String,
+    /// Also send the answer to the person as an SMS through this backend (otherwise it is only
+    /// in the HTTP answer, for gateways that reply with it).
+    #[serde(default)]
+    pub answer_by_sms: bool,
+}
+
+fn default_from_field() -> String {
+    "from".into()
+}
+fn default_text_field() -> String {
+    "text".into()
 }
 
 impl Default for WebhookSettings {
@@ -55,6 +82,7 @@ impl Default for WebhookSettings {
             basic_auth: None,
             signing_secret: None,
             url_encode: true,
+            replies: None,
         }
     }
 }

@@ -27,8 +27,11 @@ pub struct GrafanaSettings {
 pub struct OncallSettings {
     /// OnCall base URL.
     pub url: String,
-    /// Token sent to OnCall.
+    /// OnCall API token: sent to OnCall's public API and with iCal fetches.
     pub header_token: Secret,
+    /// What OnCall's outgoing webhooks must send as `Authorization` to `/hooks/oncall`;
+    /// empty: the webhook receiver is off.
+    pub webhook_token: Secret,
     /// Load more details about incidents from OnCall.
     pub incident_details: bool,
     /// Schedules to track, by key.
@@ -46,6 +49,7 @@ impl Default for OncallSettings {
         OncallSettings {
             url: String::new(),
             header_token: Secret::default(),
+            webhook_token: Secret::default(),
             incident_details: false,
             schedules: BTreeMap::new(),
             schedule_poll_interval: Duration::from_secs(60),

@@ -37,8 +37,8 @@ mod validate;
 
 pub use app::{AppSettings, ListenAddr, Secret, Tokens};
 pub use backends::{
-    BasicAuth, EmailSettings, ExecSettings, MattermostSettings, NtfySettings, SipSettings,
-    SlackSettings, SmtpSecurity, TelegramSettings, TwilioSettings, WebhookSettings,
+    BasicAuth, EmailSettings, ExecSettings, MattermostSettings, NtfySettings, ReplySettings,
+    SipSettings, SlackSettings, SmtpSecurity, TelegramSettings, TwilioSettings, WebhookSettings,
 };
 pub use db::{DbSettings, Driver, PoolSettings};
 pub use grafana::{GrafanaSettings, OncallSettings, ScheduleSettings};

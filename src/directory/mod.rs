@@ -82,6 +82,25 @@ impl From<UnknownRole> for DirectoryError {
     }
 }
 
+/// The contact that holds a person's own OnCall API token, so that what they do from a page
+/// is done as them. A secret: never shown, logged or given to templates.
+pub const ONCALL_TOKEN_CONTACT: &str = "oncall_token";
+
+/// Serialises contacts with secret values masked, wherever they are shown or templated.
+pub fn serialize_contacts<S: serde::Serializer>(
+    contacts: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(contacts.iter().map(|(k, v)| {
+        let shown = if k == ONCALL_TOKEN_CONTACT && !v.is_empty() {
+            "***"
+        } else {
+            v.as_str()
+        };
+        (k, shown)
+    }))
+}
+
 /// A directory entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct User {
@@ -109,6 +128,7 @@ pub struct User {
     /// Addresses for backends (`telegram`, `slack`, `email`, `ntfy`, ...) and `route`, a
     /// backend tried first for this user.
     #[sqlx(try_from = "crate::store::JsonText<BTreeMap<String, String>>")]
+    #[serde(serialize_with = "serialize_contacts")]
     pub contacts: BTreeMap<String, String>,
     /// Creation time (Unix ms).
     pub created_at: i64,

@@ -65,6 +65,14 @@ impl Snapshot {
         &self.users
     }
 
+    /// The user with this phone number (E.164). A scan: replies are rare, and a second index
+    /// would cost memory on every relay.
+    pub fn by_phone(&self, e164: &str) -> Option<&Arc<User>> {
+        self.users
+            .iter()
+            .find(|u| u.phone_number.as_deref() == Some(e164))
+    }
+
     /// The user with this email (case-insensitive).
     pub fn by_email(&self, email: &str) -> Option<&Arc<User>> {
         self.by_email
@@ -158,5 +166,15 @@ impl Directory {
         }
         self.refresh().await?;
         Ok(self.snapshot().by_email(email).cloned())
+    }
+
+    /// Finds the user with this phone number (E.164), re-checking a miss like
+    /// [`Directory::find_for_delivery`].
+    pub async fn find_by_phone(&self, e164: &str) -> Result<Option<Arc<User>>, DirectoryError> {
+        if let Some(user) = self.snapshot().by_phone(e164) {
+            return Ok(Some(user.clone()));
+        }
+        self.refresh().await?;
+        Ok(self.snapshot().by_phone(e164).cloned())
     }
 }

@@ -9,7 +9,14 @@ use super::NotifyError;
 use crate::store::Store;
 
 /// Statuses a notification can have.
-pub const STATUSES: [&str; 5] = ["queued", "delivering", "delivered", "failed", "duplicate"];
+pub const STATUSES: [&str; 6] = [
+    "queued",
+    "delivering",
+    "delivered",
+    "failed",
+    "duplicate",
+    "cancelled",
+];
 
 /// Which notifications to list.
 #[derive(Debug, Clone, Default)]

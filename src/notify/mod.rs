@@ -91,6 +91,32 @@ pub async fn purge_finished(store: &crate::store::Store, before: i64) -> Result<
     }
 }
 
+/// Stops the notifications `ids` that are still waiting (for their first attempt, a retry or a
+/// fallback) and records `reason`; one being delivered right now is left to finish. Returns how
+/// many were stopped.
+pub async fn cancel_pending(
+    store: &crate::store::Store,
+    ids: &[i64],
+    reason: &str,
+) -> Result<u64, NotifyError> {
+    let mut stopped = 0;
+    let now = crate::store::now_ms();
+    for id in ids {
+        let _guard = store.write_guard().await;
+        stopped += sqlx::query(
+            "UPDATE notifications SET status = 'cancelled', due_at = NULL, claim = NULL, \
+             last_error = $1, finished_at = $2, updated_at = $2 WHERE id = $3 AND status = 'queued'",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+    }
+    Ok(stopped)
+}
+
 /// What a notification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

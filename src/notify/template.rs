@@ -113,6 +113,7 @@ pub(crate) struct Context<'a> {
     /// Kind-specific details: a push's `data`, `device_token`, ...
     details: Option<&'a serde_json::Value>,
     /// The recipient's backend addresses (`telegram`, `email`, ...).
+    #[serde(serialize_with = "crate::directory::serialize_contacts")]
     contacts: &'a BTreeMap<String, String>,
 }
 

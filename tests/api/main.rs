@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod ack;
 mod admin;
 mod backends;
 mod calls;

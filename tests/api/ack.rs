@@ -1,0 +1,364 @@
+//! The acknowledge loop: OnCall's webhooks, SMS replies through a generic gateway, and the
+//! actions sent to a fake OnCall public API.
+
+use oncall_relay::ack::registry;
+use oncall_relay::config::{BackendSettings, ReplySettings, Secret, Settings};
+use serde_json::{Value, json};
+
+use crate::db_test;
+use crate::helpers::*;
+
+const GROUP: &str = "IABCDEFGH1234";
+const OTHER: &str = "IZYXWVUTS9876";
+const WEBHOOK_TOKEN: &str = "webhook-secret";
+const REPLY_SECRET: &str = "gateway-secret";
+const ALICE_PHONE: &str = "+4930123456";
+
+/// Settings with OnCall's API at `oncall` and a gateway `gw` whose replies are accepted.
+fn ack_settings(db: &TestDb, oncall: &Fake) -> Settings {
+    let mut s = settings(db);
+    s.grafana.oncall.url = oncall.url.trim_end_matches("/hook").to_string();
+    s.grafana.oncall.header_token = Secret("relay-api-token".into());
+    s.grafana.oncall.webhook_token = Secret(WEBHOOK_TOKEN.into());
+    add_webhook(&mut s, "gw", &oncall.url);
+    if let Some(BackendSettings::Webhook(w)) = s.plugin.backends.get_mut("gw") {
+        w.replies = Some(ReplySettings {
+            secret: Secret(REPLY_SECRET.into()),
+            from_field: "from".into(),
+            text_field: "text".into(),
+            answer_by_sms: false,
+        });
+    }
+    s
+}
+
+async fn oncall_webhook(app: &TestApp, token: &str, body: Value) -> u16 {
+    status_of(
+        app.client
+            .post(app.url("/hooks/oncall"))
+            .header("Authorization", token)
+            .json(&body),
+    )
+    .await
+}
+
+async fn paged(app: &TestApp, id: &str, title: &str) {
+    let body = json!({"alert_group_id": id, "email": "alice@example.com", "title": title});
+    assert_eq!(oncall_webhook(app, WEBHOOK_TOKEN, body).await, 200);
+}
+
+/// A gateway's reply post to `path`.
+fn reply_post(app: &TestApp, path: &str, from: &str, text: &str) -> reqwest::RequestBuilder {
+    let body = serde_urlencoded::to_string([("from", from), ("text", text)]).expect("form");
+    app.client
+        .post(app.url(path))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+}
+
+/// Posts a reply from `from` through `gw`; returns the status and the answer.
+async fn reply(app: &TestApp, from: &str, text: &str) -> (u16, Value) {
+    let path = format!("/hooks/sms/gw?secret={REPLY_SECRET}");
+    json_of(
+        reply_post(app, &path, from, text)
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await
+}
+
+async fn actions(app: &TestApp) -> Vec<registry::ActionRecord> {
+    registry::actions(&app.store, None, None, 100)
+        .await
+        .expect("actions")
+}
+
+async fn oncall_webhook_needs_its_token(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    let body = json!({"alert_group_id": GROUP, "email": "alice@example.com"});
+    assert_eq!(oncall_webhook(&app, "wrong", body.clone()).await, 403);
+    assert_eq!(
+        oncall_webhook(&app, crate::helpers::TOKEN, body.clone()).await,
+        403
+    );
+    assert_eq!(
+        oncall_webhook(&app, &format!("Bearer {WEBHOOK_TOKEN}"), body).await,
+        200
+    );
+    let bad = json!({"alert_group_id": "../admin", "email": "alice@example.com"});
+    let (status, answer) = json_of(
+        app.client
+            .post(app.url("/hooks/oncall"))
+            .header("Authorization", WEBHOOK_TOKEN)
+            .json(&bad)
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("alert_group_id"))
+    );
+    app.stop().await;
+}
+db_test!(oncall_webhook_needs_its_token);
+
+async fn sms_reply_acknowledges_the_latest_page(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    oncall.script(
+        &[Reply::Status(200), Reply::Json(201, "{}")],
+        Reply::Status(200),
+    );
+    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    paged(&app, OTHER, "Old alert").await;
+    paged(&app, GROUP, "Disk full").await;
+    let (status, answer) = reply(&app, "+49 30 123456", "ack").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["reply"], "\"Disk full\" acknowledged.");
+    let calls = oncall.requests();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        calls[0].uri.path(),
+        format!("/api/v1/alert_groups/{GROUP}/acknowledge")
+    );
+    assert_eq!(calls[0].headers["authorization"], "relay-api-token");
+    assert_eq!(calls[1].uri.path(), "/api/v1/resolution_notes/");
+    let note = calls[1].json();
+    assert_eq!(note["alert_group_id"], GROUP);
+    assert!(
+        note["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("alice@example.com") && t.contains("SMS"))
+    );
+    let log = actions(&app).await;
+    assert_eq!(log[0].outcome, "done");
+    assert_eq!(log[0].alert_group_id.as_deref(), Some(GROUP));
+    assert_eq!(log[0].email, "alice@example.com");
+    // Acknowledged now: a second "ack" has nothing open to act on but the older page.
+    let (_, again) = reply(&app, ALICE_PHONE, "2").await;
+    assert_eq!(again["reply"], "\"Old alert\" resolved.");
+    app.stop().await;
+    // The events log answers "what did Alice do from her phone?".
+    let log = relay_json(
+        &db,
+        &["events", "actions", "--json", "--user", "ALICE@example.com"],
+    );
+    let outcomes: Vec<(&str, &str)> = log
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap_or(""),
+                a["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes, [("resolve", "done"), ("acknowledge", "done")]);
+}
+db_test!(sms_reply_acknowledges_the_latest_page);
+
+async fn silence_sends_the_delay_in_seconds(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    paged(&app, GROUP, "Disk full").await;
+    let (_, answer) = reply(&app, ALICE_PHONE, "s 120").await;
+    assert_eq!(answer["reply"], "\"Disk full\" silenced for 2 h.");
+    let calls = oncall.requests();
+    assert_eq!(
+        calls[0].uri.path(),
+        format!("/api/v1/alert_groups/{GROUP}/silence")
+    );
+    assert_eq!(calls[0].json(), json!({"delay": 7200}));
+    app.stop().await;
+}
+db_test!(silence_sends_the_delay_in_seconds);
+
+async fn strangers_and_forged_replies_do_nothing(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    paged(&app, GROUP, "Disk full").await;
+    let (status, answer) = reply(&app, "+4930999999", "ack").await;
+    assert_eq!((status, answer["reply"].clone()), (200, Value::Null));
+    let forged = reply_post(&app, "/hooks/sms/gw?secret=guess", ALICE_PHONE, "ack");
+    assert_eq!(status_of(forged).await, 403);
+    let path = format!("/hooks/sms/hook?secret={REPLY_SECRET}");
+    let unknown_gateway = reply_post(&app, &path, ALICE_PHONE, "ack");
+    assert_eq!(status_of(unknown_gateway).await, 403);
+    assert!(oncall.requests().is_empty(), "OnCall must not be called");
+    assert_eq!(actions(&app).await[0].outcome, "unknown-sender");
+    app.stop().await;
+}
+db_test!(strangers_and_forged_replies_do_nothing);
+
+async fn oncall_refusals_are_told_to_the_person(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    oncall.script(
+        &[
+            Reply::Json(
+                400,
+                r#"{"detail": "Can't acknowledge an acknowledged alert group"}"#,
+            ),
+            Reply::Json(404, r#"{"detail": "Not found."}"#),
+            Reply::RetryAfter(429, "30", r#"{"detail": "Request was throttled."}"#),
+        ],
+        Reply::Status(200),
+    );
+    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    paged(&app, GROUP, "Disk full").await;
+    let (_, refused) = reply(&app, ALICE_PHONE, "a").await;
+    assert_eq!(
+        refused["reply"],
+        "\"Disk full\": Can't acknowledge an acknowledged alert group"
+    );
+    let (_, missing) = reply(&app, ALICE_PHONE, "a").await;
+    assert_eq!(missing["reply"], "\"Disk full\" was not found in OnCall.");
+    let (_, busy) = reply(&app, ALICE_PHONE, "a").await;
+    assert_eq!(
+        busy["reply"],
+        "OnCall is busy: try \"Disk full\" again in 30 s."
+    );
+    let outcomes: Vec<String> = actions(&app).await.into_iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, ["throttled", "not-found", "refused"]);
+    // Once OnCall's status-change webhook says who acted, the person is told that instead.
+    let change = json!({
+        "event": {"type": "resolve"},
+        "user": {"username": "bob", "email": "bob@example.com"},
+        "alert_group": {"id": GROUP, "state": "resolved"},
+        "alert_group_id": GROUP
+    });
+    assert_eq!(oncall_webhook(&app, WEBHOOK_TOKEN, change).await, 200);
+    let (_, none) = reply(&app, ALICE_PHONE, "a").await;
+    assert_eq!(none["reply"], "No open alert for you.");
+    app.stop().await;
+}
+db_test!(oncall_refusals_are_told_to_the_person);
+
+async fn a_number_picks_the_page_named_in_the_sms(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    paged(&app, GROUP, "Disk full").await;
+    paged(&app, OTHER, "CPU high").await;
+    for (n, title) in [(17, "Disk full"), (18, "CPU high")] {
+        let text = format!(
+            "Grafana OnCall: Alert group #{n}\"{title}\" from stack: \"acme\", integration: Prom, alerts registered: 1."
+        );
+        app.send_ok("/api/v1/send_sms", "alice@example.com", &text)
+            .await;
+    }
+    let (_, answer) = reply(&app, ALICE_PHONE, "r 17").await;
+    assert_eq!(answer["reply"], "#17 resolved.");
+    assert_eq!(
+        oncall.requests()[0].uri.path(),
+        format!("/api/v1/alert_groups/{GROUP}/resolve")
+    );
+    let (_, unknown) = reply(&app, ALICE_PHONE, "a 99").await;
+    assert_eq!(unknown["reply"], "No open alert #99 for you. Open: #18.");
+    let (_, help) = reply(&app, ALICE_PHONE, "what?").await;
+    assert!(
+        help["reply"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("Reply 1 or a"))
+    );
+    app.stop().await;
+}
+db_test!(a_number_picks_the_page_named_in_the_sms);
+
+async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("oncall_token", "alice-own-token")])
+        .await;
+    paged(&app, GROUP, "Disk full").await;
+    let (_, answer) = reply(&app, ALICE_PHONE, "1").await;
+    assert_eq!(answer["reply"], "\"Disk full\" acknowledged.");
+    let calls = oncall.requests();
+    assert_eq!(
+        calls.len(),
+        1,
+        "no resolution note when acting as the person"
+    );
+    assert_eq!(calls[0].headers["authorization"], "alice-own-token");
+    let listed = app
+        .client
+        .get(app.url("/api/admin/v1/users/alice@example.com"))
+        .header("Authorization", "Bearer admin")
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("body");
+    assert!(!listed.contains("alice-own-token"), "{listed}");
+    assert!(listed.contains("\"oncall_token\":\"***\""), "{listed}");
+    app.stop().await;
+}
+db_test!(a_personal_token_acts_as_the_person_and_is_never_shown);
+
+async fn a_status_change_stops_pending_retries(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    // The SMS gateway is down: Alice's SMS waits for its retry.
+    let gateway = Fake::answering(Reply::Status(503)).await;
+    let mut s = ack_settings(&db, &oncall);
+    use_webhook(&mut s, &gateway.url);
+    s.queue.retry_base = std::time::Duration::from_secs(30);
+    s.queue.retry_max = std::time::Duration::from_secs(30);
+    let app = TestApp::spawn_with_alice(s).await;
+    paged(&app, GROUP, "Disk full").await;
+    paged(&app, OTHER, "CPU high").await;
+    for (n, title) in [(17, "Disk full"), (18, "CPU high")] {
+        let text = format!(
+            "Grafana OnCall: Alert group #{n}\"{title}\" from stack: \"acme\", integration: Prom, alerts registered: 1."
+        );
+        app.send_ok("/api/v1/send_sms", "alice@example.com", &text)
+            .await;
+    }
+    wait_for(std::time::Duration::from_secs(10), || async {
+        (gateway.requests().len() >= 2).then_some(())
+    })
+    .await;
+    let change = json!({
+        "event": {"type": "acknowledge"},
+        "user": {"username": "bob"},
+        "alert_group": {"id": GROUP, "state": "acknowledged"},
+        "alert_group_id": GROUP
+    });
+    assert_eq!(oncall_webhook(&app, WEBHOOK_TOKEN, change).await, 200);
+    let events = app.events().await;
+    let status = |needle: &str| {
+        events
+            .iter()
+            .find(|e| e.message.contains(needle))
+            .map(|e| (e.status.clone(), e.last_error.clone()))
+            .expect("event")
+    };
+    assert_eq!(
+        status("Disk full"),
+        (
+            "cancelled".to_string(),
+            Some("alert group acknowledged by bob".to_string())
+        )
+    );
+    assert_eq!(
+        status("CPU high").0,
+        "queued",
+        "another alert group keeps going"
+    );
+    app.stop().await;
+}
+db_test!(a_status_change_stops_pending_retries);
