@@ -189,6 +189,11 @@ impl Application {
         let push_route = non_empty(&settings.push.backend);
         let push_fallback_route = non_empty(&settings.push.fallback_backend).or(push_route.clone());
 
+        let mut ack =
+            crate::ack::Ack::new(store.clone(), directory.clone(), oncall_api(&settings)?);
+        if let Some(root) = settings.public_url() {
+            ack = ack.with_links(crate::ack::links::LinkKey::load(&store).await?, root);
+        }
         let state = AppState::new(Inner {
             tokens: TokenCheck::new(tokens, settings.app.allow_any_token),
             debug: settings.debug,
@@ -232,7 +237,7 @@ impl Application {
             request_timeout: settings.app.write_timeout,
             metrics,
             ready_at: Default::default(),
-            ack: crate::ack::Ack::new(store.clone(), directory.clone(), oncall_api(&settings)?),
+            ack,
             oncall_webhook_tokens: non_empty(settings.grafana.oncall.webhook_token.expose())
                 .map(|token| TokenCheck::new(vec![token], false)),
             sms_replies: settings
@@ -388,6 +393,9 @@ fn spawn_purge(
             }
             if let Err(e) = crate::ack::registry::purge(&store, before).await {
                 tracing::warn!(error = %e, "cannot purge old pages");
+            }
+            if let Err(e) = crate::ack::links::purge(&store, crate::store::now_ms()).await {
+                tracing::warn!(error = %e, "cannot purge used action links");
             }
         }
     })

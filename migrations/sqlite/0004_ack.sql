@@ -35,3 +35,17 @@ CREATE INDEX page_actions_created ON page_actions (created_at);
 
 -- Replies come from phone numbers.
 CREATE INDEX directory_users_phone ON directory_users (phone_number);
+
+-- Keys the relay made for itself and every replica shares (the one-click links' signing key).
+CREATE TABLE relay_secrets (
+    name       TEXT PRIMARY KEY,
+    value      TEXT   NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+-- One-click links already used: each works once.
+CREATE TABLE used_links (
+    nonce   TEXT PRIMARY KEY,
+    used_at BIGINT NOT NULL
+);
+CREATE INDEX used_links_used ON used_links (used_at);

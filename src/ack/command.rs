@@ -37,6 +37,15 @@ impl Action {
         }
     }
 
+    /// The action as a button says it.
+    pub fn button_text(self) -> String {
+        match self {
+            Action::Acknowledge => "Acknowledge".into(),
+            Action::Resolve => "Resolve".into(),
+            Action::Silence(m) => format!("Silence for {m} min"),
+        }
+    }
+
     /// The action a phone key stands for (OnCall's own menu).
     pub fn from_key(key: &str) -> Option<Action> {
         match key.trim() {

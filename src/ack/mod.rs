@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod command;
+pub mod links;
 pub mod registry;
 mod texts;
 pub mod webhook;
@@ -40,6 +41,9 @@ pub enum AckError {
     /// A webhook body that cannot be used.
     #[error(transparent)]
     Webhook(#[from] webhook::WebhookError),
+    /// An action link that does nothing.
+    #[error(transparent)]
+    Link(#[from] links::LinkError),
     /// The directory failed.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
@@ -57,6 +61,28 @@ pub struct Ack {
     store: Store,
     directory: Directory,
     api: Option<OncallApi>,
+    /// Signing key and public root URL of one-click links, when `app.hostname` is set.
+    links: Option<(links::LinkKey, String)>,
+}
+
+/// One-click links for a delivered notification.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActionLinks {
+    /// Acknowledges the alert group the notification was about.
+    pub acknowledge: String,
+    /// Resolves it.
+    pub resolve: String,
+    /// Silences it for 30 minutes.
+    pub silence: String,
+}
+
+/// What an action link would do, for its confirmation page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPreview {
+    /// The action as a button says it, e.g. "Acknowledge".
+    pub action: String,
+    /// The notification's text.
+    pub message: String,
 }
 
 /// A page the person who answers could mean.
@@ -90,7 +116,103 @@ impl Ack {
             store,
             directory,
             api,
+            links: None,
         }
+    }
+
+    /// Turns on one-click links under `public_root` (ends with `/`), signed with `key`.
+    pub fn with_links(mut self, key: links::LinkKey, public_root: String) -> Ack {
+        self.links = Some((key, public_root));
+        self
+    }
+
+    /// The one-click links for notification `id`, when links are on.
+    pub fn action_links(&self, id: i64) -> Option<ActionLinks> {
+        let (key, root) = self.links.as_ref()?;
+        let now = now_ms();
+        let url = |action| format!("{root}act/{}", key.sign(id, action, now));
+        Some(ActionLinks {
+            acknowledge: url(Action::Acknowledge),
+            resolve: url(Action::Resolve),
+            silence: url(Action::Silence(command::DEFAULT_SILENCE_MINUTES)),
+        })
+    }
+
+    fn link_claim(&self, token: &str) -> Result<links::Claim, AckError> {
+        let (key, _) = self
+            .links
+            .as_ref()
+            .ok_or(AckError::Link(links::LinkError::Invalid))?;
+        Ok(key.verify(token, now_ms())?)
+    }
+
+    /// What the link `token` would do, without doing it.
+    pub async fn preview_link(&self, token: &str) -> Result<LinkPreview, AckError> {
+        let claim = self.link_claim(token)?;
+        let message =
+            sqlx::query_scalar::<_, String>("SELECT message FROM notifications WHERE id = $1")
+                .bind(claim.notification)
+                .fetch_optional(self.store.pool())
+                .await?
+                .ok_or(AckError::Link(links::LinkError::Invalid))?;
+        Ok(LinkPreview {
+            action: claim.action.button_text(),
+            message,
+        })
+    }
+
+    /// Does what the link `token` says, once; returns the text for the person.
+    pub async fn follow_link(&self, token: &str) -> Result<String, AckError> {
+        let claim = self.link_claim(token)?;
+        links::use_once(&self.store, &claim, now_ms()).await?;
+        let (email, sent) = texts::by_id(&self.store, claim.notification)
+            .await?
+            .ok_or(AckError::Link(links::LinkError::Invalid))?;
+        let user = self
+            .directory
+            .snapshot()
+            .by_email(&email)
+            .cloned()
+            .filter(|u| u.active);
+        let Some(user) = user else {
+            self.log(
+                "link",
+                &email,
+                None,
+                claim.action.api_name(),
+                "unknown-sender",
+                None,
+            )
+            .await;
+            return Ok("This link's recipient is no longer in the directory.".into());
+        };
+        let candidates = self.candidates(&user).await?;
+        let target = sent
+            .keys
+            .iter()
+            .find_map(|k| candidates.iter().find(|c| &c.id == k))
+            .or_else(|| {
+                sent.number
+                    .and_then(|n| candidates.iter().find(|c| c.number == Some(n)))
+            })
+            .or_else(|| {
+                sent.title
+                    .as_deref()
+                    .and_then(|t| candidates.iter().find(|c| texts::same_title(&c.title, t)))
+            });
+        let Some(target) = target else {
+            self.log(
+                "link",
+                &user.email,
+                None,
+                claim.action.api_name(),
+                "unmatched",
+                None,
+            )
+            .await;
+            return Ok("The alert this link was for could not be found.".into());
+        };
+        Ok(self.act("link", &user, target, claim.action).await)
     }
 
     /// Records what an OnCall webhook says: who was paged, or the group's new state.
@@ -384,7 +506,8 @@ impl Ack {
     }
 }
 
-fn capitalise(text: &str) -> String {
+/// `text` with its first letter in upper case.
+pub(crate) fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -397,6 +520,7 @@ fn channel_name(channel: &str) -> &'static str {
     match channel.split(':').next().unwrap_or("") {
         "sms" => "SMS reply",
         "voice" => "phone keys",
+        "link" => "a one-click link",
         _ => "the relay",
     }
 }

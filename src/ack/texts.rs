@@ -43,6 +43,29 @@ pub async fn recent(store: &Store, user_id: &str, since: i64) -> Result<Vec<Sent
         .collect())
 }
 
+/// The notification `id`: its recipient's email and what it carried.
+pub async fn by_id(store: &Store, id: i64) -> Result<Option<(String, Sent)>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct One {
+        email: String,
+        message: String,
+        payload: Option<String>,
+        created_at: i64,
+    }
+    let row: Option<One> = sqlx::query_as(
+        "SELECT email, message, payload, created_at FROM notifications WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?;
+    Ok(row.map(|r| {
+        (
+            r.email,
+            read(&r.message, r.payload.as_deref(), r.created_at),
+        )
+    }))
+}
+
 /// Notifications to the people `email_keys` that still wait for delivery, with what they carry.
 pub async fn pending(
     store: &Store,

@@ -30,6 +30,12 @@ pub enum ApiError {
     /// The admin API is off (no `app.admin_token`).
     #[error("admin API disabled")]
     AdminDisabled,
+    /// An action link this relay did not make, or an altered one.
+    #[error("invalid action link")]
+    InvalidLink,
+    /// An action link that expired or was used: 410.
+    #[error("gone: {0}")]
+    Gone(String),
     /// A heartbeat link nobody issued: 403, so that the engine creates its integration again.
     #[error("unknown heartbeat link")]
     UnknownHeartbeat,
@@ -73,7 +79,10 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidToken | ApiError::UnknownHeartbeat => StatusCode::FORBIDDEN,
+            ApiError::InvalidToken | ApiError::UnknownHeartbeat | ApiError::InvalidLink => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::NotFound | ApiError::UserNotFound | ApiError::AdminDisabled => {
                 StatusCode::NOT_FOUND
             }
@@ -101,6 +110,8 @@ impl IntoResponse for ApiError {
                 json!({"detail": "The admin API is off: set app.admin_token to turn it on."})
             }
             ApiError::UnknownHeartbeat => json!({"detail": "Unknown heartbeat link."}),
+            ApiError::InvalidLink => json!({"detail": "This link is not valid."}),
+            ApiError::Gone(detail) => json!({"detail": detail}),
             ApiError::MethodNotAllowed => json!({"detail": "Method not allowed."}),
             ApiError::PayloadTooLarge => json!({"detail": "Request body too large."}),
             ApiError::Fields(fields) => json!(fields),
@@ -164,6 +175,8 @@ impl From<crate::ack::AckError> for ApiError {
         use crate::ack::AckError;
         match e {
             AckError::Webhook(w) => ApiError::BadRequest(w.to_string()),
+            AckError::Link(crate::ack::links::LinkError::Invalid) => ApiError::InvalidLink,
+            AckError::Link(l) => ApiError::Gone(l.to_string()),
             AckError::Directory(d) => d.into(),
             AckError::Notify(n) => n.into(),
             AckError::Store(s) => ApiError::Unavailable(s.to_string()),

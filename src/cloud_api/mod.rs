@@ -152,7 +152,11 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .route("/hooks/oncall", post(hooks::oncall::webhook))
-        .route("/hooks/sms/{backend}", post(hooks::sms::reply));
+        .route("/hooks/sms/{backend}", post(hooks::sms::reply))
+        .route(
+            "/act/{token}",
+            get(hooks::act::confirm).post(hooks::act::act),
+        );
     let routes = api
         .merge(open)
         .nest("/api/admin/v1", admin::router(state.clone()));

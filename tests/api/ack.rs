@@ -362,3 +362,74 @@ async fn a_status_change_stops_pending_retries(db: Db) {
     app.stop().await;
 }
 db_test!(a_status_change_stops_pending_retries);
+
+async fn a_one_click_link_confirms_then_acts_once(db: Db) {
+    use oncall_relay::ack::command::Action;
+    use oncall_relay::ack::links::LinkKey;
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.app.hostname = "https://relay.example.org".into();
+    let app = TestApp::spawn_with_alice(s).await;
+    paged(&app, GROUP, "Disk full").await;
+    let text = "Grafana OnCall: Alert group #17\"Disk full\" from stack: \"acme\", integration: Prom, alerts registered: 1.";
+    app.send_ok("/api/v1/send_sms", "alice@example.com", text)
+        .await;
+    let id = app.events().await[0].id;
+    // The key every replica shares is in the database, so a test can sign as the relay does.
+    let key = LinkKey::load(&app.store).await.expect("key");
+    let now = oncall_relay::store::now_ms();
+    let token = key.sign(id, Action::Acknowledge, now);
+    let page = app
+        .client
+        .get(app.url(&format!("/act/{token}")))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.expect("body");
+    assert!(
+        html.contains("<form method=\"post\">") && html.contains("Acknowledge"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&quot;Disk full&quot;"),
+        "the text is escaped: {html}"
+    );
+    assert!(oncall.requests().is_empty(), "opening a link does nothing");
+    let post = |token: String| {
+        let url = app.url(&format!("/act/{token}"));
+        let client = app.client.clone();
+        async move { client.post(url).send().await.expect("sent") }
+    };
+    let done = post(token.clone()).await;
+    assert_eq!(done.status().as_u16(), 200);
+    assert!(
+        done.text()
+            .await
+            .expect("body")
+            .contains("#17 acknowledged.")
+    );
+    assert_eq!(
+        oncall.requests()[0].uri.path(),
+        format!("/api/v1/alert_groups/{GROUP}/acknowledge")
+    );
+    let requests = oncall.requests().len();
+    assert_eq!(
+        post(token.clone()).await.status().as_u16(),
+        410,
+        "used once"
+    );
+    let mut altered = token.clone();
+    altered.insert(3, 'x');
+    assert_eq!(post(altered).await.status().as_u16(), 403);
+    let old = key.sign(id, Action::Resolve, now - 2 * 3600 * 1000);
+    assert_eq!(post(old).await.status().as_u16(), 410, "expired");
+    assert_eq!(
+        oncall.requests().len(),
+        requests,
+        "nothing more reached OnCall"
+    );
+    app.stop().await;
+}
+db_test!(a_one_click_link_confirms_then_acts_once);
