@@ -189,10 +189,27 @@ impl Application {
         let push_route = non_empty(&settings.push.backend);
         let push_fallback_route = non_empty(&settings.push.fallback_backend).or(push_route.clone());
 
-        let mut ack =
-            crate::ack::Ack::new(store.clone(), directory.clone(), oncall_api(&settings)?);
+        let api = oncall_api(&settings)?;
+        let has_api = api.is_some();
+        let mut ack = crate::ack::Ack::new(store.clone(), directory.clone(), api);
         if let Some(root) = settings.public_url() {
             ack = ack.with_links(crate::ack::links::LinkKey::load(&store).await?, root);
+        }
+        for (name, backend) in &settings.plugin.backends {
+            let crate::config::BackendSettings::Telegram(t) = backend else {
+                continue;
+            };
+            if !t.replies {
+                continue;
+            }
+            if !has_api {
+                return Err(crate::ack::AckError::Config(format!(
+                    "plugin.backends.{name}.replies needs grafana.oncall.url and grafana.oncall.header_token"
+                ))
+                .into());
+            }
+            let bot = crate::ack::telegram::Bot::new(name, &t.api_base, t.token.expose())?;
+            background.push(bot.spawn_poller(ack.clone(), store.clone(), shutdown.clone()));
         }
         let state = AppState::new(Inner {
             tokens: TokenCheck::new(tokens, settings.app.allow_any_token),

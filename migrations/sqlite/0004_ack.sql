@@ -49,3 +49,11 @@ CREATE TABLE used_links (
     used_at BIGINT NOT NULL
 );
 CREATE INDEX used_links_used ON used_links (used_at);
+
+-- Work that one replica at a time does (e.g. polling a Telegram bot's updates): the holder
+-- renews its lease; another replica takes over once it runs out.
+CREATE TABLE leases (
+    name   TEXT PRIMARY KEY,
+    holder TEXT   NOT NULL,
+    until  BIGINT NOT NULL
+);

@@ -134,6 +134,10 @@ pub struct TelegramSettings {
     /// Longest time one delivery may take (all parts of a long message together).
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// Pages get Acknowledge / Resolve / Silence buttons, and the bot reads replies, by
+    /// long polling `getUpdates` (one replica at a time polls). Needs OnCall's API.
+    #[serde(default)]
+    pub replies: bool,
 }
 
 impl Default for TelegramSettings {
@@ -143,6 +147,7 @@ impl Default for TelegramSettings {
             chat_id: None,
             api_base: default_telegram_api_base(),
             timeout: default_timeout(),
+            replies: false,
         }
     }
 }

@@ -73,6 +73,14 @@ impl Snapshot {
             .find(|u| u.phone_number.as_deref() == Some(e164))
     }
 
+    /// The active user whose contact `key` is `value` (a Telegram chat id, ...). A scan, like
+    /// [`Snapshot::by_phone`].
+    pub fn by_contact(&self, key: &str, value: &str) -> Option<&Arc<User>> {
+        self.users
+            .iter()
+            .find(|u| u.active && u.contacts.get(key).is_some_and(|v| v.trim() == value))
+    }
+
     /// The user with this email (case-insensitive).
     pub fn by_email(&self, email: &str) -> Option<&Arc<User>> {
         self.by_email

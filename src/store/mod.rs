@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::config::{DbSettings, Driver};
 
 mod columns;
+pub mod lease;
 
 pub use columns::{Flag, JsonText};
 

@@ -433,3 +433,126 @@ async fn a_one_click_link_confirms_then_acts_once(db: Db) {
     app.stop().await;
 }
 db_test!(a_one_click_link_confirms_then_acts_once);
+
+/// A Telegram Bot API that hands out queued updates and records what the bot sends.
+#[derive(Clone, Default)]
+struct FakeTelegram {
+    updates: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl FakeTelegram {
+    async fn start() -> (FakeTelegram, String) {
+        use axum::extract::{Path, State};
+        let fake = FakeTelegram::default();
+        let app = axum::Router::new()
+            .route(
+                "/{bot}/{method}",
+                axum::routing::post(
+                    |State(f): State<FakeTelegram>,
+                     Path((_bot, method)): Path<(String, String)>,
+                     axum::Json(body): axum::Json<Value>| async move {
+                        if method == "getUpdates" {
+                            let next: Vec<Value> =
+                                std::mem::take(&mut *f.updates.lock().expect("lock"));
+                            if next.is_empty() {
+                                // A long poll with nothing new.
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            }
+                            return axum::Json(json!({"ok": true, "result": next}));
+                        }
+                        f.sent.lock().expect("lock").push((method, body));
+                        axum::Json(json!({"ok": true, "result": true}))
+                    },
+                ),
+            )
+            .with_state(fake.clone());
+        let addr = serve_loopback(app).await;
+        (fake, format!("http://{addr}"))
+    }
+
+    fn push(&self, update: Value) {
+        self.updates.lock().expect("lock").push(update);
+    }
+
+    async fn wait_sent(&self, method: &str, count: usize) -> Vec<Value> {
+        wait_for(std::time::Duration::from_secs(10), || async {
+            let sent: Vec<Value> = self
+                .sent
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|(m, _)| m == method)
+                .map(|(_, b)| b.clone())
+                .collect();
+            (sent.len() >= count).then_some(sent)
+        })
+        .await
+    }
+}
+
+fn button_press(update_id: i64, from: i64, data: &str) -> Value {
+    json!({"update_id": update_id, "callback_query": {
+        "id": format!("cb{update_id}"), "from": {"id": from},
+        "message": {"message_id": 5, "chat": {"id": from}, "text": "Disk full"},
+        "data": data
+    }})
+}
+
+async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let (telegram, api_base) = FakeTelegram::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.plugin.backends.insert(
+        "tg".into(),
+        BackendSettings::Telegram(oncall_relay::config::TelegramSettings {
+            token: Secret("123:abc".into()),
+            api_base,
+            replies: true,
+            ..Default::default()
+        }),
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
+        .await;
+    paged(&app, GROUP, "Disk full").await;
+    let text = "Grafana OnCall: Alert group #17\"Disk full\" from stack: \"acme\", integration: Prom, alerts registered: 1.";
+    app.send_ok("/api/v1/send_sms", "alice@example.com", text)
+        .await;
+    let id = app.events().await[0].id;
+
+    telegram.push(button_press(1, 999, &format!("a:{id}")));
+    let answered = telegram.wait_sent("answerCallbackQuery", 1).await;
+    assert_eq!(answered[0]["text"], "", "a stranger's press does nothing");
+    assert!(oncall.requests().is_empty());
+
+    telegram.push(json!({"update_id": 2, "message": {
+        "message_id": 6, "chat": {"id": 1001}, "from": {"id": 1001}, "text": "ack"
+    }}));
+    let replies = telegram.wait_sent("sendMessage", 1).await;
+    assert_eq!(replies[0]["chat_id"], 1001);
+    assert_eq!(replies[0]["text"], "#17 acknowledged.");
+
+    telegram.push(button_press(3, 1001, &format!("r:{id}")));
+    let answered = telegram.wait_sent("answerCallbackQuery", 2).await;
+    assert_eq!(answered[1]["text"], "#17 resolved.");
+    let edited = telegram.wait_sent("editMessageText", 1).await;
+    assert_eq!(edited[0]["text"], "Disk full\n\n#17 resolved.");
+    assert!(edited[0].get("reply_markup").is_none(), "the buttons go");
+    let paths: Vec<String> = oncall
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_string())
+        .filter(|p| p.starts_with("/api/v1/alert_groups/"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            format!("/api/v1/alert_groups/{GROUP}/acknowledge"),
+            format!("/api/v1/alert_groups/{GROUP}/resolve")
+        ]
+    );
+    app.stop().await;
+}
+db_test!(telegram_buttons_and_replies_act_for_the_paged_person_only);

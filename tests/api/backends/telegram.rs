@@ -16,6 +16,7 @@ fn telegram(fake: &Fake, chat_id: Option<&str>) -> TelegramSettings {
         chat_id: chat_id.map(str::to_string),
         api_base: fake.url.clone(),
         timeout: Duration::from_secs(2),
+        ..TelegramSettings::default()
     }
 }
 
