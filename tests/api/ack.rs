@@ -32,6 +32,23 @@ fn ack_settings(db: &TestDb, oncall: &Fake) -> Settings {
     s
 }
 
+/// A database, a fake OnCall and, with the usual settings, the app with Alice.
+async fn start(db: Db) -> (TestDb, Fake, TestApp) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    (db, oncall, app)
+}
+
+/// OnCall's SMS about alert group `#n` with `title`, accepted for Alice.
+async fn sms_about(app: &TestApp, n: u32, title: &str) {
+    let text = format!(
+        "Grafana OnCall: Alert group #{n}\"{title}\" from stack: \"acme\", integration: Prom, alerts registered: 1."
+    );
+    app.send_ok("/api/v1/send_sms", "alice@example.com", &text)
+        .await;
+}
+
 async fn oncall_webhook(app: &TestApp, token: &str, body: Value) -> u16 {
     status_of(
         app.client
@@ -75,9 +92,7 @@ async fn actions(app: &TestApp) -> Vec<registry::ActionRecord> {
 }
 
 async fn oncall_webhook_needs_its_token(db: Db) {
-    let db = TestDb::new(db).await;
-    let oncall = Fake::start().await;
-    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    let (_db, _oncall, app) = start(db).await;
     let body = json!({"alert_group_id": GROUP, "email": "alice@example.com"});
     assert_eq!(oncall_webhook(&app, "wrong", body.clone()).await, 403);
     assert_eq!(
@@ -166,9 +181,7 @@ async fn sms_reply_acknowledges_the_latest_page(db: Db) {
 db_test!(sms_reply_acknowledges_the_latest_page);
 
 async fn silence_sends_the_delay_in_seconds(db: Db) {
-    let db = TestDb::new(db).await;
-    let oncall = Fake::start().await;
-    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    let (_db, oncall, app) = start(db).await;
     paged(&app, GROUP, "Disk full").await;
     let (_, answer) = reply(&app, ALICE_PHONE, "s 120").await;
     assert_eq!(answer["reply"], "\"Disk full\" silenced for 2 h.");
@@ -183,9 +196,7 @@ async fn silence_sends_the_delay_in_seconds(db: Db) {
 db_test!(silence_sends_the_delay_in_seconds);
 
 async fn strangers_and_forged_replies_do_nothing(db: Db) {
-    let db = TestDb::new(db).await;
-    let oncall = Fake::start().await;
-    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    let (_db, oncall, app) = start(db).await;
     paged(&app, GROUP, "Disk full").await;
     let (status, answer) = reply(&app, "+4930999999", "ack").await;
     assert_eq!((status, answer["reply"].clone()), (200, Value::Null));
@@ -245,18 +256,11 @@ async fn oncall_refusals_are_told_to_the_person(db: Db) {
 db_test!(oncall_refusals_are_told_to_the_person);
 
 async fn a_number_picks_the_page_named_in_the_sms(db: Db) {
-    let db = TestDb::new(db).await;
-    let oncall = Fake::start().await;
-    let app = TestApp::spawn_with_alice(ack_settings(&db, &oncall)).await;
+    let (_db, oncall, app) = start(db).await;
     paged(&app, GROUP, "Disk full").await;
     paged(&app, OTHER, "CPU high").await;
-    for (n, title) in [(17, "Disk full"), (18, "CPU high")] {
-        let text = format!(
-            "Grafana OnCall: Alert group #{n}\"{title}\" from stack: \"acme\", integration: Prom, alerts registered: 1."
-        );
-        app.send_ok("/api/v1/send_sms", "alice@example.com", &text)
-            .await;
-    }
+    sms_about(&app, 17, "Disk full").await;
+    sms_about(&app, 18, "CPU high").await;
     let (_, answer) = reply(&app, ALICE_PHONE, "r 17").await;
     assert_eq!(answer["reply"], "#17 resolved.");
     assert_eq!(
@@ -321,13 +325,8 @@ async fn a_status_change_stops_pending_retries(db: Db) {
     let app = TestApp::spawn_with_alice(s).await;
     paged(&app, GROUP, "Disk full").await;
     paged(&app, OTHER, "CPU high").await;
-    for (n, title) in [(17, "Disk full"), (18, "CPU high")] {
-        let text = format!(
-            "Grafana OnCall: Alert group #{n}\"{title}\" from stack: \"acme\", integration: Prom, alerts registered: 1."
-        );
-        app.send_ok("/api/v1/send_sms", "alice@example.com", &text)
-            .await;
-    }
+    sms_about(&app, 17, "Disk full").await;
+    sms_about(&app, 18, "CPU high").await;
     wait_for(std::time::Duration::from_secs(10), || async {
         (gateway.requests().len() >= 2).then_some(())
     })
@@ -372,9 +371,7 @@ async fn a_one_click_link_confirms_then_acts_once(db: Db) {
     s.app.hostname = "https://relay.example.org".into();
     let app = TestApp::spawn_with_alice(s).await;
     paged(&app, GROUP, "Disk full").await;
-    let text = "Grafana OnCall: Alert group #17\"Disk full\" from stack: \"acme\", integration: Prom, alerts registered: 1.";
-    app.send_ok("/api/v1/send_sms", "alice@example.com", text)
-        .await;
+    sms_about(&app, 17, "Disk full").await;
     let id = app.events().await[0].id;
     // The key every replica shares is in the database, so a test can sign as the relay does.
     let key = LinkKey::load(&app.store).await.expect("key");
@@ -517,9 +514,7 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
     app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
         .await;
     paged(&app, GROUP, "Disk full").await;
-    let text = "Grafana OnCall: Alert group #17\"Disk full\" from stack: \"acme\", integration: Prom, alerts registered: 1.";
-    app.send_ok("/api/v1/send_sms", "alice@example.com", text)
-        .await;
+    sms_about(&app, 17, "Disk full").await;
     let id = app.events().await[0].id;
 
     telegram.push(button_press(1, 999, &format!("a:{id}")));
