@@ -268,6 +268,19 @@ impl Application {
                     _ => None,
                 })
                 .collect(),
+            slack_secrets: settings
+                .plugin
+                .backends
+                .iter()
+                .filter_map(|(name, b)| match b {
+                    crate::config::BackendSettings::Slack(slack) => slack
+                        .signing_secret
+                        .clone()
+                        .filter(|s| !s.expose().is_empty())
+                        .map(|s| (name.clone(), s)),
+                    _ => None,
+                })
+                .collect(),
         });
         let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);
         Ok(Application {

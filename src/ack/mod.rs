@@ -12,6 +12,7 @@ pub mod command;
 pub mod links;
 mod matching;
 pub mod registry;
+pub mod slack;
 pub mod telegram;
 mod texts;
 pub mod webhook;
@@ -64,6 +65,8 @@ pub struct Ack {
     api: Option<OncallApi>,
     /// Signing key and public root URL of one-click links, when `app.hostname` is set.
     links: Option<(links::LinkKey, String)>,
+    /// For answers posted back to chat services.
+    http: reqwest::Client,
 }
 
 impl Ack {
@@ -75,6 +78,11 @@ impl Ack {
             directory,
             api,
             links: None,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
         }
     }
 

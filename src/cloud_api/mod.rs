@@ -84,6 +84,8 @@ pub struct Inner {
     pub oncall_webhook_tokens: Option<TokenCheck>,
     /// Generic SMS gateways that post replies, by backend name.
     pub sms_replies: std::collections::BTreeMap<String, crate::config::ReplySettings>,
+    /// Signing secrets of Slack apps whose buttons post clicks, by backend name.
+    pub slack_secrets: std::collections::BTreeMap<String, crate::config::Secret>,
 }
 
 impl AppState {
@@ -153,6 +155,7 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/hooks/oncall", post(hooks::oncall::webhook))
         .route("/hooks/sms/{backend}", post(hooks::sms::reply))
+        .route("/hooks/slack/{backend}", post(hooks::slack::click))
         .route(
             "/act/{token}",
             get(hooks::act::confirm).post(hooks::act::act),

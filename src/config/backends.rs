@@ -167,6 +167,9 @@ pub struct SlackSettings {
     /// Request timeout.
     #[serde(with = "duration")]
     pub timeout: Duration,
+    /// The Slack app's signing secret: pages get Acknowledge / Resolve / Silence buttons, and
+    /// clicks posted to `/hooks/slack/<backend name>` are verified with it.
+    pub signing_secret: Option<Secret>,
 }
 
 impl Default for SlackSettings {
@@ -177,6 +180,7 @@ impl Default for SlackSettings {
             channel: None,
             api_base: "https://slack.com/api".into(),
             timeout: default_timeout(),
+            signing_secret: None,
         }
     }
 }

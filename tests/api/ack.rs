@@ -551,3 +551,82 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
     app.stop().await;
 }
 db_test!(telegram_buttons_and_replies_act_for_the_paged_person_only);
+
+/// Signs `body` as Slack does for an app with `secret`.
+fn slack_signature(secret: &str, ts: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("v0={hex}")
+}
+
+async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.plugin.backends.insert(
+        "chat".into(),
+        BackendSettings::Slack(oncall_relay::config::SlackSettings {
+            webhook_url: Some(Secret("https://hooks.slack.com/services/T/B/X".into())),
+            signing_secret: Some(Secret("slack-signing".into())),
+            ..Default::default()
+        }),
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("slack", "U0ALICE")])
+        .await;
+    paged(&app, GROUP, "Disk full").await;
+    sms_about(&app, 17, "Disk full").await;
+    let id = app.events().await[0].id;
+    let click = |member: &str, signed_with: &str, age: i64| {
+        let payload = json!({"type": "block_actions", "user": {"id": member},
+            "actions": [{"value": format!("a:{id}")}], "message": {"text": "Disk full"}});
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
+        let ts = oncall_relay::store::now_ms() / 1000 - age;
+        app.client
+            .post(app.url("/hooks/slack/chat"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Slack-Request-Timestamp", ts.to_string())
+            .header("X-Slack-Signature", slack_signature(signed_with, ts, &body))
+            .body(body)
+    };
+    assert_eq!(status_of(click("U0ALICE", "guessed", 0)).await, 403);
+    assert_eq!(
+        status_of(click("U0ALICE", "slack-signing", 600)).await,
+        403,
+        "replayed"
+    );
+    assert_eq!(status_of(click("U0BOB", "slack-signing", 0)).await, 200);
+    assert_eq!(status_of(click("U0ALICE", "slack-signing", 0)).await, 200);
+    let acted = wait_for(std::time::Duration::from_secs(10), || async {
+        let log = actions(&app).await;
+        (log.len() >= 2).then_some(log)
+    })
+    .await;
+    let mut outcomes: Vec<(String, String)> = acted
+        .iter()
+        .map(|a| (a.email.clone(), a.outcome.clone()))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("".to_string(), "unknown-sender".to_string()),
+            ("alice@example.com".to_string(), "done".to_string())
+        ]
+    );
+    let acks: Vec<String> = oncall
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_string())
+        .collect();
+    assert_eq!(acks[0], format!("/api/v1/alert_groups/{GROUP}/acknowledge"));
+    app.stop().await;
+}
+db_test!(slack_buttons_act_for_the_paged_person_only);

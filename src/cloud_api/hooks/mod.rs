@@ -3,4 +3,5 @@
 
 pub mod act;
 pub mod oncall;
+pub mod slack;
 pub mod sms;
