@@ -14,6 +14,7 @@ pub mod events;
 mod gate;
 mod queue;
 pub mod shape;
+pub mod sms;
 pub(crate) mod template;
 pub mod worker;
 
