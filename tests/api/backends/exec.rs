@@ -98,6 +98,7 @@ impl Program {
             env: vars,
             permanent_exit_codes: vec![2],
             timeout: Duration::from_secs(5),
+            max_segments: None,
         }
     }
 }
@@ -215,6 +216,7 @@ async fn exec_a_shell_with_a_templated_script_is_warned_about_at_start() {
             env: BTreeMap::new(),
             permanent_exit_codes: vec![2],
             timeout: Duration::from_secs(2),
+            max_segments: None,
         },
     );
     let app = TestApp::spawn(s).await;
