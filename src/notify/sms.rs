@@ -367,7 +367,7 @@ mod tests {
         // With one, the text is shortened first, then split.
         let budget = parts(&text, limit(320, true, 6));
         let used: usize = budget.iter().map(|p| segments(p)).sum();
-        assert!(used <= 6 && used >= 5, "{used}: {budget:?}");
+        assert!((5..=6).contains(&used), "{used}: {budget:?}");
         assert!(budget.len() >= 2);
         assert!(budget.last().is_some_and(|p| p.ends_with(SHORTENED)));
         assert!(budget[0].starts_with(&format!("(1/{}) CPU", budget.len())));
