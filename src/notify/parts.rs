@@ -69,6 +69,8 @@ pub(crate) fn already_sent(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::Notification;
+    use crate::notify::backends::{DeliveryError, send_parts, testing};
 
     fn strings(parts: &[&str]) -> Vec<String> {
         parts.iter().map(|p| p.to_string()).collect()
@@ -86,6 +88,64 @@ mod tests {
             digest("ab", &strings(&["c"])),
             digest("a", &strings(&["bc"]))
         );
+    }
+
+    /// Sends `parts` for `n` through a receiver that fails the request numbered `fail_at`
+    /// (from 0); what it was asked to send, in order.
+    async fn send(
+        n: &Notification,
+        parts: &[String],
+        fail_at: Option<usize>,
+    ) -> (Vec<String>, bool) {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let result = send_parts(n, "sms", parts, |part| {
+            let mut asked = asked.lock().expect("lock");
+            asked.push(part.to_string());
+            let fail = fail_at == Some(asked.len() - 1);
+            async move {
+                if fail {
+                    Err(DeliveryError::Transient("busy".into()))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        (asked.into_inner().expect("lock"), result.is_ok())
+    }
+
+    #[tokio::test]
+    async fn a_retry_resumes_at_the_first_unsent_part_of_the_same_split() {
+        let parts = strings(&["(1/3) a", "(2/3) b", "(3/3) c"]);
+        let fresh = testing::notification("sms");
+        let (asked, ok) = send(&fresh, &parts, Some(1)).await;
+        assert_eq!((asked, ok), (strings(&["(1/3) a", "(2/3) b"]), false));
+        // As recorded after part 1 went out: the retry starts at part 2.
+        let resumed = Notification {
+            parts_sent: 1,
+            parts_digest: Some(digest("sms", &parts)),
+            ..fresh.clone()
+        };
+        let (asked, ok) = send(&resumed, &parts, None).await;
+        assert_eq!((asked, ok), (strings(&["(2/3) b", "(3/3) c"]), true));
+        // Every part went out before the outcome was lost: nothing is sent again.
+        let done = Notification {
+            parts_sent: 3,
+            ..resumed.clone()
+        };
+        assert_eq!(send(&done, &parts, None).await, (vec![], true));
+        // Another split (or another backend's) starts over.
+        let other = Notification {
+            parts_digest: Some(digest("telegram", &parts)),
+            ..resumed
+        };
+        assert_eq!(send(&other, &parts, None).await, (parts.clone(), true));
+        // A failure names the part.
+        let err = send_parts(&fresh, "sms", &parts, |_| async {
+            Err(DeliveryError::Transient("busy".into()))
+        })
+        .await;
+        assert_eq!(err, Err(DeliveryError::Transient("part 1/3: busy".into())));
     }
 
     #[test]
