@@ -42,6 +42,10 @@ pub struct WebhookSettings {
     pub url_encode: bool,
     /// Replies this gateway posts to `/hooks/sms/<backend name>`; absent: none accepted.
     pub replies: Option<ReplySettings>,
+    /// For a webhook that sends SMS: most segments (GSM-7: 153 characters each, UCS-2: 67) a
+    /// message may take; longer text is shortened at a word. Absent: sent as it is.
+    #[serde(default)]
+    pub max_segments: Option<usize>,
 }
 
 /// How a generic SMS gateway posts the replies people send.
@@ -83,6 +87,7 @@ impl Default for WebhookSettings {
             signing_secret: None,
             url_encode: true,
             replies: None,
+            max_segments: None,
         }
     }
 }
@@ -271,6 +276,10 @@ pub struct ExecSettings {
     /// Longest run; the program is killed after it.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// For a program that sends SMS: most segments (GSM-7: 153 characters each, UCS-2: 67) a
+    /// message may take; longer text is shortened at a word. Absent: passed as it is.
+    #[serde(default)]
+    pub max_segments: Option<usize>,
 }
 
 fn default_exec_permanent_exit_codes() -> Vec<i32> {
@@ -336,6 +345,10 @@ pub struct TwilioSettings {
     /// Send a longer text as several numbered SMS instead of cutting it (default true).
     #[serde(default = "default_true")]
     pub split: bool,
+    /// Most SMS segments (GSM-7: 153 characters each, UCS-2: 67) one notification may take
+    /// over all its parts; longer text is shortened at a word (default 10).
+    #[serde(default = "number::<_, 10>")]
+    pub max_segments: usize,
     /// Text-to-speech voice of calls (e.g. `Polly.Joanna`; Twilio's default when absent).
     pub voice: Option<String>,
     /// Language of calls (e.g. `en-US`).
@@ -410,8 +423,8 @@ mod tests {
             panic!("twilio");
         };
         assert_eq!(
-            (t.max_length, t.split, t.repeat, t.timeout),
-            (1600, true, 2, Duration::from_secs(10))
+            (t.max_length, t.split, t.max_segments, t.repeat, t.timeout),
+            (1600, true, 10, 2, Duration::from_secs(10))
         );
         assert_eq!(t.api_base, "https://api.twilio.com");
         assert!(t.voice.is_none() && t.language.is_none());

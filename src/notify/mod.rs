@@ -12,8 +12,10 @@ mod acceptor;
 pub mod backends;
 pub mod events;
 mod gate;
+pub mod parts;
 mod queue;
 pub mod shape;
+pub mod sms;
 pub(crate) mod template;
 pub mod worker;
 
@@ -255,6 +257,16 @@ pub struct Notification {
     pub contacts: std::collections::BTreeMap<String, String>,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,
+    /// Parts of a split message that earlier attempts sent (see [`parts`]).
+    #[serde(skip)]
+    pub parts_sent: i64,
+    /// Which split of which backend `parts_sent` counts.
+    #[serde(skip)]
+    pub parts_digest: Option<String>,
+    /// Where this attempt records the parts it sends.
+    #[serde(skip)]
+    #[sqlx(skip)]
+    pub parts_log: parts::PartsLog,
 }
 
 impl Notification {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{FromRow, Row};
 
+use super::parts::PartsLog;
 use super::{NewNotification, Notification};
 use crate::store::{Store, pow2_chunks, values_placeholders};
 
@@ -85,7 +86,40 @@ pub(crate) async fn claim(
         .bind(limit as i64)
         .fetch_all(store.pool())
         .await?;
-    rows.iter().map(Notification::from_row).collect()
+    rows.iter().map(|row| claimed(store, row, claim)).collect()
+}
+
+/// A claimed row as a notification that records its parts under `claim`.
+fn claimed(
+    store: &Store,
+    row: &sqlx::any::AnyRow,
+    claim: i64,
+) -> Result<Notification, sqlx::Error> {
+    let mut n = Notification::from_row(row)?;
+    n.parts_log = PartsLog::new(store.clone(), n.id, claim);
+    Ok(n)
+}
+
+/// Records that the first `sent` parts of the split `digest` of notification `id` went out,
+/// unless another claim has taken the row since.
+pub(crate) async fn record_parts(
+    store: &Store,
+    id: i64,
+    claim: i64,
+    digest: &str,
+    sent: i64,
+) -> Result<(), sqlx::Error> {
+    let _guard = store.write_guard().await;
+    sqlx::query(
+        "UPDATE notifications SET parts_sent = $1, parts_digest = $2 WHERE id = $3 AND claim = $4",
+    )
+    .bind(sent)
+    .bind(digest.to_string())
+    .bind(id)
+    .bind(claim)
+    .execute(store.pool())
+    .await?;
+    Ok(())
 }
 
 /// Claims one notification by id, whatever its due time (for `notify test`).
@@ -103,7 +137,9 @@ pub(crate) async fn claim_id(
         .bind(id)
         .fetch_optional(store.pool())
         .await?;
-    row.as_ref().map(Notification::from_row).transpose()
+    row.as_ref()
+        .map(|row| claimed(store, row, claim))
+        .transpose()
 }
 
 /// Inserts one notification that no worker will claim by itself (no due time); returns its id.
@@ -153,7 +189,7 @@ fn claim_query(sql: String, lease_until: i64, claim: i64, now: i64) -> AnyQuery<
         .bind(now)
 }
 
-const CLAIMED: &str = "id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at";
+const CLAIMED: &str = "id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at, parts_sent, parts_digest";
 
 /// A stored payload as text, read into a notification's details.
 #[derive(sqlx::Type)]

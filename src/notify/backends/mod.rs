@@ -4,6 +4,7 @@
 //! One file per backend (a folder where it has several parts); what the HTTP ones share is in
 //! [`http`], templating in [`crate::notify::template`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -316,9 +317,13 @@ pub(crate) async fn within(
         .unwrap_or_else(|_| Err(DeliveryError::Transient(late())))
 }
 
-/// Sends `parts` in order with `send`, stopping at the first failure, whose text then names
-/// the part (`part 2/3: ...`) when there are several.
+/// Sends the parts of `n`'s message in order with `send`, stopping at the first failure,
+/// whose text then names the part (`part 2/3: ...`) when there are several. Each part that
+/// goes out is recorded, and parts an earlier attempt of the same backend recorded for the
+/// same split are not sent again.
 pub(crate) async fn send_parts<'p, F, Fut>(
+    n: &Notification,
+    backend: &str,
     parts: &'p [String],
     mut send: F,
 ) -> Result<(), DeliveryError>
@@ -327,16 +332,61 @@ where
     Fut: Future<Output = Result<(), DeliveryError>>,
 {
     let count = parts.len();
-    for (i, part) in parts.iter().enumerate() {
-        send(part).await.map_err(|e| {
-            if count == 1 {
-                e
-            } else {
-                e.map_text(|m| format!("part {}/{count}: {m}", i + 1))
-            }
-        })?;
+    if count == 1 {
+        return match parts.first() {
+            Some(part) => send(part).await,
+            None => Ok(()),
+        };
+    }
+    let digest = super::parts::digest(backend, parts);
+    let skip = super::parts::already_sent(n.parts_sent, n.parts_digest.as_deref(), &digest, count);
+    if skip > 0 {
+        tracing::info!(
+            id = n.id,
+            backend,
+            sent = skip,
+            count,
+            "resuming after the parts already sent"
+        );
+    }
+    for (i, part) in parts.iter().enumerate().skip(skip) {
+        send(part)
+            .await
+            .map_err(|e| e.map_text(|m| format!("part {}/{count}: {m}", i + 1)))?;
+        n.parts_log.record(&digest, i + 1).await;
     }
     Ok(())
+}
+
+/// A setting's maximum of SMS segments, checked: absent, or at least 1.
+pub(crate) fn max_segments(
+    cx: &Setup<'_>,
+    value: Option<usize>,
+) -> Result<Option<usize>, NotifyError> {
+    match value {
+        Some(0) => Err(cx.error()(
+            "`max_segments` must be at least 1 (SMS segments per message)".into(),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// `n` with its message shortened to `max_segments` SMS segments, for a backend that feeds
+/// an SMS gateway; `n` itself without a maximum or when the message fits.
+pub(crate) fn fit_sms(n: &Notification, max_segments: Option<usize>) -> Cow<'_, Notification> {
+    let Some(max) = max_segments else {
+        return Cow::Borrowed(n);
+    };
+    let fitted = super::sms::fit(&n.message, max);
+    if fitted == n.message {
+        return Cow::Borrowed(n);
+    }
+    let m = super::sms::measure(&fitted);
+    tracing::info!(id = n.id, segments = m.segments, encoding = %m.encoding, max, "SMS text shortened to fit its segments");
+    Cow::Owned(Notification {
+        message: fitted,
+        ..n.clone()
+    })
 }
 
 /// The first non-empty value among the user's contacts under `keys`, trimmed.
@@ -386,6 +436,9 @@ pub(crate) mod testing {
             stage_attempts: 1,
             contacts: Default::default(),
             created_at: 0,
+            parts_sent: 0,
+            parts_digest: None,
+            parts_log: Default::default(),
         }
     }
 }

@@ -152,9 +152,12 @@ impl Deliver for Telegram {
             split: true,
         };
         let silent = !n.important();
-        send_parts(&shape::parts(&n.message, limit), |part| {
-            self.send(&chat_id, part, silent, deadline)
-        })
+        send_parts(
+            n,
+            &self.base.name,
+            &shape::parts(&n.message, limit),
+            |part| self.send(&chat_id, part, silent, deadline),
+        )
         .await
     }
 }

@@ -3,8 +3,10 @@
 //! Calls (kind `call`) are placed with inline TwiML that reads the message aloud
 //! (`<Say loop="2">`), cleaned for speech and XML-escaped, shortened at a word boundary (with
 //! a spoken marker) so the whole document stays within Twilio's 4,000 characters. Every
-//! other kind is sent as SMS, split into numbered parts (or cut) at `max_length`, one request
-//! per part, in order; a retry sends every part again.
+//! other kind is sent as SMS: shortened at a word to `max_segments` segments counted as
+//! carriers do ([`crate::notify::sms`]), then split into numbered parts (or cut) at
+//! `max_length`, one request per part, in order. The parts that went out are recorded, so a
+//! retry after a failure on part 2 starts again at part 2.
 //!
 //! Twilio's 4xx answers are permanent (the next route takes over at once) except 408 and
 //! 429; 5xx answers and connection errors are retried.
@@ -14,7 +16,8 @@ use reqwest::header::CONTENT_TYPE;
 
 use super::{Base, Deliver, DeliveryError, Setup, http, send_parts, within};
 use crate::config::{Secret, TwilioSettings};
-use crate::notify::shape::{self, TextLimit};
+use crate::notify::shape;
+use crate::notify::sms::{self, SmsLimit};
 use crate::notify::{Notification, NotifyError};
 
 /// Twilio's own limit on a message body.
@@ -31,7 +34,7 @@ pub struct Twilio {
     from: String,
     messages_url: Url,
     calls_url: Url,
-    limit: TextLimit,
+    limit: SmsLimit,
     voice: Option<String>,
     language: Option<String>,
     repeat: u32,
@@ -70,6 +73,11 @@ impl Twilio {
                 "`max_length` must be between 1 and {TWILIO_MAX_LENGTH} (Twilio's limit)"
             )));
         }
+        if s.max_segments == 0 {
+            return Err(bad(
+                "`max_segments` must be at least 1 (SMS segments per notification)".into(),
+            ));
+        }
         if s.repeat == 0 || s.repeat > 10 {
             return Err(bad(
                 "`repeat` must be between 1 and 10 (how often a call says the message)".into(),
@@ -101,9 +109,10 @@ impl Twilio {
             from: s.from.trim().to_string(),
             messages_url,
             calls_url,
-            limit: TextLimit {
+            limit: SmsLimit {
                 max_length: s.max_length,
                 split: s.split,
+                max_segments: s.max_segments,
             },
             voice,
             language,
@@ -160,7 +169,17 @@ impl Twilio {
                 )
                 .await;
         }
-        send_parts(&shape::parts(&n.message, self.limit), |part| async move {
+        let parts = sms::parts(&n.message, self.limit);
+        let segments: usize = parts.iter().map(|p| sms::segments(p)).sum();
+        tracing::info!(
+            id = n.id,
+            backend = self.base.name,
+            parts = parts.len(),
+            segments,
+            encoding = %sms::encoding(&n.message),
+            "sending SMS"
+        );
+        send_parts(n, &self.base.name, &parts, |part| async move {
             self.post(
                 &self.messages_url,
                 &[("To", to), ("From", &self.from), ("Body", part)],
@@ -216,6 +235,7 @@ mod tests {
             api_base: api_base.into(),
             max_length: 1600,
             split: true,
+            max_segments: 10,
             voice: None,
             language: None,
             repeat: 2,

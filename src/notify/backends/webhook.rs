@@ -29,6 +29,7 @@ pub struct Webhook {
     bearer_token: Option<String>,
     basic_auth: Option<(String, String)>,
     signing_secret: Option<Vec<u8>>,
+    max_segments: Option<usize>,
 }
 
 impl Webhook {
@@ -66,7 +67,9 @@ impl Webhook {
         if let Some(body) = &s.body {
             template::add(&mut env, "body", body).map_err(&bad)?;
         }
+        let max_segments = super::max_segments(cx, s.max_segments)?;
         Ok(Webhook {
+            max_segments,
             base: cx.base(s.timeout),
             method,
             headers,
@@ -93,7 +96,8 @@ impl Deliver for Webhook {
     }
 
     async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
-        let ctx = Context::of(n);
+        let n = super::fit_sms(n, self.max_segments);
+        let ctx = Context::of(&n);
         let value = ctx.value();
         let url = template::render(&self.env, "url", &value)?;
         let url = reqwest::Url::parse(url.trim())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, ExecSettings, Secret, Settings};
 
-use super::{Conformance, Message, SMS, to_alice};
+use super::{Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -98,6 +98,7 @@ impl Program {
             env: vars,
             permanent_exit_codes: vec![2],
             timeout: Duration::from_secs(5),
+            max_segments: None,
         }
     }
 }
@@ -139,6 +140,31 @@ async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: Db) {
     app.stop().await;
 }
 db_test!(exec_shell_metacharacters_arrive_verbatim_and_run_nothing);
+
+/// A program feeding an SMS gateway gets the text shortened to its `max_segments`, in its
+/// arguments, its environment and its stdin alike.
+async fn exec_sms_gateway_gets_text_within_max_segments(db: Db) {
+    let db = TestDb::new(db).await;
+    let program = Program::new();
+    let mut s = settings(&db);
+    use_exec(
+        &mut s,
+        ExecSettings {
+            max_segments: Some(3),
+            ..program.settings(&["{{ message }}"], &[])
+        },
+    );
+    let message = LONG_SMS.repeat(8);
+    let (app, events) = deliver_to_alice(s, SMS, &message).await;
+    assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
+    let sent = &program.argv()[0];
+    assert_shortened_to_segments(&message, sent, 3);
+    assert_eq!(&program.env()["ONCALL_RELAY_MESSAGE"], sent);
+    let stdin: serde_json::Value = serde_json::from_str(&program.read("stdin")).expect("JSON");
+    assert_eq!(stdin["message"], sent.as_str());
+    app.stop().await;
+}
+db_test!(exec_sms_gateway_gets_text_within_max_segments);
 
 async fn exec_a_hanging_program_is_killed_and_retried(db: Db) {
     let db = TestDb::new(db).await;
@@ -215,6 +241,7 @@ async fn exec_a_shell_with_a_templated_script_is_warned_about_at_start() {
             env: BTreeMap::new(),
             permanent_exit_codes: vec![2],
             timeout: Duration::from_secs(2),
+            max_segments: None,
         },
     );
     let app = TestApp::spawn(s).await;
@@ -352,6 +379,13 @@ impl Conformance for Row {
                     ..program.settings(&[], &[])
                 },
                 "`permanent_exit_codes`",
+            ),
+            (
+                ExecSettings {
+                    max_segments: Some(0),
+                    ..program.settings(&[], &[])
+                },
+                "`max_segments`",
             ),
         ]
         .into_iter()

@@ -150,6 +150,22 @@ pub async fn sms_to_alice(
     (app, events)
 }
 
+/// A long alert for an SMS gateway: GSM-7 apart from one extension character per sentence.
+pub const LONG_SMS: &str = "CPU above 95% on db-1 [prod] for ten minutes, see the runbook. ";
+
+/// `sent` is `original` shortened at a word to exactly `max` SMS segments, marker included.
+pub fn assert_shortened_to_segments(original: &str, sent: &str, max: usize) {
+    use oncall_relay::notify::sms;
+    assert!(sms::segments(original) > max, "the original fits already");
+    assert_eq!(sms::segments(sent), max, "{sent}");
+    let kept = sent.strip_suffix(sms::SHORTENED).expect("marker");
+    assert!(original.starts_with(kept), "{kept}");
+    assert!(
+        original[kept.len()..].starts_with(' '),
+        "cut inside a word: {kept}"
+    );
+}
+
 /// Every request is a POST to `path` (when given) with these headers.
 pub fn assert_each_post(requests: &[Recorded], path: Option<&str>, headers: &[(&str, &str)]) {
     for r in requests {

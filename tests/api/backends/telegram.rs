@@ -159,6 +159,51 @@ async fn telegram_splits_a_long_message_into_ordered_parts(db: Db) {
 }
 db_test!(telegram_splits_a_long_message_into_ordered_parts);
 
+/// Telegram takes part 1 and fails part 2 once: the retry starts at part 2, so the chat
+/// shows each part once.
+async fn telegram_retry_resends_no_part_already_sent(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let ok = Reply::Json(200, r#"{"ok":true}"#);
+    fake.script(&[ok, Reply::Status(502)], ok);
+    let mut s = settings(&db);
+    bot(&mut s, &fake, None);
+    let message = (0..1500)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (app, events) = sms_to_alice(s, &[("telegram", "42")], &message).await;
+    assert_delivered_on_the_second_attempt(&events[0]);
+    let texts: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.json()["text"].as_str().expect("text").to_string())
+        .collect();
+    let count = texts.len() - 1;
+    assert!(count >= 3, "{count} parts");
+    let first = events[0].attempt_log[0]
+        .error
+        .as_deref()
+        .unwrap_or_default();
+    assert!(first.starts_with(&format!("part 2/{count}: ")), "{first}");
+    // The failed request was part 2; what Telegram accepted is every part once, in order.
+    assert_eq!(texts[1], texts[2]);
+    let accepted: Vec<&String> = texts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, t)| t)
+        .collect();
+    for (i, t) in accepted.iter().enumerate() {
+        assert!(
+            t.starts_with(&format!("({}/{count}) ", i + 1)),
+            "part {i}: {t:.20}"
+        );
+    }
+    app.stop().await;
+}
+db_test!(telegram_retry_resends_no_part_already_sent);
+
 async fn telegram_flood_control_is_retried(db: Db) {
     let db = TestDb::new(db).await;
     let fake = Fake::start().await;

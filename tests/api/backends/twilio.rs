@@ -20,6 +20,7 @@ fn twilio_settings(fake: &Fake) -> TwilioSettings {
         api_base: fake.url.trim_end_matches("/hook").to_string(),
         max_length: 1600,
         split: true,
+        max_segments: 10,
         voice: None,
         language: None,
         repeat: 2,
@@ -83,6 +84,95 @@ async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
     app.stop().await;
 }
 db_test!(twilio_long_sms_arrives_as_ordered_parts);
+
+fn bodies(fake: &Fake) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .map(|r| {
+            form(r)
+                .into_iter()
+                .find(|(k, _)| k == "Body")
+                .map(|(_, v)| v)
+                .expect("Body")
+        })
+        .collect()
+}
+
+/// Twilio accepts part 1, fails part 2 once: the retry starts at part 2, so the phone gets
+/// each part once.
+async fn twilio_retry_resends_no_part_already_sent(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let created = Reply::Json(201, CREATED);
+    let unavailable = Reply::Json(503, r#"{"code": 20503, "message": "Service unavailable"}"#);
+    fake.script(&[created, unavailable], created);
+    let mut s = settings(&db);
+    use_twilio(
+        &mut s,
+        TwilioSettings {
+            max_length: 60,
+            ..twilio_settings(&fake)
+        },
+    );
+    let message = "Grafana OnCall: alert group #7 firing, CPU above 95 percent on db-1, db-2 and db-3 for ten minutes; runbook at the usual place.";
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", message).await;
+    assert_delivered_on_the_second_attempt(&events[0]);
+    let first = events[0].attempt_log[0]
+        .error
+        .as_deref()
+        .unwrap_or_default();
+    assert!(first.starts_with("part 2/3: "), "{first}");
+    let sent = bodies(&fake);
+    let accepted: Vec<&str> = sent
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, b)| b.as_str())
+        .collect();
+    assert_eq!(
+        accepted,
+        [
+            "(1/3) Grafana OnCall: alert group #7 firing, CPU above 95",
+            "(2/3) percent on db-1, db-2 and db-3 for ten minutes;",
+            "(3/3) runbook at the usual place.",
+        ],
+        "all requests: {sent:#?}"
+    );
+    app.stop().await;
+}
+db_test!(twilio_retry_resends_no_part_already_sent);
+
+/// A long UCS-2 text (Cyrillic and emoji) is shortened at a word to the configured segments,
+/// counted as the carrier counts them, not in characters.
+async fn twilio_sms_is_shortened_to_max_segments(db: Db) {
+    use oncall_relay::notify::sms;
+    let db = TestDb::new(db).await;
+    let fake = Fake::answering(Reply::Json(201, CREATED)).await;
+    let mut s = settings(&db);
+    use_twilio(
+        &mut s,
+        TwilioSettings {
+            max_segments: 2,
+            ..twilio_settings(&fake)
+        },
+    );
+    let message = "🚨 Сервер db-1 недоступен, диск заполнен. ".repeat(10);
+    assert!(message.chars().count() < 1600 && sms::segments(&message) > 2);
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", &message).await;
+    assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
+    let sent = bodies(&fake);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let length = sms::measure(&sent[0]);
+    assert_eq!((length.encoding, length.segments), (sms::Encoding::Ucs2, 2));
+    let kept = sent[0].strip_suffix(sms::SHORTENED).expect("marker");
+    assert!(message.starts_with(kept), "{kept}");
+    assert!(
+        message[kept.len()..].starts_with(' '),
+        "cut inside a word: {kept}"
+    );
+    app.stop().await;
+}
+db_test!(twilio_sms_is_shortened_to_max_segments);
 
 async fn twilio_a_long_call_is_shortened_to_fit_the_twiml_limit(db: Db) {
     let db = TestDb::new(db).await;
@@ -255,6 +345,13 @@ impl Conformance for Row {
                         ..base()
                     },
                     "`max_length`",
+                ),
+                (
+                    TwilioSettings {
+                        max_segments: 0,
+                        ..base()
+                    },
+                    "`max_segments`",
                 ),
                 (
                     TwilioSettings {

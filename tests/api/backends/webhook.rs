@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, WebhookSettings};
 
-use super::{Conformance, Message, SMS, to_alice};
+use super::{Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -67,7 +67,16 @@ impl Conformance for Row {
         vec!["k3y".into()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        vec![(BackendSettings::Webhook(self.webhook("{{ phone ")), "body")]
+        vec![
+            (BackendSettings::Webhook(self.webhook("{{ phone ")), "body"),
+            (
+                BackendSettings::Webhook(WebhookSettings {
+                    max_segments: Some(0),
+                    ..self.webhook("{}")
+                }),
+                "`max_segments`",
+            ),
+        ]
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Webhook(WebhookSettings {
@@ -273,3 +282,25 @@ async fn webhook_retry_after_on_503_is_honoured(db: Db) {
     app.stop().await;
 }
 db_test!(webhook_retry_after_on_503_is_honoured);
+
+/// A webhook feeding an SMS gateway gets the text shortened to its `max_segments`.
+async fn webhook_sms_gateway_gets_text_within_max_segments(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = settings(&db);
+    hook(
+        &mut s,
+        WebhookSettings {
+            url: fake.url.clone(),
+            max_segments: Some(2),
+            ..Default::default()
+        },
+    );
+    let message = LONG_SMS.repeat(8);
+    let (app, events) = deliver_to_alice(s, SMS, &message).await;
+    assert_eq!(events[0].status, "delivered", "{events:?}");
+    let sent = fake.requests()[0].json();
+    assert_shortened_to_segments(&message, sent["message"].as_str().expect("message"), 2);
+    app.stop().await;
+}
+db_test!(webhook_sms_gateway_gets_text_within_max_segments);

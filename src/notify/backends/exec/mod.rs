@@ -58,6 +58,7 @@ pub struct Exec {
     env: Vec<(String, Secret)>,
     permanent_exit_codes: Vec<i32>,
     templates: Environment<'static>,
+    max_segments: Option<usize>,
 }
 
 impl Exec {
@@ -101,7 +102,9 @@ impl Exec {
         if s.timeout.is_zero() {
             return Err(bad("`timeout` must be more than 0".into()));
         }
+        let max_segments = super::max_segments(cx, s.max_segments)?;
         Ok(Exec {
+            max_segments,
             base: cx.base(s.timeout),
             program,
             args: s.args.len(),
@@ -112,6 +115,7 @@ impl Exec {
     }
 
     fn command(&self, n: &Notification) -> Result<(Command, Vec<u8>), DeliveryError> {
+        let n = &*super::fit_sms(n, self.max_segments);
         let ctx = Context::of(n);
         let value = ctx.value();
         let mut cmd = Command::new(&self.program);

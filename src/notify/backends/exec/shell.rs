@@ -108,6 +108,7 @@ mod tests {
             env: Default::default(),
             permanent_exit_codes: vec![2],
             timeout: Duration::from_secs(1),
+            max_segments: None,
         }
     }
 
