@@ -1,8 +1,8 @@
 //! What a person may answer to a page: `1`/`a`/`ack`, `2`/`r`/`resolve`, `3`/`s`/`silence`
 //! (`s 120` for two hours), optionally naming the page by its number (`a 17`, `#17 ack`, `17a`).
 
-/// Minutes a bare "silence" lasts, as in OnCall's own phone menu.
-pub const DEFAULT_SILENCE_MINUTES: u32 = 30;
+/// Minutes a bare "silence" lasts, as in OnCall's own phone menu (and the Silence button).
+pub const DEFAULT_SILENCE_MINUTES: u32 = crate::notify::buttons::SILENCE_MINUTES;
 /// Longest silence a reply may ask for: a day, OnCall's longest timed choice.
 pub const MAX_SILENCE_MINUTES: u32 = 24 * 60;
 
@@ -44,6 +44,18 @@ impl Action {
             Action::Resolve => "Resolve".into(),
             Action::Silence(m) => format!("Silence for {m} min"),
         }
+    }
+
+    /// The action and notification a chat button's data stands for.
+    pub fn from_button(data: &str) -> Option<(Action, i64)> {
+        let (code, id) = crate::notify::buttons::parse(data)?;
+        let action = match code {
+            "a" => Action::Acknowledge,
+            "r" => Action::Resolve,
+            "s" => Action::Silence(DEFAULT_SILENCE_MINUTES),
+            _ => return None,
+        };
+        Some((action, id))
     }
 
     /// The action a phone key stands for (OnCall's own menu).

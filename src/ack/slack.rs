@@ -10,35 +10,14 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::Ack;
-use super::command::{Action, DEFAULT_SILENCE_MINUTES};
+use super::command::Action;
 
 /// Oldest request accepted: a signed request replayed later does nothing.
 const MAX_AGE: Duration = Duration::from_secs(300);
-
-/// The buttons under a page (Block Kit `actions`), values `a:<id>`, `r:<id>`, `s:<id>`.
-pub fn buttons(notification: i64) -> Value {
-    let button = |text: String, code: &str, style: Option<&str>| {
-        let mut b = json!({
-            "type": "button",
-            "text": {"type": "plain_text", "text": text},
-            "action_id": format!("oncall_relay_{code}"),
-            "value": format!("{code}:{notification}"),
-        });
-        if let Some(style) = style {
-            b["style"] = json!(style);
-        }
-        b
-    };
-    json!({"type": "actions", "elements": [
-        button("Acknowledge".into(), "a", Some("primary")),
-        button("Resolve".into(), "r", None),
-        button(format!("Silence {DEFAULT_SILENCE_MINUTES} min"), "s", None),
-    ]})
-}
 
 /// Whether `signature` (`v0=<hex>`) is Slack's signature of `body` at `timestamp` (Unix
 /// seconds) with `secret`, and the timestamp is within five minutes of `now` (Unix seconds).
@@ -115,17 +94,11 @@ pub struct Click {
 pub fn parse_click(payload: &str) -> Option<Click> {
     let p: Payload = serde_json::from_str(payload).ok()?;
     let value = p.actions.iter().find_map(|a| a.value.as_deref())?;
-    let (code, id) = value.split_once(':')?;
-    let action = match code {
-        "a" => Action::Acknowledge,
-        "r" => Action::Resolve,
-        "s" => Action::Silence(DEFAULT_SILENCE_MINUTES),
-        _ => return None,
-    };
+    let (action, notification) = Action::from_button(value)?;
     Some(Click {
         member: p.user?.id,
         action,
-        notification: id.parse().ok()?,
+        notification,
         // Only Slack's own hosts: the URL comes from a signed request, but the relay must
         // never be told to post elsewhere.
         response_url: p

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Ack;
-use super::command::{Action, DEFAULT_SILENCE_MINUTES};
+use super::command::Action;
 use crate::notify::backends::http::error_chain;
 use crate::store::{Store, lease, now_ms};
 
@@ -29,26 +29,6 @@ pub struct Bot {
     /// `{api_base}/bot{token}`: holds the token, so never logged.
     endpoint: String,
     client: reqwest::Client,
-}
-
-/// The buttons under a page: callback data `a:<id>`, `r:<id>`, `s:<id>` (at most 64 bytes).
-pub fn buttons(notification: i64) -> Value {
-    json!({"inline_keyboard": [[
-        {"text": "Acknowledge", "callback_data": format!("a:{notification}")},
-        {"text": "Resolve", "callback_data": format!("r:{notification}")},
-        {"text": format!("Silence {DEFAULT_SILENCE_MINUTES} min"), "callback_data": format!("s:{notification}")},
-    ]]})
-}
-
-fn parse_callback(data: &str) -> Option<(Action, i64)> {
-    let (code, id) = data.split_once(':')?;
-    let action = match code {
-        "a" => Action::Acknowledge,
-        "r" => Action::Resolve,
-        "s" => Action::Silence(DEFAULT_SILENCE_MINUTES),
-        _ => return None,
-    };
-    Some((action, id.parse().ok()?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,7 +245,7 @@ impl Bot {
 
     /// The answer to a button press, `None` for a stranger's.
     async fn on_button(&self, ack: &Ack, channel: &str, query: &CallbackQuery) -> Option<String> {
-        let (action, id) = parse_callback(query.data.as_deref()?)?;
+        let (action, id) = Action::from_button(query.data.as_deref()?)?;
         let user = ack
             .directory
             .snapshot()
@@ -279,22 +259,5 @@ impl Bot {
                 Some("Something went wrong; try again.".into())
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn button_data_round_trips_and_fits_telegram() {
-        let markup = buttons(i64::MAX);
-        for button in markup["inline_keyboard"][0].as_array().expect("row") {
-            let data = button["callback_data"].as_str().expect("data");
-            assert!(data.len() <= 64);
-            assert!(parse_callback(data).is_some_and(|(_, id)| id == i64::MAX));
-        }
-        assert_eq!(parse_callback("x:1"), None);
-        assert_eq!(parse_callback("a:"), None);
     }
 }

@@ -10,6 +10,7 @@
 
 mod acceptor;
 pub mod backends;
+pub mod buttons;
 pub mod events;
 mod gate;
 pub mod parts;

@@ -510,12 +510,18 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
             ..Default::default()
         }),
     );
+    s.plugin.backend = "tg".into();
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
         .await;
     paged(&app, GROUP, "Disk full").await;
     sms_about(&app, 17, "Disk full").await;
     let id = app.events().await[0].id;
+    let page = telegram.wait_sent("sendMessage", 1).await;
+    assert_eq!(page[0]["chat_id"], 1001);
+    let buttons = &page[0]["reply_markup"]["inline_keyboard"][0];
+    assert_eq!(buttons[0]["callback_data"], format!("a:{id}"));
+    assert_eq!(buttons[2]["text"], "Silence 30 min");
 
     telegram.push(button_press(1, 999, &format!("a:{id}")));
     let answered = telegram.wait_sent("answerCallbackQuery", 1).await;
@@ -525,9 +531,13 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
     telegram.push(json!({"update_id": 2, "message": {
         "message_id": 6, "chat": {"id": 1001}, "from": {"id": 1001}, "text": "ack"
     }}));
-    let replies = telegram.wait_sent("sendMessage", 1).await;
-    assert_eq!(replies[0]["chat_id"], 1001);
-    assert_eq!(replies[0]["text"], "#17 acknowledged.");
+    let replies = telegram.wait_sent("sendMessage", 2).await;
+    assert_eq!(replies[1]["chat_id"], 1001);
+    assert_eq!(replies[1]["text"], "#17 acknowledged.");
+    assert!(
+        replies[1].get("reply_markup").is_none(),
+        "answers carry no buttons"
+    );
 
     telegram.push(button_press(3, 1001, &format!("r:{id}")));
     let answered = telegram.wait_sent("answerCallbackQuery", 2).await;
@@ -569,21 +579,29 @@ fn slack_signature(secret: &str, ts: i64, body: &str) -> String {
 async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
     let db = TestDb::new(db).await;
     let oncall = Fake::start().await;
+    let slack = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);
     s.plugin.backends.insert(
         "chat".into(),
         BackendSettings::Slack(oncall_relay::config::SlackSettings {
-            webhook_url: Some(Secret("https://hooks.slack.com/services/T/B/X".into())),
+            webhook_url: Some(Secret(slack.url.clone())),
             signing_secret: Some(Secret("slack-signing".into())),
             ..Default::default()
         }),
     );
+    s.plugin.backend = "chat".into();
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("alice@example.com", &[("slack", "U0ALICE")])
         .await;
     paged(&app, GROUP, "Disk full").await;
     sms_about(&app, 17, "Disk full").await;
     let id = app.events().await[0].id;
+    let page = wait_for(std::time::Duration::from_secs(10), || async {
+        slack.requests().first().map(|r| r.json())
+    })
+    .await;
+    assert_eq!(page["blocks"][1]["elements"][0]["value"], format!("a:{id}"));
+    assert_eq!(page["blocks"][1]["elements"][1]["text"]["text"], "Resolve");
     let click = |member: &str, signed_with: &str, age: i64| {
         let payload = json!({"type": "block_actions", "user": {"id": member},
             "actions": [{"value": format!("a:{id}")}], "message": {"text": "Disk full"}});

@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::{Base, Deliver, DeliveryError, Setup, contact, http, present};
 use crate::config::{Secret, SlackSettings};
-use crate::notify::shape;
 use crate::notify::{Notification, NotifyError};
+use crate::notify::{buttons, shape};
 
 /// Slack cuts longer texts.
 const MAX_LENGTH: usize = 40_000;
@@ -31,6 +31,8 @@ pub struct Slack {
     base: Base,
     mode: Mode,
     client: reqwest::Client,
+    /// Pages carry Acknowledge / Resolve / Silence buttons (the app's clicks are verified).
+    buttons: bool,
 }
 
 #[derive(Debug)]
@@ -98,6 +100,10 @@ impl Slack {
             base: cx.base(s.timeout),
             mode,
             client: cx.client.clone(),
+            buttons: s
+                .signing_secret
+                .as_ref()
+                .is_some_and(|secret| !secret.expose().is_empty()),
         })
     }
 }
@@ -109,21 +115,27 @@ impl Deliver for Slack {
 
     async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
         let text = text(n);
+        let mut message = serde_json::json!({ "text": text });
+        if self.buttons && buttons::is_page(&n.kind) {
+            // `text` stays as the notification's fallback; the blocks show it with the buttons.
+            message["blocks"] = serde_json::json!([
+                {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                buttons::slack_block(n.id),
+            ]);
+        }
         let request = match &self.mode {
-            Mode::Webhook { url } => self
-                .client
-                .post(url.expose())
-                .json(&serde_json::json!({ "text": text })),
+            Mode::Webhook { url } => self.client.post(url.expose()).json(&message),
             Mode::Api {
                 endpoint,
                 authorization,
                 channel,
             } => {
                 let channel = contact(n, &["slack"]).unwrap_or(channel);
+                message["channel"] = serde_json::json!(channel);
                 self.client
                     .post(endpoint)
                     .header(AUTHORIZATION, authorization.clone())
-                    .json(&serde_json::json!({ "channel": channel, "text": text }))
+                    .json(&message)
             }
         };
         let response = request

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{Base, Deliver, DeliveryError, Setup, contact, http, present, send_parts};
 use crate::config::{Secret, TelegramSettings};
+use crate::notify::buttons;
 use crate::notify::shape::{self, TextLimit};
 use crate::notify::{Notification, NotifyError};
 
@@ -23,6 +24,8 @@ pub struct Telegram {
     token: Secret,
     chat_id: Option<String>,
     client: reqwest::Client,
+    /// Pages carry Acknowledge / Resolve / Silence buttons (the bot reads the presses).
+    buttons: bool,
 }
 
 /// The Bot API's answer to a failed request.
@@ -65,6 +68,7 @@ impl Telegram {
             token: Secret(token.to_string()),
             chat_id: present(s.chat_id.as_deref()),
             client: cx.client.clone(),
+            buttons: s.replies,
         })
     }
 
@@ -74,6 +78,7 @@ impl Telegram {
         chat_id: &serde_json::Value,
         text: &str,
         silent: bool,
+        markup: Option<&serde_json::Value>,
         deadline: Instant,
     ) -> Result<(), DeliveryError> {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -81,11 +86,14 @@ impl Telegram {
             return Err(DeliveryError::Transient("timed out".into()));
         }
         let url = format!("{}/bot{}/sendMessage", self.api_base, self.token.expose());
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "chat_id": chat_id,
             "text": text,
             "disable_notification": silent,
         });
+        if let Some(markup) = markup {
+            body["reply_markup"] = markup.clone();
+        }
         let response = self
             .client
             .post(url)
@@ -152,12 +160,17 @@ impl Deliver for Telegram {
             split: true,
         };
         let silent = !n.important();
-        send_parts(
-            n,
-            &self.base.name,
-            &shape::parts(&n.message, limit),
-            |part| self.send(&chat_id, part, silent, deadline),
-        )
+        let parts = shape::parts(&n.message, limit);
+        // The buttons go under the last part, where the person reads to the end.
+        let markup =
+            (self.buttons && buttons::is_page(&n.kind)).then(|| buttons::telegram_markup(n.id));
+        let last = parts.last().map(String::as_str);
+        send_parts(n, &self.base.name, &parts, |part| {
+            let markup = markup
+                .as_ref()
+                .filter(|_| last.is_some_and(|l| std::ptr::eq(l, part)));
+            self.send(&chat_id, part, silent, markup, deadline)
+        })
         .await
     }
 }
