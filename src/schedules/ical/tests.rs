@@ -253,3 +253,70 @@ fn ical_undefined_tzid_is_read_as_utc_and_reported() {
         cal.warnings
     );
 }
+
+#[test]
+fn ical_open_ended_rules_answer_as_python_recurring_ical_events() {
+    // Expected answers computed with icalendar 7 + recurring_ical_events 3.
+    on_duty(
+        "weekly_open.ics",
+        &[
+            ("2026-12-01T12:00:00Z", &["user2"]),
+            ("2026-12-01T23:00:00Z", &["user16", "user2"]),
+            // The EXDATE'd weekend.
+            ("2026-12-05T10:00:00Z", &["user2"]),
+            // The weekend moved by an hour.
+            ("2026-12-12T07:30:00Z", &["user17", "user3"]),
+            ("2026-12-12T19:30:00Z", &["user18", "user3"]),
+            ("2026-12-13T07:30:00Z", &["user15", "user18", "user3"]),
+            // Around the UTC UNTIL of the New York evening rule.
+            ("2027-02-27T01:30:00Z", &["user16", "user19", "user4"]),
+            ("2027-03-02T01:30:00Z", &["user16", "user5"]),
+            ("2027-03-04T01:30:00Z", &["user15", "user5"]),
+        ],
+    );
+    on_duty(
+        "oncall_export.ics",
+        &[
+            ("2026-12-01T08:30:00Z", &["[L2] user13", "user2"]),
+            ("2026-12-01T12:00:00Z", &["[L2] user13", "user3"]),
+        ],
+    );
+}
+
+#[test]
+fn ical_windowed_expansion_equals_full_expansion() {
+    let dir = format!("{}/tests/fixtures/ical", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".ics"))
+        .collect();
+    names.sort();
+    let mut compared = 0;
+    for name in names {
+        let Ok(cal) = parse(&fixture(&name)) else {
+            continue;
+        };
+        // Every rule expanded from its DTSTART once, over the whole range compared.
+        let (first, last) = (ms("2023-05-30T00:00:00Z"), ms("2028-01-01T00:00:00Z"));
+        let all = cal.shifts_with(first, last + 9 * 86_400_000, false);
+        // From before most rules start to years after, at odd hours, as an instant and
+        // as a reminder horizon.
+        let mut at = first;
+        while at < last {
+            for width in [1, 6 * 3_600_000, 8 * 86_400_000] {
+                let windowed = cal.shifts_with(at, at + width, true);
+                let full: Vec<Shift> = all
+                    .iter()
+                    .filter(|s| s.start_ms < at + width && s.end_ms > at)
+                    .cloned()
+                    .collect();
+                assert_eq!(windowed, full, "{name} at {at} (+{width} ms)");
+                compared += usize::from(!full.is_empty());
+            }
+            at += 263 * 3_600_000 + 17 * 60_000;
+        }
+    }
+    assert!(compared > 300, "only {compared} non-empty windows compared");
+}
