@@ -3,6 +3,7 @@
 
 oncall_export.ics: what OnCall's schedule export looks like, one VEVENT per shift for a
 year (a daily L1 rotation, a weekly [L2] one, and a few overrides).
+weekly_20.ics: 20 open-ended weekly rules started in 2024, a 20-week rotation in Berlin.
 weekly_open.ics: 20 open-ended rules started years ago (weekly rotations in Berlin, New
 York business days, UTC nights every third day), with an EXDATE, an override and a
 zoned rule with a UTC UNTIL.
@@ -77,6 +78,20 @@ def weekly_open():
     return lines
 
 
-for name, lines in [("oncall_export.ics", oncall_export()), ("weekly_open.ics", weekly_open())]:
+def weekly_20():
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//EN", "X-WR-CALNAME:Weekly 20"]
+    for i in range(20):
+        d = dt.date(2024, 1, 1) + dt.timedelta(weeks=i)
+        e = d + dt.timedelta(weeks=1)
+        lines.extend(["BEGIN:VEVENT", f"UID:weekly-{i}", f"SUMMARY:user{i}",
+                      f"DTSTART;TZID=Europe/Berlin:{d:%Y%m%d}T090000",
+                      f"DTEND;TZID=Europe/Berlin:{e:%Y%m%d}T090000",
+                      "RRULE:FREQ=WEEKLY;INTERVAL=20", "END:VEVENT"])
+    lines.append("END:VCALENDAR")
+    return lines
+
+
+for name, lines in [("oncall_export.ics", oncall_export()), ("weekly_open.ics", weekly_open()),
+                    ("weekly_20.ics", weekly_20())]:
     with open(os.path.join(out, name), "w", newline="") as f:
         f.write("\r\n".join(lines) + "\r\n")

@@ -29,8 +29,11 @@ use chrono::{DateTime, TimeDelta, TimeZone};
 use super::ScheduleError;
 use zone::Zone;
 
-/// First expansion limit per recurring UID; grown ×4 while the window is not covered.
+/// First expansion limit of a rule started near the window; grown ×4 while the window is
+/// not covered.
 const FIRST_LIMIT: usize = 64;
+/// First expansion limit of a rule expanded from its own DTSTART.
+const FIRST_FULL_LIMIT: usize = 512;
 /// Upper bound of the per-UID limit, so a `FREQ=SECONDLY` rule cannot exhaust memory.
 const MAX_LIMIT: usize = 1 << 20;
 /// Zone offsets are within ±14 h: a day of margin covers any local/UTC mix-up.
@@ -403,7 +406,11 @@ impl Part {
         };
         let ical = moved.as_ref().unwrap_or(&self.ical);
         let tz = self.expansion_tz(default_tz);
-        let mut limit = if moved.is_some() { FIRST_LIMIT } else { 512 };
+        let mut limit = if moved.is_some() {
+            FIRST_LIMIT
+        } else {
+            FIRST_FULL_LIMIT
+        };
         let mut previous_len = usize::MAX;
         let expanded = loop {
             let expanded = ical.expand_dates(tz, limit);

@@ -275,6 +275,17 @@ fn ical_open_ended_rules_answer_as_python_recurring_ical_events() {
         ],
     );
     on_duty(
+        "weekly_20.ics",
+        &[
+            ("2026-12-01T12:00:00Z", &["user12"]),
+            // Monday 09:00 CET = 08:00Z.
+            ("2026-12-07T07:30:00Z", &["user12"]),
+            ("2026-12-07T08:30:00Z", &["user13"]),
+            // 09:00 CEST = 07:00Z.
+            ("2028-06-05T07:30:00Z", &["user11"]),
+        ],
+    );
+    on_duty(
         "oncall_export.ics",
         &[
             ("2026-12-01T08:30:00Z", &["[L2] user13", "user2"]),
