@@ -123,7 +123,8 @@ enum NameMatch<'a> {
 /// display names, ignoring case. A better kind of match wins over any number of worse
 /// ones, so one person's display name cannot capture another's username.
 fn match_name<'a>(texts: &[&str], users: &'a [Arc<User>]) -> NameMatch<'a> {
-    let fields: [(&'static str, fn(&User) -> &str); 2] = [
+    type Field = fn(&User) -> &str;
+    let fields: [(&'static str, Field); 2] = [
         ("username", |u| u.username.as_str()),
         ("display name", |u| u.name.as_str()),
     ];

@@ -29,13 +29,13 @@ use chrono::{DateTime, TimeDelta, TimeZone};
 use super::ScheduleError;
 use zone::Zone;
 
-/// First expansion limit of a rule started near the window; grown ×4 while the window is
-/// not covered.
-const FIRST_LIMIT: usize = 64;
-/// First expansion limit of a rule expanded from its own DTSTART.
+/// First expansion limit of a rule expanded from its own DTSTART; grown ×4 while the
+/// window is not covered.
 const FIRST_FULL_LIMIT: usize = 512;
 /// Upper bound of the per-UID limit, so a `FREQ=SECONDLY` rule cannot exhaust memory.
 const MAX_LIMIT: usize = 1 << 20;
+/// What calcard's expansion yields.
+type Expanded = CalendarEvent<DateTime<Tz>, TimeOrDelta<DateTime<Tz>, TimeDelta>>;
 /// Zone offsets are within ±14 h: a day of margin covers any local/UTC mix-up.
 const DAY_MS: i64 = 86_400_000;
 
@@ -332,13 +332,7 @@ impl Part {
 
     /// Turns expanded events into shifts overlapping `[from_ms, to_ms)`, cancelled ones
     /// left out.
-    fn collect(
-        &self,
-        events: Vec<CalendarEvent<DateTime<Tz>, TimeOrDelta<DateTime<Tz>, TimeDelta>>>,
-        from_ms: i64,
-        to_ms: i64,
-        out: &mut Vec<Shift>,
-    ) {
+    fn collect(&self, events: Vec<Expanded>, from_ms: i64, to_ms: i64, out: &mut Vec<Shift>) {
         for event in events {
             let Some(comp) = self.ical.components.get(event.comp_id as usize) else {
                 continue;
@@ -406,10 +400,9 @@ impl Part {
         };
         let ical = moved.as_ref().unwrap_or(&self.ical);
         let tz = self.expansion_tz(default_tz);
-        let mut limit = if moved.is_some() {
-            FIRST_LIMIT
-        } else {
-            FIRST_FULL_LIMIT
+        let mut limit = match (&moved, &self.window) {
+            (Some(_), Some(w)) => w.instances_for(from_ms, to_ms).clamp(4, MAX_LIMIT),
+            _ => FIRST_FULL_LIMIT,
         };
         let mut previous_len = usize::MAX;
         let expanded = loop {

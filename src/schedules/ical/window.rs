@@ -23,6 +23,8 @@ pub(super) struct Movable {
     start: NaiveDateTime,
     /// How long an instance lasts (its nominal length).
     span: TimeDelta,
+    /// Most instances one period can have (BYDAY of a weekly rule).
+    per_period: usize,
 }
 
 impl Movable {
@@ -45,9 +47,9 @@ impl Movable {
             return None;
         }
         let interval = i64::from(rule.interval.unwrap_or(1).max(1));
-        let period_days = match rule.freq {
-            ICalendarFrequency::Daily => interval,
-            ICalendarFrequency::Weekly => interval * 7,
+        let (period_days, per_period) = match rule.freq {
+            ICalendarFrequency::Daily => (interval, 1),
+            ICalendarFrequency::Weekly => (interval * 7, rule.byday.len().max(1)),
             _ => return None,
         };
         let start = local(master, &ICalendarProperty::Dtstart)?;
@@ -66,7 +68,20 @@ impl Movable {
             period_days,
             start,
             span: span.max(TimeDelta::zero()),
+            per_period,
         })
+    }
+
+    /// How many instances from the moved start cover `[from_ms, to_ms)`, about: the
+    /// expansion limit to start with.
+    pub(super) fn instances_for(&self, from_ms: i64, to_ms: i64) -> usize {
+        let days = (to_ms.saturating_sub(from_ms) / 86_400_000)
+            .saturating_add(self.span.num_days())
+            .saturating_add(3);
+        let periods = days / self.period_days + 2;
+        usize::try_from(periods)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.per_period)
     }
 
     /// A copy of `ical` whose rule starts by whole periods later but still before any
