@@ -1,12 +1,19 @@
-//! Benchmark note for schedule tracking: parse and evaluate a one-year calendar with 20
-//! people on daily rotations, in both shapes OnCall and editors produce (an expanded export
-//! with one VEVENT per shift, and one RRULE per person), and report time and peak heap.
+//! Times schedule tracking on calendar files: parsing, evaluating "who is on duty" at one
+//! instant, and both together (what one poll of a changed calendar costs), as medians.
 //!
-//! `cargo run --release --example schedule_bench`
+//! ```sh
+//! cargo run --release --example schedule_bench -- [--at 2026-12-01T12:00:00Z] [--runs 200] FILE...
+//! ```
+//!
+//! Without files it times `tests/fixtures/ical/oncall_export.ics` (an OnCall export: a
+//! year of shifts, one VEVENT each), `tests/fixtures/ical/weekly_20.ics` (20 open-ended
+//! weekly rules started years ago) and `tests/fixtures/ical/weekly_open.ics` (20 open-ended
+//! rules of several kinds). `bench/schedule_compare.sh` runs it beside
+//! Python's icalendar + recurring_ical_events.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use oncall_relay::schedules::ical;
 
@@ -35,81 +42,92 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const PEOPLE: usize = 20;
-const DAYS: i64 = 365;
-/// 2026-01-01T00:00:00Z in seconds.
-const START: i64 = 1_767_225_600;
-
-fn stamp(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
-        .unwrap_or_default()
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn expanded() -> String {
-    let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bench//EN\r\n");
-    for day in 0..DAYS {
-        let who = day as usize % PEOPLE;
-        let start = START + day * 86_400;
-        s.push_str(&format!(
-            "BEGIN:VEVENT\r\nUID:shift-{day}\r\nDTSTART:{}\r\nDTEND:{}\r\nSUMMARY:user{who}\r\nEND:VEVENT\r\n",
-            stamp(start),
-            stamp(start + 86_400)
-        ));
-    }
-    s.push_str("END:VCALENDAR\r\n");
-    s
+fn micros(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
-fn recurring() -> String {
-    let mut s = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bench//EN\r\n");
-    for who in 0..PEOPLE as i64 {
-        let start = START + who * 86_400;
-        s.push_str(&format!(
-            "BEGIN:VEVENT\r\nUID:rot-{who}\r\nDTSTART;TZID=Europe/Berlin:{}\r\nDURATION:P1D\r\nRRULE:FREQ=DAILY;INTERVAL={PEOPLE};UNTIL={}\r\nSUMMARY:user{who}\r\nEND:VEVENT\r\n",
-            stamp(start).trim_end_matches('Z'),
-            stamp(START + DAYS * 86_400)
-        ));
-    }
-    s.push_str("END:VCALENDAR\r\n");
-    s
-}
-
-fn run(label: &str, text: &str) {
+fn run(path: &str, at_ms: i64, runs: usize) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
-    let t = Instant::now();
-    let calendar = match ical::parse(text) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{label}: {e}");
-            return;
-        }
-    };
-    let parsed = t.elapsed();
-    let kept = LIVE.load(Ordering::Relaxed) - base;
-    // One evaluation, as one poll does it: late in the year, so the rules run long.
-    let at = (START + 300 * 86_400 + 3_600) * 1000;
-    let t = Instant::now();
-    let on_duty = calendar.at(at);
-    let evaluated = t.elapsed();
-    // And a whole year in one go (what a "next changes" view would need).
-    let t = Instant::now();
-    let all = calendar.shifts(START * 1000, (START + DAYS * 86_400) * 1000);
-    let year = t.elapsed();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let calendar = ical::parse(&text).map_err(|e| format!("{path}: {e}"))?;
+    let kept = LIVE.load(Ordering::Relaxed).saturating_sub(base);
+    let mut on_duty: Vec<String> = calendar.at(at_ms).into_iter().map(|s| s.summary).collect();
+    on_duty.sort();
+    on_duty.dedup();
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+
+    let (mut parse, mut evaluate, mut poll) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let c = ical::parse(&text).map_err(|e| e.to_string())?;
+        let parsed = t.elapsed();
+        let t = Instant::now();
+        std::hint::black_box(c.at(at_ms));
+        let evaluated = t.elapsed();
+        parse.push(parsed);
+        evaluate.push(evaluated);
+        poll.push(parsed + evaluated);
+    }
     println!(
-        "{label}: {} bytes of iCal; parse {parsed:?}; evaluate now {evaluated:?} ({} on duty); \
-         expand the year {year:?} ({} shifts); calendar kept in memory {} KiB; peak heap {} KiB",
+        "{path}: {} bytes; parse_us {}; evaluate_us {}; poll_us {}; kept_kib {}; peak_kib {}; on_duty {}",
         text.len(),
-        on_duty.len(),
-        all.len(),
+        micros(median(parse)),
+        micros(median(evaluate)),
+        micros(median(poll)),
         kept / 1024,
-        peak / 1024
+        peak / 1024,
+        on_duty.join(",")
     );
+    Ok(())
 }
 
 fn main() {
-    run("expanded (365 VEVENTs)", &expanded());
-    run("recurring (20 RRULEs)", &recurring());
+    let mut at_ms = chrono::Utc::now().timestamp_millis();
+    let mut runs = 200;
+    let mut files = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--at" => {
+                let value = args.next().unwrap_or_default();
+                match chrono::DateTime::parse_from_rfc3339(&value) {
+                    Ok(t) => at_ms = t.timestamp_millis(),
+                    Err(e) => {
+                        eprintln!("--at {value}: {e}");
+                        std::process::exit(2);
+                    }
+                }
+            }
+            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(runs),
+            "-h" | "--help" => {
+                println!("schedule_bench [--at RFC3339] [--runs N] FILE...");
+                return;
+            }
+            _ => files.push(arg),
+        }
+    }
+    if files.is_empty() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ical");
+        files = vec![
+            format!("{dir}/oncall_export.ics"),
+            format!("{dir}/weekly_20.ics"),
+            format!("{dir}/weekly_open.ics"),
+        ];
+    }
+    let mut failed = false;
+    for file in &files {
+        if let Err(e) = run(file, at_ms, runs.max(1)) {
+            eprintln!("{e}");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
 }

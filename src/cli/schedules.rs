@@ -117,6 +117,7 @@ fn print_status(s: &Schedule) -> anyhow::Result<()> {
         (Some(e), at) => outln!("  last error:   {} at {}", e, time_or_never(at)),
         (None, _) => outln!("  last error:   none"),
     }
+    outln!("  state:        {}", s.state.describe());
     match &s.detail {
         None => outln!("  on duty:      unknown (not polled yet)"),
         Some(d) if d.people.is_empty() => outln!("  on duty:      nobody"),
@@ -135,6 +136,14 @@ fn print_status(s: &Schedule) -> anyhow::Result<()> {
         && !d.unknown.is_empty()
     {
         outln!("  not in the directory: {}", d.unknown.join(", "));
+    }
+    if let Some(d) = &s.detail {
+        for a in &d.ambiguous {
+            outln!("  ambiguous:    {a} (nobody assumed)");
+        }
+        for w in &d.warnings {
+            outln!("  warning:      {w}");
+        }
     }
     Ok(())
 }

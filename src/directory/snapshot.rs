@@ -43,6 +43,12 @@ impl Snapshot {
         }
     }
 
+    /// A snapshot of these users, for tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn of_users(users: Vec<User>) -> Snapshot {
+        Snapshot::new(0, users, HashMap::new())
+    }
+
     /// The user with this public id.
     pub fn by_id(&self, id: &str) -> Option<&Arc<User>> {
         self.by_id.get(id).map(|&i| &self.users[i])

@@ -194,9 +194,48 @@ pub struct Schedule {
     pub last_error: Option<String>,
     /// When it happened (Unix ms).
     pub last_error_at: Option<i64>,
+    /// Whether `on_duty` is what the calendar says now, or the last good state kept
+    /// because the latest poll failed.
+    #[sqlx(skip)]
+    pub state: StateStatus,
+}
+
+/// How current a schedule's stored on-duty state is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateStatus {
+    /// Not polled successfully yet.
+    #[default]
+    Unknown,
+    /// From the latest poll.
+    Current,
+    /// The latest poll failed (see `last_error`): the last good state is kept.
+    LastGood,
+}
+
+impl StateStatus {
+    /// Text for humans.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StateStatus::Unknown => "unknown (not polled successfully yet)",
+            StateStatus::Current => "current",
+            StateStatus::LastGood => "last good state kept (the latest poll failed)",
+        }
+    }
 }
 
 impl Schedule {
+    /// Fills in [`Schedule::state`] from the stored columns (a successful poll clears
+    /// `last_error`).
+    pub(crate) fn with_state(mut self) -> Schedule {
+        self.state = match (&self.on_duty, &self.last_error) {
+            (None, _) => StateStatus::Unknown,
+            (Some(_), None) => StateStatus::Current,
+            (Some(_), Some(_)) => StateStatus::LastGood,
+        };
+        self
+    }
+
     /// The name shown: the calendar's own, else the configured one.
     pub fn display_name(&self) -> &str {
         self.calendar_name.as_deref().unwrap_or(&self.name)

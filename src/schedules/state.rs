@@ -1,12 +1,13 @@
 //! Who is on duty, the stored schedules and their state, and detecting a change of it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{NewSchedule, Schedule, ScheduleError, Schedules, Transport, ical};
-use crate::directory::Snapshot;
+use crate::directory::{Snapshot, User};
 use crate::store::now_ms;
 
 /// One person on duty, as stored in the state's details.
@@ -33,6 +34,12 @@ pub struct OnDuty {
     /// Calendar names that match nobody in the directory (also in `people`, so a change
     /// of an unknown person is still a change).
     pub unknown: Vec<String>,
+    /// Calendar names that match several people equally well: none of them is assumed.
+    #[serde(default)]
+    pub ambiguous: Vec<String>,
+    /// What the calendar's reading warned about (a TZID read as UTC).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl OnDuty {
@@ -62,14 +69,18 @@ pub fn resolve(shifts: &[ical::Shift], directory: &Snapshot) -> OnDuty {
                 .strip_prefix('[')
                 .and_then(|rest| rest.split_once(']'))
                 .map_or(text, |(_, rest)| rest.trim());
-            let user = directory.users().iter().find(|u| {
-                [text, bare]
-                    .iter()
-                    .any(|t| u.username.eq_ignore_ascii_case(t) || u.name.eq_ignore_ascii_case(t))
-            });
-            if user.is_none() {
-                out.unknown.push(text.to_string());
-            }
+            let user = match match_name(&[text, bare], directory.users()) {
+                NameMatch::One(user) => Some(user),
+                NameMatch::None => {
+                    out.unknown.push(text.to_string());
+                    None
+                }
+                NameMatch::Several(by, n) => {
+                    out.ambiguous
+                        .push(format!("`{text}` is the {by} of {n} people"));
+                    None
+                }
+            };
             found.push((bare.to_lowercase(), user, bare.to_string()));
         }
         for (key, user, label) in found {
@@ -92,7 +103,43 @@ pub fn resolve(shifts: &[ical::Shift], directory: &Snapshot) -> OnDuty {
     }
     out.unknown.sort();
     out.unknown.dedup();
+    out.ambiguous.sort();
+    out.ambiguous.dedup();
     out
+}
+
+/// What a calendar name matches in the directory.
+#[derive(Debug)]
+enum NameMatch<'a> {
+    /// Nobody.
+    None,
+    /// One person.
+    One(&'a Arc<User>),
+    /// Several people by the same field (its name, how many).
+    Several(&'static str, usize),
+}
+
+/// Matches a SUMMARY (as written and without its `[L1]` tag) against usernames first, then
+/// display names, ignoring case. A better kind of match wins over any number of worse
+/// ones, so one person's display name cannot capture another's username.
+fn match_name<'a>(texts: &[&str], users: &'a [Arc<User>]) -> NameMatch<'a> {
+    type Field = fn(&User) -> &str;
+    let fields: [(&'static str, Field); 2] = [
+        ("username", |u| u.username.as_str()),
+        ("display name", |u| u.name.as_str()),
+    ];
+    for (field, value) in fields {
+        let mut found = users.iter().filter(|u| {
+            let v = value(u);
+            !v.is_empty() && texts.iter().any(|t| v.eq_ignore_ascii_case(t))
+        });
+        match (found.next(), found.count()) {
+            (None, _) => continue,
+            (Some(user), 0) => return NameMatch::One(user),
+            (Some(_), more) => return NameMatch::Several(field, more + 1),
+        }
+    }
+    NameMatch::None
 }
 
 impl OnDuty {
@@ -177,13 +224,16 @@ impl Schedules {
             .store
             .fetch_optional(sqlx::AssertSqlSafe(sql), &[key.trim()])
             .await?;
-        schedule.ok_or_else(|| ScheduleError::NotFound(key.to_string()))
+        schedule
+            .map(Schedule::with_state)
+            .ok_or_else(|| ScheduleError::NotFound(key.to_string()))
     }
 
     /// Every schedule.
     pub async fn list(&self) -> Result<Vec<Schedule>, ScheduleError> {
         let sql = format!("SELECT {COLUMNS} FROM schedules ORDER BY key");
-        Ok(self.store.fetch_all(sqlx::AssertSqlSafe(sql), &[]).await?)
+        let list: Vec<Schedule> = self.store.fetch_all(sqlx::AssertSqlSafe(sql), &[]).await?;
+        Ok(list.into_iter().map(Schedule::with_state).collect())
     }
 
     /// Removes a schedule and its pending callbacks.
@@ -243,7 +293,11 @@ impl Schedules {
         // Evaluated after the fetch: a replica whose evaluation is older than the stored
         // change (`changed_at`) must not move the state back (see the UPDATEs below).
         let now = now_ms();
-        let on_duty = resolve(&calendar.at(now), &self.directory.snapshot());
+        let mut on_duty = resolve(&calendar.at(now), &self.directory.snapshot());
+        on_duty.warnings.clone_from(&calendar.warnings);
+        if !on_duty.ambiguous.is_empty() {
+            tracing::warn!(schedule = %schedule.key, count = on_duty.ambiguous.len(), "calendar names that match several people: nobody assumed");
+        }
         // Names and emails are personal data: the count at warn, who at debug.
         if !on_duty.unknown.is_empty() {
             tracing::warn!(schedule = %schedule.key, count = on_duty.unknown.len(), "on-duty people not in the directory");
@@ -363,6 +417,66 @@ mod tests {
             start_ms: 0,
             end_ms,
         }
+    }
+
+    fn user(username: &str, name: &str) -> Arc<User> {
+        Arc::new(User {
+            seq: 0,
+            id: format!("U{username}"),
+            name: name.into(),
+            username: username.into(),
+            email: format!("{username}@example.com"),
+            phone_number: None,
+            active: true,
+            role: crate::directory::Role::Editor,
+            timezone: "UTC".into(),
+            contacts: BTreeMap::new(),
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    /// Who a SUMMARY resolves to: a username, `nobody`, or the ambiguity reported.
+    fn matched(text: &str, users: &[Arc<User>]) -> String {
+        let directory = Snapshot::of_users(users.iter().map(|u| (**u).clone()).collect());
+        let on_duty = resolve(&[shift(&[], text, 10)], &directory);
+        if let Some(a) = on_duty.ambiguous.first() {
+            return a.clone();
+        }
+        match on_duty
+            .people
+            .values()
+            .next()
+            .and_then(|p| p.user_id.as_deref())
+        {
+            Some(id) => id.trim_start_matches('U').to_string(),
+            None => "nobody".into(),
+        }
+    }
+
+    #[test]
+    fn schedules_username_match_wins_over_an_earlier_display_name() {
+        // bob's display name is alice's username, and bob comes first.
+        let users = [user("bob", "alice"), user("alice", "Alice Smith")];
+        assert_eq!(matched("alice", &users), "alice");
+        assert_eq!(matched("ALICE", &users), "alice");
+        assert_eq!(matched("alice smith", &users), "alice");
+        assert_eq!(matched("bob", &users), "bob");
+    }
+
+    #[test]
+    fn schedules_ambiguous_display_name_is_reported_not_guessed() {
+        let users = [user("sam1", "Sam"), user("sam2", "Sam"), user("eve", "")];
+        assert_eq!(
+            matched("sam", &users),
+            "`sam` is the display name of 2 people"
+        );
+        assert_eq!(
+            matched("[L1] Sam", &users),
+            "`[L1] Sam` is the display name of 2 people"
+        );
+        assert_eq!(matched("sam2", &users), "sam2");
+        assert_eq!(matched("nobody-here", &users), "nobody");
     }
 
     #[test]

@@ -128,6 +128,8 @@ fn openapi_schemas_match_what_handlers_return() {
     let on_duty = OnDuty {
         people: BTreeMap::from([(person.key.clone(), person.clone())]),
         unknown: vec!["bob".into()],
+        ambiguous: vec!["`sam` is the display name of 2 people".into()],
+        warnings: vec!["TZID `Mars` is defined nowhere: its times are read as UTC".into()],
     };
     assert_matches(&doc, "OnDutyPerson", &person);
     assert_matches(&doc, "OnDuty", &on_duty);
@@ -149,6 +151,7 @@ fn openapi_schemas_match_what_handlers_return() {
             last_success_at: Some(2),
             last_error: Some("e".into()),
             last_error_at: Some(3),
+            state: crate::schedules::StateStatus::LastGood,
         },
     );
     let attempt = AttemptRecord {

@@ -11,12 +11,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use oncall_relay::config::Settings;
 use oncall_relay::directory::NewUser;
-use oncall_relay::schedules::{NewSchedule, Schedule, Schedules, Transport};
+use oncall_relay::schedules::{NewSchedule, Schedule, Schedules, StateStatus, Transport};
 
 use crate::db_test;
 use crate::helpers::*;
 
 mod announcements;
+mod downloads;
 mod management;
 mod privacy;
 mod reminders;
