@@ -9,7 +9,14 @@ use super::NotifyError;
 use crate::store::Store;
 
 /// Statuses a notification can have.
-pub const STATUSES: [&str; 5] = ["queued", "delivering", "delivered", "failed", "duplicate"];
+pub const STATUSES: [&str; 6] = [
+    "queued",
+    "delivering",
+    "delivered",
+    "failed",
+    "duplicate",
+    "refused",
+];
 
 /// Which notifications to list.
 #[derive(Debug, Clone, Default)]
@@ -61,13 +68,13 @@ pub struct NotificationRecord {
     pub phone_number: Option<String>,
     /// The text.
     pub message: String,
-    /// `queued`, `delivering`, `delivered` or `failed`.
+    /// `queued`, `delivering`, `delivered`, `failed`, `duplicate` or `refused`.
     pub status: String,
     /// Attempts so far.
     pub attempts: i64,
     /// Backend of the last attempt.
     pub backend: Option<String>,
-    /// Error of the last failed attempt.
+    /// Error of the last failed attempt; for a refused request, the reason (`user-not-found`, ...).
     pub last_error: Option<String>,
     /// Acceptance time (Unix ms).
     pub created_at: i64,

@@ -13,6 +13,7 @@ pub mod backends;
 pub mod events;
 mod gate;
 mod queue;
+pub mod refusals;
 pub mod shape;
 pub(crate) mod template;
 pub mod worker;
@@ -30,6 +31,7 @@ pub use acceptor::Acceptor;
 pub use backends::{Backend, Backends, DeliveryError, Step};
 pub use events::{EventFilter, NotificationRecord};
 pub use gate::{Admission, Gate};
+pub use refusals::{Reason, Refusal};
 
 use crate::store::StoreError;
 

@@ -15,17 +15,6 @@ pub(crate) const QUEUED: &str = "queued";
 /// Status of a notification that repeats an earlier one within the dedup window.
 pub(crate) const DUPLICATE: &str = "duplicate";
 
-/// Inserts `items` as due now, in one transaction.
-pub(crate) async fn insert_batch(
-    store: &Store,
-    items: &[NewNotification],
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let mut tx = store.begin_write().await?;
-    insert_rows(&mut tx, items, now).await?;
-    tx.commit().await
-}
-
 /// Inserts `items` as due now on `conn` (inside the caller's transaction).
 pub(crate) async fn insert_rows(
     conn: &mut sqlx::AnyConnection,

@@ -15,6 +15,7 @@ mod metrics;
 mod packaging;
 mod push;
 mod queue;
+mod refusals;
 mod replicas;
 mod resilience;
 mod routing;

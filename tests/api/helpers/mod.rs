@@ -321,9 +321,12 @@ impl TestApp {
         wait_for(Duration::from_secs(20), || async {
             let ev = self.events().await;
             (ev.len() >= expected
-                && ev
-                    .iter()
-                    .all(|e| matches!(e.status.as_str(), "delivered" | "failed" | "duplicate")))
+                && ev.iter().all(|e| {
+                    matches!(
+                        e.status.as_str(),
+                        "delivered" | "failed" | "duplicate" | "refused"
+                    )
+                }))
             .then_some(ev)
         })
         .await
