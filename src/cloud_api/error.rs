@@ -33,6 +33,9 @@ pub enum ApiError {
     /// A heartbeat link nobody issued: 403, so that the engine creates its integration again.
     #[error("unknown heartbeat link")]
     UnknownHeartbeat,
+    /// A provider's webhook without a valid signature.
+    #[error("invalid signature")]
+    BadSignature,
     /// The route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -73,7 +76,9 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidToken | ApiError::UnknownHeartbeat => StatusCode::FORBIDDEN,
+            ApiError::InvalidToken | ApiError::UnknownHeartbeat | ApiError::BadSignature => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound | ApiError::UserNotFound | ApiError::AdminDisabled => {
                 StatusCode::NOT_FOUND
             }
@@ -101,6 +106,7 @@ impl IntoResponse for ApiError {
                 json!({"detail": "The admin API is off: set app.admin_token to turn it on."})
             }
             ApiError::UnknownHeartbeat => json!({"detail": "Unknown heartbeat link."}),
+            ApiError::BadSignature => json!({"detail": "Invalid signature."}),
             ApiError::MethodNotAllowed => json!({"detail": "Method not allowed."}),
             ApiError::PayloadTooLarge => json!({"detail": "Request body too large."}),
             ApiError::Fields(fields) => json!(fields),

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod error;
 mod extract;
+pub mod hooks;
 mod info;
 mod integrations;
 mod metrics;
@@ -75,6 +76,8 @@ pub struct Inner {
     pub request_timeout: Duration,
     /// Counters and histograms served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Providers' webhooks (Twilio's call status).
+    pub hooks: hooks::Hooks,
     /// When `/readyz` last found the database answering; probes run one at a time.
     pub ready_at: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -143,7 +146,11 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route("/health", get(healthz))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::render));
+        .route("/metrics", get(metrics::render))
+        .route(
+            "/hooks/twilio/{backend}/status",
+            post(hooks::twilio::status),
+        );
     let routes = api
         .merge(open)
         .nest("/api/admin/v1", admin::router(state.clone()));

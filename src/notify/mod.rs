@@ -9,6 +9,7 @@
 //! contract; [`template`] is the templating they share, [`shape`] fits text to a channel.
 
 mod acceptor;
+pub mod answer;
 pub mod backends;
 pub mod events;
 mod gate;
@@ -231,6 +232,13 @@ pub struct Notification {
     pub contacts: std::collections::BTreeMap<String, String>,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,
+    /// Whether the call was answered, as far as the provider told (see [`answer`]).
+    #[serde(skip)]
+    pub answer: Option<String>,
+    /// Set while a step waits for the call's answer: this claim settles the step instead of
+    /// delivering again.
+    #[serde(skip)]
+    pub answer_deadline: Option<i64>,
 }
 
 impl Notification {

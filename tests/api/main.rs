@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admin;
+mod answers;
 mod backends;
 mod calls;
 mod cli;

@@ -316,6 +316,13 @@ impl TestApp {
         .expect("events")
     }
 
+    /// Every notification accepted (for delivery or as a duplicate): refused requests left out.
+    pub async fn accepted_events(&self) -> Vec<NotificationRecord> {
+        let mut events = self.events().await;
+        events.retain(|e| e.status != "refused");
+        events
+    }
+
     /// Waits until every notification is final (delivered or failed).
     pub async fn wait_until_settled(&self, expected: usize) -> Vec<NotificationRecord> {
         wait_for(Duration::from_secs(20), || async {
