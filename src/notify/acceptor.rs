@@ -21,6 +21,11 @@ use crate::config::QueueSettings;
 use crate::store::{Store, now_ms};
 use crate::telemetry::metrics::Metrics;
 
+/// Longest wait of refusals for an accepted notification to share a commit with.
+const REFUSAL_LINGER: Duration = Duration::from_millis(50);
+/// Most refusals written in one commit.
+const REFUSAL_BATCH: usize = 1024;
+
 struct Pending {
     item: NewNotification,
     done: oneshot::Sender<Result<(), String>>,
@@ -116,8 +121,9 @@ struct Inbox {
 }
 
 impl Inbox {
-    /// Waits for the first piece of work, then takes what else is waiting (up to `batch` of
-    /// each); `None` once every sender is gone and both are drained.
+    /// Waits for the first piece of work, then takes what else is waiting (up to `batch`
+    /// notifications and [`REFUSAL_BATCH`] refusals); `None` once every sender is gone and
+    /// both are drained.
     async fn next(&mut self, batch: usize) -> Option<(Vec<Pending>, Vec<Refusal>)> {
         let mut pending = Vec::new();
         let mut refused = Vec::new();
@@ -134,7 +140,24 @@ impl Inbox {
                 Err(_) => break,
             }
         }
-        while refused.len() < batch {
+        if pending.is_empty() {
+            // Refusals alone wait a moment for an accepted notification to ride with (which
+            // ends the wait at once), so that a flood of refusals costs a few transactions a
+            // second rather than one per request.
+            let until = tokio::time::Instant::now() + REFUSAL_LINGER;
+            tokio::select! {
+                biased;
+                Some(p) = self.accepted.recv() => pending.push(p),
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            while pending.len() < batch {
+                match self.accepted.try_recv() {
+                    Ok(p) => pending.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
+        while refused.len() < REFUSAL_BATCH {
             match self.refused.try_recv() {
                 Ok(r) => refused.push(r),
                 Err(_) => break,
