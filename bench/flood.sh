@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# make_call under anonymous floods: POST /api/v1/make_call alone, then beside a flood of
-# /healthz (the HTTP stack alone, for reference), of /metrics scrapes and of random (unknown)
-# heartbeat links. One JSON line of loadgen results per run, on stdout. The load generator
+# make_call under floods: POST /api/v1/make_call alone, then beside a flood of /healthz (the
+# HTTP stack alone, for reference), of /metrics scrapes, of random (unknown) heartbeat links
+# and of make_call for unknown users (refused, and each refusal put on record). One JSON line of loadgen results per run, on stdout. The load generator
 # shares the server's cores, so every flood takes CPU from make_call; compare each flood with
 # the /healthz one.
 #
@@ -10,7 +10,8 @@
 # PROFILE (release | debug: which build of the server and the load generator; debug skips
 # the slow release build and gives lower but comparable figures), BIN (a server binary to
 # measure instead of this tree's), USERS (1000), HISTORY (delivered notifications already in
-# the database, 200000), CALLERS (16), FLOODERS (128), DURATION (10s), WARMUP (2s).
+# the database, 200000), CALLERS (16), FLOODERS (128), DURATION (10s), WARMUP (2s), TARGETS
+# (the floods to run: "healthz metrics heartbeat-link refused").
 
 set -euo pipefail
 export LC_ALL=C
@@ -25,6 +26,7 @@ CALLERS=${CALLERS:-16}
 FLOODERS=${FLOODERS:-128}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
+TARGETS=${TARGETS:-healthz metrics heartbeat-link refused}
 
 log() { printf '[flood %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -83,22 +85,35 @@ calls() { # calls NAME: make_call load, one JSON line
         --users "$USERS" --body-template 'email=u{n}%40flood.example&message=Flood+call+{i}' |
         sed "s|^|$1: |"
 }
-flood() { # flood URL: anonymous load for as long as the calls run, in the background
+flood() { # flood URL [LOADGEN ARGS...]: load for as long as the calls run, in the background
     "$LOADGEN" --concurrency "$FLOODERS" --duration "$DURATION" --warmup "$WARMUP" \
-        --timeout 30s --url "$1" >"$WORK/flood.json" &
+        --timeout 30s --url "$@" >"$WORK/flood.json" &
     FLOOD_PID=$!
+}
+count_sql() { # count_sql SQL: one number
+    case $DB in
+    sqlite) python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1], timeout=10).execute(sys.argv[2]).fetchone()[0])' "$WORK/flood.db" "$1" ;;
+    postgres) psql "$PG_URL/$PG_DB" -qAt -c "$1" ;;
+    esac
 }
 
 log "server $BIN on $DB, $USERS users, $HISTORY old notifications"
 calls "make_call alone"
 # /healthz touches nothing but the HTTP stack: what any flood costs on these cores.
-for target in healthz metrics heartbeat-link; do
+for target in $TARGETS; do
     case $target in
     healthz) flood "$BASE/healthz" ;;
     metrics) flood "$BASE/metrics" ;;
     heartbeat-link) flood "$BASE/integrations/v1/formatted_webhook/random{i}x/heartbeat/" ;;
+    refused) flood "$BASE/api/v1/make_call" --method POST --header "Authorization: $TOKEN" \
+        --body-template 'email=nobody{i}%40flood.example&message=Flood+call+{i}' ;;
     esac
     calls "make_call beside a $target flood"
     wait "$FLOOD_PID"
     sed "s|^|  the $target flood: |" "$WORK/flood.json"
+    if [[ $target == refused ]]; then
+        sleep 1
+        dropped=$(curl -s "$BASE/metrics" | awk '/^oncall_relay_refusals_dropped_total/ { n += $2 } END { print n + 0 }')
+        echo "  the refused flood: $(count_sql "SELECT count(*) FROM notifications WHERE status = 'refused'") refusals on record, $dropped dropped"
+    fi
 done

@@ -77,7 +77,8 @@ pub fn preflight(settings: &Settings) -> Result<Backends, StartupError> {
         return Err(StartupError::NoToken);
     }
     crate::telemetry::filter(&settings.app.log_level)?;
-    let backends = Backends::from_settings(&settings.plugin)?;
+    let hooks = crate::cloud_api::hooks::root(settings);
+    let backends = Backends::with_hooks(&settings.plugin, hooks.as_deref())?;
     crate::schedules::configured(settings)?;
     Ok(backends)
 }
@@ -116,7 +117,11 @@ impl Application {
         let store = Store::connect(&settings.db).await?;
         store.migrate().await?;
         let directory = Directory::load(store.clone()).await?;
-        for warning in crate::notify::backend::config_warnings(&settings.plugin) {
+        let answers = crate::notify::answer::warnings(&settings);
+        for warning in crate::notify::backend::config_warnings(&settings.plugin)
+            .into_iter()
+            .chain(answers)
+        {
             tracing::warn!(warning = %warning, "unsafe backend configuration");
         }
 
@@ -253,6 +258,7 @@ impl Application {
             push_fallback_route,
             request_timeout: settings.app.write_timeout,
             metrics,
+            hooks: crate::cloud_api::hooks::Hooks::from_settings(&settings, wake.clone()),
             ready_at: Default::default(),
             ack,
             oncall_webhook_tokens: non_empty(settings.grafana.oncall.webhook_token.expose())

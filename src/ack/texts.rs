@@ -31,6 +31,7 @@ pub async fn recent(store: &Store, user_id: &str, since: i64) -> Result<Vec<Sent
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT message, payload, created_at FROM notifications \
          WHERE user_id = $1 AND created_at >= $2 AND kind IN ('call', 'sms', 'push') \
+         AND status NOT IN ('refused', 'duplicate') \
          ORDER BY created_at DESC LIMIT 20",
     )
     .bind(user_id)
@@ -83,7 +84,7 @@ pub async fn pending(
     for key in email_keys {
         let rows: Vec<Pending> = sqlx::query_as(
             "SELECT id, message, payload, created_at FROM notifications \
-             WHERE status = 'queued' AND LOWER(email) = $1 AND created_at >= $2",
+             WHERE status IN ('queued', 'awaiting_answer') AND LOWER(email) = $1 AND created_at >= $2",
         )
         .bind(key)
         .bind(since)

@@ -32,7 +32,11 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
             outln!("  route {kind}: {}", chain.join(" → "));
         }
     }
-    for warning in oncall_relay::notify::backend::config_warnings(&settings.plugin) {
+    let answers = oncall_relay::notify::answer::warnings(settings);
+    for warning in oncall_relay::notify::backend::config_warnings(&settings.plugin)
+        .into_iter()
+        .chain(answers)
+    {
         outln!("  warning: {warning}");
     }
     Ok(())

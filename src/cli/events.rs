@@ -21,7 +21,7 @@ pub enum EventsCommand {
         /// Only this user (email or id).
         #[arg(long)]
         user: Option<String>,
-        /// Only this status: queued, delivering, delivered, failed.
+        /// Only this status: queued, delivering, awaiting_answer, delivered, failed, duplicate, refused.
         #[arg(long)]
         status: Option<String>,
         /// Only this kind: call or sms.

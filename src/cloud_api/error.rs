@@ -39,6 +39,9 @@ pub enum ApiError {
     /// A heartbeat link nobody issued: 403, so that the engine creates its integration again.
     #[error("unknown heartbeat link")]
     UnknownHeartbeat,
+    /// A provider's webhook without a valid signature.
+    #[error("invalid signature")]
+    BadSignature,
     /// The route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -79,9 +82,10 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidToken | ApiError::UnknownHeartbeat | ApiError::InvalidLink => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::InvalidToken
+            | ApiError::UnknownHeartbeat
+            | ApiError::InvalidLink
+            | ApiError::BadSignature => StatusCode::FORBIDDEN,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::NotFound | ApiError::UserNotFound | ApiError::AdminDisabled => {
                 StatusCode::NOT_FOUND
@@ -112,6 +116,7 @@ impl IntoResponse for ApiError {
             ApiError::UnknownHeartbeat => json!({"detail": "Unknown heartbeat link."}),
             ApiError::InvalidLink => json!({"detail": "This link is not valid."}),
             ApiError::Gone(detail) => json!({"detail": detail}),
+            ApiError::BadSignature => json!({"detail": "Invalid signature."}),
             ApiError::MethodNotAllowed => json!({"detail": "Method not allowed."}),
             ApiError::PayloadTooLarge => json!({"detail": "Request body too large."}),
             ApiError::Fields(fields) => json!(fields),

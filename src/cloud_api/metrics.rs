@@ -116,7 +116,7 @@ async fn sample(store: &Store) -> Result<Vec<Gauge>, sqlx::Error> {
     let mut gauges = vec![gauge("oncall_relay_database_up", vec![], 1.0)];
     let rows = sqlx::query(
         "SELECT kind, count(*) AS n, min(created_at) AS oldest FROM notifications \
-         WHERE status IN ('queued', 'delivering') GROUP BY kind",
+         WHERE status IN ('queued', 'delivering', 'awaiting_answer') GROUP BY kind",
     )
     .fetch_all(pool)
     .await?;

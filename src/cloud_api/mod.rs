@@ -8,7 +8,7 @@ mod admin;
 mod auth;
 mod error;
 mod extract;
-mod hooks;
+pub mod hooks;
 mod info;
 mod integrations;
 mod metrics;
@@ -76,6 +76,8 @@ pub struct Inner {
     pub request_timeout: Duration,
     /// Counters and histograms served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Providers' webhooks (Twilio's call status).
+    pub hooks: hooks::Hooks,
     /// When `/readyz` last found the database answering; probes run one at a time.
     pub ready_at: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// The acknowledge loop: OnCall's webhooks and people's replies.
@@ -159,6 +161,10 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route(
             "/act/{token}",
             get(hooks::act::confirm).post(hooks::act::act),
+        )
+        .route(
+            "/hooks/twilio/{backend}/status",
+            post(hooks::twilio::status),
         );
     let routes = api
         .merge(open)

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::extract::FormOrJson;
 use super::{ApiError, AppState};
 use crate::directory::parse_email;
-use crate::notify::{Admission, Kind, NewNotification};
+use crate::notify::{Admission, Kind, NewNotification, NotifyError, Reason, Refusal};
 
 /// The form OnCall posts.
 #[derive(Debug, Deserialize)]
@@ -38,11 +38,21 @@ pub async fn send_sms(
     accept(&state, Kind::Sms, body).await
 }
 
+/// Handles one request; every refusal is put on record with the email as sent.
 async fn accept(
     state: &AppState,
     kind: Kind,
     body: NotifyRequest,
 ) -> Result<Json<Value>, ApiError> {
+    let sent_email = body.email.clone().unwrap_or_default();
+    let sent_message = body.message.clone().unwrap_or_default();
+    let refuse = |reason: Reason, user_id: Option<&str>, message: &str| {
+        let refusal = Refusal::new(kind, &sent_email, message, reason);
+        state.acceptor.refuse(match user_id {
+            Some(id) => refusal.of_user(id),
+            None => refusal,
+        });
+    };
     let mut fields = std::collections::BTreeMap::new();
     let email = match body.email.as_deref().map(parse_email) {
         None => {
@@ -67,23 +77,35 @@ async fn accept(
         Some(m) => Some(m),
     };
     let (Some(email), Some(message)) = (email, message) else {
+        let problems: Vec<String> = fields
+            .iter()
+            .map(|(field, errors)| format!("{field}: {}", errors.join(" ")))
+            .collect();
+        refuse(Reason::InvalidRequest, None, &problems.join("; "));
         return Err(ApiError::Fields(fields));
     };
 
-    let user = state
-        .directory
-        .find_for_delivery(&email)
-        .await?
-        .ok_or(ApiError::UserNotFound)?;
+    let Some(user) = state.directory.find_for_delivery(&email).await? else {
+        refuse(Reason::UserNotFound, None, &sent_message);
+        return Err(ApiError::UserNotFound);
+    };
     if !user.phone_verified() {
+        refuse(Reason::NumberNotVerified, Some(&user.id), &sent_message);
         return Err(ApiError::NumberNotVerified);
     }
     let mut notification = NewNotification::to_user(kind, &user, message);
-    match state
+    let admission = match state
         .gate
         .admit(kind, &user.id, &notification.message)
-        .await?
+        .await
     {
+        Err(NotifyError::LimitExceeded) => {
+            refuse(Reason::LimitExceeded, Some(&user.id), &sent_message);
+            return Err(ApiError::LimitExceeded);
+        }
+        other => other?,
+    };
+    match admission {
         Admission::Accept { dedup_key } => notification.dedup_key = dedup_key,
         Admission::Duplicate { dedup_key, of } => {
             tracing::info!(kind = %kind, user_id = %user.id, duplicate_of = of, "duplicate recorded, not delivered");

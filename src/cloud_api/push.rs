@@ -14,10 +14,30 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState};
-use crate::notify::{Kind, NewNotification};
+use crate::notify::{Kind, NewNotification, Reason, Refusal};
 
-/// Accepts one push.
+/// Accepts one push; a malformed one is refused and put on record.
 pub async fn relay(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let result = accept(&state, body).await;
+    let problem = match &result {
+        Err(ApiError::BadRequest(detail)) => Some(detail.clone()),
+        Err(ApiError::Fields(fields)) => Some(
+            fields
+                .iter()
+                .map(|(field, errors)| format!("{field}: {}", errors.join(" ")))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        let refusal = Refusal::new(Kind::Push, "", &problem, Reason::InvalidRequest);
+        state.acceptor.refuse(refusal);
+    }
+    result
+}
+
+async fn accept(state: &AppState, body: Bytes) -> Result<Response, ApiError> {
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!("the body must be a JSON Firebase message: {e}"))
     })?;

@@ -171,6 +171,8 @@ fn undocumented(text: &str) -> Vec<String> {
         users: vec!["alice@example.com".into()],
         important: Some(true),
         attempts: Some(1),
+        require_answer: true,
+        answer_timeout: Some(std::time::Duration::from_secs(60)),
     };
     let step = option_names(serde_json::to_value(step).expect("json"));
     missing.extend(missing_in_entries(

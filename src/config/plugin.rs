@@ -51,6 +51,28 @@ pub struct RouteSettings {
     /// Attempts on this backend before the next step is tried (default `queue.max_attempts`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// A call counts only once answered: one not answered (or with no status within
+    /// `answer_timeout`) moves on to the next step. Only backends that report answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_answer: bool,
+    /// With `require_answer`: how long to wait for the provider's answer status (default 3m).
+    #[serde(
+        default,
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub answer_timeout: Option<Duration>,
+}
+
+impl RouteSettings {
+    /// How long a step waits for a call's answer status when it requires an answer.
+    pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
+
+    /// The wait for an answer status, when this step requires an answer.
+    pub fn answer_wait(&self) -> Option<Duration> {
+        self.require_answer
+            .then(|| self.answer_timeout.unwrap_or(Self::DEFAULT_ANSWER_TIMEOUT))
+    }
 }
 
 /// Notification kinds a route can be declared for.

@@ -62,6 +62,14 @@ impl Settings {
                         "option `plugin.routes.{kind}[{i}].attempts`: must be at least 1"
                     )));
                 }
+                if step.require_answer {
+                    self.check_answer_step(kind, i, &step.backend)?;
+                }
+                if step.answer_timeout.is_some_and(|t| t.is_zero()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "option `plugin.routes.{kind}[{i}].answer_timeout`: must be more than 0"
+                    )));
+                }
             }
         }
         if self
@@ -120,6 +128,23 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// `require_answer` needs a backend that reports whether a call was answered. (Without
+    /// `app.hostname` it cannot report either; start-up warns about that rather than refusing,
+    /// see `notify::answer::warnings`.)
+    fn check_answer_step(&self, kind: &str, i: usize, backend: &str) -> Result<(), ConfigError> {
+        if matches!(
+            self.plugin.backends.get(backend),
+            Some(super::BackendSettings::Twilio(_))
+        ) {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid(format!(
+            "option `plugin.routes.{kind}[{i}].require_answer`: backend `{backend}` cannot tell whether a call was answered (only `twilio` backends can)"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -147,6 +172,32 @@ mod tests {
             s.plugin.backends["gw"],
             BackendSettings::Webhook(_)
         ));
+    }
+
+    #[test]
+    fn require_answer_needs_a_backend_that_reports_answers() {
+        let twilio = "    tw:\n      type: twilio\n      account_sid: AC1\n      auth_token: t\n      from: '+15550001111'\n";
+        let route = |backend: &str, more: &str| {
+            format!(
+                "plugin:\n  backends:\n{twilio}    gw:\n      type: webhook\n      url: http://x\n  routes:\n    call:\n      - backend: {backend}\n        require_answer: true\n{more}"
+            )
+        };
+        let err = load_yaml(&route("gw", ""), vec![]).expect_err("webhook cannot tell");
+        assert!(
+            err.to_string().contains("routes.call[0].require_answer"),
+            "{err}"
+        );
+        let err =
+            load_yaml(&route("tw", "        answer_timeout: 0s\n"), vec![]).expect_err("zero wait");
+        assert!(err.to_string().contains("answer_timeout"), "{err}");
+        let s = load_yaml(&route("tw", "        answer_timeout: 90s\n"), vec![]).expect("loads");
+        let step = &s.plugin.routes["call"][0];
+        assert_eq!(step.answer_wait(), Some(Duration::from_secs(90)));
+        // Loads without a public hostname, but start-up says the step cannot wait.
+        assert_eq!(crate::notify::answer::warnings(&s).len(), 1);
+        let mut s = s;
+        s.app.hostname = "relay.example.com".into();
+        assert!(crate::notify::answer::warnings(&s).is_empty());
     }
 
     #[test]

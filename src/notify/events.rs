@@ -9,12 +9,14 @@ use super::NotifyError;
 use crate::store::Store;
 
 /// Statuses a notification can have.
-pub const STATUSES: [&str; 6] = [
+pub const STATUSES: [&str; 8] = [
     "queued",
     "delivering",
+    "awaiting_answer",
     "delivered",
     "failed",
     "duplicate",
+    "refused",
     "cancelled",
 ];
 
@@ -68,13 +70,17 @@ pub struct NotificationRecord {
     pub phone_number: Option<String>,
     /// The text.
     pub message: String,
-    /// `queued`, `delivering`, `delivered` or `failed`.
+    /// `queued`, `delivering`, `awaiting_answer`, `delivered`, `failed`, `duplicate` or `refused`.
     pub status: String,
     /// Attempts so far.
     pub attempts: i64,
     /// Backend of the last attempt.
     pub backend: Option<String>,
-    /// Error of the last failed attempt.
+    /// Whether the call was answered, where the provider tells: `answered`, `no-answer`,
+    /// `busy`, `failed`, `canceled`; `awaiting` while a step waits for it, `no-status` when
+    /// none came in time.
+    pub answer: Option<String>,
+    /// Error of the last failed attempt; for a refused request, the reason (`user-not-found`, ...).
     pub last_error: Option<String>,
     /// Acceptance time (Unix ms).
     pub created_at: i64,
@@ -130,7 +136,7 @@ pub async fn list(
         format!("WHERE {}", conditions.join(" AND "))
     };
     let sql = format!(
-        "SELECT id, kind, user_id, email, phone_number, message, status, attempts, backend, last_error, created_at, finished_at \
+        "SELECT id, kind, user_id, email, phone_number, message, status, attempts, backend, answer, last_error, created_at, finished_at \
          FROM notifications {where_clause} ORDER BY id DESC LIMIT {limit}"
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -81,7 +81,7 @@ impl Gate {
             if cap.per_user > 0 {
                 let row = sqlx::query(
                     "SELECT count(*) AS n FROM notifications WHERE user_id = $1 AND kind = $2 AND created_at >= $3 \
-                     AND status <> 'duplicate'",
+                     AND status NOT IN ('duplicate', 'refused')",
                 )
                 .bind(user_id.to_string())
                 .bind(kind.as_str())
@@ -94,7 +94,7 @@ impl Gate {
             }
             if cap.total > 0 {
                 let row = sqlx::query(
-                    "SELECT count(*) AS n FROM notifications WHERE created_at >= $1 AND kind = $2 AND status <> 'duplicate'",
+                    "SELECT count(*) AS n FROM notifications WHERE created_at >= $1 AND kind = $2 AND status NOT IN ('duplicate', 'refused')",
                 )
                 .bind(since)
                 .bind(kind.as_str())

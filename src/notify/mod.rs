@@ -9,12 +9,14 @@
 //! contract; [`template`] is the templating they share, [`shape`] fits text to a channel.
 
 mod acceptor;
+pub mod answer;
 pub mod backends;
 pub mod buttons;
 pub mod events;
 mod gate;
 pub mod parts;
 mod queue;
+pub mod refusals;
 pub mod shape;
 pub mod sms;
 pub(crate) mod template;
@@ -33,6 +35,7 @@ pub use acceptor::Acceptor;
 pub use backends::{Backend, Backends, DeliveryError, Step};
 pub use events::{EventFilter, NotificationRecord};
 pub use gate::{Admission, Gate};
+pub use refusals::{Reason, Refusal};
 
 use crate::store::StoreError;
 
@@ -108,7 +111,8 @@ pub async fn cancel_pending(
         let _guard = store.write_guard().await;
         stopped += sqlx::query(
             "UPDATE notifications SET status = 'cancelled', due_at = NULL, claim = NULL, \
-             last_error = $1, finished_at = $2, updated_at = $2 WHERE id = $3 AND status = 'queued'",
+             last_error = $1, finished_at = $2, updated_at = $2 \
+             WHERE id = $3 AND status IN ('queued', 'awaiting_answer')",
         )
         .bind(reason)
         .bind(now)
@@ -268,6 +272,13 @@ pub struct Notification {
     #[serde(skip)]
     #[sqlx(skip)]
     pub parts_log: parts::PartsLog,
+    /// Whether the call was answered, as far as the provider told (see [`answer`]).
+    #[serde(skip)]
+    pub answer: Option<String>,
+    /// Set while a step waits for the call's answer: this claim settles the step instead of
+    /// delivering again.
+    #[serde(skip)]
+    pub answer_deadline: Option<i64>,
 }
 
 impl Notification {

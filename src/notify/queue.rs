@@ -16,17 +16,6 @@ pub(crate) const QUEUED: &str = "queued";
 /// Status of a notification that repeats an earlier one within the dedup window.
 pub(crate) const DUPLICATE: &str = "duplicate";
 
-/// Inserts `items` as due now, in one transaction.
-pub(crate) async fn insert_batch(
-    store: &Store,
-    items: &[NewNotification],
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let mut tx = store.begin_write().await?;
-    insert_rows(&mut tx, items, now).await?;
-    tx.commit().await
-}
-
 /// Inserts `items` as due now on `conn` (inside the caller's transaction).
 pub(crate) async fn insert_rows(
     conn: &mut sqlx::AnyConnection,
@@ -177,9 +166,12 @@ fn bind_new<'q>(q: AnyQuery<'q>, n: &NewNotification) -> AnyQuery<'q> {
         .bind(n.route.clone())
 }
 
-/// The update that claims rows for one lease: `$1` lease end, `$2` claim tag, `$3` now.
-const CLAIM: &str = "UPDATE notifications SET status = 'delivering', attempts = attempts + 1, \
-     stage_attempts = stage_attempts + 1, due_at = $1, claim = $2, updated_at = $3";
+/// The update that claims rows for one lease: `$1` lease end, `$2` claim tag, `$3` now. A
+/// claim that settles a step waiting for a call's answer is not a new attempt.
+const CLAIM: &str = "UPDATE notifications SET status = 'delivering', \
+     attempts = attempts + CASE WHEN answer_deadline IS NULL THEN 1 ELSE 0 END, \
+     stage_attempts = stage_attempts + CASE WHEN answer_deadline IS NULL THEN 1 ELSE 0 END, \
+     due_at = $1, claim = $2, updated_at = $3";
 
 /// `sql` (which starts with [`CLAIM`]) with the lease end, claim tag and time bound.
 fn claim_query(sql: String, lease_until: i64, claim: i64, now: i64) -> AnyQuery<'static> {
@@ -189,7 +181,7 @@ fn claim_query(sql: String, lease_until: i64, claim: i64, now: i64) -> AnyQuery<
         .bind(now)
 }
 
-const CLAIMED: &str = "id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at, parts_sent, parts_digest";
+const CLAIMED: &str = "id, kind, user_id, email, name, phone_number, message, payload, route, attempts, stage, stage_attempts, created_at, parts_sent, parts_digest, answer, answer_deadline";
 
 /// A stored payload as text, read into a notification's details.
 #[derive(sqlx::Type)]
@@ -214,6 +206,8 @@ pub(crate) enum Next {
     Fallback(i64),
     /// Failed for good.
     Failed,
+    /// The provider accepted the call; the step waits for its answer until this time.
+    AwaitAnswer(i64),
 }
 
 /// One finished delivery attempt.
@@ -236,9 +230,15 @@ impl Outcome {
             Next::Retry(_) => "retry",
             Next::Fallback(_) => "fallback",
             Next::Failed => "failed",
+            Next::AwaitAnswer(_) => "awaiting_answer",
         }
     }
 }
+
+/// Ends a wait for a call's answer: the deadline goes, an answer still awaited becomes
+/// `no-status`. Every update of a claimed row but [`Next::AwaitAnswer`] sets it.
+const SETTLE_ANSWER: &str = "answer_deadline = NULL, \
+     answer = CASE WHEN answer = 'awaiting' THEN 'no-status' ELSE answer END";
 
 /// Records attempts and moves notifications on, in one transaction.
 ///
@@ -290,9 +290,17 @@ pub(crate) async fn record(
                 Some(*stage),
             ),
             Next::Failed => ("status = 'failed', due_at = NULL, finished_at = $3", None),
+            Next::AwaitAnswer(deadline) => (
+                "status = 'awaiting_answer', due_at = $6, answer_deadline = $6, answer = 'awaiting'",
+                Some(*deadline),
+            ),
+        };
+        let settle = match o.next {
+            Next::AwaitAnswer(_) => String::new(),
+            _ => format!(", {SETTLE_ANSWER}"),
         };
         let sql = format!(
-            "UPDATE notifications SET {set}, last_error = $1, backend = $2, updated_at = $3 \
+            "UPDATE notifications SET {set}{settle}, last_error = $1, backend = $2, updated_at = $3 \
              WHERE id = $4 AND claim = $5"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -311,7 +319,7 @@ pub(crate) async fn record(
         for size in pow2_chunks(ids.len(), MAX_ROWS_PER_STATEMENT) {
             let list: Vec<String> = (0..size).map(|i| format!("${}", i + 4)).collect();
             let sql = format!(
-                "UPDATE notifications SET status = 'delivered', due_at = NULL, last_error = NULL, backend = $1, updated_at = $2, finished_at = $2 \
+                "UPDATE notifications SET status = 'delivered', due_at = NULL, last_error = NULL, backend = $1, updated_at = $2, finished_at = $2, {SETTLE_ANSWER} \
                  WHERE claim = $3 AND id IN ({})",
                 list.join(", ")
             );

@@ -153,15 +153,21 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
     let next_step = (index + 1 < chain.len()).then_some(index as i64 + 1);
     let started_at = now_ms();
     let clock = Instant::now();
-    // The backend's own timeout applies first; this one guards against a backend that forgets.
-    let result = match tokio::time::timeout(
-        backend.timeout() + Duration::from_secs(1),
-        backend.deliver(&n),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(_) => Err(DeliveryError::Transient("delivery timed out".into())),
+    // A step that waited for the call's answer is settled, not delivered again.
+    let settling = n.answer_deadline.is_some();
+    let result = if settling {
+        super::answer::verdict(&n)
+    } else {
+        // The backend's own timeout applies first; this one guards against a backend that forgets.
+        match tokio::time::timeout(
+            backend.timeout() + Duration::from_secs(1),
+            backend.deliver(&n),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::Transient("delivery timed out".into())),
+        }
     };
     let duration_ms = clock.elapsed().as_millis() as i64;
     let give_up = |e: String| match next_step {
@@ -169,7 +175,12 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         None => (Next::Failed, Some(e)),
     };
     let (next, error) = match result {
-        Ok(()) => (Next::Delivered, None),
+        Ok(()) => match step.answer_wait {
+            Some(wait) if !settling && backend.reports_answer(&n) => {
+                (Next::AwaitAnswer(now_ms() + wait.as_millis() as i64), None)
+            }
+            _ => (Next::Delivered, None),
+        },
         Err(DeliveryError::Permanent(e)) => give_up(e),
         Err(DeliveryError::Transient(e) | DeliveryError::Throttled { message: e, .. })
             if n.stage_attempts >= budget =>
@@ -209,6 +220,9 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         Next::Failed => {
             tracing::error!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error_text, "delivery failed for good")
         }
+        Next::AwaitAnswer(_) => {
+            tracing::info!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, duration_ms, "call placed, waiting for its answer")
+        }
     }
     Outcome {
         id: n.id,
@@ -228,6 +242,7 @@ fn record_metrics(metrics: &Metrics, kind: &str, created_at: i64, o: &Outcome) {
         Next::Retry(_) => "retry",
         Next::Fallback(_) => "fallback",
         Next::Failed => "failed",
+        Next::AwaitAnswer(_) => "awaiting_answer",
     };
     metrics.count(
         "oncall_relay_delivery_attempts_total",
@@ -302,7 +317,8 @@ pub async fn deliver_test(
         }
         queue::record(store, std::slice::from_ref(&outcome), now_ms()).await?;
         let label = match outcome.next {
-            Next::Delivered => "delivered",
+            // `notify test` builds its backends without hooks: no call waits for an answer.
+            Next::Delivered | Next::AwaitAnswer(_) => "delivered",
             Next::Fallback(_) => "fallback",
             Next::Retry(_) | Next::Failed => "failed",
         };

@@ -27,7 +27,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// Counters: full name (with `_total`) and help. The library appends `_total` itself.
-const COUNTERS: [(&str, &str); 3] = [
+const COUNTERS: [(&str, &str); 4] = [
     (
         "oncall_relay_http_requests_total",
         "HTTP requests answered, by route, method and status",
@@ -39,6 +39,10 @@ const COUNTERS: [(&str, &str); 3] = [
     (
         "oncall_relay_delivery_attempts_total",
         "Delivery attempts, by kind, backend and outcome (delivered, retry, fallback, failed)",
+    ),
+    (
+        "oncall_relay_refusals_dropped_total",
+        "Refused requests not put on record because the refusal buffer was full, by reason",
     ),
 ];
 

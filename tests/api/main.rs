@@ -4,6 +4,7 @@ mod helpers;
 
 mod ack;
 mod admin;
+mod answers;
 mod backends;
 mod calls;
 mod cli;
@@ -16,6 +17,7 @@ mod metrics;
 mod packaging;
 mod push;
 mod queue;
+mod refusals;
 mod replicas;
 mod resilience;
 mod routing;

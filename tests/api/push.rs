@@ -162,7 +162,7 @@ async fn malformed_pushes_are_400_json(db: Db) {
         403,
         "token required"
     );
-    assert!(app.events().await.is_empty());
+    assert!(app.accepted_events().await.is_empty());
     app.stop().await;
 }
 db_test!(malformed_pushes_are_400_json);

@@ -173,6 +173,7 @@ fn openapi_schemas_match_what_handlers_return() {
         status: "delivered".into(),
         attempts: 1,
         backend: Some("stdout".into()),
+        answer: Some("answered".into()),
         last_error: None,
         created_at: 1,
         finished_at: Some(2),

@@ -123,7 +123,7 @@ pub(super) struct EventsQuery {
     since: Option<i64>,
     /// Email or id.
     user: Option<String>,
-    /// `queued`, `delivering`, `delivered`, `failed` or `duplicate`.
+    /// `queued`, `delivering`, `awaiting_answer`, `delivered`, `failed`, `duplicate` or `refused`.
     status: Option<String>,
     /// `call`, `sms`, `push`, `heartbeat` or `schedule`.
     kind: Option<String>,

@@ -114,6 +114,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Delivers one notification.
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>>;
+
+    /// Whether the provider will report if `n`, once delivered, was answered (a call with
+    /// status callbacks): only then can a route step require an answer.
+    fn reports_answer(&self, n: &Notification) -> bool;
 }
 
 /// What each backend implements: its [`Base`] and an `async fn` that delivers one
@@ -124,6 +128,11 @@ pub trait Deliver: Send + Sync + fmt::Debug {
 
     /// Delivers one notification.
     fn deliver(&self, n: &Notification) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+
+    /// See [`Backend::reports_answer`]; most backends cannot tell.
+    fn reports_answer(&self, _n: &Notification) -> bool {
+        false
+    }
 }
 
 impl<T: Deliver> Backend for T {
@@ -133,6 +142,10 @@ impl<T: Deliver> Backend for T {
 
     fn deliver<'a>(&'a self, n: &'a Notification) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(Deliver::deliver(self, n))
+    }
+
+    fn reports_answer(&self, n: &Notification) -> bool {
+        Deliver::reports_answer(self, n)
     }
 }
 
@@ -151,11 +164,23 @@ pub struct Step {
     pub backend: Arc<dyn Backend>,
     /// Attempts before the next step takes over (`None`: `queue.max_attempts`).
     pub attempts: Option<u32>,
+    /// Set when a delivered call counts only once answered: how long to wait for the status.
+    pub answer_wait: Option<Duration>,
 }
 
 impl Backends {
-    /// Builds the backends named under `plugin.backends`; `stdout` always exists.
+    /// Builds the backends named under `plugin.backends`; `stdout` always exists. Nothing
+    /// receives providers' status callbacks here (for commands that do not serve HTTP).
     pub fn from_settings(plugin: &PluginSettings) -> Result<Backends, NotifyError> {
+        Backends::with_hooks(plugin, None)
+    }
+
+    /// Builds the backends; those that can report back (Twilio's call status) are told to
+    /// call `hooks`, the public root of this service's hook routes (`.../hooks`).
+    pub fn with_hooks(
+        plugin: &PluginSettings,
+        hooks: Option<&str>,
+    ) -> Result<Backends, NotifyError> {
         let mut all: BTreeMap<String, Arc<dyn Backend>> = BTreeMap::new();
         all.insert("stdout".into(), Arc::new(Stdout::new("stdout")));
         if !plugin.backends.is_empty() {
@@ -164,6 +189,7 @@ impl Backends {
                 let cx = Setup {
                     name,
                     client: client.clone(),
+                    hooks: hooks.map(str::to_string),
                 };
                 let backend: Arc<dyn Backend> = match settings {
                     BackendSettings::Stdout {} => Arc::new(Stdout::new(name)),
@@ -202,11 +228,12 @@ impl Backends {
     /// The backends to try for `n`, in order: the one chosen at acceptance (push and
     /// heartbeat settings), then the kind's matching routes, else the default backend.
     pub fn chain(&self, n: &Notification, directory: &Snapshot) -> Vec<Step> {
-        fn add(steps: &mut Vec<Step>, backend: &Arc<dyn Backend>, attempts: Option<u32>) {
+        fn add(steps: &mut Vec<Step>, backend: &Arc<dyn Backend>, route: Option<&RouteSettings>) {
             if !steps.iter().any(|s| Arc::ptr_eq(&s.backend, backend)) {
                 steps.push(Step {
                     backend: backend.clone(),
-                    attempts,
+                    attempts: route.and_then(|r| r.attempts),
+                    answer_wait: route.and_then(RouteSettings::answer_wait),
                 });
             }
         }
@@ -225,7 +252,7 @@ impl Backends {
             if route_matches(route, n, user.map(|u| u.as_ref()))
                 && let Some(backend) = self.all.get(&route.backend)
             {
-                add(&mut steps, backend, route.attempts);
+                add(&mut steps, backend, Some(route));
             }
         }
         if steps.is_empty() {
@@ -289,6 +316,8 @@ pub struct Setup<'a> {
     pub name: &'a str,
     /// The HTTP client all HTTP backends share.
     pub client: reqwest::Client,
+    /// Public root of the hook routes (`https://relay.example.com/hooks`), when configured.
+    pub hooks: Option<String>,
 }
 
 impl Setup<'_> {
@@ -416,6 +445,7 @@ pub(crate) mod testing {
         Setup {
             name,
             client: reqwest::Client::new(),
+            hooks: None,
         }
     }
 
@@ -439,6 +469,8 @@ pub(crate) mod testing {
             parts_sent: 0,
             parts_digest: None,
             parts_log: Default::default(),
+            answer: None,
+            answer_deadline: None,
         }
     }
 }

@@ -8,6 +8,10 @@
 //! `max_length`, one request per part, in order. The parts that went out are recorded, so a
 //! retry after a failure on part 2 starts again at part 2.
 //!
+//! With a public hostname configured (`app.hostname`), a call asks Twilio to post its status
+//! (`StatusCallback`, on `answered` and `completed`) to `hooks/twilio/<name>/status`, which
+//! records whether it was answered (see `crate::notify::answer`).
+//!
 //! Twilio's 4xx answers are permanent (the next route takes over at once) except 408 and
 //! 429; 5xx answers and connection errors are retried.
 
@@ -38,6 +42,8 @@ pub struct Twilio {
     voice: Option<String>,
     language: Option<String>,
     repeat: u32,
+    /// Where Twilio posts a call's status; `None` without a public hostname.
+    status_callback: Option<String>,
     client: reqwest::Client,
 }
 
@@ -117,6 +123,10 @@ impl Twilio {
             voice,
             language,
             repeat: s.repeat,
+            status_callback: cx
+                .hooks
+                .as_deref()
+                .map(|root| crate::notify::answer::twilio_status_url(root, cx.name)),
             client: cx.client.clone(),
         })
     }
@@ -162,12 +172,21 @@ impl Twilio {
             .ok_or_else(|| DeliveryError::Permanent("no phone number for this user".into()))?;
         if n.kind == "call" {
             let twiml = self.twiml(&n.message);
-            return self
-                .post(
-                    &self.calls_url,
-                    &[("To", to), ("From", &self.from), ("Twiml", &twiml)],
-                )
-                .await;
+            let mut form = vec![("To", to), ("From", &self.from), ("Twiml", &twiml)];
+            // The notification and attempt travel in the URL, which Twilio signs.
+            let callback = self
+                .status_callback
+                .as_ref()
+                .map(|url| format!("{url}?n={}&a={}", n.id, n.attempt));
+            if let Some(url) = &callback {
+                form.extend([
+                    ("StatusCallback", url.as_str()),
+                    ("StatusCallbackMethod", "POST"),
+                    ("StatusCallbackEvent", "answered"),
+                    ("StatusCallbackEvent", "completed"),
+                ]);
+            }
+            return self.post(&self.calls_url, &form).await;
         }
         let parts = sms::parts(&n.message, self.limit);
         let segments: usize = parts.iter().map(|p| sms::segments(p)).sum();
@@ -193,6 +212,10 @@ impl Twilio {
 impl Deliver for Twilio {
     fn base(&self) -> &Base {
         &self.base
+    }
+
+    fn reports_answer(&self, n: &Notification) -> bool {
+        self.status_callback.is_some() && n.kind == "call"
     }
 
     async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {

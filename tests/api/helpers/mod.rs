@@ -316,14 +316,24 @@ impl TestApp {
         .expect("events")
     }
 
+    /// Every notification accepted (for delivery or as a duplicate): refused requests left out.
+    pub async fn accepted_events(&self) -> Vec<NotificationRecord> {
+        let mut events = self.events().await;
+        events.retain(|e| e.status != "refused");
+        events
+    }
+
     /// Waits until every notification is final (delivered or failed).
     pub async fn wait_until_settled(&self, expected: usize) -> Vec<NotificationRecord> {
         wait_for(Duration::from_secs(20), || async {
             let ev = self.events().await;
             (ev.len() >= expected
-                && ev
-                    .iter()
-                    .all(|e| matches!(e.status.as_str(), "delivered" | "failed" | "duplicate")))
+                && ev.iter().all(|e| {
+                    matches!(
+                        e.status.as_str(),
+                        "delivered" | "failed" | "duplicate" | "refused"
+                    )
+                }))
             .then_some(ev)
         })
         .await

@@ -1,0 +1,253 @@
+//! Call answered or not: Twilio's signed status callback against a fake Twilio on loopback,
+//! and a route step that requires an answer.
+
+use std::time::Duration;
+
+use oncall_relay::cloud_api::hooks::twilio::signature;
+use oncall_relay::config::{BackendSettings, RouteSettings, Secret, Settings, TwilioSettings};
+use serde_json::json;
+
+use crate::db_test;
+use crate::helpers::*;
+
+const TOKEN_TW: &str = "tw-t0ken";
+const PUBLIC: &str = "https://relay.example.com";
+
+/// Calls go to Twilio (`tw`, answer required within `wait`), then to the `chat` webhook.
+fn call_then_chat(db: &TestDb, twilio: &Fake, chat: &Fake, wait: Duration) -> Settings {
+    let mut s = settings(db);
+    s.app.hostname = PUBLIC.into();
+    s.app.path_prefix = "/oncall".into();
+    s.plugin.backends.insert(
+        "tw".into(),
+        BackendSettings::Twilio(TwilioSettings {
+            account_sid: "AC0123456789abcdef".into(),
+            auth_token: Secret(TOKEN_TW.into()),
+            from: "+15550001111".into(),
+            api_base: twilio.url.trim_end_matches("/hook").to_string(),
+            max_length: 1600,
+            split: true,
+            voice: None,
+            language: None,
+            repeat: 2,
+            timeout: Duration::from_secs(2),
+            max_segments: 10,
+        }),
+    );
+    add_webhook(&mut s, "chat", &chat.url);
+    s.plugin.routes.insert(
+        "call".into(),
+        vec![
+            RouteSettings {
+                backend: "tw".into(),
+                require_answer: true,
+                answer_timeout: Some(wait),
+                ..RouteSettings::default()
+            },
+            RouteSettings {
+                backend: "chat".into(),
+                ..RouteSettings::default()
+            },
+        ],
+    );
+    s
+}
+
+/// The form of a request Twilio received.
+fn form(r: &Recorded) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(&r.body).expect("form body")
+}
+
+/// Waits until notification `n` of `app` has `status`; returns it.
+async fn wait_status(app: &TestApp, index: usize, status: &str) -> NotificationRecord {
+    wait_for(Duration::from_secs(10), || async {
+        let mut events = app.events().await;
+        events.reverse();
+        events.get(index).filter(|e| e.status == status).cloned()
+    })
+    .await
+}
+
+/// The status callback URL of the `index`th call Twilio received.
+fn callback_url(twilio: &Fake, index: usize) -> String {
+    let calls = twilio.requests();
+    let fields = form(&calls[index]);
+    let get = |name: &str| -> Vec<&str> {
+        fields
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(get("StatusCallbackEvent"), ["answered", "completed"]);
+    assert_eq!(get("StatusCallbackMethod"), ["POST"]);
+    let url = get("StatusCallback");
+    assert_eq!(url.len(), 1, "{fields:?}");
+    url[0].to_string()
+}
+
+/// Posts Twilio's status callback for `url` (the public URL Twilio was given) to `app`,
+/// signed with `token`.
+async fn post_status(
+    app: &TestApp,
+    url: &str,
+    status: &str,
+    token: &str,
+) -> (u16, serde_json::Value) {
+    let params: Vec<(String, String)> = [
+        ("CallSid", "CA0123"),
+        ("AccountSid", "AC0123456789abcdef"),
+        ("CallStatus", status),
+        ("To", "+4930123456"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sig = signature(token, url, &params);
+    let path = url.strip_prefix(PUBLIC).expect("public URL");
+    json_of(
+        app.client
+            .post(app.url(path))
+            .header("X-Twilio-Signature", sig)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&params).expect("form"))
+            .send()
+            .await
+            .expect("callback"),
+    )
+    .await
+}
+
+async fn call_not_answered_moves_on_and_answered_finishes(db: Db) {
+    let db = TestDb::new(db).await;
+    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
+    let chat = Fake::start().await;
+    let s = call_then_chat(&db, &twilio, &chat, Duration::from_secs(60));
+    let app = TestApp::spawn_with_alice(s).await;
+
+    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
+        .await;
+    let waiting = wait_status(&app, 0, "awaiting_answer").await;
+    assert_eq!(waiting.answer.as_deref(), Some("awaiting"));
+    let url = callback_url(&twilio, 0);
+    assert_eq!(
+        url,
+        format!(
+            "{PUBLIC}/oncall/hooks/twilio/tw/status?n={}&a=1",
+            waiting.id
+        )
+    );
+
+    // A forged or misdirected status changes nothing.
+    let (status, body) = post_status(&app, &url, "completed", "not-the-token").await;
+    assert_eq!(
+        (status, body),
+        (403, json!({"detail": "Invalid signature."}))
+    );
+    let (status, body) =
+        post_status(&app, &url.replace("/tw/", "/chat/"), "completed", TOKEN_TW).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.events().await[0].status, "awaiting_answer");
+    assert!(chat.requests().is_empty());
+
+    // Ringing is not an answer yet; no-answer moves on to the chat.
+    let (status, _) = post_status(&app, &url, "ringing", TOKEN_TW).await;
+    assert_eq!(status, 200);
+    let (status, body) = post_status(&app, &url, "no-answer", TOKEN_TW).await;
+    assert_eq!((status, body), (200, json!({})));
+    let moved = wait_status(&app, 0, "delivered").await;
+    assert_eq!(moved.backend.as_deref(), Some("chat"), "{moved:?}");
+    assert_eq!(moved.answer.as_deref(), Some("no-answer"));
+    let log: Vec<_> = moved
+        .attempt_log
+        .iter()
+        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("tw", "awaiting_answer"),
+            ("tw", "fallback"),
+            ("chat", "delivered")
+        ]
+    );
+    assert!(
+        moved.attempt_log[1]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("no-answer")),
+        "{moved:?}"
+    );
+    assert_eq!(chat.requests().len(), 1);
+
+    // Answered: the call itself is the delivery, the chat hears nothing.
+    app.send_ok("/api/v1/make_call", "alice@example.com", "db-2 down")
+        .await;
+    wait_status(&app, 1, "awaiting_answer").await;
+    let url = callback_url(&twilio, 1);
+    let (status, _) = post_status(&app, &url, "in-progress", TOKEN_TW).await;
+    assert_eq!(status, 200);
+    let answered = wait_status(&app, 1, "delivered").await;
+    assert_eq!(answered.backend.as_deref(), Some("tw"));
+    assert_eq!(answered.answer.as_deref(), Some("answered"));
+    // The final status that follows is recorded and moves nothing.
+    let (status, _) = post_status(&app, &url, "completed", TOKEN_TW).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(chat.requests().len(), 1);
+    assert_eq!(twilio.requests().len(), 2);
+    app.stop().await;
+
+    let listed = relay_json(&db, &["events", "list", "--json", "--kind", "call"]);
+    assert_eq!(listed[0]["answer"], "answered", "{listed}");
+    assert_eq!(listed[1]["answer"], "no-answer", "{listed}");
+}
+db_test!(call_not_answered_moves_on_and_answered_finishes);
+
+async fn missing_call_status_times_out_to_the_next_step(db: Db) {
+    let db = TestDb::new(db).await;
+    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
+    let chat = Fake::start().await;
+    let s = call_then_chat(&db, &twilio, &chat, Duration::from_millis(500));
+    let app = TestApp::spawn_with_alice(s).await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
+        .await;
+    let moved = wait_status(&app, 0, "delivered").await;
+    assert_eq!(moved.backend.as_deref(), Some("chat"), "{moved:?}");
+    assert_eq!(moved.answer.as_deref(), Some("no-status"));
+    assert_eq!(chat.requests().len(), 1);
+    assert_eq!(twilio.requests().len(), 1);
+    app.stop().await;
+}
+db_test!(missing_call_status_times_out_to_the_next_step);
+
+async fn a_call_status_is_recorded_without_require_answer(db: Db) {
+    let db = TestDb::new(db).await;
+    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
+    let chat = Fake::start().await;
+    let mut s = call_then_chat(&db, &twilio, &chat, Duration::from_secs(60));
+    if let Some(steps) = s.plugin.routes.get_mut("call") {
+        steps[0].require_answer = false;
+    }
+    let app = TestApp::spawn_with_alice(s).await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
+        .await;
+    let delivered = wait_status(&app, 0, "delivered").await;
+    assert_eq!(delivered.answer, None);
+    let url = callback_url(&twilio, 0);
+    let (status, _) = post_status(&app, &url, "busy", TOKEN_TW).await;
+    assert_eq!(status, 200);
+    let busy = wait_for(Duration::from_secs(5), || async {
+        app.events()
+            .await
+            .into_iter()
+            .find(|e| e.answer.as_deref() == Some("busy"))
+    })
+    .await;
+    assert_eq!(busy.status, "delivered");
+    assert!(chat.requests().is_empty());
+    app.stop().await;
+}
+db_test!(a_call_status_is_recorded_without_require_answer);
