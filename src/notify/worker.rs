@@ -3,12 +3,16 @@
 //! A dispatcher claims as many rows as there are free delivery slots and runs each delivery
 //! in its own task; a recorder writes finished attempts in batches. Claims carry a lease: a
 //! row whose process died is due again once the lease runs out, so nothing accepted is lost.
+//!
+//! A delivery keeps its slot until its outcome is committed, not merely until the backend
+//! answered: at any instant at most `queue.concurrency` deliveries are done but unrecorded,
+//! which bounds what a crash can make the next claim repeat.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::RngExt;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +39,8 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(settings.concurrency));
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<Outcome>();
+        // Each outcome travels with its slot, so the channel never holds more than the slots.
+        let (done_tx, done_rx) = mpsc::channel::<Finished>(settings.concurrency.max(1));
         let recorder = tokio::spawn(record_loop(store.clone(), done_rx));
         let lease_ms = settings.lease.as_millis() as i64;
         let mut failures = 0u32;
@@ -95,8 +100,8 @@ pub fn spawn(
                     let (kind, created_at) = (n.kind.clone(), n.created_at);
                     let outcome = deliver(&chain, &settings, n, claim_tag).await;
                     record_metrics(&metrics, &kind, created_at, &outcome);
-                    let _ = done.send(outcome);
-                    drop(permit);
+                    // The slot is freed by the recorder, once the outcome is committed.
+                    let _ = done.send((outcome, permit)).await;
                 });
             }
             drop(first);
@@ -319,12 +324,19 @@ pub async fn deliver_test(
     Ok((id, attempts))
 }
 
-async fn record_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {
-    while let Some(first) = rx.recv().await {
+/// A finished delivery and the slot it holds until its outcome is written.
+type Finished = (Outcome, OwnedSemaphorePermit);
+
+async fn record_loop(store: Store, mut rx: mpsc::Receiver<Finished>) {
+    while let Some((first, permit)) = rx.recv().await {
         let mut batch = vec![first];
+        let mut permits = vec![permit];
         while batch.len() < RECORD_BATCH {
             match rx.try_recv() {
-                Ok(o) => batch.push(o),
+                Ok((o, p)) => {
+                    batch.push(o);
+                    permits.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -343,6 +355,9 @@ async fn record_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {
                 }
             }
         }
+        // Only now may the dispatcher claim more: whatever happens next, these are on record
+        // (or, if the database never came back, their leases run out and they are claimed again).
+        drop(permits);
     }
 }
 

@@ -6,6 +6,7 @@ mod admin;
 mod backends;
 mod calls;
 mod cli;
+mod crash;
 mod fuzz;
 mod hardening;
 mod heartbeat;

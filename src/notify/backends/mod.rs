@@ -347,6 +347,22 @@ pub(crate) fn contact<'a>(n: &'a Notification, keys: &[&str]) -> Option<&'a str>
         .find(|c| !c.is_empty())
 }
 
+/// The id a receiver can use to drop a repeat of `n`: the same on every retry of it, on every
+/// backend of its route, and after a crash; different for every accepted notification, also
+/// across a database that was reset (the acceptance time is part of it).
+pub fn idempotency_key(n: &Notification) -> String {
+    format!("oncall-relay-{}-{}", n.id, n.created_at)
+}
+
+/// The key of part `index` (from 0) of `count` parts: the plain key when there is one part.
+pub(crate) fn part_key(key: &str, index: usize, count: usize) -> String {
+    if count <= 1 {
+        key.to_string()
+    } else {
+        format!("{key}-part{}of{count}", index + 1)
+    }
+}
+
 /// A trimmed, non-empty optional setting.
 pub(crate) fn present(value: Option<&str>) -> Option<String> {
     value

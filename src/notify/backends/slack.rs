@@ -126,7 +126,7 @@ impl Deliver for Slack {
                     .json(&serde_json::json!({ "channel": channel, "text": text }))
             }
         };
-        let response = request
+        let response = http::keyed(request, n)
             .timeout(self.base.timeout)
             .send()
             .await

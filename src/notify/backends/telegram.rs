@@ -7,7 +7,10 @@
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{Base, Deliver, DeliveryError, Setup, contact, http, present, send_parts};
+use super::{
+    Base, Deliver, DeliveryError, Setup, contact, http, idempotency_key, part_key, present,
+    send_parts,
+};
 use crate::config::{Secret, TelegramSettings};
 use crate::notify::shape::{self, TextLimit};
 use crate::notify::{Notification, NotifyError};
@@ -75,6 +78,7 @@ impl Telegram {
         text: &str,
         silent: bool,
         deadline: Instant,
+        key: String,
     ) -> Result<(), DeliveryError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -89,6 +93,7 @@ impl Telegram {
         let response = self
             .client
             .post(url)
+            .header(http::IDEMPOTENCY_KEY, key)
             .timeout(left)
             .json(&body)
             .send()
@@ -152,8 +157,13 @@ impl Deliver for Telegram {
             split: true,
         };
         let silent = !n.important();
-        send_parts(&shape::parts(&n.message, limit), |part| {
-            self.send(&chat_id, part, silent, deadline)
+        let parts = shape::parts(&n.message, limit);
+        let key = idempotency_key(n);
+        let mut index = 0;
+        send_parts(&parts, |part| {
+            let key = part_key(&key, index, parts.len());
+            index += 1;
+            self.send(&chat_id, part, silent, deadline, key)
         })
         .await
     }

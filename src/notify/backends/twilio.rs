@@ -12,7 +12,9 @@
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
-use super::{Base, Deliver, DeliveryError, Setup, http, send_parts, within};
+use super::{
+    Base, Deliver, DeliveryError, Setup, http, idempotency_key, part_key, send_parts, within,
+};
 use crate::config::{Secret, TwilioSettings};
 use crate::notify::shape::{self, TextLimit};
 use crate::notify::{Notification, NotifyError};
@@ -131,7 +133,12 @@ impl Twilio {
         document(&xml_escape(&speech))
     }
 
-    async fn post(&self, url: &Url, form: &[(&str, &str)]) -> Result<(), DeliveryError> {
+    async fn post(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        key: String,
+    ) -> Result<(), DeliveryError> {
         let body = serde_urlencoded::to_string(form)
             .map_err(|e| DeliveryError::Permanent(format!("cannot encode the form: {e}")))?;
         let request = self
@@ -139,6 +146,7 @@ impl Twilio {
             .post(url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::IDEMPOTENCY_KEY, key)
             .body(body)
             .timeout(self.base.timeout);
         http::send(request, "Twilio").await
@@ -157,15 +165,24 @@ impl Twilio {
                 .post(
                     &self.calls_url,
                     &[("To", to), ("From", &self.from), ("Twiml", &twiml)],
+                    idempotency_key(n),
                 )
                 .await;
         }
-        send_parts(&shape::parts(&n.message, self.limit), |part| async move {
-            self.post(
-                &self.messages_url,
-                &[("To", to), ("From", &self.from), ("Body", part)],
-            )
-            .await
+        let parts = shape::parts(&n.message, self.limit);
+        let key = idempotency_key(n);
+        let mut index = 0;
+        send_parts(&parts, |part| {
+            let key = part_key(&key, index, parts.len());
+            index += 1;
+            async move {
+                self.post(
+                    &self.messages_url,
+                    &[("To", to), ("From", &self.from), ("Body", part)],
+                    key,
+                )
+                .await
+            }
         })
         .await
     }
