@@ -171,6 +171,7 @@ fn undocumented(text: &str) -> Vec<String> {
         users: vec!["alice@example.com".into()],
         important: Some(true),
         attempts: Some(1),
+        on_timeout: Some(super::plugin::OnTimeout::Retry),
     };
     let step = option_names(serde_json::to_value(step).expect("json"));
     missing.extend(missing_in_entries(

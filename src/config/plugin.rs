@@ -51,6 +51,21 @@ pub struct RouteSettings {
     /// Attempts on this backend before the next step is tried (default `queue.max_attempts`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// What a timed-out attempt does: `next` (the default) moves to the next step at once,
+    /// `retry` keeps retrying this step like any other transient failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// What a step does when its backend times out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// The next step of the route takes over at once (the last step retries).
+    #[default]
+    Next,
+    /// Retried on this step like any other transient failure, until `attempts` run out.
+    Retry,
 }
 
 /// Notification kinds a route can be declared for.

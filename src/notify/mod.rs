@@ -10,6 +10,7 @@
 
 mod acceptor;
 pub mod backends;
+pub mod breaker;
 pub mod events;
 mod gate;
 mod queue;

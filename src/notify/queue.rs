@@ -178,6 +178,9 @@ pub(crate) enum Next {
     Fallback(i64),
     /// Failed for good.
     Failed,
+    /// Not tried (its backend is full or skipped): due again at this time, and the claim's
+    /// attempt is not counted.
+    Defer(i64),
 }
 
 /// One finished delivery attempt.
@@ -200,6 +203,7 @@ impl Outcome {
             Next::Retry(_) => "retry",
             Next::Fallback(_) => "fallback",
             Next::Failed => "failed",
+            Next::Defer(_) => "deferred",
         }
     }
 }
@@ -215,14 +219,19 @@ pub(crate) async fn record(
 ) -> Result<(), sqlx::Error> {
     let mut tx = store.begin_write().await?;
 
+    // A deferral was no attempt: nothing to log.
+    let attempts: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !matches!(o.next, Next::Defer(_)))
+        .collect();
     let mut offset = 0;
-    for size in pow2_chunks(outcomes.len(), MAX_ROWS_PER_STATEMENT) {
+    for size in pow2_chunks(attempts.len(), MAX_ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO delivery_attempts (notification_id, attempt, backend, outcome, error, started_at, duration_ms) VALUES {}",
             values_placeholders(size, 7, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for o in &outcomes[offset..offset + size] {
+        for o in &attempts[offset..offset + size] {
             q = q
                 .bind(o.id)
                 .bind(o.attempt)
@@ -254,6 +263,11 @@ pub(crate) async fn record(
                 Some(*stage),
             ),
             Next::Failed => ("status = 'failed', due_at = NULL, finished_at = $3", None),
+            Next::Defer(due) => (
+                "status = 'queued', due_at = $6, attempts = attempts - 1, \
+                 stage_attempts = stage_attempts - 1",
+                Some(*due),
+            ),
         };
         let sql = format!(
             "UPDATE notifications SET {set}, last_error = $1, backend = $2, updated_at = $3 \

@@ -17,8 +17,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::backends::{Backends, DeliveryError, MAX_RETRY_AFTER, Step};
+use super::breaker::{Admit, Guards};
 use super::queue::{self, Next, Outcome};
 use super::{NewNotification, Notification, NotifyError};
+use crate::config::OnTimeout;
 use crate::config::QueueSettings;
 use crate::directory::Directory;
 use crate::store::{Store, now_ms};
@@ -26,6 +28,10 @@ use crate::telemetry::metrics::Metrics;
 
 /// Largest number of outcomes written in one transaction.
 const RECORD_BATCH: usize = 512;
+
+/// How close to its backend's timeout a failed attempt counts as timed out (timers fire a
+/// little early or late).
+const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
 /// Starts the delivery workers of this process.
 pub fn spawn(
@@ -42,6 +48,7 @@ pub fn spawn(
         // Each outcome travels with its slot, so the channel never holds more than the slots.
         let (done_tx, done_rx) = mpsc::channel::<Finished>(settings.concurrency.max(1));
         let recorder = tokio::spawn(record_loop(store.clone(), done_rx));
+        let guards = Arc::new(Guards::new(&settings, store.clone(), metrics.clone()));
         let lease_ms = settings.lease.as_millis() as i64;
         let mut failures = 0u32;
 
@@ -88,17 +95,33 @@ pub fn spawn(
                         Err(_) => break,
                     },
                 };
-                let backends = backends.clone();
+                let chain = backends.chain(&n, &snapshot);
+                let backend_slot = match gate(&guards, &chain, &n, claim_tag) {
+                    Ok(slot) => slot,
+                    Err(not_tried) => {
+                        // Recorded quickly, holding the shared slot only that long.
+                        let _ = done_tx.send((not_tried, permit)).await;
+                        continue;
+                    }
+                };
                 let done = done_tx.clone();
                 let settings = settings.clone();
                 let metrics = metrics.clone();
-                let chain = backends.chain(&n, &snapshot);
+                let guards = guards.clone();
                 if let Some(user) = snapshot.by_id(&n.user_id) {
                     n.contacts = user.contacts.clone();
                 }
                 tokio::spawn(async move {
                     let (kind, created_at) = (n.kind.clone(), n.created_at);
-                    let outcome = deliver(&chain, &settings, n, claim_tag).await;
+                    let (outcome, health) = deliver(&chain, &settings, n, claim_tag).await;
+                    drop(backend_slot);
+                    if !outcome.backend.is_empty() {
+                        guards.record(
+                            &outcome.backend,
+                            health.as_deref().map_or(Ok(()), Err),
+                            now_ms(),
+                        );
+                    }
                     record_metrics(&metrics, &kind, created_at, &outcome);
                     // The slot is freed by the recorder, once the outcome is committed.
                     let _ = done.send((outcome, permit)).await;
@@ -138,11 +161,78 @@ fn retry_delay(backoff: Duration, asked: Duration) -> Duration {
     backoff.max(asked.min(MAX_RETRY_AFTER))
 }
 
-async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, claim: i64) -> Outcome {
-    // A route that shrank since the last attempt (configuration change) continues on its last step.
-    let index = (n.stage.max(0) as usize).min(chain.len().saturating_sub(1));
+/// The step of `chain` that `n` is on: a route that shrank since the last attempt
+/// (configuration change) continues on its last step.
+fn step_index(n: &Notification, chain: &[Step]) -> usize {
+    (n.stage.max(0) as usize).min(chain.len().saturating_sub(1))
+}
+
+/// How long a notification whose backend is full waits before it is claimed again; spread so
+/// that many of them do not come back together.
+fn busy_wait() -> Duration {
+    Duration::from_millis(rand::rng().random_range(500..1000))
+}
+
+/// Whether `n` may go to its step's backend now: a slot of that backend's bulkhead, or the
+/// outcome of not trying (due again shortly when the backend is full; when its breaker is
+/// open, the next step at once, or a wait for the cool-down on the last step).
+fn gate(
+    guards: &Guards,
+    chain: &[Step],
+    n: &Notification,
+    claim: i64,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Outcome> {
+    let index = step_index(n, chain);
     let Some(step) = chain.get(index) else {
-        return Outcome {
+        return Ok(None);
+    };
+    let name = step.backend.name();
+    let now = now_ms();
+    let not_tried = |next: Next, why: String| Outcome {
+        id: n.id,
+        claim,
+        attempt: n.attempt,
+        backend: name.to_string(),
+        error: Some(why),
+        next,
+        started_at: now,
+        duration_ms: 0,
+    };
+    let Some(slot) = guards.try_slot(name) else {
+        let due = now + busy_wait().as_millis() as i64;
+        return Err(not_tried(
+            Next::Defer(due),
+            format!("{name} is busy (its concurrency limit is reached): waiting"),
+        ));
+    };
+    match guards.admit(name, now) {
+        Admit::Pass => Ok(Some(slot)),
+        Admit::Skip(until) => {
+            let why = format!("{name} skipped: its circuit breaker is open");
+            let next = if index + 1 < chain.len() {
+                Next::Fallback(index as i64 + 1)
+            } else {
+                Next::Defer(until)
+            };
+            if matches!(next, Next::Fallback(_)) {
+                tracing::warn!(id = n.id, kind = %n.kind, backend = name, "circuit breaker open, trying the next route");
+            }
+            Err(not_tried(next, why))
+        }
+    }
+}
+
+/// Delivers `n` on its current step; the outcome, and the failure that counts against the
+/// backend's circuit breaker (none when the backend answered, even with a refusal).
+async fn deliver(
+    chain: &[Step],
+    settings: &QueueSettings,
+    n: Notification,
+    claim: i64,
+) -> (Outcome, Option<String>) {
+    let index = step_index(&n, chain);
+    let Some(step) = chain.get(index) else {
+        let outcome = Outcome {
             id: n.id,
             claim,
             attempt: n.attempt,
@@ -152,6 +242,7 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
             started_at: now_ms(),
             duration_ms: 0,
         };
+        return (outcome, None);
     };
     let backend = &step.backend;
     let budget = i64::from(step.attempts.unwrap_or(settings.max_attempts));
@@ -168,7 +259,15 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         Ok(r) => r,
         Err(_) => Err(DeliveryError::Transient("delivery timed out".into())),
     };
-    let duration_ms = clock.elapsed().as_millis() as i64;
+    let elapsed = clock.elapsed();
+    let duration_ms = elapsed.as_millis() as i64;
+    // A transient failure that used the backend's whole time budget: it hangs, or is too slow.
+    let timed_out = matches!(result, Err(DeliveryError::Transient(_)))
+        && elapsed + TIMEOUT_SLACK >= backend.timeout();
+    let health = match &result {
+        Ok(()) | Err(DeliveryError::Permanent(_)) => None,
+        Err(e) => Some(e.to_string()),
+    };
     let give_up = |e: String| match next_step {
         Some(stage) => (Next::Fallback(stage), Some(e)),
         None => (Next::Failed, Some(e)),
@@ -176,6 +275,14 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
     let (next, error) = match result {
         Ok(()) => (Next::Delivered, None),
         Err(DeliveryError::Permanent(e)) => give_up(e),
+        Err(DeliveryError::Transient(e))
+            if timed_out && step.on_timeout == OnTimeout::Next && next_step.is_some() =>
+        {
+            give_up(format!(
+                "{e} ({} timed out, the next step takes over)",
+                backend.name()
+            ))
+        }
         Err(DeliveryError::Transient(e) | DeliveryError::Throttled { message: e, .. })
             if n.stage_attempts >= budget =>
         {
@@ -214,8 +321,9 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         Next::Failed => {
             tracing::error!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, error = error_text, "delivery failed for good")
         }
+        Next::Defer(_) => {}
     }
-    Outcome {
+    let outcome = Outcome {
         id: n.id,
         claim,
         attempt: n.attempt,
@@ -224,7 +332,8 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         next,
         started_at,
         duration_ms,
-    }
+    };
+    (outcome, health)
 }
 
 fn record_metrics(metrics: &Metrics, kind: &str, created_at: i64, o: &Outcome) {
@@ -233,6 +342,7 @@ fn record_metrics(metrics: &Metrics, kind: &str, created_at: i64, o: &Outcome) {
         Next::Retry(_) => "retry",
         Next::Fallback(_) => "fallback",
         Next::Failed => "failed",
+        Next::Defer(_) => return,
     };
     metrics.count(
         "oncall_relay_delivery_attempts_total",
@@ -296,7 +406,7 @@ pub async fn deliver_test(
         }
         let stage = n.stage.max(0);
         let has_next = (stage as usize) + 1 < chain.len();
-        let mut outcome = deliver(&chain, settings, n, tag).await;
+        let (mut outcome, _) = deliver(&chain, settings, n, tag).await;
         // A test tries each step once: a retry becomes the next step, or the end.
         if let Next::Retry(_) = outcome.next {
             outcome.next = if has_next {
@@ -309,7 +419,7 @@ pub async fn deliver_test(
         let label = match outcome.next {
             Next::Delivered => "delivered",
             Next::Fallback(_) => "fallback",
-            Next::Retry(_) | Next::Failed => "failed",
+            Next::Retry(_) | Next::Failed | Next::Defer(_) => "failed",
         };
         attempts.push(TestAttempt {
             backend: outcome.backend.clone(),

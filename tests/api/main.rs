@@ -7,6 +7,7 @@ mod backends;
 mod calls;
 mod cli;
 mod crash;
+mod faults;
 mod fuzz;
 mod hardening;
 mod heartbeat;

@@ -36,7 +36,7 @@ use twilio::Twilio;
 use webhook::Webhook;
 
 use super::{Notification, NotifyError};
-use crate::config::{BackendSettings, PluginSettings, RouteSettings};
+use crate::config::{BackendSettings, OnTimeout, PluginSettings, RouteSettings};
 use crate::directory::{Role, Snapshot, User};
 
 /// A boxed future, so that backends can be used as trait objects.
@@ -150,6 +150,8 @@ pub struct Step {
     pub backend: Arc<dyn Backend>,
     /// Attempts before the next step takes over (`None`: `queue.max_attempts`).
     pub attempts: Option<u32>,
+    /// Whether a timeout moves on to the next step at once.
+    pub on_timeout: OnTimeout,
 }
 
 impl Backends {
@@ -201,34 +203,40 @@ impl Backends {
     /// The backends to try for `n`, in order: the one chosen at acceptance (push and
     /// heartbeat settings), then the kind's matching routes, else the default backend.
     pub fn chain(&self, n: &Notification, directory: &Snapshot) -> Vec<Step> {
-        fn add(steps: &mut Vec<Step>, backend: &Arc<dyn Backend>, attempts: Option<u32>) {
+        fn add(
+            steps: &mut Vec<Step>,
+            backend: &Arc<dyn Backend>,
+            attempts: Option<u32>,
+            on_timeout: Option<OnTimeout>,
+        ) {
             if !steps.iter().any(|s| Arc::ptr_eq(&s.backend, backend)) {
                 steps.push(Step {
                     backend: backend.clone(),
                     attempts,
+                    on_timeout: on_timeout.unwrap_or_default(),
                 });
             }
         }
         let mut steps: Vec<Step> = Vec::new();
         if let Some(explicit) = n.route.as_deref().and_then(|name| self.all.get(name)) {
-            add(&mut steps, explicit, None);
+            add(&mut steps, explicit, None, None);
         }
         let user = directory.by_id(&n.user_id);
         if let Some(preferred) = user
             .and_then(|u| u.contacts.get("route"))
             .and_then(|name| self.all.get(name))
         {
-            add(&mut steps, preferred, None);
+            add(&mut steps, preferred, None, None);
         }
         for route in self.routes.get(&n.kind).into_iter().flatten() {
             if route_matches(route, n, user.map(|u| u.as_ref()))
                 && let Some(backend) = self.all.get(&route.backend)
             {
-                add(&mut steps, backend, route.attempts);
+                add(&mut steps, backend, route.attempts, route.on_timeout);
             }
         }
         if steps.is_empty() {
-            add(&mut steps, &self.default, None);
+            add(&mut steps, &self.default, None, None);
         }
         steps
     }
