@@ -236,3 +236,41 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
     .await;
 }
 db_test!(a_failing_backend_is_skipped_for_a_cool_down_then_probed);
+
+async fn notify_test_shows_the_recorded_circuit_breakers(db: Db) {
+    let db = TestDb::new(db).await;
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "ann@example.com",
+            "--phone",
+            "+4930123456",
+        ],
+    ));
+    // As a server records an open breaker.
+    let store = oncall_relay::store::Store::connect(&db.settings)
+        .await
+        .expect("connect");
+    sqlx::query(
+        "INSERT INTO backend_circuits (backend, state, failures, opens, open_until, last_error, changed_at) \
+         VALUES ('sms_gw', 'open', 5, 1, 4102444800000, 'HTTP 503', 1)",
+    )
+    .execute(store.pool())
+    .await
+    .expect("insert");
+    store.close().await;
+    let out = relay(
+        &db,
+        &["notify", "test", "--user", "ann@example.com", "--kind", "sms"],
+    );
+    let text = ok(&out);
+    assert!(
+        text.contains("circuit breaker sms_gw: open until 2100-01-01")
+            && text.contains("after 5 failures in a row (HTTP 503)"),
+        "{text}"
+    );
+}
+db_test!(notify_test_shows_the_recorded_circuit_breakers);
