@@ -307,6 +307,7 @@ async fn stall(cli: &Cli, hang: bool, calls: usize) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    oncall_relay::install_crypto_provider();
     match cli.mode {
         Mode::Crash { clients, load_secs } => crash(&cli, clients, load_secs).await,
         Mode::Stall { hang, calls } => stall(&cli, hang, calls).await,

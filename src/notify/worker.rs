@@ -99,8 +99,10 @@ pub fn spawn(
                 let backend_slot = match gate(&guards, &chain, &n, claim_tag) {
                     Ok(slot) => slot,
                     Err(not_tried) => {
-                        // Recorded quickly, holding the shared slot only that long.
-                        let _ = done_tx.send((not_tried, permit)).await;
+                        // Nothing was delivered, so a crash cannot repeat it: the slot goes to
+                        // the next row at once.
+                        let _ = done_tx.send((not_tried, None)).await;
+                        first = Some(permit);
                         continue;
                     }
                 };
@@ -124,7 +126,7 @@ pub fn spawn(
                     }
                     record_metrics(&metrics, &kind, created_at, &outcome);
                     // The slot is freed by the recorder, once the outcome is committed.
-                    let _ = done.send((outcome, permit)).await;
+                    let _ = done.send((outcome, Some(permit))).await;
                 });
             }
             drop(first);
@@ -167,10 +169,13 @@ fn step_index(n: &Notification, chain: &[Step]) -> usize {
     (n.stage.max(0) as usize).min(chain.len().saturating_sub(1))
 }
 
-/// How long a notification whose backend is full waits before it is claimed again; spread so
-/// that many of them do not come back together.
-fn busy_wait() -> Duration {
-    Duration::from_millis(rand::rng().random_range(500..1000))
+/// How long a notification whose backend is full waits before it is claimed again: a full
+/// backend is usually a slow or hung one, whose slots free up within its timeout; half of
+/// that (0.5 to 5 s), spread so that many of them neither come back together nor keep the
+/// workers busy claiming them again and again.
+fn busy_wait(timeout: Duration) -> Duration {
+    let base = (timeout / 2).clamp(Duration::from_millis(500), Duration::from_secs(5));
+    base.mul_f64(rand::rng().random_range(0.5..1.0))
 }
 
 /// Whether `n` may go to its step's backend now: a slot of that backend's bulkhead, or the
@@ -199,7 +204,7 @@ fn gate(
         duration_ms: 0,
     };
     let Some(slot) = guards.try_slot(name) else {
-        let due = now + busy_wait().as_millis() as i64;
+        let due = now + busy_wait(step.backend.timeout()).as_millis() as i64;
         return Err(not_tried(
             Next::Defer(due),
             format!("{name} is busy (its concurrency limit is reached): waiting"),
@@ -434,8 +439,9 @@ pub async fn deliver_test(
     Ok((id, attempts))
 }
 
-/// A finished delivery and the slot it holds until its outcome is written.
-type Finished = (Outcome, OwnedSemaphorePermit);
+/// A finished delivery and the slot it holds until its outcome is written (none for a
+/// notification that was not tried).
+type Finished = (Outcome, Option<OwnedSemaphorePermit>);
 
 async fn record_loop(store: Store, mut rx: mpsc::Receiver<Finished>) {
     while let Some((first, permit)) = rx.recv().await {

@@ -264,7 +264,14 @@ async fn notify_test_shows_the_recorded_circuit_breakers(db: Db) {
     store.close().await;
     let out = relay(
         &db,
-        &["notify", "test", "--user", "ann@example.com", "--kind", "sms"],
+        &[
+            "notify",
+            "test",
+            "--user",
+            "ann@example.com",
+            "--kind",
+            "sms",
+        ],
     );
     let text = ok(&out);
     assert!(
