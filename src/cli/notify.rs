@@ -62,6 +62,15 @@ pub async fn run(settings: Settings, cmd: NotifyCommand) -> anyhow::Result<()> {
         );
         delivered |= a.outcome == "delivered";
     }
+    // The breakers as the servers last recorded them: a step skipped by `serve` shows here.
+    match oncall_relay::notify::breaker::circuits(&store).await {
+        Ok(circuits) => {
+            for c in &circuits {
+                outln!("circuit breaker {}", c.describe());
+            }
+        }
+        Err(e) => eprintln!("warning: cannot read the circuit breakers: {e}"),
+    }
     store.close().await;
     if delivered {
         Ok(())

@@ -173,6 +173,7 @@ fn undocumented(text: &str) -> Vec<String> {
         attempts: Some(1),
         require_answer: true,
         answer_timeout: Some(std::time::Duration::from_secs(60)),
+        on_timeout: Some(super::plugin::OnTimeout::Retry),
     };
     let step = option_names(serde_json::to_value(step).expect("json"));
     missing.extend(missing_in_entries(

@@ -43,7 +43,7 @@ pub use backends::{
 pub use db::{DbSettings, Driver, PoolSettings};
 pub use grafana::{GrafanaSettings, OncallSettings, ScheduleSettings};
 pub use load::{Overrides, env_vars, unknown_env_vars};
-pub use plugin::{BackendSettings, PluginSettings, ROUTE_KINDS, RouteSettings};
+pub use plugin::{BackendSettings, OnTimeout, PluginSettings, ROUTE_KINDS, RouteSettings};
 pub use queue::{
     Cap, DedupSettings, DirectorySettings, HeartbeatSettings, LimitsSettings, PushSettings,
     QueueSettings,

@@ -62,6 +62,10 @@ pub struct RouteSettings {
         skip_serializing_if = "Option::is_none"
     )]
     pub answer_timeout: Option<Duration>,
+    /// What a timed-out attempt does: `next` (the default) moves to the next step at once,
+    /// `retry` keeps retrying this step like any other transient failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
 }
 
 impl RouteSettings {
@@ -73,6 +77,17 @@ impl RouteSettings {
         self.require_answer
             .then(|| self.answer_timeout.unwrap_or(Self::DEFAULT_ANSWER_TIMEOUT))
     }
+}
+
+/// What a step does when its backend times out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// The next step of the route takes over at once (the last step retries).
+    #[default]
+    Next,
+    /// Retried on this step like any other transient failure, until `attempts` run out.
+    Retry,
 }
 
 /// Notification kinds a route can be declared for.

@@ -2,6 +2,7 @@
 //! lets through), `push.*` and `heartbeat.*` (where pushes and heartbeat alerts go) and
 //! `directory.*` (how soon user changes are seen).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,32 @@ pub struct QueueSettings {
     /// Delivered and failed notifications older than this are deleted (0 keeps them forever).
     #[serde(with = "duration")]
     pub retention: Duration,
+    /// Deliveries in flight at once per backend, so that a hung backend holds only its own
+    /// share of `concurrency`; 0: half of `concurrency` (at least 1).
+    pub backend_concurrency: usize,
+    /// Per backend name, its own limit instead of `backend_concurrency`.
+    pub backend_limits: BTreeMap<String, usize>,
+    /// Failures in a row (timeouts, 5xx, connection errors) after which a backend is skipped
+    /// for `breaker_cooldown`; 0 turns the circuit breaker off.
+    pub breaker_failures: u32,
+    /// How long a backend is skipped once its breaker opened; then one probe is let through.
+    #[serde(with = "duration")]
+    pub breaker_cooldown: Duration,
+}
+
+impl QueueSettings {
+    /// The bulkhead of backend `name`: how many of its deliveries may be in flight at once.
+    pub fn backend_limit(&self, name: &str) -> usize {
+        let default = match self.backend_concurrency {
+            0 => self.concurrency / 2,
+            n => n,
+        };
+        self.backend_limits
+            .get(name)
+            .copied()
+            .unwrap_or(default)
+            .max(1)
+    }
 }
 
 impl Default for QueueSettings {
@@ -56,6 +83,10 @@ impl Default for QueueSettings {
             writers: 2,
             deliver: true,
             retention: Duration::from_secs(30 * 24 * 3600),
+            backend_concurrency: 0,
+            backend_limits: BTreeMap::new(),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
         }
     }
 }

@@ -119,6 +119,13 @@ impl Settings {
                     .into(),
             ));
         }
+        for name in self.queue.backend_limits.keys() {
+            if name != "stdout" && !self.plugin.backends.contains_key(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "option `queue.backend_limits.{name}`: no backend named `{name}` under `plugin.backends`"
+                )));
+            }
+        }
         if self.queue.max_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "option `queue.max_attempts`: must be at least 1".into(),

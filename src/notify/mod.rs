@@ -11,6 +11,7 @@
 mod acceptor;
 pub mod answer;
 pub mod backends;
+pub mod breaker;
 pub mod buttons;
 pub mod events;
 mod gate;

@@ -208,6 +208,9 @@ pub(crate) enum Next {
     Failed,
     /// The provider accepted the call; the step waits for its answer until this time.
     AwaitAnswer(i64),
+    /// Not tried (its backend is full or skipped): due again at this time, and the claim's
+    /// attempt is not counted.
+    Defer(i64),
 }
 
 /// One finished delivery attempt.
@@ -231,6 +234,7 @@ impl Outcome {
             Next::Fallback(_) => "fallback",
             Next::Failed => "failed",
             Next::AwaitAnswer(_) => "awaiting_answer",
+            Next::Defer(_) => "deferred",
         }
     }
 }
@@ -251,14 +255,19 @@ pub(crate) async fn record(
 ) -> Result<(), sqlx::Error> {
     let mut tx = store.begin_write().await?;
 
+    // A deferral was no attempt: nothing to log.
+    let attempts: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !matches!(o.next, Next::Defer(_)))
+        .collect();
     let mut offset = 0;
-    for size in pow2_chunks(outcomes.len(), MAX_ROWS_PER_STATEMENT) {
+    for size in pow2_chunks(attempts.len(), MAX_ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO delivery_attempts (notification_id, attempt, backend, outcome, error, started_at, duration_ms) VALUES {}",
             values_placeholders(size, 7, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for o in &outcomes[offset..offset + size] {
+        for o in &attempts[offset..offset + size] {
             q = q
                 .bind(o.id)
                 .bind(o.attempt)
@@ -294,9 +303,14 @@ pub(crate) async fn record(
                 "status = 'awaiting_answer', due_at = $6, answer_deadline = $6, answer = 'awaiting'",
                 Some(*deadline),
             ),
+            Next::Defer(due) => (
+                "status = 'queued', due_at = $6, attempts = attempts - 1, \
+                 stage_attempts = stage_attempts - 1",
+                Some(*due),
+            ),
         };
         let settle = match o.next {
-            Next::AwaitAnswer(_) => String::new(),
+            Next::AwaitAnswer(_) | Next::Defer(_) => String::new(),
             _ => format!(", {SETTLE_ANSWER}"),
         };
         let sql = format!(

@@ -3,18 +3,24 @@
 //! A dispatcher claims as many rows as there are free delivery slots and runs each delivery
 //! in its own task; a recorder writes finished attempts in batches. Claims carry a lease: a
 //! row whose process died is due again once the lease runs out, so nothing accepted is lost.
+//!
+//! A delivery keeps its slot until its outcome is committed, not merely until the backend
+//! answered: at any instant at most `queue.concurrency` deliveries are done but unrecorded,
+//! which bounds what a crash can make the next claim repeat.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::RngExt;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::backends::{Backends, DeliveryError, MAX_RETRY_AFTER, Step};
+use super::breaker::{Admit, Guards};
 use super::queue::{self, Next, Outcome};
 use super::{NewNotification, Notification, NotifyError};
+use crate::config::OnTimeout;
 use crate::config::QueueSettings;
 use crate::directory::Directory;
 use crate::store::{Store, now_ms};
@@ -22,6 +28,10 @@ use crate::telemetry::metrics::Metrics;
 
 /// Largest number of outcomes written in one transaction.
 const RECORD_BATCH: usize = 512;
+
+/// How close to its backend's timeout a failed attempt counts as timed out (timers fire a
+/// little early or late).
+const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
 /// Starts the delivery workers of this process.
 pub fn spawn(
@@ -35,8 +45,10 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(settings.concurrency));
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<Outcome>();
+        // Each outcome travels with its slot, so the channel never holds more than the slots.
+        let (done_tx, done_rx) = mpsc::channel::<Finished>(settings.concurrency.max(1));
         let recorder = tokio::spawn(record_loop(store.clone(), done_rx));
+        let guards = Arc::new(Guards::new(&settings, store.clone(), metrics.clone()));
         let lease_ms = settings.lease.as_millis() as i64;
         let mut failures = 0u32;
 
@@ -83,20 +95,38 @@ pub fn spawn(
                         Err(_) => break,
                     },
                 };
-                let backends = backends.clone();
+                let chain = backends.chain(&n, &snapshot);
+                let backend_slot = match gate(&guards, &chain, &n, claim_tag) {
+                    Ok(slot) => slot,
+                    Err(not_tried) => {
+                        // Nothing was delivered, so a crash cannot repeat it: the slot goes to
+                        // the next row at once.
+                        let _ = done_tx.send((not_tried, None)).await;
+                        first = Some(permit);
+                        continue;
+                    }
+                };
                 let done = done_tx.clone();
                 let settings = settings.clone();
                 let metrics = metrics.clone();
-                let chain = backends.chain(&n, &snapshot);
+                let guards = guards.clone();
                 if let Some(user) = snapshot.by_id(&n.user_id) {
                     n.contacts = user.contacts.clone();
                 }
                 tokio::spawn(async move {
                     let (kind, created_at) = (n.kind.clone(), n.created_at);
-                    let outcome = deliver(&chain, &settings, n, claim_tag).await;
+                    let (outcome, health) = deliver(&chain, &settings, n, claim_tag).await;
+                    drop(backend_slot);
+                    if !outcome.backend.is_empty() {
+                        guards.record(
+                            &outcome.backend,
+                            health.as_deref().map_or(Ok(()), Err),
+                            now_ms(),
+                        );
+                    }
                     record_metrics(&metrics, &kind, created_at, &outcome);
-                    let _ = done.send(outcome);
-                    drop(permit);
+                    // The slot is freed by the recorder, once the outcome is committed.
+                    let _ = done.send((outcome, Some(permit))).await;
                 });
             }
             drop(first);
@@ -133,11 +163,86 @@ fn retry_delay(backoff: Duration, asked: Duration) -> Duration {
     backoff.max(asked.min(MAX_RETRY_AFTER))
 }
 
-async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, claim: i64) -> Outcome {
-    // A route that shrank since the last attempt (configuration change) continues on its last step.
-    let index = (n.stage.max(0) as usize).min(chain.len().saturating_sub(1));
+/// The step of `chain` that `n` is on: a route that shrank since the last attempt
+/// (configuration change) continues on its last step.
+fn step_index(n: &Notification, chain: &[Step]) -> usize {
+    (n.stage.max(0) as usize).min(chain.len().saturating_sub(1))
+}
+
+/// How long a notification whose backend is full waits before it is claimed again: a full
+/// backend is usually a slow or hung one, whose slots free up within its timeout; half of
+/// that (0.5 to 5 s), spread so that many of them neither come back together nor keep the
+/// workers busy claiming them again and again.
+fn busy_wait(timeout: Duration) -> Duration {
+    let base = (timeout / 2).clamp(Duration::from_millis(500), Duration::from_secs(5));
+    base.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+/// Whether `n` may go to its step's backend now: a slot of that backend's bulkhead, or the
+/// outcome of not trying (due again shortly when the backend is full; when its breaker is
+/// open, the next step at once, or a wait for the cool-down on the last step).
+fn gate(
+    guards: &Guards,
+    chain: &[Step],
+    n: &Notification,
+    claim: i64,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Outcome> {
+    let index = step_index(n, chain);
     let Some(step) = chain.get(index) else {
-        return Outcome {
+        return Ok(None);
+    };
+    // Settling a call's answer sends nothing: no slot, and an answered call must not be
+    // moved on because its backend's breaker opened meanwhile.
+    if n.answer_deadline.is_some() {
+        return Ok(None);
+    }
+    let name = step.backend.name();
+    let now = now_ms();
+    let not_tried = |next: Next, why: String| Outcome {
+        id: n.id,
+        claim,
+        attempt: n.attempt,
+        backend: name.to_string(),
+        error: Some(why),
+        next,
+        started_at: now,
+        duration_ms: 0,
+    };
+    let Some(slot) = guards.try_slot(name) else {
+        let due = now + busy_wait(step.backend.timeout()).as_millis() as i64;
+        return Err(not_tried(
+            Next::Defer(due),
+            format!("{name} is busy (its concurrency limit is reached): waiting"),
+        ));
+    };
+    match guards.admit(name, now) {
+        Admit::Pass => Ok(Some(slot)),
+        Admit::Skip(until) => {
+            let why = format!("{name} skipped: its circuit breaker is open");
+            let next = if index + 1 < chain.len() {
+                Next::Fallback(index as i64 + 1)
+            } else {
+                Next::Defer(until)
+            };
+            if matches!(next, Next::Fallback(_)) {
+                tracing::warn!(id = n.id, kind = %n.kind, backend = name, "circuit breaker open, trying the next route");
+            }
+            Err(not_tried(next, why))
+        }
+    }
+}
+
+/// Delivers `n` on its current step; the outcome, and the failure that counts against the
+/// backend's circuit breaker (none when the backend answered, even with a refusal).
+async fn deliver(
+    chain: &[Step],
+    settings: &QueueSettings,
+    n: Notification,
+    claim: i64,
+) -> (Outcome, Option<String>) {
+    let index = step_index(&n, chain);
+    let Some(step) = chain.get(index) else {
+        let outcome = Outcome {
             id: n.id,
             claim,
             attempt: n.attempt,
@@ -147,6 +252,7 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
             started_at: now_ms(),
             duration_ms: 0,
         };
+        return (outcome, None);
     };
     let backend = &step.backend;
     let budget = i64::from(step.attempts.unwrap_or(settings.max_attempts));
@@ -169,7 +275,17 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
             Err(_) => Err(DeliveryError::Transient("delivery timed out".into())),
         }
     };
-    let duration_ms = clock.elapsed().as_millis() as i64;
+    let elapsed = clock.elapsed();
+    let duration_ms = elapsed.as_millis() as i64;
+    // A transient failure that used the backend's whole time budget: it hangs, or is too slow.
+    let timed_out = matches!(result, Err(DeliveryError::Transient(_)))
+        && elapsed + TIMEOUT_SLACK >= backend.timeout();
+    // A call nobody answered says nothing about the backend's health.
+    let health = match &result {
+        _ if settling => None,
+        Ok(()) | Err(DeliveryError::Permanent(_)) => None,
+        Err(e) => Some(e.to_string()),
+    };
     let give_up = |e: String| match next_step {
         Some(stage) => (Next::Fallback(stage), Some(e)),
         None => (Next::Failed, Some(e)),
@@ -182,6 +298,14 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
             _ => (Next::Delivered, None),
         },
         Err(DeliveryError::Permanent(e)) => give_up(e),
+        Err(DeliveryError::Transient(e))
+            if timed_out && step.on_timeout == OnTimeout::Next && next_step.is_some() =>
+        {
+            give_up(format!(
+                "{e} ({} timed out, the next step takes over)",
+                backend.name()
+            ))
+        }
         Err(DeliveryError::Transient(e) | DeliveryError::Throttled { message: e, .. })
             if n.stage_attempts >= budget =>
         {
@@ -223,8 +347,9 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         Next::AwaitAnswer(_) => {
             tracing::info!(id = n.id, kind = %n.kind, backend = backend.name(), attempt = n.attempt, duration_ms, "call placed, waiting for its answer")
         }
+        Next::Defer(_) => {}
     }
-    Outcome {
+    let outcome = Outcome {
         id: n.id,
         claim,
         attempt: n.attempt,
@@ -233,7 +358,8 @@ async fn deliver(chain: &[Step], settings: &QueueSettings, n: Notification, clai
         next,
         started_at,
         duration_ms,
-    }
+    };
+    (outcome, health)
 }
 
 fn record_metrics(metrics: &Metrics, kind: &str, created_at: i64, o: &Outcome) {
@@ -243,6 +369,7 @@ fn record_metrics(metrics: &Metrics, kind: &str, created_at: i64, o: &Outcome) {
         Next::Fallback(_) => "fallback",
         Next::Failed => "failed",
         Next::AwaitAnswer(_) => "awaiting_answer",
+        Next::Defer(_) => return,
     };
     metrics.count(
         "oncall_relay_delivery_attempts_total",
@@ -306,7 +433,7 @@ pub async fn deliver_test(
         }
         let stage = n.stage.max(0);
         let has_next = (stage as usize) + 1 < chain.len();
-        let mut outcome = deliver(&chain, settings, n, tag).await;
+        let (mut outcome, _) = deliver(&chain, settings, n, tag).await;
         // A test tries each step once: a retry becomes the next step, or the end.
         if let Next::Retry(_) = outcome.next {
             outcome.next = if has_next {
@@ -320,7 +447,7 @@ pub async fn deliver_test(
             // `notify test` builds its backends without hooks: no call waits for an answer.
             Next::Delivered | Next::AwaitAnswer(_) => "delivered",
             Next::Fallback(_) => "fallback",
-            Next::Retry(_) | Next::Failed => "failed",
+            Next::Retry(_) | Next::Failed | Next::Defer(_) => "failed",
         };
         attempts.push(TestAttempt {
             backend: outcome.backend.clone(),
@@ -335,12 +462,20 @@ pub async fn deliver_test(
     Ok((id, attempts))
 }
 
-async fn record_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {
-    while let Some(first) = rx.recv().await {
+/// A finished delivery and the slot it holds until its outcome is written (none for a
+/// notification that was not tried).
+type Finished = (Outcome, Option<OwnedSemaphorePermit>);
+
+async fn record_loop(store: Store, mut rx: mpsc::Receiver<Finished>) {
+    while let Some((first, permit)) = rx.recv().await {
         let mut batch = vec![first];
+        let mut permits = vec![permit];
         while batch.len() < RECORD_BATCH {
             match rx.try_recv() {
-                Ok(o) => batch.push(o),
+                Ok((o, p)) => {
+                    batch.push(o);
+                    permits.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -359,6 +494,9 @@ async fn record_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Outcome>) {
                 }
             }
         }
+        // Only now may the dispatcher claim more: whatever happens next, these are on record
+        // (or, if the database never came back, their leases run out and they are claimed again).
+        drop(permits);
     }
 }
 

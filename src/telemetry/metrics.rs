@@ -27,7 +27,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// Counters: full name (with `_total`) and help. The library appends `_total` itself.
-const COUNTERS: [(&str, &str); 4] = [
+const COUNTERS: [(&str, &str); 5] = [
     (
         "oncall_relay_http_requests_total",
         "HTTP requests answered, by route, method and status",
@@ -43,6 +43,10 @@ const COUNTERS: [(&str, &str); 4] = [
     (
         "oncall_relay_refusals_dropped_total",
         "Refused requests not put on record because the refusal buffer was full, by reason",
+    ),
+    (
+        "oncall_relay_backend_circuit_opens_total",
+        "Times a backend's circuit breaker opened (the backend is skipped for the cool-down)",
     ),
 ];
 
@@ -61,7 +65,7 @@ const HISTOGRAMS: [(&str, &str); 3] = [
     ),
 ];
 
-const GAUGES: [(&str, &str); 7] = [
+const GAUGES: [(&str, &str); 8] = [
     (
         "oncall_relay_database_up",
         "Whether the database answered the last background sample",
@@ -89,6 +93,10 @@ const GAUGES: [(&str, &str); 7] = [
     (
         "oncall_relay_schedule_callbacks_pending",
         "Schedule callbacks not yet delivered",
+    ),
+    (
+        "oncall_relay_backend_circuit_state",
+        "Each backend's circuit breaker in this process: 0 closed, 1 open (skipped), 2 half-open (one probe)",
     ),
 ];
 
@@ -127,6 +135,8 @@ pub struct Metrics {
     histograms: BTreeMap<&'static str, HistogramFamily>,
     gauges: BTreeMap<&'static str, GaugeFamily>,
     sampled: Mutex<Vec<Gauge>>,
+    // Gauges set on events (a breaker changing state), kept until set again.
+    live: Mutex<BTreeMap<(&'static str, Labels), f64>>,
     // Scrapes rebuild the gauge families from `sampled`; one at a time, so that no scrape
     // sees another one's half-rebuilt family. The last text is kept for [`RENDER_MAX_AGE`].
     render: Mutex<Option<(Instant, Bytes)>>,
@@ -186,8 +196,18 @@ impl Metrics {
                 labels: vec![],
                 value: GaugeValue::Value(0.0),
             }]),
+            live: Mutex::new(BTreeMap::new()),
             render: Mutex::new(None),
         }
+    }
+
+    /// Sets a gauge that changes on events rather than by sampling (a circuit breaker's state);
+    /// it stays until set again.
+    pub fn set_live(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        debug_assert!(self.gauges.contains_key(name), "unknown gauge {name}");
+        lock(&self.live).insert((name, owned(labels)), value);
+        // The next scrape shows the change at once.
+        *lock(&self.render) = None;
     }
 
     /// Adds `by` to a counter (unknown names are a bug, ignored in release builds).
@@ -256,6 +276,11 @@ impl Metrics {
                 GaugeValue::AgeSince(at) => (now_ms - at).max(0) as f64 / 1000.0,
             };
             family.get_or_create(&g.labels).set(value);
+        }
+        for ((name, labels), value) in lock(&self.live).iter() {
+            if let Some(family) = self.gauges.get(name) {
+                family.get_or_create(labels).set(*value);
+            }
         }
         let mut out = String::with_capacity(8192);
         // Writing to a String cannot fail.

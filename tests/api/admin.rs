@@ -234,6 +234,7 @@ async fn openapi_document_lists_every_admin_route() {
         ("/schedules/{key}", "get"),
         ("/schedules/{key}", "delete"),
         ("/events", "get"),
+        ("/circuits", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

@@ -8,6 +8,8 @@ mod answers;
 mod backends;
 mod calls;
 mod cli;
+mod crash;
+mod faults;
 mod fuzz;
 mod hardening;
 mod heartbeat;

@@ -48,6 +48,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tracking::list_schedules, tracking::add_schedule))
         .routes(routes!(tracking::get_schedule, tracking::remove_schedule))
         .routes(routes!(tracking::list_events))
+        .routes(routes!(tracking::list_circuits))
         .routes(routes!(profile::profile))
         .routes(routes!(profile::flamegraph))
 }

@@ -43,6 +43,7 @@ fn openapi_lists_every_admin_route() {
         "get /schedules/{key}",
         "delete /schedules/{key}",
         "get /events",
+        "get /circuits",
         "get /debug/pprof/profile",
         "get /debug/pprof/flamegraph",
         "get /openapi.json",

@@ -9,7 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::{Invalid, Missing, Page};
 use crate::cloud_api::{ApiError, AppState};
 use crate::heartbeat::Integration;
-use crate::notify::{EventFilter, NotificationRecord, events};
+use crate::notify::breaker::{self, CircuitRecord};
+use crate::notify::{EventFilter, NotificationRecord, NotifyError, events};
 use crate::schedules::{NewSchedule, Schedule, Transport};
 
 /// The `{key}` of a path.
@@ -143,6 +144,23 @@ pub(super) struct EventsPage {
     pub(super) next_before: Option<i64>,
     /// The notifications, newest first.
     pub(super) results: Vec<NotificationRecord>,
+}
+
+/// Each backend's circuit breaker as last changed
+///
+/// `open`: skipped until `open_until`; `half_open`: one probe let through; a backend that
+/// never opened is not listed (closed).
+#[utoipa::path(
+    get, path = "/circuits", tag = "backends",
+    responses((status = 200, body = Page<CircuitRecord>))
+)]
+pub(super) async fn list_circuits(
+    State(state): State<AppState>,
+) -> Result<Json<Page<CircuitRecord>>, ApiError> {
+    let circuits = breaker::circuits(&state.store)
+        .await
+        .map_err(NotifyError::from)?;
+    Ok(Json(circuits.into()))
 }
 
 /// Notifications, newest first, with every delivery attempt

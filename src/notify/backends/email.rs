@@ -165,10 +165,17 @@ impl Email {
             .from(self.from.clone())
             .to(self.recipient(n)?)
             .subject(subject)
+            .message_id(Some(message_id(n, &self.from)))
             .header(ContentType::TEXT_PLAIN)
             .body(n.message.clone())
             .map_err(|e| DeliveryError::Permanent(format!("cannot build the email: {e}")))
     }
+}
+
+/// A Message-ID made of the idempotency key, so that a repeat carries the same one and a
+/// mail system that drops duplicates by Message-ID drops it.
+fn message_id(n: &Notification, from: &Mailbox) -> String {
+    format!("<{}@{}>", super::idempotency_key(n), from.email.domain())
 }
 
 impl Deliver for Email {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url};
 
 use super::DeliveryError;
-use crate::notify::NotifyError;
+use crate::notify::{Notification, NotifyError};
 
 /// The HTTP client shared by HTTP backends: rustls, no redirects (a redirected POST loses
 /// its body), per-request timeouts set by each backend.
@@ -72,6 +72,14 @@ pub(super) fn retry_after_header(response: &reqwest::Response) -> Option<Duratio
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok()),
     )
+}
+
+/// The header that carries a delivery's [`super::idempotency_key`].
+pub(super) const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// `request` with `n`'s idempotency key, so that a receiver can drop a repeat.
+pub(super) fn keyed(request: reqwest::RequestBuilder, n: &Notification) -> reqwest::RequestBuilder {
+    request.header(IDEMPOTENCY_KEY, super::idempotency_key(n))
 }
 
 /// Sends `request` and judges the answer with [`check`].

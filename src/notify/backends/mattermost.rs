@@ -98,11 +98,13 @@ impl Deliver for Mattermost {
             username: self.username.as_deref(),
             channel,
         };
-        let request = self
-            .client
-            .post(self.url.expose())
-            .timeout(self.base.timeout)
-            .json(&post);
+        let request = http::keyed(
+            self.client
+                .post(self.url.expose())
+                .timeout(self.base.timeout)
+                .json(&post),
+            n,
+        );
         http::send(request, "").await
     }
 }

@@ -37,7 +37,7 @@ use twilio::Twilio;
 use webhook::Webhook;
 
 use super::{Notification, NotifyError};
-use crate::config::{BackendSettings, PluginSettings, RouteSettings};
+use crate::config::{BackendSettings, OnTimeout, PluginSettings, RouteSettings};
 use crate::directory::{Role, Snapshot, User};
 
 /// A boxed future, so that backends can be used as trait objects.
@@ -166,6 +166,8 @@ pub struct Step {
     pub attempts: Option<u32>,
     /// Set when a delivered call counts only once answered: how long to wait for the status.
     pub answer_wait: Option<Duration>,
+    /// Whether a timeout moves on to the next step at once.
+    pub on_timeout: OnTimeout,
 }
 
 impl Backends {
@@ -234,6 +236,7 @@ impl Backends {
                     backend: backend.clone(),
                     attempts: route.and_then(|r| r.attempts),
                     answer_wait: route.and_then(RouteSettings::answer_wait),
+                    on_timeout: route.and_then(|r| r.on_timeout).unwrap_or_default(),
                 });
             }
         }
@@ -424,6 +427,30 @@ pub(crate) fn contact<'a>(n: &'a Notification, keys: &[&str]) -> Option<&'a str>
         .filter_map(|k| n.contacts.get(*k))
         .map(|c| c.trim())
         .find(|c| !c.is_empty())
+}
+
+/// The id a receiver can use to drop a repeat of `n`: the same on every retry of it, on every
+/// backend of its route, and after a crash; different for every accepted notification, also
+/// across a database that was reset (the acceptance time is part of it).
+pub fn idempotency_key(n: &Notification) -> String {
+    format!("oncall-relay-{}-{}", n.id, n.created_at)
+}
+
+/// Where `part` stands in `parts` (compared by address: the same text may repeat).
+pub(crate) fn part_index(parts: &[String], part: &str) -> usize {
+    parts
+        .iter()
+        .position(|p| std::ptr::eq(p.as_str(), part))
+        .unwrap_or(0)
+}
+
+/// The key of part `index` (from 0) of `count` parts: the plain key when there is one part.
+pub(crate) fn part_key(key: &str, index: usize, count: usize) -> String {
+    if count <= 1 {
+        key.to_string()
+    } else {
+        format!("{key}-part{}of{count}", index + 1)
+    }
 }
 
 /// A trimmed, non-empty optional setting.

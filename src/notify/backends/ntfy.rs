@@ -136,9 +136,7 @@ impl Deliver for Ntfy {
         } else {
             n.kind.clone()
         };
-        let mut request = self
-            .client
-            .post(format!("{}/{topic}", self.server))
+        let mut request = http::keyed(self.client.post(format!("{}/{topic}", self.server)), n)
             .timeout(self.base.timeout)
             .header("Priority", priority.to_string())
             .header("Tags", header_text(&tags))

@@ -143,9 +143,7 @@ impl Deliver for Sip {
                 "ONCALL_ID": n.id.to_string(),
             }
         });
-        let request = self
-            .client
-            .post(url)
+        let request = http::keyed(self.client.post(url), n)
             .basic_auth(&self.username, Some(self.password.expose()))
             .header(CONTENT_TYPE, "application/json")
             .body(body.to_string())

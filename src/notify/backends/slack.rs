@@ -138,7 +138,7 @@ impl Deliver for Slack {
                     .json(&message)
             }
         };
-        let response = request
+        let response = http::keyed(request, n)
             .timeout(self.base.timeout)
             .send()
             .await

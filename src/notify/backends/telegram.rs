@@ -7,7 +7,10 @@
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{Base, Deliver, DeliveryError, Setup, contact, http, present, send_parts};
+use super::{
+    Base, Deliver, DeliveryError, Setup, contact, http, idempotency_key, part_index, part_key,
+    present, send_parts,
+};
 use crate::config::{Secret, TelegramSettings};
 use crate::notify::buttons;
 use crate::notify::shape::{self, TextLimit};
@@ -80,6 +83,7 @@ impl Telegram {
         silent: bool,
         markup: Option<&serde_json::Value>,
         deadline: Instant,
+        key: String,
     ) -> Result<(), DeliveryError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -97,6 +101,7 @@ impl Telegram {
         let response = self
             .client
             .post(url)
+            .header(http::IDEMPOTENCY_KEY, key)
             .timeout(left)
             .json(&body)
             .send()
@@ -165,11 +170,13 @@ impl Deliver for Telegram {
         let markup =
             (self.buttons && buttons::is_page(&n.kind)).then(|| buttons::telegram_markup(n.id));
         let last = parts.last().map(String::as_str);
+        let key = idempotency_key(n);
         send_parts(n, &self.base.name, &parts, |part| {
             let markup = markup
                 .as_ref()
                 .filter(|_| last.is_some_and(|l| std::ptr::eq(l, part)));
-            self.send(&chat_id, part, silent, markup, deadline)
+            let key = part_key(&key, part_index(&parts, part), parts.len());
+            self.send(&chat_id, part, silent, markup, deadline, key)
         })
         .await
     }

@@ -18,7 +18,10 @@
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
-use super::{Base, Deliver, DeliveryError, Setup, http, send_parts, within};
+use super::{
+    Base, Deliver, DeliveryError, Setup, http, idempotency_key, part_index, part_key, send_parts,
+    within,
+};
 use crate::config::{Secret, TwilioSettings};
 use crate::notify::shape;
 use crate::notify::sms::{self, SmsLimit};
@@ -150,7 +153,12 @@ impl Twilio {
         document(&xml_escape(&speech))
     }
 
-    async fn post(&self, url: &Url, form: &[(&str, &str)]) -> Result<(), DeliveryError> {
+    async fn post(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        key: String,
+    ) -> Result<(), DeliveryError> {
         let body = serde_urlencoded::to_string(form)
             .map_err(|e| DeliveryError::Permanent(format!("cannot encode the form: {e}")))?;
         let request = self
@@ -158,6 +166,7 @@ impl Twilio {
             .post(url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::IDEMPOTENCY_KEY, key)
             .body(body)
             .timeout(self.base.timeout);
         http::send(request, "Twilio").await
@@ -186,7 +195,7 @@ impl Twilio {
                     ("StatusCallbackEvent", "completed"),
                 ]);
             }
-            return self.post(&self.calls_url, &form).await;
+            return self.post(&self.calls_url, &form, idempotency_key(n)).await;
         }
         let parts = sms::parts(&n.message, self.limit);
         let segments: usize = parts.iter().map(|p| sms::segments(p)).sum();
@@ -198,12 +207,17 @@ impl Twilio {
             encoding = %sms::encoding(&n.message),
             "sending SMS"
         );
-        send_parts(n, &self.base.name, &parts, |part| async move {
-            self.post(
-                &self.messages_url,
-                &[("To", to), ("From", &self.from), ("Body", part)],
-            )
-            .await
+        let key = idempotency_key(n);
+        send_parts(n, &self.base.name, &parts, |part| {
+            let key = part_key(&key, part_index(&parts, part), parts.len());
+            async move {
+                self.post(
+                    &self.messages_url,
+                    &[("To", to), ("From", &self.from), ("Body", part)],
+                    key,
+                )
+                .await
+            }
         })
         .await
     }

@@ -112,11 +112,13 @@ impl Deliver for Webhook {
                 .map_err(|e| DeliveryError::Permanent(format!("cannot encode body: {e}")))?;
             (json, "application/json".to_string())
         };
-        let mut request = self
-            .client
-            .request(self.method.clone(), url)
-            .timeout(self.base.timeout)
-            .headers(self.headers.clone());
+        let mut request = http::keyed(
+            self.client
+                .request(self.method.clone(), url)
+                .timeout(self.base.timeout)
+                .headers(self.headers.clone()),
+            &n,
+        );
         if let Some(token) = &self.bearer_token {
             request = request.bearer_auth(token);
         }

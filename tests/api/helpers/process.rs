@@ -16,6 +16,17 @@ impl RelayProcess {
     /// Starts `oncall-relay serve` with a 2 s lease and `extra_yaml` appended to its config,
     /// and waits until it listens.
     pub async fn spawn(db: &TestDb, webhook_url: &str, extra_yaml: &str) -> RelayProcess {
+        RelayProcess::spawn_with_queue(db, webhook_url, "", extra_yaml).await
+    }
+
+    /// Like [`RelayProcess::spawn`], with `queue_yaml` (lines indented by two spaces) added to
+    /// its `queue` section.
+    pub async fn spawn_with_queue(
+        db: &TestDb,
+        webhook_url: &str,
+        queue_yaml: &str,
+        extra_yaml: &str,
+    ) -> RelayProcess {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let dir = tempfile::tempdir().expect("dir");
         let config = dir.path().join("relay.yml");
@@ -30,7 +41,7 @@ impl RelayProcess {
             &config,
             format!(
                 "app:\n  port: '127.0.0.1:0'\n  auth_token: '{TOKEN}'\n  log_level: info\ndb:\n{db_yaml}\
-                 queue:\n  lease: 2s\n  poll_interval: 100ms\n\
+                 queue:\n  lease: 2s\n  poll_interval: 100ms\n{queue_yaml}\
                  plugin:\n  backend: hook\n  backends:\n    hook:\n      type: webhook\n      url: '{webhook_url}'\n      timeout: 1500ms\n\
                  {extra_yaml}"
             ),

@@ -143,6 +143,7 @@ impl Exec {
             ("TITLE", n.title().to_string()),
             ("IMPORTANT", n.important().to_string()),
             ("ATTEMPT", n.attempt.to_string()),
+            ("IDEMPOTENCY_KEY", super::idempotency_key(n)),
         ];
         for (key, value) in vars {
             cmd.env(format!("{ENV_PREFIX}{key}"), without_nul(&value));

@@ -1,0 +1,362 @@
+//! Circuit breakers, one per backend, and the bulkheads that cap each backend's deliveries in
+//! flight.
+//!
+//! A breaker counts failures in a row (timeouts, 5xx, connection errors; a refusal such as a
+//! 4xx shows the backend alive). At `queue.breaker_failures` it opens: the backend is skipped
+//! for `queue.breaker_cooldown`, then half-open: one probe goes through, and its outcome closes
+//! or re-opens the breaker. Decisions come from this process's memory; every change is also
+//! logged, counted in `/metrics` and written to `backend_circuits` for the admin API and
+//! `notify test`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use sqlx::FromRow;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::config::QueueSettings;
+use crate::store::{Store, format_ms};
+use crate::telemetry::metrics::Metrics;
+
+/// Changes waiting to be written; more are dropped (the next change writes the state again).
+const PENDING_WRITES: usize = 256;
+
+/// What a breaker lets through now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Deliver (closed, or the one probe of a half-open breaker).
+    Pass,
+    /// Skip this backend until this time (Unix ms).
+    Skip(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed,
+    Open { until: i64 },
+    HalfOpen { probing: bool },
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open { .. } => "open",
+            State::HalfOpen { .. } => "half_open",
+        }
+    }
+
+    fn gauge(self) -> f64 {
+        match self {
+            State::Closed => 0.0,
+            State::Open { .. } => 1.0,
+            State::HalfOpen { .. } => 2.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Circuit {
+    state: State,
+    failures: u32,
+    opens: u64,
+}
+
+/// A backend's breaker as recorded in `backend_circuits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow, utoipa::ToSchema)]
+pub struct CircuitRecord {
+    /// The backend's name.
+    pub backend: String,
+    /// `closed`, `open` (skipped until `open_until`) or `half_open` (one probe let through).
+    pub state: String,
+    /// Failures in a row when it last changed.
+    pub failures: i64,
+    /// Times it opened since the process that wrote it started.
+    pub opens: i64,
+    /// While open, when the next probe may go (Unix ms).
+    pub open_until: Option<i64>,
+    /// The failure that last opened it.
+    pub last_error: Option<String>,
+    /// When it last changed (Unix ms).
+    pub changed_at: i64,
+}
+
+impl CircuitRecord {
+    /// One line for people: `sms_gateway: open until 2026-… after 5 failures (HTTP 503)`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{}: {}", self.backend, self.state.replace('_', "-"));
+        if let Some(until) = self.open_until.filter(|_| self.state == "open") {
+            text.push_str(&format!(" until {}", format_ms(until)));
+        }
+        if self.failures > 0 {
+            text.push_str(&format!(" after {} failures in a row", self.failures));
+        }
+        if let Some(e) = self
+            .last_error
+            .as_deref()
+            .filter(|_| self.state != "closed")
+        {
+            text.push_str(&format!(" ({e})"));
+        }
+        text
+    }
+}
+
+/// The breakers and bulkheads of one process's delivery workers.
+#[derive(Debug)]
+pub(crate) struct Guards {
+    settings: QueueSettings,
+    circuits: Mutex<HashMap<String, Circuit>>,
+    bulkheads: Mutex<HashMap<String, Arc<Semaphore>>>,
+    metrics: Arc<Metrics>,
+    writes: mpsc::Sender<CircuitRecord>,
+}
+
+impl Guards {
+    /// Guards for `settings`, writing breaker changes to `store` in the background.
+    pub(crate) fn new(settings: &QueueSettings, store: Store, metrics: Arc<Metrics>) -> Guards {
+        let (writes, rx) = mpsc::channel(PENDING_WRITES);
+        tokio::spawn(write_loop(store, rx));
+        Guards {
+            settings: settings.clone(),
+            circuits: Mutex::default(),
+            bulkheads: Mutex::default(),
+            metrics,
+            writes,
+        }
+    }
+
+    /// A slot of `backend`'s bulkhead, if one is free.
+    pub(crate) fn try_slot(&self, backend: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = lock(&self.bulkheads)
+            .entry(backend.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.backend_limit(backend))))
+            .clone();
+        semaphore.try_acquire_owned().ok()
+    }
+
+    /// Whether `backend` may be tried now; a half-open breaker lets one probe through.
+    pub(crate) fn admit(&self, backend: &str, now: i64) -> Admit {
+        if self.settings.breaker_failures == 0 {
+            return Admit::Pass;
+        }
+        let mut circuits = lock(&self.circuits);
+        let Some(c) = circuits.get_mut(backend) else {
+            return Admit::Pass;
+        };
+        match c.state {
+            State::Closed => Admit::Pass,
+            State::Open { until } if now < until => Admit::Skip(until),
+            State::Open { .. } | State::HalfOpen { probing: false } => {
+                c.state = State::HalfOpen { probing: true };
+                let record = self.changed(backend, c, None, now);
+                drop(circuits);
+                self.publish(record);
+                Admit::Pass
+            }
+            // While the probe is out, the others wait a little, not a whole cool-down.
+            State::HalfOpen { probing: true } => {
+                Admit::Skip(now + self.settings.poll_interval.as_millis() as i64)
+            }
+        }
+    }
+
+    /// Records how a delivery to `backend` went: `Ok` if the backend answered (delivered or
+    /// refused), `Err` with the failure if it did not (timeout, 5xx, connection error).
+    pub(crate) fn record(&self, backend: &str, result: Result<(), &str>, now: i64) {
+        let threshold = self.settings.breaker_failures;
+        if threshold == 0 {
+            return;
+        }
+        let mut circuits = lock(&self.circuits);
+        let c = circuits.entry(backend.to_string()).or_insert(Circuit {
+            state: State::Closed,
+            failures: 0,
+            opens: 0,
+        });
+        let before = c.state;
+        let error = match result {
+            Ok(()) => {
+                c.failures = 0;
+                c.state = State::Closed;
+                None
+            }
+            Err(e) => {
+                c.failures = c.failures.saturating_add(1);
+                let probe_failed = matches!(c.state, State::HalfOpen { .. });
+                if probe_failed || (c.state == State::Closed && c.failures >= threshold) {
+                    c.state = State::Open {
+                        until: now + self.settings.breaker_cooldown.as_millis() as i64,
+                    };
+                    c.opens += 1;
+                    self.metrics.count(
+                        "oncall_relay_backend_circuit_opens_total",
+                        &[("backend", backend)],
+                        1,
+                    );
+                }
+                Some(e)
+            }
+        };
+        if c.state == before {
+            return;
+        }
+        let record = self.changed(backend, c, error, now);
+        drop(circuits);
+        self.publish(record);
+    }
+
+    /// Logs a change and updates the gauge; the record to write.
+    fn changed(&self, backend: &str, c: &Circuit, error: Option<&str>, now: i64) -> CircuitRecord {
+        let state = c.state;
+        self.metrics.set_live(
+            "oncall_relay_backend_circuit_state",
+            &[("backend", backend)],
+            state.gauge(),
+        );
+        let open_until = match state {
+            State::Open { until } => Some(until),
+            _ => None,
+        };
+        match state {
+            State::Open { .. } => tracing::warn!(
+                backend,
+                failures = c.failures,
+                cooldown_ms = self.settings.breaker_cooldown.as_millis() as u64,
+                error = error.unwrap_or(""),
+                "circuit breaker opened: backend skipped for the cool-down"
+            ),
+            State::HalfOpen { .. } => {
+                tracing::info!(backend, "circuit breaker half-open: one probe goes through")
+            }
+            State::Closed => tracing::info!(backend, "circuit breaker closed: backend healthy"),
+        }
+        CircuitRecord {
+            backend: backend.to_string(),
+            state: state.name().to_string(),
+            failures: i64::from(c.failures),
+            opens: c.opens as i64,
+            open_until,
+            last_error: error.map(str::to_string),
+            changed_at: now,
+        }
+    }
+
+    fn publish(&self, record: CircuitRecord) {
+        // Memory decides; a full queue of writes only delays what the admin API shows.
+        let _ = self.writes.try_send(record);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<CircuitRecord>) {
+    while let Some(r) = rx.recv().await {
+        if let Err(e) = save(&store, &r).await {
+            tracing::warn!(error = %e, backend = %r.backend, "cannot record the circuit breaker's state");
+        }
+    }
+}
+
+async fn save(store: &Store, r: &CircuitRecord) -> Result<(), sqlx::Error> {
+    let _guard = store.write_guard().await;
+    sqlx::query(
+        "INSERT INTO backend_circuits (backend, state, failures, opens, open_until, last_error, changed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (backend) DO UPDATE SET state = $2, failures = $3, \
+         opens = $4, open_until = $5, last_error = COALESCE($6, backend_circuits.last_error), changed_at = $7",
+    )
+    .bind(r.backend.clone())
+    .bind(r.state.clone())
+    .bind(r.failures)
+    .bind(r.opens)
+    .bind(r.open_until)
+    .bind(r.last_error.clone())
+    .bind(r.changed_at)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+/// Every backend's breaker as last recorded, by name.
+pub async fn circuits(store: &Store) -> Result<Vec<CircuitRecord>, sqlx::Error> {
+    sqlx::query_as::<_, CircuitRecord>(
+        "SELECT backend, state, failures, opens, open_until, last_error, changed_at \
+         FROM backend_circuits ORDER BY backend",
+    )
+    .fetch_all(store.pool())
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn guards(failures: u32) -> (Guards, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = crate::config::DbSettings {
+            driver: crate::config::Driver::Sqlite,
+            path: dir.path().join("b.db").display().to_string(),
+            ..Default::default()
+        };
+        let store = Store::connect(&db).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let settings = QueueSettings {
+            breaker_failures: failures,
+            breaker_cooldown: Duration::from_secs(10),
+            concurrency: 4,
+            ..QueueSettings::default()
+        };
+        (
+            Guards::new(&settings, store, Arc::new(Metrics::default())),
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn opens_after_failures_in_a_row_then_probes_once_and_closes() {
+        let (g, _dir) = guards(3).await;
+        for _ in 0..2 {
+            g.record("gw", Err("503"), 0);
+        }
+        g.record("gw", Ok(()), 0);
+        g.record("gw", Err("503"), 0);
+        g.record("gw", Err("503"), 0);
+        assert_eq!(g.admit("gw", 0), Admit::Pass, "a success resets the count");
+        g.record("gw", Err("503"), 1_000);
+        assert_eq!(g.admit("gw", 1_000), Admit::Skip(11_000));
+        assert_eq!(g.admit("other", 1_000), Admit::Pass);
+        assert_eq!(g.admit("gw", 11_000), Admit::Pass, "the probe");
+        assert!(matches!(g.admit("gw", 11_000), Admit::Skip(_)), "one probe");
+        g.record("gw", Err("503"), 12_000);
+        assert_eq!(g.admit("gw", 12_000), Admit::Skip(22_000), "failed probe");
+        assert_eq!(g.admit("gw", 22_000), Admit::Pass);
+        g.record("gw", Ok(()), 22_500);
+        assert_eq!(g.admit("gw", 22_500), Admit::Pass);
+        assert_eq!(g.admit("gw", 22_500), Admit::Pass);
+    }
+
+    #[tokio::test]
+    async fn zero_failures_turns_it_off() {
+        let (g, _dir) = guards(0).await;
+        for _ in 0..100 {
+            g.record("gw", Err("503"), 0);
+        }
+        assert_eq!(g.admit("gw", 0), Admit::Pass);
+    }
+
+    #[tokio::test]
+    async fn bulkhead_defaults_to_half_the_slots() {
+        let (g, _dir) = guards(3).await;
+        let a = g.try_slot("gw");
+        let b = g.try_slot("gw");
+        assert!(a.is_some() && b.is_some());
+        assert!(g.try_slot("gw").is_none(), "2 of 4 slots");
+        assert!(g.try_slot("other").is_some(), "each backend has its own");
+        drop(a);
+        assert!(g.try_slot("gw").is_some());
+    }
+}

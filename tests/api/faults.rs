@@ -1,0 +1,283 @@
+//! One stuck or failing backend holds up nobody else: bulkheads, a timeout moving on to the
+//! next step at once, and a circuit breaker that skips a failing backend for a cool-down.
+
+use std::time::Duration;
+
+use oncall_relay::config::{OnTimeout, RouteSettings, Settings};
+
+use crate::db_test;
+use crate::helpers::*;
+
+const ADMIN: &str = "admin-token-0123456789";
+
+fn step(backend: &str) -> RouteSettings {
+    RouteSettings {
+        backend: backend.into(),
+        ..RouteSettings::default()
+    }
+}
+
+/// Declares a webhook `name` at `url` with this timeout.
+fn add_webhook_timing_out(s: &mut Settings, name: &str, url: &str, timeout: Duration) {
+    add_webhook(s, name, url);
+    if let Some(oncall_relay::config::BackendSettings::Webhook(w)) = s.plugin.backends.get_mut(name)
+    {
+        w.timeout = timeout;
+    }
+}
+
+/// Each attempt's backend and outcome, in order.
+fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
+    e.attempt_log
+        .iter()
+        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
+        .collect()
+}
+
+async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: Db) {
+    let db = TestDb::new(db).await;
+    let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
+    let mut s = settings(&db);
+    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_secs(8));
+    add_webhook(&mut s, "voice", &healthy.url);
+    s.plugin.routes.insert("sms".into(), vec![step("sms_gw")]);
+    s.plugin.routes.insert("call".into(), vec![step("voice")]);
+    s.queue.concurrency = 4;
+    let app = TestApp::spawn_with_alice(s).await;
+    for i in 0..20 {
+        app.send_ok("/api/v1/send_sms", "alice@example.com", &format!("sms {i}"))
+            .await;
+    }
+    // The hung gateway has taken all it may: its own share of the slots.
+    wait_for(Duration::from_secs(5), || async {
+        (hung.requests().len() >= 2).then_some(())
+    })
+    .await;
+    app.send_ok("/api/v1/make_call", "alice@example.com", "call")
+        .await;
+    let events = wait_for(Duration::from_secs(5), || async {
+        let events = app.events().await;
+        events
+            .iter()
+            .any(|e| e.kind == "call" && e.status == "delivered")
+            .then_some(events)
+    })
+    .await;
+    // Delivered while every SMS is still stuck: no SMS attempt has even timed out yet.
+    let sms_attempts: usize = events
+        .iter()
+        .filter(|e| e.kind == "sms")
+        .map(|e| e.attempt_log.len())
+        .sum();
+    assert_eq!(sms_attempts, 0, "{events:?}");
+    assert_eq!(
+        hung.requests().len(),
+        2,
+        "the hung backend holds half of the 4 slots, no more"
+    );
+    let deferred = events
+        .iter()
+        .filter(|e| e.kind == "sms" && e.attempts == 0)
+        .count();
+    assert!(
+        deferred >= 14,
+        "waiting SMS are not counted as attempts: {events:?}"
+    );
+}
+db_test!(calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_moves_to_the_next_step_at_once() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
+    let mut s = settings(&db);
+    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_millis(500));
+    add_webhook(&mut s, "chat", &healthy.url);
+    s.plugin
+        .routes
+        .insert("sms".into(), vec![step("sms_gw"), step("chat")]);
+    let (_app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
+    let e = &events[0];
+    assert_eq!(e.status, "delivered");
+    assert_eq!(
+        outcomes(e),
+        [("sms_gw", "fallback"), ("chat", "delivered")],
+        "one timeout, then the next step, not every retry first"
+    );
+    assert!(
+        e.attempt_log[0]
+            .error
+            .as_deref()
+            .is_some_and(|m| m.contains("next step takes over")),
+        "{e:?}"
+    );
+    assert_eq!(hung.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_timeout_retry_keeps_retrying_the_step() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
+    let mut s = settings(&db);
+    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_millis(300));
+    add_webhook(&mut s, "chat", &healthy.url);
+    let first = RouteSettings {
+        attempts: Some(2),
+        on_timeout: Some(OnTimeout::Retry),
+        ..step("sms_gw")
+    };
+    s.plugin
+        .routes
+        .insert("sms".into(), vec![first, step("chat")]);
+    let (_app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
+    assert_eq!(
+        outcomes(&events[0]),
+        [
+            ("sms_gw", "retry"),
+            ("sms_gw", "fallback"),
+            ("chat", "delivered")
+        ]
+    );
+}
+
+/// Sends call number `n` (message `c<n>`) and waits until all `n` are final.
+async fn call(app: &TestApp, n: usize) -> Vec<NotificationRecord> {
+    app.send_ok("/api/v1/make_call", "alice@example.com", &format!("c{n}"))
+        .await;
+    app.wait_until_settled(n).await
+}
+
+async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
+    let db = TestDb::new(db).await;
+    let (flaky, healthy) = (
+        Fake::answering(Reply::Status(503)).await,
+        Fake::start().await,
+    );
+    let mut s = settings(&db);
+    s.app.admin_token =
+        oncall_relay::config::Tokens(vec![oncall_relay::config::Secret(ADMIN.into())]);
+    add_webhook(&mut s, "voice", &flaky.url);
+    add_webhook(&mut s, "sms_gw", &healthy.url);
+    let first = RouteSettings {
+        attempts: Some(1),
+        ..step("voice")
+    };
+    s.plugin
+        .routes
+        .insert("call".into(), vec![first, step("sms_gw")]);
+    s.queue.breaker_failures = 3;
+    s.queue.breaker_cooldown = Duration::from_secs(2);
+    let app = TestApp::spawn_with_alice(s).await;
+    for n in 1..=3 {
+        call(&app, n).await;
+    }
+    assert_eq!(flaky.requests().len(), 3);
+    // Open: the next calls go straight to the next step.
+    let events = call(&app, 4).await;
+    assert_eq!(flaky.requests().len(), 3, "skipped while open");
+    let skipped = events.iter().find(|e| e.message == "c4").expect("c4");
+    assert_eq!(skipped.status, "delivered");
+    assert_eq!(
+        outcomes(skipped),
+        [("voice", "fallback"), ("sms_gw", "delivered")]
+    );
+    assert!(
+        skipped.attempt_log[0]
+            .error
+            .as_deref()
+            .is_some_and(|m| m.contains("circuit breaker is open")),
+        "{skipped:?}"
+    );
+
+    // The admin API and /metrics show it open.
+    let circuits = wait_for(Duration::from_secs(5), || async {
+        let resp = app
+            .client
+            .get(app.url("/api/admin/v1/circuits"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("circuits");
+        let (status, body) = json_of(resp).await;
+        assert_eq!(status, 200, "{body}");
+        (body["results"][0]["state"] == "open").then_some(body)
+    })
+    .await;
+    assert_eq!(circuits["results"][0]["backend"], "voice");
+    assert_eq!(circuits["results"][0]["opens"], 1);
+    let metrics = app.plain_get_text("/metrics").await;
+    assert!(
+        metrics.contains("oncall_relay_backend_circuit_state{backend=\"voice\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("oncall_relay_backend_circuit_opens_total{backend=\"voice\"} 1"),
+        "{metrics}"
+    );
+
+    // After the cool-down, one probe; it succeeds and closes the breaker.
+    flaky.script(&[], Reply::Status(200));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let events = call(&app, 5).await;
+    let probe = events.iter().find(|e| e.message == "c5").expect("c5");
+    assert_eq!(outcomes(probe), [("voice", "delivered")]);
+    assert_eq!(flaky.requests().len(), 4);
+    wait_for(Duration::from_secs(5), || async {
+        let resp = app
+            .client
+            .get(app.url("/api/admin/v1/circuits"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("circuits");
+        let (_, body) = json_of(resp).await;
+        (body["results"][0]["state"] == "closed").then_some(())
+    })
+    .await;
+}
+db_test!(a_failing_backend_is_skipped_for_a_cool_down_then_probed);
+
+async fn notify_test_shows_the_recorded_circuit_breakers(db: Db) {
+    let db = TestDb::new(db).await;
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "ann@example.com",
+            "--phone",
+            "+4930123456",
+        ],
+    ));
+    // As a server records an open breaker.
+    let store = oncall_relay::store::Store::connect(&db.settings)
+        .await
+        .expect("connect");
+    sqlx::query(
+        "INSERT INTO backend_circuits (backend, state, failures, opens, open_until, last_error, changed_at) \
+         VALUES ('sms_gw', 'open', 5, 1, 4102444800000, 'HTTP 503', 1)",
+    )
+    .execute(store.pool())
+    .await
+    .expect("insert");
+    store.close().await;
+    let out = relay(
+        &db,
+        &[
+            "notify",
+            "test",
+            "--user",
+            "ann@example.com",
+            "--kind",
+            "sms",
+        ],
+    );
+    let text = ok(&out);
+    assert!(
+        text.contains("circuit breaker sms_gw: open until 2100-01-01")
+            && text.contains("after 5 failures in a row (HTTP 503)"),
+        "{text}"
+    );
+}
+db_test!(notify_test_shows_the_recorded_circuit_breakers);
