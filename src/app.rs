@@ -201,6 +201,15 @@ impl Application {
             ack = ack.with_links(crate::ack::links::LinkKey::load(&store).await?, root);
         }
         for (name, backend) in &settings.plugin.backends {
+            if let crate::config::BackendSettings::Twilio(t) = backend
+                && t.replies
+                && (!has_api || settings.public_url().is_none())
+            {
+                return Err(crate::ack::AckError::Config(format!(
+                    "plugin.backends.{name}.replies needs app.hostname (Twilio posts replies there), grafana.oncall.url and grafana.oncall.header_token"
+                ))
+                .into());
+            }
             let crate::config::BackendSettings::Telegram(t) = backend else {
                 continue;
             };

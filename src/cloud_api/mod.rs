@@ -165,7 +165,9 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route(
             "/hooks/twilio/{backend}/status",
             post(hooks::twilio::status),
-        );
+        )
+        .route("/hooks/twilio/{backend}/sms", post(hooks::twilio::sms))
+        .route("/hooks/twilio/{backend}/voice", post(hooks::twilio::voice));
     let routes = api
         .merge(open)
         .nest("/api/admin/v1", admin::router(state.clone()));

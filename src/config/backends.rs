@@ -359,6 +359,11 @@ pub struct TwilioSettings {
     /// Longest time one delivery (all parts of an SMS) may take.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// People act on pages from here: SMS replies (Twilio posts them to
+    /// `/hooks/twilio/<backend>/sms`) and phone keys during a call (1 acknowledge, 2 resolve,
+    /// 3 silence 30 minutes). Needs `app.hostname` and OnCall's API.
+    #[serde(default)]
+    pub replies: bool,
 }
 
 fn default_twilio_api_base() -> String {

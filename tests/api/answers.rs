@@ -32,6 +32,7 @@ fn call_then_chat(db: &TestDb, twilio: &Fake, chat: &Fake, wait: Duration) -> Se
             repeat: 2,
             timeout: Duration::from_secs(2),
             max_segments: 10,
+            replies: false,
         }),
     );
     add_webhook(&mut s, "chat", &chat.url);

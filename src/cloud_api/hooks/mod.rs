@@ -26,6 +26,8 @@ pub struct Hooks {
     pub twilio: BTreeMap<String, Secret>,
     /// Wakes the delivery workers when a reported answer makes a notification due.
     pub wake: Arc<Notify>,
+    /// The `twilio` backends whose SMS replies and call keys are acted on (`replies: true`).
+    pub twilio_replies: std::collections::BTreeSet<String>,
 }
 
 impl Hooks {
@@ -40,10 +42,20 @@ impl Hooks {
                 _ => None,
             })
             .collect();
+        let twilio_replies = settings
+            .plugin
+            .backends
+            .iter()
+            .filter_map(|(name, backend)| match backend {
+                BackendSettings::Twilio(t) if t.replies => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
         Hooks {
             root: root(settings),
             twilio,
             wake,
+            twilio_replies,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Twilio's webhooks: the signature check every Twilio hook shares, and the call status
-//! callback (`POST hooks/twilio/<backend>/status`).
+//! Twilio's webhooks: the signature check every Twilio hook shares, the call status
+//! callback (`POST hooks/twilio/<backend>/status`), SMS replies (`.../sms`) and a call's key
+//! presses (`.../voice`).
 //!
 //! Twilio signs each request: base64 of HMAC-SHA1, keyed by the account's auth token, over
 //! the full URL it called followed by every form parameter's name and value, sorted by name.
@@ -8,6 +9,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -123,6 +126,107 @@ pub async fn status(
         tracing::debug!(id, attempt, backend = %backend, answer, "call status for no current attempt");
     }
     Ok(Json(json!({})))
+}
+
+/// A TwiML answer.
+fn twiml(body: String) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/xml")],
+        format!("<Response>{body}</Response>"),
+    )
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// An SMS reply to the backend's number: acted on for the sender's latest page (or the one
+/// it names), and answered by SMS; strangers get an empty answer.
+pub async fn sms(
+    State(state): State<AppState>,
+    Path(backend): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if !state.hooks.twilio_replies.contains(&backend) {
+        return Err(ApiError::NotFound);
+    }
+    let params = verified_form(
+        &state.hooks,
+        &backend,
+        "sms",
+        query.as_deref(),
+        &headers,
+        &body,
+    )?;
+    let channel = format!("sms:{backend}");
+    let answer = state
+        .ack
+        .sms_reply(&channel, param(&params, "From"), param(&params, "Body"))
+        .await?;
+    Ok(twiml(match answer {
+        Some((_, text)) => format!("<Message>{}</Message>", xml_escape(&text)),
+        None => String::new(),
+    }))
+}
+
+/// A key pressed during a call (OnCall's menu: 1 acknowledge, 2 resolve, 3 silence 30
+/// minutes), for the notification named in the URL (`n`), by the person called.
+pub async fn voice(
+    State(state): State<AppState>,
+    Path(backend): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if !state.hooks.twilio_replies.contains(&backend) {
+        return Err(ApiError::NotFound);
+    }
+    let params = verified_form(
+        &state.hooks,
+        &backend,
+        "voice",
+        query.as_deref(),
+        &headers,
+        &body,
+    )?;
+    let id = form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "n")
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .ok_or_else(|| ApiError::BadRequest("the URL must name the notification (`n`)".into()))?;
+    let said = match crate::ack::command::Action::from_key(param(&params, "Digits")) {
+        None => "That is not a choice. Goodbye.".to_string(),
+        Some(action) => {
+            // An outgoing call's `To` is the person called.
+            let user = match crate::directory::parse_phone(param(&params, "To")) {
+                Ok(phone) => state.directory.find_by_phone(&phone).await?,
+                Err(_) => None,
+            };
+            match user.filter(|u| u.active) {
+                Some(user) => {
+                    let channel = format!("voice:{backend}");
+                    state
+                        .ack
+                        .act_on_notification(&channel, &user, id, action)
+                        .await?
+                }
+                None => "Goodbye.".to_string(),
+            }
+        }
+    };
+    Ok(twiml(format!(
+        "<Say>{}</Say>",
+        xml_escape(&crate::notify::shape::speech(&said))
+    )))
+}
+
+fn xml_escape(text: &str) -> String {
+    quick_xml::escape::escape(text).into_owned()
 }
 
 #[cfg(test)]

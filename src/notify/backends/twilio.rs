@@ -47,8 +47,13 @@ pub struct Twilio {
     repeat: u32,
     /// Where Twilio posts a call's status; `None` without a public hostname.
     status_callback: Option<String>,
+    /// Where a call's key press goes (OnCall's menu); `None` unless `replies` is on.
+    keys_url: Option<String>,
     client: reqwest::Client,
 }
+
+/// OnCall's own phone menu, said after the message when keys are on.
+pub const KEYS_MENU: &str = "Press 1 to acknowledge, 2 to resolve, 3 to silence for 30 minutes.";
 
 impl Twilio {
     /// Validates the settings.
@@ -130,22 +135,35 @@ impl Twilio {
                 .hooks
                 .as_deref()
                 .map(|root| crate::notify::answer::twilio_status_url(root, cx.name)),
+            keys_url: cx
+                .hooks
+                .as_deref()
+                .filter(|_| s.replies)
+                .map(|root| crate::notify::answer::twilio_hook_url(root, cx.name, "voice")),
             client: cx.client.clone(),
         })
     }
 
     /// The TwiML of a call: the message, cleaned for speech and shortened to fit
     /// [`TWIML_MAX_CHARS`], said `repeat` times.
-    fn twiml(&self, message: &str) -> String {
-        let mut attrs = String::new();
+    fn twiml(&self, message: &str, keys: Option<&str>) -> String {
+        let mut voice_attrs = String::new();
         if let Some(voice) = &self.voice {
-            attrs.push_str(&format!(" voice=\"{}\"", xml_escape(voice)));
+            voice_attrs.push_str(&format!(" voice=\"{}\"", xml_escape(voice)));
         }
         if let Some(language) = &self.language {
-            attrs.push_str(&format!(" language=\"{}\"", xml_escape(language)));
+            voice_attrs.push_str(&format!(" language=\"{}\"", xml_escape(language)));
         }
-        attrs.push_str(&format!(" loop=\"{}\"", self.repeat));
-        let document = |said: &str| format!("<Response><Say{attrs}>{said}</Say></Response>");
+        let attrs = format!("{voice_attrs} loop=\"{}\"", self.repeat);
+        // With keys, the message is said inside OnCall's own menu; a key press ends it.
+        let document = |said: &str| match keys {
+            Some(action) => format!(
+                "<Response><Gather input=\"dtmf\" numDigits=\"1\" timeout=\"8\" method=\"POST\" action=\"{}\">\
+                 <Say{attrs}>{said}</Say><Say{voice_attrs}>{KEYS_MENU}</Say></Gather></Response>",
+                xml_escape(action)
+            ),
+            None => format!("<Response><Say{attrs}>{said}</Say></Response>"),
+        };
         let room = TWIML_MAX_CHARS.saturating_sub(document("").chars().count());
         let speech = shape::fit_speech(&shape::speech(message), room, |text| {
             xml_escape(text).chars().count()
@@ -180,7 +198,12 @@ impl Twilio {
             .filter(|p| !p.is_empty())
             .ok_or_else(|| DeliveryError::Permanent("no phone number for this user".into()))?;
         if n.kind == "call" {
-            let twiml = self.twiml(&n.message);
+            // The notification travels in the URL, which Twilio signs.
+            let keys = self
+                .keys_url
+                .as_ref()
+                .map(|url| format!("{url}?n={}", n.id));
+            let twiml = self.twiml(&n.message, keys.as_deref());
             let mut form = vec![("To", to), ("From", &self.from), ("Twiml", &twiml)];
             // The notification and attempt travel in the URL, which Twilio signs.
             let callback = self
@@ -273,6 +296,7 @@ mod tests {
             max_length: 1600,
             split: true,
             max_segments: 10,
+            replies: false,
             voice: None,
             language: None,
             repeat: 2,
@@ -309,7 +333,7 @@ mod tests {
     fn twiml_says_the_message_repeat_times() {
         let t = twilio("https://api.twilio.com");
         assert_eq!(
-            t.twiml("Disk <b>full</b> & \"hot\""),
+            t.twiml("Disk <b>full</b> & \"hot\"", None),
             "<Response><Say loop=\"2\">Disk full &amp; hot</Say></Response>"
         );
         assert_eq!(
@@ -328,7 +352,7 @@ mod tests {
         assert_eq!(long.chars().count(), 5486);
         let ampersands = "R&D && ops & sre & ".repeat(300);
         for message in [long.as_str(), ampersands.as_str()] {
-            let twiml = t.twiml(message);
+            let twiml = t.twiml(message, None);
             assert!(twiml.chars().count() <= TWIML_MAX_CHARS, "{}", twiml.len());
             assert!(
                 twiml.ends_with(&format!("{}</Say></Response>", shape::SHORTENED)),
@@ -341,6 +365,24 @@ mod tests {
                 twiml.len()
             );
         }
+    }
+
+    #[test]
+    fn twiml_with_keys_offers_the_menu_and_still_fits() {
+        let t = twilio("https://api.twilio.com");
+        let keys = "https://relay.example.com/hooks/twilio/tw/voice?n=7&x=1";
+        let twiml = t.twiml("Disk full", Some(keys));
+        assert!(
+            twiml.starts_with("<Response><Gather input=\"dtmf\" numDigits=\"1\""),
+            "{twiml}"
+        );
+        assert!(
+            twiml
+                .contains("action=\"https://relay.example.com/hooks/twilio/tw/voice?n=7&amp;x=1\"")
+        );
+        assert!(twiml.contains(&format!("<Say>{KEYS_MENU}</Say></Gather></Response>")));
+        let long = "CPU & memory high on db-1 ".repeat(211);
+        assert!(t.twiml(&long, Some(keys)).chars().count() <= TWIML_MAX_CHARS);
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn twilio_settings(fake: &Fake) -> TwilioSettings {
         max_length: 1600,
         split: true,
         max_segments: 10,
+        replies: false,
         voice: None,
         language: None,
         repeat: 2,

@@ -1,0 +1,226 @@
+//! Telegram and Slack: buttons under a page, and replies to the bot.
+
+use crate::db_test;
+use crate::helpers::*;
+use oncall_relay::config::{BackendSettings, Secret};
+use serde_json::{Value, json};
+
+use super::*;
+
+/// A Telegram Bot API that hands out queued updates and records what the bot sends.
+#[derive(Clone, Default)]
+struct FakeTelegram {
+    updates: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl FakeTelegram {
+    async fn start() -> (FakeTelegram, String) {
+        use axum::extract::{Path, State};
+        let fake = FakeTelegram::default();
+        let app = axum::Router::new()
+            .route(
+                "/{bot}/{method}",
+                axum::routing::post(
+                    |State(f): State<FakeTelegram>,
+                     Path((_bot, method)): Path<(String, String)>,
+                     axum::Json(body): axum::Json<Value>| async move {
+                        if method == "getUpdates" {
+                            let next: Vec<Value> =
+                                std::mem::take(&mut *f.updates.lock().expect("lock"));
+                            if next.is_empty() {
+                                // A long poll with nothing new.
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            }
+                            return axum::Json(json!({"ok": true, "result": next}));
+                        }
+                        f.sent.lock().expect("lock").push((method, body));
+                        axum::Json(json!({"ok": true, "result": true}))
+                    },
+                ),
+            )
+            .with_state(fake.clone());
+        let addr = serve_loopback(app).await;
+        (fake, format!("http://{addr}"))
+    }
+
+    fn push(&self, update: Value) {
+        self.updates.lock().expect("lock").push(update);
+    }
+
+    async fn wait_sent(&self, method: &str, count: usize) -> Vec<Value> {
+        wait_for(std::time::Duration::from_secs(10), || async {
+            let sent: Vec<Value> = self
+                .sent
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|(m, _)| m == method)
+                .map(|(_, b)| b.clone())
+                .collect();
+            (sent.len() >= count).then_some(sent)
+        })
+        .await
+    }
+}
+
+fn button_press(update_id: i64, from: i64, data: &str) -> Value {
+    json!({"update_id": update_id, "callback_query": {
+        "id": format!("cb{update_id}"), "from": {"id": from},
+        "message": {"message_id": 5, "chat": {"id": from}, "text": "Disk full"},
+        "data": data
+    }})
+}
+
+async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let (telegram, api_base) = FakeTelegram::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.plugin.backends.insert(
+        "tg".into(),
+        BackendSettings::Telegram(oncall_relay::config::TelegramSettings {
+            token: Secret("123:abc".into()),
+            api_base,
+            replies: true,
+            ..Default::default()
+        }),
+    );
+    s.plugin.backend = "tg".into();
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
+        .await;
+    paged(&app, GROUP, "Disk full").await;
+    sms_about(&app, 17, "Disk full").await;
+    let id = app.events().await[0].id;
+    let page = telegram.wait_sent("sendMessage", 1).await;
+    assert_eq!(page[0]["chat_id"], 1001);
+    let buttons = &page[0]["reply_markup"]["inline_keyboard"][0];
+    assert_eq!(buttons[0]["callback_data"], format!("a:{id}"));
+    assert_eq!(buttons[2]["text"], "Silence 30 min");
+
+    telegram.push(button_press(1, 999, &format!("a:{id}")));
+    let answered = telegram.wait_sent("answerCallbackQuery", 1).await;
+    assert_eq!(answered[0]["text"], "", "a stranger's press does nothing");
+    assert!(oncall.requests().is_empty());
+
+    telegram.push(json!({"update_id": 2, "message": {
+        "message_id": 6, "chat": {"id": 1001}, "from": {"id": 1001}, "text": "ack"
+    }}));
+    let replies = telegram.wait_sent("sendMessage", 2).await;
+    assert_eq!(replies[1]["chat_id"], 1001);
+    assert_eq!(replies[1]["text"], "#17 acknowledged.");
+    assert!(
+        replies[1].get("reply_markup").is_none(),
+        "answers carry no buttons"
+    );
+
+    telegram.push(button_press(3, 1001, &format!("r:{id}")));
+    let answered = telegram.wait_sent("answerCallbackQuery", 2).await;
+    assert_eq!(answered[1]["text"], "#17 resolved.");
+    let edited = telegram.wait_sent("editMessageText", 1).await;
+    assert_eq!(edited[0]["text"], "Disk full\n\n#17 resolved.");
+    assert!(edited[0].get("reply_markup").is_none(), "the buttons go");
+    let paths: Vec<String> = oncall
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_string())
+        .filter(|p| p.starts_with("/api/v1/alert_groups/"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            format!("/api/v1/alert_groups/{GROUP}/acknowledge"),
+            format!("/api/v1/alert_groups/{GROUP}/resolve")
+        ]
+    );
+    app.stop().await;
+}
+db_test!(telegram_buttons_and_replies_act_for_the_paged_person_only);
+
+/// Signs `body` as Slack does for an app with `secret`.
+fn slack_signature(secret: &str, ts: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("v0={hex}")
+}
+
+async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let slack = Fake::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.plugin.backends.insert(
+        "chat".into(),
+        BackendSettings::Slack(oncall_relay::config::SlackSettings {
+            webhook_url: Some(Secret(slack.url.clone())),
+            signing_secret: Some(Secret("slack-signing".into())),
+            ..Default::default()
+        }),
+    );
+    s.plugin.backend = "chat".into();
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("slack", "U0ALICE")])
+        .await;
+    paged(&app, GROUP, "Disk full").await;
+    sms_about(&app, 17, "Disk full").await;
+    let id = app.events().await[0].id;
+    let page = wait_for(std::time::Duration::from_secs(10), || async {
+        slack.requests().first().map(|r| r.json())
+    })
+    .await;
+    assert_eq!(page["blocks"][1]["elements"][0]["value"], format!("a:{id}"));
+    assert_eq!(page["blocks"][1]["elements"][1]["text"]["text"], "Resolve");
+    let click = |member: &str, signed_with: &str, age: i64| {
+        let payload = json!({"type": "block_actions", "user": {"id": member},
+            "actions": [{"value": format!("a:{id}")}], "message": {"text": "Disk full"}});
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
+        let ts = oncall_relay::store::now_ms() / 1000 - age;
+        app.client
+            .post(app.url("/hooks/slack/chat"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Slack-Request-Timestamp", ts.to_string())
+            .header("X-Slack-Signature", slack_signature(signed_with, ts, &body))
+            .body(body)
+    };
+    assert_eq!(status_of(click("U0ALICE", "guessed", 0)).await, 403);
+    assert_eq!(
+        status_of(click("U0ALICE", "slack-signing", 600)).await,
+        403,
+        "replayed"
+    );
+    assert_eq!(status_of(click("U0BOB", "slack-signing", 0)).await, 200);
+    assert_eq!(status_of(click("U0ALICE", "slack-signing", 0)).await, 200);
+    let acted = wait_for(std::time::Duration::from_secs(10), || async {
+        let log = actions(&app).await;
+        (log.len() >= 2).then_some(log)
+    })
+    .await;
+    let mut outcomes: Vec<(String, String)> = acted
+        .iter()
+        .map(|a| (a.email.clone(), a.outcome.clone()))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("".to_string(), "unknown-sender".to_string()),
+            ("alice@example.com".to_string(), "done".to_string())
+        ]
+    );
+    let acks: Vec<String> = oncall
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_string())
+        .collect();
+    assert_eq!(acks[0], format!("/api/v1/alert_groups/{GROUP}/acknowledge"));
+    app.stop().await;
+}
+db_test!(slack_buttons_act_for_the_paged_person_only);
