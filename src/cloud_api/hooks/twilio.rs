@@ -144,6 +144,21 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// The verified form of a reply hook: only backends with `replies` on take them.
+fn reply_form(
+    state: &AppState,
+    backend: &str,
+    endpoint: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, ApiError> {
+    if !state.hooks.twilio_replies.contains(backend) {
+        return Err(ApiError::NotFound);
+    }
+    verified_form(&state.hooks, backend, endpoint, query, headers, body)
+}
+
 /// An SMS reply to the backend's number: acted on for the sender's latest page (or the one
 /// it names), and answered by SMS; strangers get an empty answer.
 pub async fn sms(
@@ -153,17 +168,7 @@ pub async fn sms(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !state.hooks.twilio_replies.contains(&backend) {
-        return Err(ApiError::NotFound);
-    }
-    let params = verified_form(
-        &state.hooks,
-        &backend,
-        "sms",
-        query.as_deref(),
-        &headers,
-        &body,
-    )?;
+    let params = reply_form(&state, &backend, "sms", query.as_deref(), &headers, &body)?;
     let channel = format!("sms:{backend}");
     let answer = state
         .ack
@@ -184,17 +189,7 @@ pub async fn voice(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !state.hooks.twilio_replies.contains(&backend) {
-        return Err(ApiError::NotFound);
-    }
-    let params = verified_form(
-        &state.hooks,
-        &backend,
-        "voice",
-        query.as_deref(),
-        &headers,
-        &body,
-    )?;
+    let params = reply_form(&state, &backend, "voice", query.as_deref(), &headers, &body)?;
     let id = form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "n")
         .and_then(|(_, v)| v.parse::<i64>().ok())

@@ -138,20 +138,6 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
 }
 db_test!(telegram_buttons_and_replies_act_for_the_paged_person_only);
 
-/// Signs `body` as Slack does for an app with `secret`.
-fn slack_signature(secret: &str, ts: i64, body: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("v0={hex}")
-}
-
 async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
     let db = TestDb::new(db).await;
     let oncall = Fake::start().await;
@@ -187,7 +173,10 @@ async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
             .post(app.url("/hooks/slack/chat"))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("X-Slack-Request-Timestamp", ts.to_string())
-            .header("X-Slack-Signature", slack_signature(signed_with, ts, &body))
+            .header(
+                "X-Slack-Signature",
+                oncall_relay::ack::slack::sign(signed_with, ts, body.as_bytes()),
+            )
             .body(body)
     };
     assert_eq!(status_of(click("U0ALICE", "guessed", 0)).await, 403);
