@@ -243,8 +243,13 @@ async fn a_status_change_stops_pending_retries(db: Db) {
     paged(&app, OTHER, "CPU high").await;
     sms_about(&app, 17, "Disk full").await;
     sms_about(&app, 18, "CPU high").await;
+    // Both failed once and wait for their retry (their first outcome is recorded).
     wait_for(std::time::Duration::from_secs(10), || async {
-        (gateway.requests().len() >= 2).then_some(())
+        let events = app.events().await;
+        events
+            .iter()
+            .all(|e| e.status == "queued" && e.attempts >= 1)
+            .then_some(())
     })
     .await;
     let change = json!({
