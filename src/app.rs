@@ -117,6 +117,16 @@ impl Application {
         let store = Store::connect(&settings.db).await?;
         store.migrate().await?;
         let directory = Directory::load(store.clone()).await?;
+        // Pages carry one-click action links when the service has a public URL; the key is
+        // shared by every replica, so any of them can check a link another made.
+        let link_key = match settings.public_url() {
+            Some(root) => {
+                let key = crate::ack::links::LinkKey::load(&store).await?;
+                backends.set_link_maker(key.maker(root));
+                Some(key)
+            }
+            None => None,
+        };
         let answers = crate::notify::answer::warnings(&settings);
         for warning in crate::notify::backend::config_warnings(&settings.plugin)
             .into_iter()
@@ -197,8 +207,8 @@ impl Application {
         let api = oncall_api(&settings)?;
         let has_api = api.is_some();
         let mut ack = crate::ack::Ack::new(store.clone(), directory.clone(), api);
-        if let Some(root) = settings.public_url() {
-            ack = ack.with_links(crate::ack::links::LinkKey::load(&store).await?, root);
+        if let (Some(root), Some(key)) = (settings.public_url(), link_key) {
+            ack = ack.with_links(key, root);
         }
         for (name, backend) in &settings.plugin.backends {
             if let crate::config::BackendSettings::Twilio(t) = backend

@@ -35,13 +35,7 @@ impl Ack {
     /// The one-click links for notification `id`, when links are on.
     pub fn action_links(&self, id: i64) -> Option<ActionLinks> {
         let (key, root) = self.links.as_ref()?;
-        let now = now_ms();
-        let url = |action| format!("{root}act/{}", key.sign(id, action, now));
-        Some(ActionLinks {
-            acknowledge: url(Action::Acknowledge),
-            resolve: url(Action::Resolve),
-            silence: url(Action::Silence(command::DEFAULT_SILENCE_MINUTES)),
-        })
+        Some(key.links(root, id, now_ms()))
     }
 
     fn link_claim(&self, token: &str) -> Result<links::Claim, AckError> {

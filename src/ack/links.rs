@@ -119,6 +119,24 @@ impl LinkKey {
         )
     }
 
+    /// The links under `root` (ends with `/`) for notification `id`.
+    pub fn links(&self, root: &str, id: i64, now: i64) -> super::ActionLinks {
+        let url = |action| format!("{root}act/{}", self.sign(id, action, now));
+        super::ActionLinks {
+            acknowledge: url(Action::Acknowledge),
+            resolve: url(Action::Resolve),
+            silence: url(Action::Silence(DEFAULT_SILENCE_MINUTES)),
+        }
+    }
+
+    /// Makes the links of pages as the delivery workers need them, as template values.
+    pub fn maker(&self, root: String) -> crate::notify::backends::LinkMaker {
+        let key = self.clone();
+        crate::notify::backends::LinkMaker(std::sync::Arc::new(move |id| {
+            serde_json::to_value(key.links(&root, id, crate::store::now_ms())).ok()
+        }))
+    }
+
     /// The claim of a genuine, unexpired token (whether it was used is the caller's check).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claim, LinkError> {
         let (payload, tag) = token.split_once('.').ok_or(LinkError::Invalid)?;

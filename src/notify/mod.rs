@@ -261,6 +261,11 @@ pub struct Notification {
     /// The recipient's backend addresses from the directory (`telegram`, `email`, ...).
     #[sqlx(skip)]
     pub contacts: std::collections::BTreeMap<String, String>,
+    /// One-click action links for this page (`acknowledge`, `resolve`, `silence`), offered to
+    /// templates as `links`; `None` unless `app.hostname` is set.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub links: Option<serde_json::Value>,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,
     /// Parts of a split message that earlier attempts sent (see [`parts`]).

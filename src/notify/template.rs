@@ -115,6 +115,10 @@ pub(crate) struct Context<'a> {
     /// The recipient's backend addresses (`telegram`, `email`, ...).
     #[serde(serialize_with = "crate::directory::serialize_contacts")]
     contacts: &'a BTreeMap<String, String>,
+    /// One-click links that act on the page (`acknowledge`, `resolve`, `silence`), when
+    /// `app.hostname` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    links: Option<&'a serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +154,7 @@ impl<'a> Context<'a> {
             important: n.important(),
             details: n.payload.as_ref(),
             contacts: &n.contacts,
+            links: n.links.as_ref(),
         }
     }
 

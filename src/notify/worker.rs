@@ -113,6 +113,7 @@ pub fn spawn(
                 if let Some(user) = snapshot.by_id(&n.user_id) {
                     n.contacts = user.contacts.clone();
                 }
+                n.links = backends.links_for(&n);
                 tokio::spawn(async move {
                     let (kind, created_at) = (n.kind.clone(), n.created_at);
                     let (outcome, health) = deliver(&chain, &settings, n, claim_tag).await;
@@ -431,6 +432,7 @@ pub async fn deliver_test(
         if let Some(user) = snapshot.by_id(&n.user_id) {
             n.contacts = user.contacts.clone();
         }
+        n.links = backends.links_for(&n);
         let stage = n.stage.max(0);
         let has_next = (stage as usize) + 1 < chain.len();
         let (mut outcome, _) = deliver(&chain, settings, n, tag).await;

@@ -155,6 +155,18 @@ pub struct Backends {
     all: BTreeMap<String, Arc<dyn Backend>>,
     default: Arc<dyn Backend>,
     routes: BTreeMap<String, Vec<RouteSettings>>,
+    /// Makes a page's one-click action links (set once the service knows its signing key).
+    links: std::sync::OnceLock<LinkMaker>,
+}
+
+/// Makes the one-click action links of a notification id.
+#[derive(Clone)]
+pub struct LinkMaker(pub Arc<dyn Fn(i64) -> Option<serde_json::Value> + Send + Sync>);
+
+impl fmt::Debug for LinkMaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkMaker")
+    }
 }
 
 /// One step of a notification's route.
@@ -171,6 +183,19 @@ pub struct Step {
 }
 
 impl Backends {
+    /// Sets how pages get their one-click action links (once; later calls are ignored).
+    pub fn set_link_maker(&self, maker: LinkMaker) {
+        let _ = self.links.set(maker);
+    }
+
+    /// The one-click action links of `n`, when it is a page and links are on.
+    pub fn links_for(&self, n: &Notification) -> Option<serde_json::Value> {
+        let maker = self.links.get()?;
+        crate::notify::buttons::is_page(&n.kind)
+            .then(|| (maker.0)(n.id))
+            .flatten()
+    }
+
     /// Builds the backends named under `plugin.backends`; `stdout` always exists. Nothing
     /// receives providers' status callbacks here (for commands that do not serve HTTP).
     pub fn from_settings(plugin: &PluginSettings) -> Result<Backends, NotifyError> {
@@ -224,6 +249,7 @@ impl Backends {
             all,
             default,
             routes: plugin.routes.clone(),
+            links: std::sync::OnceLock::new(),
         })
     }
 
@@ -498,6 +524,7 @@ pub(crate) mod testing {
             parts_log: Default::default(),
             answer: None,
             answer_deadline: None,
+            links: None,
         }
     }
 }

@@ -351,3 +351,36 @@ async fn a_one_click_link_confirms_then_acts_once(db: Db) {
     app.stop().await;
 }
 db_test!(a_one_click_link_confirms_then_acts_once);
+
+async fn delivered_pages_carry_their_one_click_links(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let gateway = Fake::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.app.hostname = "https://relay.example.org".into();
+    use_webhook(&mut s, &gateway.url);
+    let app = TestApp::spawn_with_alice(s).await;
+    paged(&app, GROUP, "Disk full").await;
+    sms_about(&app, 17, "Disk full").await;
+    let sent = wait_for(std::time::Duration::from_secs(10), || async {
+        gateway.requests().first().map(|r| r.json())
+    })
+    .await;
+    let link = sent["links"]["resolve"]
+        .as_str()
+        .expect("a resolve link")
+        .to_string();
+    let path = link
+        .strip_prefix("https://relay.example.org")
+        .expect("under the public URL");
+    assert!(path.starts_with("/act/"), "{link}");
+    let done = app.client.post(app.url(path)).send().await.expect("sent");
+    assert_eq!(done.status().as_u16(), 200);
+    assert!(done.text().await.expect("body").contains("#17 resolved."));
+    assert_eq!(
+        oncall.requests()[0].uri.path(),
+        format!("/api/v1/alert_groups/{GROUP}/resolve")
+    );
+    app.stop().await;
+}
+db_test!(delivered_pages_carry_their_one_click_links);
