@@ -145,6 +145,9 @@ impl Deliver for Ntfy {
         if !title.is_empty() {
             request = request.header("Title", header_text(&shape::truncate(title, MAX_TITLE)));
         }
+        if let Some(actions) = n.links.as_ref().and_then(actions) {
+            request = request.header("Actions", actions);
+        }
         request = match &self.auth {
             Auth::None => request,
             Auth::Bearer(token) => request.bearer_auth(token.expose()),
@@ -152,6 +155,23 @@ impl Deliver for Ntfy {
         };
         http::send(request, "").await
     }
+}
+
+/// ntfy's action buttons for a page's one-click links: the phone POSTs the link (the `/act/`
+/// path acts on POST only) and the notification goes once one is pressed.
+fn actions(links: &serde_json::Value) -> Option<String> {
+    let buttons: Vec<String> = [
+        ("Acknowledge", "acknowledge"),
+        ("Resolve", "resolve"),
+        ("Silence 30 min", "silence"),
+    ]
+    .iter()
+    .filter_map(|(label, key)| {
+        let url = links.get(key)?.as_str()?;
+        Some(format!("http, {label}, {url}, method=POST, clear=true"))
+    })
+    .collect();
+    (!buttons.is_empty()).then(|| buttons.join("; "))
 }
 
 /// ntfy's topic names: 1-64 of `[-_A-Za-z0-9]`.
@@ -188,6 +208,18 @@ fn cut_bytes(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_click_links_become_post_action_buttons() {
+        let links = serde_json::json!({"acknowledge": "https://r/act/a", "resolve": "https://r/act/r", "silence": "https://r/act/s"});
+        assert_eq!(
+            actions(&links).as_deref(),
+            Some(
+                "http, Acknowledge, https://r/act/a, method=POST, clear=true; http, Resolve, https://r/act/r, method=POST, clear=true; http, Silence 30 min, https://r/act/s, method=POST, clear=true"
+            )
+        );
+        assert_eq!(actions(&serde_json::json!({})), None);
+    }
 
     #[test]
     fn non_ascii_titles_are_rfc2047_encoded() {
