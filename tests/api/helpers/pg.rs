@@ -58,10 +58,15 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    /// Creates `{prefix}_{random}` on the server of `RELAY_TEST_PG`.
+    /// Creates `{prefix}_t{unix seconds}_{random}` on the server of `RELAY_TEST_PG`: the time
+    /// lets `scripts/test` sweep only leftovers, never a database another run still uses.
     pub async fn create(prefix: &str) -> PgDatabase {
         use sqlx::{Connection, Executor};
-        let name = format!("{prefix}_{:016x}", rand::random::<u64>());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let name = format!("{prefix}_t{now}_{:016x}", rand::random::<u64>());
         let admin = pg_admin_url();
         let mut conn = sqlx::postgres::PgConnection::connect(&admin)
             .await
