@@ -55,6 +55,9 @@ pub enum AckError {
     /// The queue failed.
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
+    /// The tracked schedules could not be read.
+    #[error(transparent)]
+    Schedules(#[from] crate::schedules::ScheduleError),
 }
 
 /// The acknowledge loop of one relay.
@@ -67,6 +70,8 @@ pub struct Ack {
     links: Option<(links::LinkKey, String)>,
     /// For answers posted back to chat services.
     http: reqwest::Client,
+    /// The tracked schedules, for "who is on call".
+    schedules: Option<crate::schedules::Schedules>,
 }
 
 impl Ack {
@@ -83,7 +88,23 @@ impl Ack {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
+            schedules: None,
         }
+    }
+
+    /// Lets chat commands tell who is on call from the tracked `schedules`.
+    pub fn with_schedules(mut self, schedules: crate::schedules::Schedules) -> Ack {
+        self.schedules = Some(schedules);
+        self
+    }
+
+    /// Who is on call now, one line per tracked schedule.
+    pub async fn on_call_text(&self) -> Result<String, AckError> {
+        let Some(schedules) = &self.schedules else {
+            return Ok("No schedules are tracked.".into());
+        };
+        let now = schedules.on_call_now().await?;
+        Ok(crate::schedules::on_call::text(&now))
     }
 
     /// Turns on one-click links under `public_root` (ends with `/`), signed with `key`.

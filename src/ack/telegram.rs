@@ -229,7 +229,14 @@ impl Bot {
             else {
                 return;
             };
-            match ack.text_reply(&channel, &user, text).await {
+            // `/oncall` (or `/oncall@BotName` in a group) asks who is on duty.
+            let command = text.trim().split(['@', ' ']).next().unwrap_or("");
+            let answer = if command.eq_ignore_ascii_case("/oncall") {
+                ack.on_call_text().await
+            } else {
+                ack.text_reply(&channel, &user, text).await
+            };
+            match answer {
                 Ok(answer) => {
                     let _ = self
                         .call(

@@ -184,6 +184,7 @@ impl From<crate::ack::AckError> for ApiError {
             AckError::Link(l) => ApiError::Gone(l.to_string()),
             AckError::Directory(d) => d.into(),
             AckError::Notify(n) => n.into(),
+            AckError::Schedules(s) => s.into(),
             AckError::Store(s) => ApiError::Unavailable(s.to_string()),
             AckError::Oncall(m) => ApiError::Unavailable(format!("OnCall: {m}")),
             AckError::Config(m) => ApiError::Internal(m),

@@ -13,6 +13,7 @@
 mod announce;
 mod fetch;
 pub mod ical;
+pub mod on_call;
 mod state;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use crate::store::{Store, StoreError};
 use crate::tasks::{FirstRun, spawn_periodic};
 
 use fetch::{Cached, HTTP_TIMEOUT};
+pub use on_call::OnCallNow;
 pub use state::{OnDuty, OnDutyPerson, resolve};
 
 /// Errors of the schedules module.

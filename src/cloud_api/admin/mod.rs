@@ -47,6 +47,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tracking::list_integrations))
         .routes(routes!(tracking::list_schedules, tracking::add_schedule))
         .routes(routes!(tracking::get_schedule, tracking::remove_schedule))
+        .routes(routes!(tracking::on_call_now))
         .routes(routes!(tracking::list_events))
         .routes(routes!(tracking::list_circuits))
         .routes(routes!(profile::profile))

@@ -11,7 +11,7 @@ use crate::cloud_api::{ApiError, AppState};
 use crate::heartbeat::Integration;
 use crate::notify::breaker::{self, CircuitRecord};
 use crate::notify::{EventFilter, NotificationRecord, NotifyError, events};
-use crate::schedules::{NewSchedule, Schedule, Transport};
+use crate::schedules::{NewSchedule, OnCallNow, Schedule, Transport};
 
 /// The `{key}` of a path.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -41,6 +41,17 @@ pub(super) async fn list_schedules(
     State(state): State<AppState>,
 ) -> Result<Json<Page<Schedule>>, ApiError> {
     Ok(Json(state.schedules.list().await?.into()))
+}
+
+/// Who is on call now, in every tracked schedule
+#[utoipa::path(
+    get, path = "/oncall", tag = "schedules",
+    responses((status = 200, body = Page<OnCallNow>))
+)]
+pub(super) async fn on_call_now(
+    State(state): State<AppState>,
+) -> Result<Json<Page<OnCallNow>>, ApiError> {
+    Ok(Json(state.schedules.on_call_now().await?.into()))
 }
 
 /// A schedule to track, as the API takes it.

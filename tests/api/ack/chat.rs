@@ -213,3 +213,59 @@ async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
     app.stop().await;
 }
 db_test!(slack_buttons_act_for_the_paged_person_only);
+
+async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
+    use crate::schedules::{CalendarServer, calendar};
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let (telegram, api_base) = FakeTelegram::start().await;
+    let ical = CalendarServer::start(calendar(&["alice@example.com"])).await;
+    let mut s = ack_settings(&db, &oncall);
+    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
+    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
+    s.grafana.oncall.schedules.insert(
+        "platform".into(),
+        oncall_relay::config::ScheduleSettings {
+            name: "Platform".into(),
+            ical_url: ical.url.clone(),
+            ..Default::default()
+        },
+    );
+    s.plugin.backends.insert(
+        "tg".into(),
+        BackendSettings::Telegram(oncall_relay::config::TelegramSettings {
+            token: Secret("123:abc".into()),
+            api_base,
+            replies: true,
+            ..Default::default()
+        }),
+    );
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
+        .await;
+    let listed = wait_for(std::time::Duration::from_secs(10), || async {
+        let (_, page) = json_of(
+            app.client
+                .get(app.url("/api/admin/v1/oncall"))
+                .header("Authorization", "Bearer admin")
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
+        (page["results"][0]["people"][0]["key"] == json!("alice@example.com")).then_some(page)
+    })
+    .await;
+    assert_eq!(listed["results"][0]["name"], "Platform");
+    assert_eq!(listed["results"][0]["state"], "current");
+
+    telegram.push(json!({"update_id": 1, "message": {
+        "message_id": 9, "chat": {"id": 1001}, "from": {"id": 1001}, "text": "/oncall"
+    }}));
+    let answer = telegram.wait_sent("sendMessage", 1).await;
+    let text = answer[0]["text"].as_str().expect("text");
+    assert!(text.starts_with("Platform: "), "{text}");
+    assert!(text.contains("(until "), "{text}");
+    app.stop().await;
+}
+db_test!(who_is_on_call_answers_in_telegram_and_the_admin_api);

@@ -1,0 +1,117 @@
+//! Who is on call now, across the tracked schedules, as the admin API and chat commands show it.
+
+use serde::Serialize;
+
+use super::{OnDutyPerson, Schedule, ScheduleError, Schedules, StateStatus};
+use crate::store::format_ms;
+
+/// One schedule's people on duty now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OnCallNow {
+    /// The schedule's key.
+    pub schedule: String,
+    /// Its name (the calendar's own when known).
+    pub name: String,
+    /// The people on duty, by display name (unknown calendar names included).
+    pub people: Vec<OnDutyPerson>,
+    /// Whether this is what the calendar says now, or the last good state.
+    pub state: StateStatus,
+}
+
+impl From<Schedule> for OnCallNow {
+    fn from(s: Schedule) -> OnCallNow {
+        let mut people: Vec<OnDutyPerson> = s
+            .detail
+            .as_ref()
+            .map(|d| d.people.values().cloned().collect())
+            .unwrap_or_default();
+        people.sort_by(|a, b| a.name.cmp(&b.name));
+        OnCallNow {
+            schedule: s.key.clone(),
+            name: s.display_name().to_string(),
+            people,
+            state: s.state,
+        }
+    }
+}
+
+impl Schedules {
+    /// Who is on call now in every tracked schedule, as last polled.
+    pub async fn on_call_now(&self) -> Result<Vec<OnCallNow>, ScheduleError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .map(OnCallNow::from)
+            .collect())
+    }
+}
+
+/// The answer to a chat's `/oncall`: one line per schedule.
+pub fn text(now: &[OnCallNow]) -> String {
+    if now.is_empty() {
+        return "No schedules are tracked.".into();
+    }
+    now.iter()
+        .map(|s| {
+            let people = if s.people.is_empty() {
+                "nobody".to_string()
+            } else {
+                s.people
+                    .iter()
+                    .map(|p| format!("{} (until {})", p.name, format_ms(p.shift_end)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let stale = match s.state {
+                StateStatus::LastGood => " [last known: the calendar cannot be read]",
+                _ => "",
+            };
+            format!("{}: {people}{stale}", s.name)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(name: &str) -> OnDutyPerson {
+        OnDutyPerson {
+            key: name.to_lowercase(),
+            email: None,
+            user_id: None,
+            name: name.into(),
+            shift_end: 0,
+        }
+    }
+
+    #[test]
+    fn one_line_per_schedule() {
+        let now = vec![
+            OnCallNow {
+                schedule: "p".into(),
+                name: "Platform".into(),
+                people: vec![person("Alice")],
+                state: StateStatus::Current,
+            },
+            OnCallNow {
+                schedule: "d".into(),
+                name: "DB".into(),
+                people: vec![],
+                state: StateStatus::LastGood,
+            },
+        ];
+        let text = text(&now);
+        assert!(
+            text.starts_with("Platform: Alice (until 1970-01-01"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("DB: nobody [last known: the calendar cannot be read]"),
+            "{text}"
+        );
+        assert_eq!(super::text(&[]), "No schedules are tracked.");
+    }
+}
