@@ -31,6 +31,9 @@ pub struct LinkPreview {
     pub message: String,
 }
 
+/// The answer to someone acting on a page that did not go to them.
+pub const STRANGER: &str = "Only the person this page went to can act on it.";
+
 impl Ack {
     /// The one-click links for notification `id`, when links are on.
     pub fn action_links(&self, id: i64) -> Option<ActionLinks> {
@@ -63,8 +66,23 @@ impl Ack {
 
     /// Does what the link `token` says, once; returns the text for the person.
     pub async fn follow_link(&self, token: &str) -> Result<String, AckError> {
+        Ok(self
+            .follow_link_from("link", token, None)
+            .await?
+            .unwrap_or_else(|| STRANGER.to_string()))
+    }
+
+    /// Does what the link `token` says, once, through `channel`. With `sender` (a contact key
+    /// and value, e.g. `mattermost` and the clicking member's name), only when the link's
+    /// recipient has that contact: a chat button is seen by everyone in the channel. `None`
+    /// when the sender is not that person (nothing is done, the link stays usable).
+    pub async fn follow_link_from(
+        &self,
+        channel: &str,
+        token: &str,
+        sender: Option<(&str, &str)>,
+    ) -> Result<Option<String>, AckError> {
         let claim = self.link_claim(token)?;
-        links::use_once(&self.store, &claim, now_ms()).await?;
         let email = texts::by_id(&self.store, claim.notification)
             .await?
             .map(|(email, _)| email)
@@ -75,20 +93,31 @@ impl Ack {
             .by_email(&email)
             .cloned()
             .filter(|u| u.active);
-        let Some(user) = user else {
+        let sender_matches = |u: &User| match sender {
+            None => true,
+            Some((key, value)) => u.contacts.get(key).is_some_and(|c| {
+                c.trim()
+                    .trim_start_matches('@')
+                    .eq_ignore_ascii_case(value.trim_start_matches('@'))
+            }),
+        };
+        let Some(user) = user.filter(|u| sender_matches(u)) else {
             self.log(
-                "link",
-                &email,
+                channel,
+                "",
                 None,
                 claim.action.api_name(),
                 "unknown-sender",
                 None,
             )
             .await;
-            return Ok("This link's recipient is no longer in the directory.".into());
+            return Ok(None);
         };
-        self.act_on_notification("link", &user, claim.notification, claim.action)
+        // Used only once the sender is known: a stranger's click must not burn the link.
+        links::use_once(&self.store, &claim, now_ms()).await?;
+        self.act_on_notification(channel, &user, claim.notification, claim.action)
             .await
+            .map(Some)
     }
 
     /// Acts on the alert group that notification `id` (delivered to `user`) was about.

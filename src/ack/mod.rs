@@ -6,7 +6,7 @@
 //! alert group's key or number (`texts`). Only pages that went to the person who answers can
 //! be acted on. Every answer is written to the events log with OnCall's reply.
 
-mod acting;
+pub mod acting;
 pub mod api;
 pub mod command;
 pub mod links;

@@ -158,6 +158,7 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route("/hooks/oncall", post(hooks::oncall::webhook))
         .route("/hooks/sms/{backend}", post(hooks::sms::reply))
         .route("/hooks/slack/{backend}", post(hooks::slack::click))
+        .route("/hooks/mattermost", post(hooks::mattermost::click))
         .route(
             "/act/{token}",
             get(hooks::act::confirm).post(hooks::act::act),

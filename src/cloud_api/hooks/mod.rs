@@ -4,6 +4,7 @@
 //! secret or the provider's signature.
 
 pub mod act;
+pub mod mattermost;
 pub mod oncall;
 pub mod slack;
 pub mod sms;

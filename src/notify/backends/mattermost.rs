@@ -55,6 +55,30 @@ struct Post<'a> {
     username: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
+    /// Interactive buttons acting on the page (Mattermost only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachments: Option<serde_json::Value>,
+}
+
+/// Mattermost's interactive buttons for a page's one-click links: a click posts the link's
+/// token to `/hooks/mattermost`, which acts only for the person the page went to.
+fn buttons(links: &serde_json::Value) -> Option<serde_json::Value> {
+    let actions: Vec<serde_json::Value> = [
+        ("acknowledge", "Acknowledge"),
+        ("resolve", "Resolve"),
+        ("silence", "Silence 30 min"),
+    ]
+    .iter()
+    .filter_map(|(key, label)| {
+        let (root, token) = links.get(key)?.as_str()?.rsplit_once("/act/")?;
+        Some(serde_json::json!({
+            "id": key,
+            "name": label,
+            "integration": {"url": format!("{root}/hooks/mattermost"), "context": {"token": token}},
+        }))
+    })
+    .collect();
+    (!actions.is_empty()).then(|| serde_json::json!([{ "actions": actions }]))
 }
 
 impl Mattermost {
@@ -97,6 +121,10 @@ impl Deliver for Mattermost {
             text: shape::truncate(&text, self.flavour.max_length()),
             username: self.username.as_deref(),
             channel,
+            attachments: match self.flavour {
+                Flavour::Mattermost => n.links.as_ref().and_then(buttons),
+                Flavour::RocketChat => None,
+            },
         };
         let request = http::keyed(
             self.client

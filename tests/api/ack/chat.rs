@@ -269,3 +269,66 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
     app.stop().await;
 }
 db_test!(who_is_on_call_answers_in_telegram_and_the_admin_api);
+
+async fn mattermost_buttons_act_for_the_paged_member_only(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let chat = Fake::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.app.hostname = "https://relay.example.org".into();
+    s.plugin.backends.insert(
+        "mm".into(),
+        BackendSettings::Mattermost(oncall_relay::config::MattermostSettings {
+            url: Secret(chat.url.clone()),
+            username: None,
+            channel: None,
+            timeout: std::time::Duration::from_secs(2),
+        }),
+    );
+    s.plugin.backend = "mm".into();
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[("mattermost", "@alice")])
+        .await;
+    paged(&app, GROUP, "Disk full").await;
+    sms_about(&app, 17, "Disk full").await;
+    let post = wait_for(std::time::Duration::from_secs(10), || async {
+        chat.requests().first().map(|r| r.json())
+    })
+    .await;
+    let button = &post["attachments"][0]["actions"][0];
+    assert_eq!(button["name"], "Acknowledge");
+    assert_eq!(
+        button["integration"]["url"],
+        "https://relay.example.org/hooks/mattermost"
+    );
+    let click = |user: &str| {
+        let body = json!({"user_name": user, "context": button["integration"]["context"].clone()});
+        let client = app.client.clone();
+        let url = app.url("/hooks/mattermost");
+        async move { json_of(client.post(url).json(&body).send().await.expect("sent")).await }
+    };
+    let (status, stranger) = click("bob").await;
+    assert_eq!(status, 200);
+    assert!(stranger.get("update").is_none(), "{stranger}");
+    assert!(
+        oncall.requests().is_empty(),
+        "a stranger's click does nothing"
+    );
+    let (_, done) = click("alice").await;
+    assert_eq!(done["ephemeral_text"], "#17 acknowledged.");
+    assert_eq!(
+        done["update"]["props"]["attachments"][0]["text"],
+        "#17 acknowledged."
+    );
+    assert_eq!(
+        oncall.requests()[0].uri.path(),
+        format!("/api/v1/alert_groups/{GROUP}/acknowledge")
+    );
+    let (again, _) = click("alice").await;
+    assert_eq!(again, 410, "a button works once");
+    let forged = json!({"user_name": "alice", "context": {"token": "x.y"}});
+    let status = status_of(app.client.post(app.url("/hooks/mattermost")).json(&forged)).await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
+db_test!(mattermost_buttons_act_for_the_paged_member_only);
