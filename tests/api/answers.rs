@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use oncall_relay::cloud_api::hooks::twilio::signature;
-use oncall_relay::config::{BackendSettings, RouteSettings, Secret, Settings, TwilioSettings};
+use oncall_relay::config::{BackendSettings, RouteSettings, Settings};
 use serde_json::json;
 
 use crate::db_test;
@@ -20,20 +20,7 @@ fn call_then_chat(db: &TestDb, twilio: &Fake, chat: &Fake, wait: Duration) -> Se
     s.app.path_prefix = "/oncall".into();
     s.plugin.backends.insert(
         "tw".into(),
-        BackendSettings::Twilio(TwilioSettings {
-            account_sid: "AC0123456789abcdef".into(),
-            auth_token: Secret(TOKEN_TW.into()),
-            from: "+15550001111".into(),
-            api_base: twilio.url.trim_end_matches("/hook").to_string(),
-            max_length: 1600,
-            split: true,
-            voice: None,
-            language: None,
-            repeat: 2,
-            timeout: Duration::from_secs(2),
-            max_segments: 10,
-            replies: false,
-        }),
+        BackendSettings::Twilio(twilio_at(&twilio.url, TOKEN_TW)),
     );
     add_webhook(&mut s, "chat", &chat.url);
     s.plugin.routes.insert(

@@ -64,6 +64,16 @@ impl FakeTelegram {
     }
 }
 
+/// A bot with buttons and replies at `api_base`.
+fn bot(api_base: String) -> BackendSettings {
+    BackendSettings::Telegram(oncall_relay::config::TelegramSettings {
+        token: Secret("123:abc".into()),
+        api_base,
+        replies: true,
+        ..Default::default()
+    })
+}
+
 fn button_press(update_id: i64, from: i64, data: &str) -> Value {
     json!({"update_id": update_id, "callback_query": {
         "id": format!("cb{update_id}"), "from": {"id": from},
@@ -76,23 +86,8 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
     let db = TestDb::new(db).await;
     let oncall = Fake::start().await;
     let (telegram, api_base) = FakeTelegram::start().await;
-    let mut s = ack_settings(&db, &oncall);
-    s.plugin.backends.insert(
-        "tg".into(),
-        BackendSettings::Telegram(oncall_relay::config::TelegramSettings {
-            token: Secret("123:abc".into()),
-            api_base,
-            replies: true,
-            ..Default::default()
-        }),
-    );
-    s.plugin.backend = "tg".into();
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
-        .await;
-    paged(&app, GROUP, "Disk full").await;
-    sms_about(&app, 17, "Disk full").await;
-    let id = app.events().await[0].id;
+    let s = ack_settings(&db, &oncall);
+    let (app, id) = paged_through(s, "tg", bot(api_base), ("telegram", "1001")).await;
     let page = telegram.wait_sent("sendMessage", 1).await;
     assert_eq!(page[0]["chat_id"], 1001);
     let buttons = &page[0]["reply_markup"]["inline_keyboard"][0];
@@ -121,14 +116,8 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
     let edited = telegram.wait_sent("editMessageText", 1).await;
     assert_eq!(edited[0]["text"], "Disk full\n\n#17 resolved.");
     assert!(edited[0].get("reply_markup").is_none(), "the buttons go");
-    let paths: Vec<String> = oncall
-        .requests()
-        .iter()
-        .map(|r| r.uri.path().to_string())
-        .filter(|p| p.starts_with("/api/v1/alert_groups/"))
-        .collect();
     assert_eq!(
-        paths,
+        acted(&oncall),
         [
             format!("/api/v1/alert_groups/{GROUP}/acknowledge"),
             format!("/api/v1/alert_groups/{GROUP}/resolve")
@@ -142,22 +131,13 @@ async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
     let db = TestDb::new(db).await;
     let oncall = Fake::start().await;
     let slack = Fake::start().await;
-    let mut s = ack_settings(&db, &oncall);
-    s.plugin.backends.insert(
-        "chat".into(),
-        BackendSettings::Slack(oncall_relay::config::SlackSettings {
-            webhook_url: Some(Secret(slack.url.clone())),
-            signing_secret: Some(Secret("slack-signing".into())),
-            ..Default::default()
-        }),
-    );
-    s.plugin.backend = "chat".into();
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[("slack", "U0ALICE")])
-        .await;
-    paged(&app, GROUP, "Disk full").await;
-    sms_about(&app, 17, "Disk full").await;
-    let id = app.events().await[0].id;
+    let s = ack_settings(&db, &oncall);
+    let slack_app = BackendSettings::Slack(oncall_relay::config::SlackSettings {
+        webhook_url: Some(Secret(slack.url.clone())),
+        signing_secret: Some(Secret("slack-signing".into())),
+        ..Default::default()
+    });
+    let (app, id) = paged_through(s, "chat", slack_app, ("slack", "U0ALICE")).await;
     let page = wait_for(std::time::Duration::from_secs(10), || async {
         slack.requests().first().map(|r| r.json())
     })
@@ -231,15 +211,7 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
             ..Default::default()
         },
     );
-    s.plugin.backends.insert(
-        "tg".into(),
-        BackendSettings::Telegram(oncall_relay::config::TelegramSettings {
-            token: Secret("123:abc".into()),
-            api_base,
-            replies: true,
-            ..Default::default()
-        }),
-    );
+    s.plugin.backends.insert("tg".into(), bot(api_base));
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
         .await;
@@ -276,21 +248,13 @@ async fn mattermost_buttons_act_for_the_paged_member_only(db: Db) {
     let chat = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);
     s.app.hostname = "https://relay.example.org".into();
-    s.plugin.backends.insert(
-        "mm".into(),
-        BackendSettings::Mattermost(oncall_relay::config::MattermostSettings {
-            url: Secret(chat.url.clone()),
-            username: None,
-            channel: None,
-            timeout: std::time::Duration::from_secs(2),
-        }),
-    );
-    s.plugin.backend = "mm".into();
-    let app = TestApp::spawn(s).await;
-    app.add_user_with_contacts("alice@example.com", &[("mattermost", "@alice")])
-        .await;
-    paged(&app, GROUP, "Disk full").await;
-    sms_about(&app, 17, "Disk full").await;
+    let hook = BackendSettings::Mattermost(oncall_relay::config::MattermostSettings {
+        url: Secret(chat.url.clone()),
+        username: None,
+        channel: None,
+        timeout: std::time::Duration::from_secs(2),
+    });
+    let (app, _) = paged_through(s, "mm", hook, ("mattermost", "@alice")).await;
     let post = wait_for(std::time::Duration::from_secs(10), || async {
         chat.requests().first().map(|r| r.json())
     })

@@ -98,3 +98,32 @@ pub(super) async fn actions(app: &TestApp) -> Vec<registry::ActionRecord> {
         .await
         .expect("actions")
 }
+
+/// Spawns the app delivering through `backend` (as `name`), with Alice reachable there by
+/// `contact`, paged for [`GROUP`] and sent OnCall's SMS about #17; the app and that SMS's id.
+pub(super) async fn paged_through(
+    mut s: Settings,
+    name: &str,
+    backend: BackendSettings,
+    contact: (&str, &str),
+) -> (TestApp, i64) {
+    s.plugin.backends.insert(name.into(), backend);
+    s.plugin.backend = name.into();
+    let app = TestApp::spawn(s).await;
+    app.add_user_with_contacts("alice@example.com", &[contact])
+        .await;
+    paged(&app, GROUP, "Disk full").await;
+    sms_about(&app, 17, "Disk full").await;
+    let id = app.events().await[0].id;
+    (app, id)
+}
+
+/// The alert group actions OnCall's API received, in order.
+pub(super) fn acted(oncall: &Fake) -> Vec<String> {
+    oncall
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_string())
+        .filter(|p| p.starts_with("/api/v1/alert_groups/"))
+        .collect()
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use oncall_relay::cloud_api::hooks::twilio::signature;
-use oncall_relay::config::{BackendSettings, Secret, TwilioSettings};
+use oncall_relay::config::{BackendSettings, TwilioSettings};
 use serde_json::json;
 
 use super::*;
@@ -46,18 +46,9 @@ async fn twilio_sms_replies_and_call_keys_act_on_the_page(db: Db) {
     s.plugin.backends.insert(
         "tw".into(),
         BackendSettings::Twilio(TwilioSettings {
-            account_sid: "AC0123456789abcdef".into(),
-            auth_token: Secret(AUTH_TOKEN.into()),
-            from: "+15550001111".into(),
-            api_base: twilio.url.trim_end_matches("/hook").to_string(),
-            max_length: 1600,
-            split: true,
-            voice: None,
-            language: None,
             repeat: 1,
-            timeout: Duration::from_secs(2),
-            max_segments: 10,
             replies: true,
+            ..twilio_at(&twilio.url, AUTH_TOKEN)
         }),
     );
     s.plugin.backend = "tw".into();
@@ -115,14 +106,8 @@ async fn twilio_sms_replies_and_call_keys_act_on_the_page(db: Db) {
     let (status, said) = post_signed(&app, &keys_url, &press, AUTH_TOKEN).await;
     assert_eq!(status, 200);
     assert_eq!(said, "<Response><Say>Disk full resolved.</Say></Response>");
-    let acted: Vec<String> = oncall
-        .requests()
-        .iter()
-        .map(|r| r.uri.path().to_string())
-        .filter(|p| p.starts_with("/api/v1/alert_groups/"))
-        .collect();
     assert_eq!(
-        acted,
+        acted(&oncall),
         [
             format!("/api/v1/alert_groups/{OTHER}/acknowledge"),
             format!("/api/v1/alert_groups/{GROUP}/resolve")

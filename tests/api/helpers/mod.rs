@@ -475,3 +475,21 @@ pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard
 pub async fn status_of(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.expect("send").status().as_u16()
 }
+
+/// A `twilio` backend's settings with Twilio's API at `api_base`, signing with `auth_token`.
+pub fn twilio_at(api_base: &str, auth_token: &str) -> oncall_relay::config::TwilioSettings {
+    oncall_relay::config::TwilioSettings {
+        account_sid: "AC0123456789abcdef".into(),
+        auth_token: Secret(auth_token.into()),
+        from: "+15550001111".into(),
+        api_base: api_base.trim_end_matches("/hook").to_string(),
+        max_length: 1600,
+        split: true,
+        voice: None,
+        language: None,
+        repeat: 2,
+        timeout: Duration::from_secs(2),
+        max_segments: 10,
+        replies: false,
+    }
+}
