@@ -167,12 +167,12 @@ async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
     );
     assert_eq!(status_of(click("U0BOB", "slack-signing", 0)).await, 200);
     assert_eq!(status_of(click("U0ALICE", "slack-signing", 0)).await, 200);
-    let acted = wait_for(std::time::Duration::from_secs(10), || async {
+    let log = wait_for(std::time::Duration::from_secs(10), || async {
         let log = actions(&app).await;
         (log.len() >= 2).then_some(log)
     })
     .await;
-    let mut outcomes: Vec<(String, String)> = acted
+    let mut outcomes: Vec<(String, String)> = log
         .iter()
         .map(|a| (a.email.clone(), a.outcome.clone()))
         .collect();
@@ -184,12 +184,38 @@ async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
             ("alice@example.com".to_string(), "done".to_string())
         ]
     );
-    let acks: Vec<String> = oncall
-        .requests()
-        .iter()
-        .map(|r| r.uri.path().to_string())
-        .collect();
-    assert_eq!(acks[0], format!("/api/v1/alert_groups/{GROUP}/acknowledge"));
+    assert_eq!(
+        acted(&oncall),
+        [format!("/api/v1/alert_groups/{GROUP}/acknowledge")]
+    );
+    // The app's `/oncall` slash command posts to the same URL, signed the same way.
+    let command = |member: &str| {
+        let body = serde_urlencoded::to_string([("command", "/oncall"), ("user_id", member)])
+            .expect("form");
+        let ts = oncall_relay::store::now_ms() / 1000;
+        let request = app
+            .client
+            .post(app.url("/hooks/slack/chat"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Slack-Request-Timestamp", ts.to_string())
+            .header(
+                "X-Slack-Signature",
+                oncall_relay::ack::slack::sign("slack-signing", ts, body.as_bytes()),
+            )
+            .body(body);
+        async move { json_of(request.send().await.expect("sent")).await }
+    };
+    let (status, answer) = command("U0ALICE").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer,
+        json!({"response_type": "ephemeral", "text": "No schedules are tracked."})
+    );
+    let (_, stranger) = command("U0BOB").await;
+    assert_eq!(
+        stranger["text"],
+        "Only people in the relay's directory can ask."
+    );
     app.stop().await;
 }
 db_test!(slack_buttons_act_for_the_paged_person_only);
