@@ -190,19 +190,7 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
     );
 
     // The admin API and /metrics show it open.
-    let circuits = wait_for(Duration::from_secs(5), || async {
-        let resp = app
-            .client
-            .get(app.url("/api/admin/v1/circuits"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("circuits");
-        let (status, body) = json_of(resp).await;
-        assert_eq!(status, 200, "{body}");
-        (body["results"][0]["state"] == "open").then_some(body)
-    })
-    .await;
+    let circuits = circuits_when(&app, "open").await;
     assert_eq!(circuits["results"][0]["backend"], "voice");
     assert_eq!(circuits["results"][0]["opens"], 1);
     let metrics = app.plain_get_text("/metrics").await;
@@ -222,18 +210,7 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
     let probe = events.iter().find(|e| e.message == "c5").expect("c5");
     assert_eq!(outcomes(probe), [("voice", "delivered")]);
     assert_eq!(flaky.requests().len(), 4);
-    wait_for(Duration::from_secs(5), || async {
-        let resp = app
-            .client
-            .get(app.url("/api/admin/v1/circuits"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("circuits");
-        let (_, body) = json_of(resp).await;
-        (body["results"][0]["state"] == "closed").then_some(())
-    })
-    .await;
+    circuits_when(&app, "closed").await;
 }
 db_test!(a_failing_backend_is_skipped_for_a_cool_down_then_probed);
 
@@ -281,3 +258,20 @@ async fn notify_test_shows_the_recorded_circuit_breakers(db: Db) {
     );
 }
 db_test!(notify_test_shows_the_recorded_circuit_breakers);
+
+/// The admin API's circuit breakers, once the first one is in `state`.
+async fn circuits_when(app: &TestApp, state: &str) -> serde_json::Value {
+    wait_for(Duration::from_secs(5), || async {
+        let resp = app
+            .client
+            .get(app.url("/api/admin/v1/circuits"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("circuits");
+        let (status, body) = json_of(resp).await;
+        assert_eq!(status, 200, "{body}");
+        (body["results"][0]["state"] == state).then_some(body)
+    })
+    .await
+}

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -144,31 +144,67 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// The verified form of a reply hook: only backends with `replies` on take them.
-fn reply_form(
-    state: &AppState,
-    backend: &str,
-    endpoint: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<(String, String)>, ApiError> {
-    if !state.hooks.twilio_replies.contains(backend) {
-        return Err(ApiError::NotFound);
+/// A reply hook's request (`.../sms` or `.../voice`), its signature checked: only backends
+/// with `replies` on take them.
+pub struct Reply {
+    backend: String,
+    query: Option<String>,
+    params: Vec<(String, String)>,
+}
+
+impl FromRequest<AppState> for Reply {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Reply, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let Path(backend) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        // The route's last segment names the hook Twilio was given (`sms`, `voice`).
+        let endpoint = parts
+            .uri
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let query = parts.uri.query().map(str::to_string);
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
+                }
+            })?;
+        if !state.hooks.twilio_replies.contains(&backend) {
+            return Err(ApiError::NotFound);
+        }
+        let params = verified_form(
+            &state.hooks,
+            &backend,
+            &endpoint,
+            query.as_deref(),
+            &parts.headers,
+            &body,
+        )?;
+        Ok(Reply {
+            backend,
+            query,
+            params,
+        })
     }
-    verified_form(&state.hooks, backend, endpoint, query, headers, body)
 }
 
 /// An SMS reply to the backend's number: acted on for the sender's latest page (or the one
 /// it names), and answered by SMS; strangers get an empty answer.
 pub async fn sms(
     State(state): State<AppState>,
-    Path(backend): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Reply {
+        backend, params, ..
+    }: Reply,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = reply_form(&state, &backend, "sms", query.as_deref(), &headers, &body)?;
     let channel = format!("sms:{backend}");
     let answer = state
         .ack
@@ -184,12 +220,12 @@ pub async fn sms(
 /// minutes), for the notification named in the URL (`n`), by the person called.
 pub async fn voice(
     State(state): State<AppState>,
-    Path(backend): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Reply {
+        backend,
+        query,
+        params,
+    }: Reply,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = reply_form(&state, &backend, "voice", query.as_deref(), &headers, &body)?;
     let id = form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "n")
         .and_then(|(_, v)| v.parse::<i64>().ok())

@@ -21,16 +21,7 @@ async fn a_truncated_calendar_keeps_the_last_good_state(db: Db) {
         oncall_relay::config::Tokens(vec![oncall_relay::config::Secret(ADMIN.into())]);
     let app = TestApp::spawn(s.clone()).await;
     add_people(&app).await;
-    let schedules = schedules_of(&app, &s);
-    add_schedule(
-        &schedules,
-        "team",
-        "Team",
-        cal.url.clone(),
-        Transport::Local,
-        String::new(),
-    )
-    .await;
+    let schedules = track_team(&app, &s, &cal).await;
     let first = polled_after(&schedules, "team", 0).await;
     assert_eq!(first.on_duty.as_deref(), Some(&["alice".to_string()][..]));
     assert_eq!(first.state, StateStatus::Current);
@@ -97,16 +88,7 @@ async fn status_reports_ambiguous_names_and_zones_read_as_utc(db: Db) {
             .await
             .expect("user added");
     }
-    let schedules = schedules_of(&app, &s);
-    add_schedule(
-        &schedules,
-        "team",
-        "Team",
-        cal.url.clone(),
-        Transport::Local,
-        String::new(),
-    )
-    .await;
+    let schedules = track_team(&app, &s, &cal).await;
     let polled = polled_after(&schedules, "team", 0).await;
     let detail = polled.detail.clone().unwrap_or_default();
     assert_eq!(detail.ambiguous, ["`Sam` is the display name of 2 people"]);

@@ -155,6 +155,21 @@ fn now_ms() -> i64 {
 }
 
 /// Adds a schedule to `schedules`, which must succeed.
+/// Tracks `cal` as the schedule `team` (local transport) on `app`; its schedules.
+async fn track_team(app: &TestApp, s: &Settings, cal: &CalendarServer) -> Schedules {
+    let schedules = schedules_of(app, s);
+    add_schedule(
+        &schedules,
+        "team",
+        "Team",
+        cal.url.clone(),
+        Transport::Local,
+        String::new(),
+    )
+    .await;
+    schedules
+}
+
 async fn add_schedule(
     schedules: &Schedules,
     key: &str,

@@ -15,16 +15,7 @@ async fn reminders_are_sent_once_before_a_shift(db: Db) {
     s.grafana.oncall.schedule_reminder = Duration::from_secs(3600);
     let app = TestApp::spawn(s.clone()).await;
     add_people(&app).await;
-    let schedules = schedules_of(&app, &s);
-    add_schedule(
-        &schedules,
-        "team",
-        "Team",
-        cal.url.clone(),
-        Transport::Local,
-        String::new(),
-    )
-    .await;
+    let schedules = track_team(&app, &s, &cal).await;
     let sent = wait_for(Duration::from_secs(10), || async {
         let r = hook.requests();
         (!r.is_empty()).then_some(r)
