@@ -221,6 +221,23 @@ impl Application {
                 ))
                 .into());
             }
+            if let crate::config::BackendSettings::Sip(sip) = backend {
+                if sip.replies && (!has_api || sip.app.is_none()) {
+                    return Err(crate::ack::AckError::Config(format!(
+                        "plugin.backends.{name}.replies needs `app` (the Stasis application keys come back through), grafana.oncall.url and grafana.oncall.header_token"
+                    ))
+                    .into());
+                }
+                if let Some(asterisk) = crate::ack::asterisk::Asterisk::new(name, sip)? {
+                    background.push(asterisk.spawn_listener(
+                        ack.clone(),
+                        store.clone(),
+                        wake.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                continue;
+            }
             let crate::config::BackendSettings::Telegram(t) = backend else {
                 continue;
             };

@@ -148,6 +148,27 @@ impl Ack {
         Ok(self.act(channel, user, target, action).await)
     }
 
+    /// Acts on `key`, pressed during the call that delivered notification `id` (OnCall's menu:
+    /// 1 acknowledge, 2 resolve, 3 silence 30 minutes), for the person called; returns what
+    /// to say to them.
+    pub async fn key_press(&self, channel: &str, id: i64, key: &str) -> Result<String, AckError> {
+        let Some(action) = Action::from_key(key) else {
+            return Ok(command::NOT_A_CHOICE.into());
+        };
+        let Some((email, _)) = texts::by_id(&self.store, id).await? else {
+            return Ok(command::GOODBYE.into());
+        };
+        match self
+            .directory
+            .find_for_delivery(&email)
+            .await?
+            .filter(|u| u.active)
+        {
+            Some(user) => self.act_on_notification(channel, &user, id, action).await,
+            None => Ok(command::GOODBYE.into()),
+        }
+    }
+
     /// Handles a text reply from `from` (a phone number) that came through `channel`; returns
     /// the sender and the answer to send back, or `None` for a sender who is not in the
     /// directory (strangers get no answer, so the number cannot be probed).

@@ -1,6 +1,10 @@
 //! What a person may answer to a page: `1`/`a`/`ack`, `2`/`r`/`resolve`, `3`/`s`/`silence`
 //! (`s 120` for two hours), optionally naming the page by its number (`a 17`, `#17 ack`, `17a`).
 
+/// What a caller hears after a key that is not in the menu.
+pub const NOT_A_CHOICE: &str = "That is not a choice. Goodbye.";
+/// What a caller hears when there is nothing to act on.
+pub const GOODBYE: &str = "Goodbye.";
 /// Minutes a bare "silence" lasts, as in OnCall's own phone menu (and the Silence button).
 pub const DEFAULT_SILENCE_MINUTES: u32 = crate::notify::buttons::SILENCE_MINUTES;
 /// Longest silence a reply may ask for: a day, OnCall's longest timed choice.

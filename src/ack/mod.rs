@@ -8,6 +8,7 @@
 
 pub mod acting;
 pub mod api;
+pub mod asterisk;
 pub mod command;
 pub mod links;
 mod matching;

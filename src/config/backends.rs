@@ -400,6 +400,15 @@ pub struct SipSettings {
     /// Longest time the originate request may take.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// Stasis application (an `ari.conf` app name) to originate calls into. Set, the relay
+    /// listens to the app's events: it learns whether each call was answered (so a route step
+    /// can require an answer), then hands the answered call to the dialplan above.
+    pub app: Option<String>,
+    /// Act on the key a person presses during the call (1 acknowledge, 2 resolve, 3 silence
+    /// 30 minutes), which the dialplan hands back with `Stasis(<app>,key,${KEY})`. Needs `app`
+    /// and OnCall's API.
+    #[serde(default)]
+    pub replies: bool,
 }
 
 fn default_sip_endpoint() -> String {

@@ -140,15 +140,13 @@ impl Settings {
     /// `app.hostname` it cannot report either; start-up warns about that rather than refusing,
     /// see `notify::answer::warnings`.)
     fn check_answer_step(&self, kind: &str, i: usize, backend: &str) -> Result<(), ConfigError> {
-        if matches!(
-            self.plugin.backends.get(backend),
-            Some(super::BackendSettings::Twilio(_))
-        ) {
-            return Ok(());
+        match self.plugin.backends.get(backend) {
+            Some(super::BackendSettings::Twilio(_)) => Ok(()),
+            Some(super::BackendSettings::Sip(s)) if s.app.is_some() => Ok(()),
+            _ => Err(ConfigError::Invalid(format!(
+                "option `plugin.routes.{kind}[{i}].require_answer`: backend `{backend}` cannot tell whether a call was answered (only `twilio` backends and `sip` backends with `app` can)"
+            ))),
         }
-        Err(ConfigError::Invalid(format!(
-            "option `plugin.routes.{kind}[{i}].require_answer`: backend `{backend}` cannot tell whether a call was answered (only `twilio` backends can)"
-        )))
     }
 }
 
@@ -183,17 +181,24 @@ mod tests {
 
     #[test]
     fn require_answer_needs_a_backend_that_reports_answers() {
-        let twilio = "    tw:\n      type: twilio\n      account_sid: AC1\n      auth_token: t\n      from: '+15550001111'\n";
+        let twilio = "    tw:\n      type: twilio\n      account_sid: AC1\n      auth_token: t\n      from: '+15550001111'\n    \
+                      pbx:\n      type: sip\n      url: http://pbx:8088\n      username: u\n      password: p\n    \
+                      stasis:\n      type: sip\n      url: http://pbx:8088\n      username: u\n      password: p\n      app: oncall\n";
         let route = |backend: &str, more: &str| {
             format!(
                 "plugin:\n  backends:\n{twilio}    gw:\n      type: webhook\n      url: http://x\n  routes:\n    call:\n      - backend: {backend}\n        require_answer: true\n{more}"
             )
         };
-        let err = load_yaml(&route("gw", ""), vec![]).expect_err("webhook cannot tell");
-        assert!(
-            err.to_string().contains("routes.call[0].require_answer"),
-            "{err}"
-        );
+        for blind in ["gw", "pbx"] {
+            let err = load_yaml(&route(blind, ""), vec![]).expect_err("cannot tell");
+            assert!(
+                err.to_string().contains("routes.call[0].require_answer"),
+                "{blind}: {err}"
+            );
+        }
+        // Asterisk reports on its event stream: no public hostname needed, no warning.
+        let s = load_yaml(&route("stasis", ""), vec![]).expect("sip with app");
+        assert!(crate::notify::answer::warnings(&s).is_empty());
         let err =
             load_yaml(&route("tw", "        answer_timeout: 0s\n"), vec![]).expect_err("zero wait");
         assert!(err.to_string().contains("answer_timeout"), "{err}");

@@ -1,7 +1,7 @@
 //! Whether a call was answered.
 //!
 //! "Delivered" for a call means the provider accepted it. Where the provider reports more
-//! (Twilio's status callbacks), the answer is stored in the notification's `answer`:
+//! (Twilio's status callbacks, an Asterisk Stasis app's channel events), the answer is stored in the notification's `answer`:
 //! `answered`, `no-answer`, `busy`, `failed` or `canceled`.
 //!
 //! A route step with `require_answer` does not finish on acceptance: the notification waits
@@ -53,7 +53,12 @@ pub fn warnings(settings: &crate::config::Settings) -> Vec<String> {
     let mut out = Vec::new();
     for (kind, steps) in &settings.plugin.routes {
         for (i, step) in steps.iter().enumerate() {
-            if step.require_answer {
+            // Asterisk reports on its event stream, which needs no public URL.
+            let asterisk = matches!(
+                settings.plugin.backends.get(&step.backend),
+                Some(crate::config::BackendSettings::Sip(s)) if s.app.is_some()
+            );
+            if step.require_answer && !asterisk {
                 out.push(format!(
                     "`plugin.routes.{kind}[{i}].require_answer` has no effect without `app.hostname`: \
                      Twilio cannot report call status, so a call on `{}` counts as delivered once placed",
@@ -75,6 +80,18 @@ pub fn from_twilio(call_status: &str) -> Option<&'static str> {
         "failed" => Some("failed"),
         "canceled" => Some("canceled"),
         _ => None,
+    }
+}
+
+/// The answer an Asterisk channel that was never answered stands for, by the Q.850 cause
+/// it was hung up with.
+pub fn from_hangup_cause(cause: i64) -> &'static str {
+    match cause {
+        // User busy; call rejected.
+        17 | 21 => "busy",
+        // Normal clearing (the ring timeout), no user responding, no answer.
+        0 | 16 | 18 | 19 => "no-answer",
+        _ => "failed",
     }
 }
 
@@ -102,18 +119,44 @@ pub async fn record(
     answer: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let _guard = store.write_guard().await;
-    let done = sqlx::query(
-        "UPDATE notifications SET answer = $1, updated_at = $2, \
+    write(store, id, attempt, answer, now, false).await
+}
+
+/// Like [`record`], but only while no answer is known: a hang-up after the call was answered
+/// does not undo the answer.
+pub async fn record_unanswered(
+    store: &Store,
+    id: i64,
+    attempt: i64,
+    answer: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    write(store, id, attempt, answer, now, true).await
+}
+
+async fn write(
+    store: &Store,
+    id: i64,
+    attempt: i64,
+    answer: &str,
+    now: i64,
+    only_unanswered: bool,
+) -> Result<bool, sqlx::Error> {
+    const ANY: &str = "UPDATE notifications SET answer = $1, updated_at = $2, \
          due_at = CASE WHEN status = 'awaiting_answer' THEN $2 ELSE due_at END \
-         WHERE id = $3 AND attempts = $4 AND kind = 'call'",
-    )
-    .bind(answer.to_string())
-    .bind(now)
-    .bind(id)
-    .bind(attempt)
-    .execute(store.pool())
-    .await?;
+         WHERE id = $3 AND attempts = $4 AND kind = 'call'";
+    const UNANSWERED: &str = "UPDATE notifications SET answer = $1, updated_at = $2, \
+         due_at = CASE WHEN status = 'awaiting_answer' THEN $2 ELSE due_at END \
+         WHERE id = $3 AND attempts = $4 AND kind = 'call' \
+         AND (answer IS NULL OR answer = 'awaiting')";
+    let _guard = store.write_guard().await;
+    let done = sqlx::query(if only_unanswered { UNANSWERED } else { ANY })
+        .bind(answer.to_string())
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .execute(store.pool())
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 

@@ -1,5 +1,5 @@
 //! Call answered or not: Twilio's signed status callback against a fake Twilio on loopback,
-//! and a route step that requires an answer.
+//! Asterisk's Stasis events against a fake ARI, and a route step that requires an answer.
 
 use std::time::Duration;
 
@@ -239,3 +239,83 @@ async fn a_call_status_is_recorded_without_require_answer(db: Db) {
     app.stop().await;
 }
 db_test!(a_call_status_is_recorded_without_require_answer);
+
+/// Calls go to Asterisk (`pbx`, answer required), then to the `chat` webhook.
+fn asterisk_then_chat(db: &TestDb, pbx: &FakeAsterisk, chat: &Fake) -> Settings {
+    let mut s = settings(db);
+    s.plugin
+        .backends
+        .insert("pbx".into(), BackendSettings::Sip(pbx.backend()));
+    add_webhook(&mut s, "chat", &chat.url);
+    s.plugin.routes.insert(
+        "call".into(),
+        vec![
+            RouteSettings {
+                backend: "pbx".into(),
+                require_answer: true,
+                answer_timeout: Some(Duration::from_secs(60)),
+                ..RouteSettings::default()
+            },
+            RouteSettings {
+                backend: "chat".into(),
+                ..RouteSettings::default()
+            },
+        ],
+    );
+    s
+}
+
+async fn asterisk_events_tell_answered_from_busy(db: Db) {
+    let db = TestDb::new(db).await;
+    let pbx = FakeAsterisk::start().await;
+    let chat = Fake::start().await;
+    // No `app.hostname`: Asterisk's events need no public URL.
+    let app = TestApp::spawn_with_alice(asterisk_then_chat(&db, &pbx, &chat)).await;
+    pbx.wait_listening("oncall-relay").await;
+
+    // Picked up: recorded as answered, and handed to the dialplan that says the message.
+    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
+        .await;
+    let waiting = wait_status(&app, 0, "awaiting_answer").await;
+    let channel = format!("oncall-{}-1", waiting.id);
+    let originate = pbx.wait_request("/ari/channels").await;
+    assert_eq!(originate.param("app"), Some("oncall-relay"));
+    assert_eq!(originate.param("channelId"), Some(channel.as_str()));
+    assert_eq!(originate.param("context"), None, "{originate:?}");
+    pbx.stasis_start(&channel, &[]);
+    let answered = wait_status(&app, 0, "delivered").await;
+    assert_eq!(
+        (answered.backend.as_deref(), answered.answer.as_deref()),
+        (Some("pbx"), Some("answered"))
+    );
+    let handed = pbx
+        .wait_request(&format!("/ari/channels/{channel}/continue"))
+        .await;
+    assert_eq!(
+        (
+            handed.param("context"),
+            handed.param("extension"),
+            handed.param("priority")
+        ),
+        (Some("oncall"), Some("oncall"), Some("1"))
+    );
+    // The hang-up at the end of the call does not undo the answer.
+    pbx.destroyed(&channel, 16);
+
+    // Busy: the step fails and the chat takes over.
+    app.send_ok("/api/v1/make_call", "alice@example.com", "db-2 down")
+        .await;
+    let waiting = wait_status(&app, 1, "awaiting_answer").await;
+    pbx.destroyed(&format!("oncall-{}-1", waiting.id), 17);
+    let moved = wait_status(&app, 1, "delivered").await;
+    assert_eq!(
+        (moved.backend.as_deref(), moved.answer.as_deref()),
+        (Some("chat"), Some("busy")),
+        "{moved:?}"
+    );
+    assert_eq!(chat.requests().len(), 1);
+    let first = app.events().await.into_iter().find(|e| e.id == answered.id);
+    assert_eq!(first.and_then(|e| e.answer), Some("answered".to_string()));
+    app.stop().await;
+}
+db_test!(asterisk_events_tell_answered_from_busy);

@@ -231,7 +231,7 @@ pub async fn voice(
         .and_then(|(_, v)| v.parse::<i64>().ok())
         .ok_or_else(|| ApiError::BadRequest("the URL must name the notification (`n`)".into()))?;
     let said = match crate::ack::command::Action::from_key(param(&params, "Digits")) {
-        None => "That is not a choice. Goodbye.".to_string(),
+        None => crate::ack::command::NOT_A_CHOICE.to_string(),
         Some(action) => {
             // An outgoing call's `To` is the person called.
             let user = match crate::directory::parse_phone(param(&params, "To")) {
@@ -246,7 +246,7 @@ pub async fn voice(
                         .act_on_notification(&channel, &user, id, action)
                         .await?
                 }
-                None => "Goodbye.".to_string(),
+                None => crate::ack::command::GOODBYE.to_string(),
             }
         }
     };

@@ -17,7 +17,7 @@ mod exec;
 pub(crate) mod http;
 mod mattermost;
 mod ntfy;
-mod sip;
+pub(crate) mod sip;
 mod slack;
 mod stdout;
 mod telegram;

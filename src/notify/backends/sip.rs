@@ -6,6 +6,11 @@
 //! cleaned for speech, travels as the channel variable `ONCALL_MESSAGE` (with `ONCALL_KIND`
 //! and `ONCALL_ID`).
 //!
+//! With `app` set, the call is originated into that Stasis application instead, with the
+//! channel id `oncall-<notification id>-<attempt>`: the relay reads the app's events
+//! (`crate::ack::asterisk`), records whether the call was answered, and hands the answered
+//! channel to the dialplan location above.
+//!
 //! 200 means Asterisk originated the call, not that anybody answered. 4xx answers are
 //! permanent (the next route takes over at once) except 408 and 429; 5xx answers and
 //! connection errors are retried.
@@ -32,6 +37,7 @@ pub struct Sip {
     priority: u32,
     caller_id: Option<String>,
     ring_timeout: u64,
+    app: Option<String>,
     templates: Environment<'static>,
     client: reqwest::Client,
 }
@@ -45,15 +51,7 @@ impl Sip {
                 "`url` is required: Asterisk's HTTP address, e.g. http://asterisk:8088".into(),
             ));
         }
-        let base = http::base_url(&s.url, "url").map_err(&bad)?;
-        if base.query().is_some() {
-            return Err(bad("`url` must not carry a query".into()));
-        }
-        // Accept both `http://host:8088` and `http://host:8088/ari`.
-        let root = base.as_str().trim_end_matches('/');
-        let root = root.strip_suffix("/ari").unwrap_or(root);
-        let channels_url =
-            Url::parse(&format!("{root}/ari/channels")).map_err(|e| bad(format!("`url`: {e}")))?;
+        let channels_url = ari_url(&s.url, "channels").map_err(&bad)?;
         if s.username.trim().is_empty() {
             return Err(bad("`username` is required (an ari.conf user)".into()));
         }
@@ -90,6 +88,7 @@ impl Sip {
             priority: s.priority,
             caller_id: present(s.caller_id.as_deref()),
             ring_timeout: s.ring_timeout.as_secs(),
+            app: present(s.app.as_deref()),
             templates,
             client: cx.client.clone(),
         })
@@ -116,10 +115,18 @@ impl Sip {
         let mut url = self.channels_url.clone();
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("endpoint", endpoint)
-                .append_pair("context", &self.context)
-                .append_pair("extension", &self.extension)
-                .append_pair("priority", &self.priority.to_string());
+            q.append_pair("endpoint", endpoint);
+            match &self.app {
+                Some(app) => {
+                    q.append_pair("app", app)
+                        .append_pair("channelId", &channel_id(n.id, n.attempt));
+                }
+                None => {
+                    q.append_pair("context", &self.context)
+                        .append_pair("extension", &self.extension)
+                        .append_pair("priority", &self.priority.to_string());
+                }
+            }
             if let Some(caller_id) = &self.caller_id {
                 q.append_pair("callerId", caller_id);
             }
@@ -129,9 +136,38 @@ impl Sip {
     }
 }
 
+/// The address of ARI resource `resource` (`channels`, `events`) on the Asterisk at `url`,
+/// given as `http://host:8088` or `http://host:8088/ari`.
+pub fn ari_url(url: &str, resource: &str) -> Result<Url, String> {
+    let base = http::base_url(url, "url")?;
+    if base.query().is_some() {
+        return Err("`url` must not carry a query".into());
+    }
+    let root = base.as_str().trim_end_matches('/');
+    let root = root.strip_suffix("/ari").unwrap_or(root);
+    Url::parse(&format!("{root}/ari/{resource}")).map_err(|e| format!("`url`: {e}"))
+}
+
+/// The id of the channel that attempt `attempt` of notification `id` originates.
+pub fn channel_id(id: i64, attempt: i64) -> String {
+    format!("{CHANNEL_PREFIX}{id}-{attempt}")
+}
+
+/// The notification and attempt a channel id made by [`channel_id`] stands for.
+pub fn parse_channel_id(channel: &str) -> Option<(i64, i64)> {
+    let (id, attempt) = channel.strip_prefix(CHANNEL_PREFIX)?.split_once('-')?;
+    Some((id.parse().ok()?, attempt.parse().ok()?))
+}
+
+const CHANNEL_PREFIX: &str = "oncall-";
+
 impl Deliver for Sip {
     fn base(&self) -> &Base {
         &self.base
+    }
+
+    fn reports_answer(&self, n: &Notification) -> bool {
+        self.app.is_some() && n.kind == "call"
     }
 
     async fn deliver(&self, n: &Notification) -> Result<(), DeliveryError> {
@@ -149,5 +185,25 @@ impl Deliver for Sip {
             .body(body.to_string())
             .timeout(self.base.timeout);
         http::send(request, "ARI").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_ids_name_notification_and_attempt() {
+        assert_eq!(channel_id(42, 3), "oncall-42-3");
+        assert_eq!(parse_channel_id("oncall-42-3"), Some((42, 3)));
+        for foreign in [
+            "1700000000.42",
+            "oncall-42",
+            "oncall-x-1",
+            "oncall-1-2-3",
+            "",
+        ] {
+            assert_eq!(parse_channel_id(foreign), None, "{foreign}");
+        }
     }
 }

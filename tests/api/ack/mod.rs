@@ -1,6 +1,7 @@
 //! The acknowledge loop: OnCall's webhooks, replies and buttons, and the actions sent to a
 //! fake OnCall public API. Shared set-up here; one file per channel.
 
+mod asterisk;
 mod chat;
 mod replies;
 mod twilio;

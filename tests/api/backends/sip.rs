@@ -24,6 +24,8 @@ fn sip_settings(fake: &Fake) -> SipSettings {
         caller_id: None,
         ring_timeout: Duration::from_secs(30),
         timeout: Duration::from_secs(2),
+        app: None,
+        replies: false,
     }
 }
 

@@ -1,0 +1,75 @@
+//! Asterisk: a key pressed during a call comes back through the Stasis app's events, acts on
+//! the alert group the call was about, and the answer is left for the dialplan to say.
+
+use oncall_relay::config::{BackendSettings, SipSettings};
+use serde_json::json;
+
+use super::*;
+use crate::db_test;
+
+async fn asterisk_call_keys_act_on_the_page(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let pbx = FakeAsterisk::start().await;
+    let mut s = ack_settings(&db, &oncall);
+    s.plugin.backends.insert(
+        "pbx".into(),
+        BackendSettings::Sip(SipSettings {
+            replies: true,
+            ..pbx.backend()
+        }),
+    );
+    s.plugin.backend = "pbx".into();
+    let app = TestApp::spawn_with_alice(s).await;
+    pbx.wait_listening("oncall-relay").await;
+    paged(&app, GROUP, "Disk full").await;
+    paged(&app, OTHER, "CPU high").await;
+
+    app.send_ok(
+        "/api/v1/make_call",
+        "alice@example.com",
+        "You are invited to check an Alert Group from Grafana OnCall. Alert via Prom with title Disk full triggered 1 times",
+    )
+    .await;
+    pbx.wait_request("/ari/channels").await;
+    let id = app.events().await[0].id;
+    let channel = format!("oncall-{id}-1");
+    pbx.stasis_start(&channel, &[]);
+    pbx.wait_request(&format!("/ari/channels/{channel}/continue"))
+        .await;
+
+    // A key that is not in the menu changes nothing; 2 resolves the group the call was about.
+    pbx.stasis_start(&channel, &["key", "9"]);
+    let not_a_choice = pbx
+        .wait_request(&format!("/ari/channels/{channel}/variable"))
+        .await;
+    assert_eq!(
+        (not_a_choice.param("variable"), not_a_choice.param("value")),
+        (Some("ONCALL_REPLY"), Some("That is not a choice. Goodbye."))
+    );
+    pbx.stasis_start(&channel, &["key", "2"]);
+    let said = wait_for(std::time::Duration::from_secs(10), || async {
+        pbx.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/variable"))
+            .nth(1)
+    })
+    .await;
+    assert_eq!(said.param("value"), Some("Disk full resolved."));
+    assert_eq!(
+        acted(&oncall),
+        [format!("/api/v1/alert_groups/{GROUP}/resolve")]
+    );
+    // After each key the call goes on at the dialplan's next priority.
+    let requests = pbx.requests();
+    let last = requests.last().expect("requests");
+    assert_eq!(
+        (last.path.as_str(), last.query.is_empty()),
+        (format!("/ari/channels/{channel}/continue").as_str(), true)
+    );
+    let log = actions(&app).await;
+    assert_eq!(log[0].channel, "voice:pbx");
+    assert_eq!(json!(log[0].outcome), json!("done"));
+    app.stop().await;
+}
+db_test!(asterisk_call_keys_act_on_the_page);
