@@ -243,3 +243,55 @@ async fn commit_loop(
     }
     while running.join_next().await.is_some() {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::Kind;
+    use crate::notify::refusals::Reason;
+
+    #[tokio::test]
+    async fn refusals_beyond_the_buffer_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = crate::config::DbSettings {
+            driver: crate::config::Driver::Sqlite,
+            path: dir.path().join("r.db").display().to_string(),
+            ..Default::default()
+        };
+        let store = Store::connect(&db).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let metrics = Arc::new(Metrics::default());
+        let (acceptor, committer) = Acceptor::spawn(
+            store.clone(),
+            &QueueSettings::default(),
+            Arc::new(Notify::new()),
+            metrics.clone(),
+        );
+        // On this single-threaded runtime the committer cannot run during the loop, so the
+        // buffer fills up exactly: what does not fit is dropped, and the answer never waits.
+        let extra = 100;
+        for i in 0..refusals::BUFFER + extra {
+            acceptor.refuse(Refusal::new(
+                Kind::Call,
+                &format!("nobody{i}@example.com"),
+                "db-1 down",
+                Reason::UserNotFound,
+            ));
+        }
+        drop(acceptor);
+        committer.await.expect("committer");
+        let (stored,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM notifications WHERE status = 'refused'")
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+        assert_eq!(stored, refusals::BUFFER as i64);
+        let text = String::from_utf8_lossy(&metrics.render(0)).into_owned();
+        assert!(
+            text.contains(&format!(
+                "oncall_relay_refusals_dropped_total{{reason=\"user-not-found\"}} {extra}"
+            )),
+            "{text}"
+        );
+    }
+}
