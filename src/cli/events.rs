@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use oncall_relay::ack::registry;
 use oncall_relay::config::Settings;
-use oncall_relay::notify::{EventFilter, events};
+use oncall_relay::notify::{EventFilter, breaker, events};
 use oncall_relay::store::{format_ms, now_ms};
 
 use super::output::{outln, print_json};
@@ -47,6 +47,20 @@ pub enum EventsCommand {
         #[command(flatten)]
         format: ListFormat,
     },
+    /// List the changes of the backends' circuit breakers (opened, half-open, closed).
+    Circuits {
+        /// Only since this long ago (e.g. 1h, 2d) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this backend.
+        #[arg(long)]
+        backend: Option<String>,
+        /// At most this many changes.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        format: ListFormat,
+    },
 }
 
 /// Runs an `events` subcommand against the configured database.
@@ -70,6 +84,18 @@ pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
             let since = since.as_deref().map(parse_since).transpose()?;
             let actions = registry::actions(&store, user.as_deref(), since, limit).await?;
             print_actions(&actions, format.json)?;
+            store.close().await;
+            return Ok(());
+        }
+        EventsCommand::Circuits {
+            since,
+            backend,
+            limit,
+            format,
+        } => {
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let changes = breaker::changes(&store, backend.as_deref(), since, limit).await?;
+            print_circuit_changes(&changes, format.json)?;
             store.close().await;
             return Ok(());
         }
@@ -137,6 +163,32 @@ fn print_actions(actions: &[registry::ActionRecord], json: bool) -> anyhow::Resu
             a.action,
             a.outcome,
             a.detail.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn print_circuit_changes(changes: &[breaker::CircuitChange], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(changes);
+    }
+    outln!(
+        "{:<24} {:<16} {:<10} {:<8} {:<24} ERROR",
+        "TIME",
+        "BACKEND",
+        "STATE",
+        "FAILURES",
+        "OPEN UNTIL"
+    );
+    for c in changes {
+        outln!(
+            "{:<24} {:<16} {:<10} {:<8} {:<24} {}",
+            format_ms(c.changed_at),
+            c.backend,
+            c.state,
+            c.failures,
+            c.open_until.map(format_ms).unwrap_or_else(|| "-".into()),
+            c.error.as_deref().unwrap_or("")
         );
     }
     Ok(())

@@ -5,8 +5,8 @@
 //! 4xx shows the backend alive). At `queue.breaker_failures` it opens: the backend is skipped
 //! for `queue.breaker_cooldown`, then half-open: one probe goes through, and its outcome closes
 //! or re-opens the breaker. Decisions come from this process's memory; every change is also
-//! logged, counted in `/metrics` and written to `backend_circuits` for the admin API and
-//! `notify test`.
+//! logged, counted in `/metrics`, written to `backend_circuits` for the admin API and
+//! `notify test`, and kept as a row of `circuit_changes` (`events circuits`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -117,7 +117,7 @@ impl Guards {
     /// Guards for `settings`, writing breaker changes to `store` in the background.
     pub(crate) fn new(settings: &QueueSettings, store: Store, metrics: Arc<Metrics>) -> Guards {
         let (writes, rx) = mpsc::channel(PENDING_WRITES);
-        tokio::spawn(write_loop(store, rx));
+        tokio::spawn(write_loop(store, rx, settings.retention));
         Guards {
             settings: settings.clone(),
             circuits: Mutex::default(),
@@ -253,16 +253,45 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<CircuitRecord>) {
+async fn write_loop(
+    store: Store,
+    mut rx: mpsc::Receiver<CircuitRecord>,
+    retention: std::time::Duration,
+) {
     while let Some(r) = rx.recv().await {
-        if let Err(e) = save(&store, &r).await {
+        if let Err(e) = save(&store, &r, retention).await {
             tracing::warn!(error = %e, backend = %r.backend, "cannot record the circuit breaker's state");
         }
     }
 }
 
-async fn save(store: &Store, r: &CircuitRecord) -> Result<(), sqlx::Error> {
+async fn save(
+    store: &Store,
+    r: &CircuitRecord,
+    retention: std::time::Duration,
+) -> Result<(), sqlx::Error> {
     let _guard = store.write_guard().await;
+    let mut tx = store.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO circuit_changes (backend, state, failures, open_until, error, changed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(r.backend.clone())
+    .bind(r.state.clone())
+    .bind(r.failures)
+    .bind(r.open_until)
+    .bind(r.last_error.clone())
+    .bind(r.changed_at)
+    .execute(&mut *tx)
+    .await?;
+    // Changes are rare (one per cool-down at most), so trimming here keeps the history
+    // bounded without a purge task of its own.
+    if !retention.is_zero() {
+        sqlx::query("DELETE FROM circuit_changes WHERE changed_at < $1")
+            .bind(r.changed_at - retention.as_millis() as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO backend_circuits (backend, state, failures, opens, open_until, last_error, changed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (backend) DO UPDATE SET state = $2, failures = $3, \
@@ -275,9 +304,45 @@ async fn save(store: &Store, r: &CircuitRecord) -> Result<(), sqlx::Error> {
     .bind(r.open_until)
     .bind(r.last_error.clone())
     .bind(r.changed_at)
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await
+}
+
+/// One change of a backend's circuit breaker, from `circuit_changes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow, utoipa::ToSchema)]
+pub struct CircuitChange {
+    /// The backend's name.
+    pub backend: String,
+    /// The state it changed to: `closed`, `open` or `half_open`.
+    pub state: String,
+    /// Failures in a row at the change.
+    pub failures: i64,
+    /// While open, when the next probe may go (Unix ms).
+    pub open_until: Option<i64>,
+    /// The failure that opened it.
+    pub error: Option<String>,
+    /// When it changed (Unix ms).
+    pub changed_at: i64,
+}
+
+/// Breaker changes since `since` (Unix ms), of `backend` when given, newest first.
+pub async fn changes(
+    store: &Store,
+    backend: Option<&str>,
+    since: Option<i64>,
+    limit: usize,
+) -> Result<Vec<CircuitChange>, sqlx::Error> {
+    sqlx::query_as::<_, CircuitChange>(
+        "SELECT backend, state, failures, open_until, error, changed_at FROM circuit_changes \
+         WHERE ($1 = '' OR backend = $1) AND changed_at >= $2 \
+         ORDER BY changed_at DESC, id DESC LIMIT $3",
+    )
+    .bind(backend.unwrap_or("").to_string())
+    .bind(since.unwrap_or(0))
+    .bind(limit.min(10_000) as i64)
+    .fetch_all(store.pool())
+    .await
 }
 
 /// Every backend's breaker as last recorded, by name.
@@ -358,5 +423,68 @@ mod tests {
         assert!(g.try_slot("other").is_some(), "each backend has its own");
         drop(a);
         assert!(g.try_slot("gw").is_some());
+    }
+
+    /// Waits for the background writer until `store` holds `n` changes; returns them.
+    async fn changes_when(store: &Store, n: usize) -> Vec<CircuitChange> {
+        for _ in 0..250 {
+            let got = changes(store, None, None, 100).await.expect("changes");
+            if got.len() == n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "never {n} changes: {:?}",
+            changes(store, None, None, 100).await
+        );
+    }
+
+    #[tokio::test]
+    async fn every_change_is_kept_for_the_retention() {
+        let (_, dir) = guards(1).await;
+        let db = crate::config::DbSettings {
+            driver: crate::config::Driver::Sqlite,
+            path: dir.path().join("b.db").display().to_string(),
+            ..Default::default()
+        };
+        let store = Store::connect(&db).await.expect("connect");
+        let settings = QueueSettings {
+            breaker_failures: 1,
+            breaker_cooldown: Duration::from_secs(10),
+            retention: Duration::from_secs(60),
+            ..QueueSettings::default()
+        };
+        let g = Guards::new(&settings, store.clone(), Arc::new(Metrics::default()));
+        g.record("gw", Err("HTTP 503"), 1_000);
+        assert_eq!(g.admit("gw", 11_000), Admit::Pass);
+        g.record("gw", Ok(()), 11_500);
+        let got = changes_when(&store, 3).await;
+        let seen: Vec<_> = got
+            .iter()
+            .map(|c| (c.state.as_str(), c.changed_at, c.error.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("closed", 11_500, None),
+                ("half_open", 11_000, None),
+                ("open", 1_000, Some("HTTP 503"))
+            ]
+        );
+        assert_eq!(got[2].open_until, Some(11_000));
+        assert!(
+            changes(&store, Some("other"), None, 10)
+                .await
+                .expect("other")
+                .is_empty()
+        );
+        // A change a retention later trims what came before it.
+        g.record("gw", Err("HTTP 502"), 100_000);
+        let got = changes_when(&store, 1).await;
+        assert_eq!(
+            (got[0].state.as_str(), got[0].changed_at),
+            ("open", 100_000)
+        );
     }
 }

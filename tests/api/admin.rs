@@ -235,6 +235,7 @@ async fn openapi_document_lists_every_admin_route() {
         ("/schedules/{key}", "delete"),
         ("/events", "get"),
         ("/circuits", "get"),
+        ("/circuits/changes", "get"),
         ("/oncall", "get"),
     ] {
         assert!(

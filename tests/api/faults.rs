@@ -211,6 +211,39 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
     assert_eq!(outcomes(probe), [("voice", "delivered")]);
     assert_eq!(flaky.requests().len(), 4);
     circuits_when(&app, "closed").await;
+
+    // Every change stays on record: opened (and why), half-open, closed.
+    let resp = app
+        .client
+        .get(app.url("/api/admin/v1/circuits/changes?backend=voice"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("changes");
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 200, "{body}");
+    let states: Vec<&str> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|c| c["state"].as_str())
+        .collect();
+    assert_eq!(states, ["closed", "half_open", "open"], "{body}");
+    assert!(
+        body["results"][2]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{body}"
+    );
+    let bad_limit = app
+        .client
+        .get(app.url("/api/admin/v1/circuits/changes?limit=x"))
+        .bearer_auth(ADMIN);
+    assert_eq!(status_of(bad_limit).await, 400);
+    app.stop().await;
+    let listed = relay_json(&db, &["events", "circuits", "--json", "--backend", "voice"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    assert_eq!(listed[2]["state"], "open");
 }
 db_test!(a_failing_backend_is_skipped_for_a_cool_down_then_probed);
 

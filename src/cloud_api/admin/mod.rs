@@ -50,6 +50,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tracking::on_call_now))
         .routes(routes!(tracking::list_events))
         .routes(routes!(tracking::list_circuits))
+        .routes(routes!(tracking::list_circuit_changes))
         .routes(routes!(profile::profile))
         .routes(routes!(profile::flamegraph))
 }

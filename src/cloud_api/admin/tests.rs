@@ -44,6 +44,7 @@ fn openapi_lists_every_admin_route() {
         "delete /schedules/{key}",
         "get /events",
         "get /circuits",
+        "get /circuits/changes",
         "get /oncall",
         "get /debug/pprof/profile",
         "get /debug/pprof/flamegraph",

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{Invalid, Missing, Page};
 use crate::cloud_api::{ApiError, AppState};
 use crate::heartbeat::Integration;
-use crate::notify::breaker::{self, CircuitRecord};
+use crate::notify::breaker::{self, CircuitChange, CircuitRecord};
 use crate::notify::{EventFilter, NotificationRecord, NotifyError, events};
 use crate::schedules::{NewSchedule, OnCallNow, Schedule, Transport};
 
@@ -172,6 +172,41 @@ pub(super) async fn list_circuits(
         .await
         .map_err(NotifyError::from)?;
     Ok(Json(circuits.into()))
+}
+
+/// Filters of the circuit breakers' changes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct CircuitChangesQuery {
+    /// Only this backend.
+    backend: Option<String>,
+    /// Only changes at or after this time (Unix ms).
+    since: Option<i64>,
+    /// At most this many, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+}
+
+/// Changes of the backends' circuit breakers, newest first
+///
+/// Each time a breaker opened (with the failure that opened it), let a probe through
+/// (`half_open`) or closed, kept for `queue.retention`.
+#[utoipa::path(
+    get, path = "/circuits/changes", tag = "backends",
+    params(CircuitChangesQuery),
+    responses((status = 200, body = Page<CircuitChange>), Invalid)
+)]
+pub(super) async fn list_circuit_changes(
+    State(state): State<AppState>,
+    query: Result<Query<CircuitChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page<CircuitChange>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let changes = breaker::changes(&state.store, q.backend.as_deref(), q.since, limit)
+        .await
+        .map_err(NotifyError::from)?;
+    Ok(Json(changes.into()))
 }
 
 /// Notifications, newest first, with every delivery attempt
