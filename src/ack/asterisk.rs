@@ -9,15 +9,17 @@
 //! - `ChannelDestroyed` for a call nobody answered, with the hang-up cause: busy, no answer or
 //!   failed.
 //!
-//! The dialplan may read a key and come back with `Stasis(<app>,key,${KEY})`: with `replies`
-//! on, the key acts on the alert group (1 acknowledge, 2 resolve, 3 silence 30 minutes), the
-//! answer to say is put in the channel variable `ONCALL_REPLY`, and the channel continues at
-//! the dialplan's next priority.
+//! The dialplan may read a key and come back with `Stasis(<app>,key,${KEY})`, or come back with
+//! `Stasis(<app>,keys)` and let the relay take the next key from the event stream
+//! (`ChannelDtmfReceived`). With `replies` on, the key acts on the alert group (1 acknowledge,
+//! 2 resolve, 3 silence 30 minutes), the answer to say is put in the channel variable
+//! `ONCALL_REPLY`, and the channel continues at the dialplan's next priority.
 //!
 //! Asterisk lets one connection read an app's events, so a lease makes sure one replica at a
 //! time listens to each backend's app.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -67,6 +69,8 @@ struct Event {
     channel: Option<Channel>,
     #[serde(default)]
     cause: Option<i64>,
+    #[serde(default)]
+    digit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +130,7 @@ impl Asterisk {
                         ack: &ack,
                         store: &store,
                         wake: &wake,
+                        waiting_for_key: Mutex::default(),
                     };
                     match listener.listen(&lease_name, &holder, &shutdown).await {
                         Ok(()) => {
@@ -216,6 +221,9 @@ struct Listener<'a> {
     ack: &'a Ack,
     store: &'a Store,
     wake: &'a Notify,
+    /// Channels waiting in the app for a key (`Stasis(<app>,keys)`). A key pressed anywhere
+    /// else (the dialplan's own `Read()`) is the dialplan's business, never acted on twice.
+    waiting_for_key: Mutex<HashSet<String>>,
 }
 
 impl Listener<'_> {
@@ -276,14 +284,22 @@ impl Listener<'_> {
             return;
         };
         let ours = parse_channel_id(&channel.id);
+        let first_arg = event.args.first().map(String::as_str);
         match (event.kind.as_str(), ours) {
-            ("StasisStart", Some((id, _))) if event.args.first().is_some_and(|a| a == "key") => {
+            ("StasisStart", Some((id, _))) if first_arg == Some("key") => {
                 let key = event.args.get(1).cloned().unwrap_or_default();
-                // Acting asks OnCall's API; the stream is not held up meanwhile.
-                let (asterisk, ack) = (a.clone(), self.ack.clone());
-                tokio::spawn(async move {
-                    asterisk.key_pressed(&ack, &channel.id, id, &key).await;
-                });
+                self.act_on_key(channel.id, id, key);
+            }
+            ("StasisStart", Some(_)) if first_arg == Some("keys") => {
+                lock(&self.waiting_for_key).insert(channel.id);
+            }
+            ("ChannelDtmfReceived", Some((id, _))) => {
+                if lock(&self.waiting_for_key).remove(&channel.id) {
+                    self.act_on_key(channel.id, id, event.digit.unwrap_or_default());
+                }
+            }
+            ("StasisEnd", _) => {
+                lock(&self.waiting_for_key).remove(&channel.id);
             }
             ("StasisStart", Some((id, attempt))) => {
                 self.record(id, attempt, answer::ANSWERED, false).await;
@@ -292,11 +308,21 @@ impl Listener<'_> {
             // Not a call of this relay's: whoever sent it here gets it back.
             ("StasisStart", None) => a.continue_in_dialplan(&channel.id, false).await,
             ("ChannelDestroyed", Some((id, attempt))) => {
+                lock(&self.waiting_for_key).remove(&channel.id);
                 let unanswered = answer::from_hangup_cause(event.cause.unwrap_or(0));
                 self.record(id, attempt, unanswered, true).await;
             }
             _ => {}
         }
+    }
+
+    /// Acts on `key` pressed during the call of notification `id`. Acting asks OnCall's API,
+    /// so it runs on its own and the stream is not held up meanwhile.
+    fn act_on_key(&self, channel: String, id: i64, key: String) {
+        let (asterisk, ack) = (self.asterisk.clone(), self.ack.clone());
+        tokio::spawn(async move {
+            asterisk.key_pressed(&ack, &channel, id, &key).await;
+        });
     }
 
     async fn record(&self, id: i64, attempt: i64, what: &str, only_unanswered: bool) {
@@ -348,6 +374,10 @@ impl Asterisk {
         }
         self.continue_in_dialplan(channel, false).await;
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Asterisk: a key pressed during a call comes back through the Stasis app's events, acts on
-//! the alert group the call was about, and the answer is left for the dialplan to say.
+//! Asterisk: a key pressed during a call comes back through the Stasis app's events (handed
+//! back by the dialplan, or as DTMF while the call waits in the app), acts on the alert group
+//! the call was about, and the answer is left for the dialplan to say.
 
 use oncall_relay::config::{BackendSettings, SipSettings};
 use serde_json::json;
@@ -70,6 +71,29 @@ async fn asterisk_call_keys_act_on_the_page(db: Db) {
     let log = actions(&app).await;
     assert_eq!(log[0].channel, "voice:pbx");
     assert_eq!(json!(log[0].outcome), json!("done"));
+
+    // Or the key comes on the event stream, while the call waits in the app for it. A key
+    // pressed elsewhere (the dialplan's own Read) is not acted on.
+    pbx.dtmf(&channel, "1");
+    pbx.stasis_start(&channel, &["keys"]);
+    pbx.dtmf(&channel, "1");
+    let said = wait_for(std::time::Duration::from_secs(10), || async {
+        pbx.requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/variable"))
+            .nth(2)
+    })
+    .await;
+    assert!(
+        said.param("value")
+            .is_some_and(|v| v.contains("acknowledge")),
+        "{said:?}"
+    );
+    assert_eq!(acted(&oncall).len(), 2, "{:?}", acted(&oncall));
+    assert_eq!(
+        acted(&oncall)[1],
+        format!("/api/v1/alert_groups/{GROUP}/acknowledge")
+    );
     app.stop().await;
 }
 db_test!(asterisk_call_keys_act_on_the_page);

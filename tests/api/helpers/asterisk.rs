@@ -111,6 +111,14 @@ impl FakeAsterisk {
         }));
     }
 
+    /// `ChannelDtmfReceived`: `digit` pressed on channel `id`.
+    pub fn dtmf(&self, id: &str, digit: &str) {
+        self.send(json!({
+            "type": "ChannelDtmfReceived", "digit": digit, "duration_ms": 120,
+            "channel": {"id": id, "state": "Up"},
+        }));
+    }
+
     /// `ChannelDestroyed` of channel `id` with hang-up cause `cause`.
     pub fn destroyed(&self, id: &str, cause: i64) {
         self.send(json!({
