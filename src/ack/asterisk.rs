@@ -293,10 +293,11 @@ impl Listener<'_> {
             ("StasisStart", Some(_)) if first_arg == Some("keys") => {
                 lock(&self.waiting_for_key).insert(channel.id);
             }
-            ("ChannelDtmfReceived", Some((id, _))) => {
-                if lock(&self.waiting_for_key).remove(&channel.id) {
-                    self.act_on_key(channel.id, id, event.digit.unwrap_or_default());
-                }
+            // Taken out of the waiting set as it is acted on: one key per wait.
+            ("ChannelDtmfReceived", Some((id, _)))
+                if lock(&self.waiting_for_key).remove(&channel.id) =>
+            {
+                self.act_on_key(channel.id, id, event.digit.unwrap_or_default());
             }
             ("StasisEnd", _) => {
                 lock(&self.waiting_for_key).remove(&channel.id);
