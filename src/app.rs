@@ -324,6 +324,19 @@ impl Application {
                     _ => None,
                 })
                 .collect(),
+            mattermost_commands: settings
+                .plugin
+                .backends
+                .iter()
+                .filter_map(|(name, b)| match b {
+                    crate::config::BackendSettings::Mattermost(m) => m
+                        .command_token
+                        .clone()
+                        .filter(|s| !s.expose().is_empty())
+                        .map(|s| (name.clone(), s)),
+                    _ => None,
+                })
+                .collect(),
         });
         let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);
         Ok(Application {

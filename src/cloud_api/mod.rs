@@ -88,6 +88,8 @@ pub struct Inner {
     pub sms_replies: std::collections::BTreeMap<String, crate::config::ReplySettings>,
     /// Signing secrets of Slack apps whose buttons post clicks, by backend name.
     pub slack_secrets: std::collections::BTreeMap<String, crate::config::Secret>,
+    /// Tokens of Mattermost slash commands (`/oncall`), by backend name.
+    pub mattermost_commands: std::collections::BTreeMap<String, crate::config::Secret>,
 }
 
 impl AppState {
@@ -159,6 +161,10 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         .route("/hooks/sms/{backend}", post(hooks::sms::reply))
         .route("/hooks/slack/{backend}", post(hooks::slack::click))
         .route("/hooks/mattermost", post(hooks::mattermost::click))
+        .route(
+            "/hooks/mattermost/{backend}/command",
+            post(hooks::mattermost::command),
+        )
         .route(
             "/act/{token}",
             get(hooks::act::confirm).post(hooks::act::act),

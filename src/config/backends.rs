@@ -203,6 +203,9 @@ pub struct MattermostSettings {
     /// Request timeout.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// Token of a Mattermost slash command (`/oncall`) whose request URL is
+    /// `<app.hostname><app.path_prefix>/hooks/mattermost/<backend>/command`.
+    pub command_token: Option<Secret>,
 }
 
 impl Default for MattermostSettings {
@@ -212,6 +215,7 @@ impl Default for MattermostSettings {
             username: None,
             channel: None,
             timeout: default_timeout(),
+            command_token: None,
         }
     }
 }

@@ -238,6 +238,14 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
         },
     );
     s.plugin.backends.insert("tg".into(), bot(api_base));
+    s.plugin.backends.insert(
+        "mm".into(),
+        BackendSettings::Mattermost(oncall_relay::config::MattermostSettings {
+            url: Secret(oncall.url.clone()),
+            command_token: Some(Secret("mm-command-token".into())),
+            ..Default::default()
+        }),
+    );
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
         .await;
@@ -264,6 +272,39 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
     let text = answer[0]["text"].as_str().expect("text");
     assert!(text.starts_with("Platform: "), "{text}");
     assert!(text.contains("(until "), "{text}");
+
+    // Mattermost's slash command, with its token; a wrong one gets nothing.
+    let slash = |token: &str| {
+        let body = serde_urlencoded::to_string([
+            ("token", token),
+            ("command", "/oncall"),
+            ("text", ""),
+            ("user_name", "alice"),
+        ])
+        .expect("form");
+        app.client
+            .post(app.url("/hooks/mattermost/mm/command"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let (status, answer) = json_of(slash("mm-command-token").send().await.expect("sent")).await;
+    assert_eq!(
+        (status, &answer["response_type"]),
+        (200, &json!("ephemeral"))
+    );
+    assert!(
+        answer["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Platform: ")),
+        "{answer}"
+    );
+    let (status, refused) = json_of(slash("guess").send().await.expect("sent")).await;
+    assert_eq!(
+        (status, refused),
+        (403, json!({"detail": "Invalid token."}))
+    );
+    let other = app.client.post(app.url("/hooks/mattermost/tg/command"));
+    assert_eq!(status_of(other).await, 404);
     app.stop().await;
 }
 db_test!(who_is_on_call_answers_in_telegram_and_the_admin_api);
@@ -276,9 +317,8 @@ async fn mattermost_buttons_act_for_the_paged_member_only(db: Db) {
     s.app.hostname = "https://relay.example.org".into();
     let hook = BackendSettings::Mattermost(oncall_relay::config::MattermostSettings {
         url: Secret(chat.url.clone()),
-        username: None,
-        channel: None,
         timeout: std::time::Duration::from_secs(2),
+        ..Default::default()
     });
     let (app, _) = paged_through(s, "mm", hook, ("mattermost", "@alice")).await;
     let post = wait_for(std::time::Duration::from_secs(10), || async {

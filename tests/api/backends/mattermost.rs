@@ -14,6 +14,7 @@ fn hook(fake: &Fake) -> MattermostSettings {
         username: Some("OnCall".into()),
         channel: Some("oncall-alerts".into()),
         timeout: Duration::from_secs(2),
+        command_token: None,
     }
 }
 
