@@ -1,5 +1,5 @@
 //! OnCall's public API, the part the acknowledge loop uses: act on an alert group, leave a
-//! resolution note, read an alert group.
+//! resolution note, read an alert group, and who is on call in OnCall's schedules.
 //!
 //! The token goes out as the raw `Authorization` value, as OnCall expects; it is never logged
 //! and never part of an error text, and neither is the URL.
@@ -164,10 +164,43 @@ impl OncallApi {
         if !is_alert_group_id(id) {
             return Ok(None);
         }
-        let url = self.url(&format!("api/v1/alert_groups/{id}"))?;
+        self.get(&format!("api/v1/alert_groups/{id}")).await
+    }
+
+    /// OnCall's schedules with who is on call in each now (`on_call_now`), page after page.
+    pub async fn schedules(&self) -> Result<Vec<OncallSchedule>, AckError> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            // Page numbers, not the `next` URL OnCall gives: the token goes to this origin only.
+            let Some(found) = self
+                .get::<SchedulesPage>(&format!("api/v1/schedules/?page={page}"))
+                .await?
+            else {
+                break;
+            };
+            all.extend(found.results);
+            if found.next.is_none() {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The OnCall user with public id `id`, or `None` when OnCall does not know it.
+    pub async fn user(&self, id: &str) -> Result<Option<OncallUser>, AckError> {
+        let plausible =
+            !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !plausible {
+            return Ok(None);
+        }
+        self.get(&format!("api/v1/users/{id}/")).await
+    }
+
+    /// `GET path`, read as `T`; `None` for a 404.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, AckError> {
         let response = self
             .http
-            .get(url)
+            .get(self.url(path)?)
             .header("Authorization", &self.token)
             .send()
             .await
@@ -175,13 +208,48 @@ impl OncallApi {
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => response
-                .json::<AlertGroup>()
+                .json::<T>()
                 .await
                 .map(Some)
-                .map_err(|e| AckError::Oncall(format!("unreadable alert group: {e}"))),
+                .map_err(|e| AckError::Oncall(format!("unreadable answer: {e}"))),
             s => Err(AckError::Oncall(format!("OnCall answered {s}"))),
         }
     }
+}
+
+/// Most pages of schedules read at once (OnCall pages by 50).
+const MAX_PAGES: u32 = 20;
+
+/// One of OnCall's schedules, as `GET /api/v1/schedules/` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OncallSchedule {
+    /// Its public id.
+    pub id: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// Public ids of the users on call now.
+    #[serde(default)]
+    pub on_call_now: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SchedulesPage {
+    #[serde(default)]
+    results: Vec<OncallSchedule>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// A user of OnCall's, as `GET /api/v1/users/<id>/` shows them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OncallUser {
+    /// Email.
+    #[serde(default)]
+    pub email: String,
+    /// Grafana username.
+    #[serde(default)]
+    pub username: String,
 }
 
 /// Whether `id` has the shape of an alert group's public key (`I` + 12 of `A-NP-Z1-9`), so that

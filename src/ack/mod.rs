@@ -12,6 +12,7 @@ pub mod asterisk;
 pub mod command;
 pub mod links;
 mod matching;
+mod on_call;
 pub mod registry;
 pub mod slack;
 pub mod telegram;
@@ -99,13 +100,9 @@ impl Ack {
         self
     }
 
-    /// Who is on call now, one line per tracked schedule.
+    /// Who is on call now, one line per schedule (tracked calendars, then OnCall's own).
     pub async fn on_call_text(&self) -> Result<String, AckError> {
-        let Some(schedules) = &self.schedules else {
-            return Ok("No schedules are tracked.".into());
-        };
-        let now = schedules.on_call_now().await?;
-        Ok(crate::schedules::on_call::text(&now))
+        Ok(crate::schedules::on_call::text(&self.on_call_now().await?))
     }
 
     /// Turns on one-click links under `public_root` (ends with `/`), signed with `key`.

@@ -32,7 +32,7 @@ use crate::store::{Store, StoreError};
 use crate::tasks::{FirstRun, spawn_periodic};
 
 use fetch::{Cached, HTTP_TIMEOUT};
-pub use on_call::OnCallNow;
+pub use on_call::{OnCallNow, Source as OnCallSource};
 pub use state::{OnDuty, OnDutyPerson, resolve};
 
 /// Errors of the schedules module.

@@ -16,6 +16,19 @@ pub struct OnCallNow {
     pub people: Vec<OnDutyPerson>,
     /// Whether this is what the calendar says now, or the last good state.
     pub state: StateStatus,
+    /// Where it comes from: a tracked calendar, or OnCall's API (whose people have
+    /// `shift_end` 0: the API does not tell).
+    pub source: Source,
+}
+
+/// Where an answer to "who is on call" comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A tracked schedule's iCal export.
+    Calendar,
+    /// OnCall's public API (`GET /api/v1/schedules/`, `on_call_now`).
+    Oncall,
 }
 
 impl From<Schedule> for OnCallNow {
@@ -31,6 +44,7 @@ impl From<Schedule> for OnCallNow {
             name: s.display_name().to_string(),
             people,
             state: s.state,
+            source: Source::Calendar,
         }
     }
 }
@@ -59,7 +73,10 @@ pub fn text(now: &[OnCallNow]) -> String {
             } else {
                 s.people
                     .iter()
-                    .map(|p| format!("{} (until {})", p.name, format_ms(p.shift_end)))
+                    .map(|p| match p.shift_end {
+                        0 => p.name.clone(),
+                        end => format!("{} (until {})", p.name, format_ms(end)),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -77,13 +94,13 @@ pub fn text(now: &[OnCallNow]) -> String {
 mod tests {
     use super::*;
 
-    fn person(name: &str) -> OnDutyPerson {
+    fn person(name: &str, shift_end: i64) -> OnDutyPerson {
         OnDutyPerson {
             key: name.to_lowercase(),
             email: None,
             user_id: None,
             name: name.into(),
-            shift_end: 0,
+            shift_end,
         }
     }
 
@@ -93,14 +110,23 @@ mod tests {
             OnCallNow {
                 schedule: "p".into(),
                 name: "Platform".into(),
-                people: vec![person("Alice")],
+                people: vec![person("Alice", 3_600_000)],
                 state: StateStatus::Current,
+                source: Source::Calendar,
             },
             OnCallNow {
                 schedule: "d".into(),
                 name: "DB".into(),
                 people: vec![],
                 state: StateStatus::LastGood,
+                source: Source::Calendar,
+            },
+            OnCallNow {
+                schedule: "oncall:S1".into(),
+                name: "Web".into(),
+                people: vec![person("Bob", 0)],
+                state: StateStatus::Current,
+                source: Source::Oncall,
             },
         ];
         let text = text(&now);
@@ -109,9 +135,11 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with("DB: nobody [last known: the calendar cannot be read]"),
+            text.contains("\nDB: nobody [last known: the calendar cannot be read]\n"),
             "{text}"
         );
+        // OnCall's API does not tell when a shift ends.
+        assert!(text.ends_with("\nWeb: Bob"), "{text}");
         assert_eq!(super::text(&[]), "No schedules are tracked.");
     }
 }

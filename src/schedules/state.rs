@@ -69,7 +69,16 @@ pub fn resolve(shifts: &[ical::Shift], directory: &Snapshot) -> OnDuty {
                 .strip_prefix('[')
                 .and_then(|rest| rest.split_once(']'))
                 .map_or(text, |(_, rest)| rest.trim());
-            let user = match match_name(&[text, bare], directory.users()) {
+            // A SUMMARY that is an email (OnCall writes the username, people write either)
+            // is looked up as one first.
+            let by_email = bare
+                .contains('@')
+                .then(|| directory.by_email(bare))
+                .flatten();
+            let user = match by_email.map_or_else(
+                || match_name(&[text, bare], directory.users()),
+                NameMatch::One,
+            ) {
                 NameMatch::One(user) => Some(user),
                 NameMatch::None => {
                     out.unknown.push(text.to_string());
@@ -292,6 +301,11 @@ impl Schedules {
         };
         // Evaluated after the fetch: a replica whose evaluation is older than the stored
         // change (`changed_at`) must not move the state back (see the UPDATEs below).
+        // A person added or renamed since the last poll is named right: the check is one
+        // small query when nothing changed.
+        if let Err(e) = self.directory.refresh().await {
+            tracing::debug!(error = %e, "cannot refresh the directory; names as last read");
+        }
         let now = now_ms();
         let mut on_duty = resolve(&calendar.at(now), &self.directory.snapshot());
         on_duty.warnings.clone_from(&calendar.warnings);
@@ -462,6 +476,15 @@ mod tests {
         assert_eq!(matched("ALICE", &users), "alice");
         assert_eq!(matched("alice smith", &users), "alice");
         assert_eq!(matched("bob", &users), "bob");
+    }
+
+    #[test]
+    fn schedules_summary_that_is_an_email_matches_that_person() {
+        // Bob's display name is Alice's email: the email itself wins.
+        let users = [user("bob", "alice@example.com"), user("alice", "Alice")];
+        assert_eq!(matched("alice@example.com", &users), "alice");
+        assert_eq!(matched("[L1] ALICE@example.com", &users), "alice");
+        assert_eq!(matched("carol@example.com", &users), "nobody");
     }
 
     #[test]

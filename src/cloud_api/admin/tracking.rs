@@ -43,7 +43,10 @@ pub(super) async fn list_schedules(
     Ok(Json(state.schedules.list().await?.into()))
 }
 
-/// Who is on call now, in every tracked schedule
+/// Who is on call now, in every tracked schedule and in OnCall's own
+///
+/// OnCall's schedules (read through its public API when `grafana.oncall.url` and
+/// `header_token` are set) come after the tracked ones, without those of the same name.
 #[utoipa::path(
     get, path = "/oncall", tag = "schedules",
     responses((status = 200, body = Page<OnCallNow>))
@@ -51,7 +54,7 @@ pub(super) async fn list_schedules(
 pub(super) async fn on_call_now(
     State(state): State<AppState>,
 ) -> Result<Json<Page<OnCallNow>>, ApiError> {
-    Ok(Json(state.schedules.on_call_now().await?.into()))
+    Ok(Json(state.ack.on_call_now().await?.into()))
 }
 
 /// A schedule to track, as the API takes it.

@@ -362,3 +362,120 @@ async fn mattermost_buttons_act_for_the_paged_member_only(db: Db) {
     app.stop().await;
 }
 db_test!(mattermost_buttons_act_for_the_paged_member_only);
+
+/// A fake OnCall whose public API lists two pages of schedules and their users; requests
+/// without the relay's token get 403.
+async fn oncall_with_schedules() -> String {
+    use axum::extract::{Path, Query};
+    use axum::http::HeaderMap;
+    use axum::routing::get;
+    fn authorised(h: &HeaderMap) -> bool {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some("relay-api-token")
+    }
+    let schedules = |h: HeaderMap, Query(q): Query<std::collections::HashMap<String, String>>| async move {
+        if !authorised(&h) {
+            return (axum::http::StatusCode::FORBIDDEN, axum::Json(json!({}))).into_response();
+        }
+        let page = q.get("page").map(String::as_str).unwrap_or("1");
+        axum::Json(match page {
+            "1" => json!({"count": 3, "next": "https://elsewhere.example/api/v1/schedules/?page=2", "results": [
+                {"id": "SPLATFORM1", "name": "Platform", "on_call_now": ["UBOB1"]},
+                {"id": "SWEB1", "name": "Web", "on_call_now": ["UALICE1", "UBOB1"]},
+            ]}),
+            _ => json!({"count": 3, "next": null, "results": [
+                {"id": "SNIGHT1", "name": "Nights", "on_call_now": []},
+            ]}),
+        })
+        .into_response()
+    };
+    let users = |h: HeaderMap, Path(id): Path<String>| async move {
+        let found = match id.as_str() {
+            "UALICE1" => json!({"id": id, "email": "alice@example.com", "username": "alice"}),
+            "UBOB1" => json!({"id": id, "email": "bob@example.net", "username": "bob"}),
+            _ => return axum::http::StatusCode::NOT_FOUND.into_response(),
+        };
+        if !authorised(&h) {
+            return axum::http::StatusCode::FORBIDDEN.into_response();
+        }
+        axum::Json(found).into_response()
+    };
+    let app = axum::Router::new()
+        .route("/api/v1/schedules/", get(schedules))
+        .route("/api/v1/users/{id}/", get(users));
+    format!("http://{}", serve_loopback(app).await)
+}
+
+use axum::response::IntoResponse;
+
+async fn who_is_on_call_includes_oncalls_own_schedules(db: Db) {
+    use crate::schedules::{CalendarServer, calendar};
+    let db = TestDb::new(db).await;
+    let oncall = oncall_with_schedules().await;
+    let ical = CalendarServer::start(calendar(&["alice@example.com"])).await;
+    let mut s = settings(&db);
+    s.grafana.oncall.url = oncall;
+    s.grafana.oncall.header_token = Secret("relay-api-token".into());
+    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
+    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
+    s.grafana.oncall.schedules.insert(
+        "platform".into(),
+        oncall_relay::config::ScheduleSettings {
+            name: "Platform".into(),
+            ical_url: ical.url.clone(),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn_with_alice(s).await;
+    let listed = wait_for(std::time::Duration::from_secs(10), || async {
+        let (_, page) = json_of(
+            app.client
+                .get(app.url("/api/admin/v1/oncall"))
+                .header("Authorization", "Bearer admin")
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
+        let alice = &page["results"][0]["people"][0];
+        (alice["key"] == json!("alice@example.com") && alice["user_id"].is_string()).then_some(page)
+    })
+    .await;
+    let seen: Vec<(String, String, Vec<String>)> = listed["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|s| {
+            let people = s["people"]
+                .as_array()
+                .expect("people")
+                .iter()
+                .map(|p| p["name"].as_str().unwrap_or("").to_string())
+                .collect();
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["source"].as_str().unwrap_or("").to_string(),
+                people,
+            )
+        })
+        .collect();
+    // The tracked "Platform" wins over OnCall's of the same name; Alice is named as the
+    // directory names her (by email: it has no name for her), Bob (not in it) by his OnCall
+    // username.
+    let alice = "alice@example.com".to_string();
+    assert_eq!(
+        seen,
+        [
+            ("Platform".into(), "calendar".into(), vec![alice.clone()]),
+            (
+                "Web".into(),
+                "oncall".into(),
+                vec![alice.clone(), "bob".to_string()]
+            ),
+            ("Nights".into(), "oncall".into(), vec![]),
+        ],
+        "{listed}"
+    );
+    assert_eq!(listed["results"][1]["schedule"], "oncall:SWEB1");
+    app.stop().await;
+}
+db_test!(who_is_on_call_includes_oncalls_own_schedules);
