@@ -211,6 +211,21 @@ impl Application {
         if let (Some(root), Some(key)) = (settings.public_url(), link_key) {
             ack = ack.with_links(key, root);
         }
+        if settings.grafana.oncall.incident_details {
+            if has_api {
+                let finder = ack.clone();
+                backends.set_incident_lookup(crate::notify::backends::IncidentLookup(Arc::new(
+                    move |n| {
+                        let finder = finder.clone();
+                        Box::pin(async move { finder.incident_for(&n).await })
+                    },
+                )));
+            } else {
+                tracing::warn!(
+                    "grafana.oncall.incident_details needs grafana.oncall.url and header_token: no details are read"
+                );
+            }
+        }
         for (name, backend) in &settings.plugin.backends {
             if let crate::config::BackendSettings::Twilio(t) = backend
                 && t.replies

@@ -62,6 +62,32 @@ pub struct AlertGroup {
     /// Links; `web` is the one people open.
     #[serde(default)]
     pub permalinks: Permalinks,
+    /// Labels, as `{"key": {"name": …}, "value": {"name": …}}`.
+    #[serde(default)]
+    pub labels: Vec<serde_json::Value>,
+}
+
+impl AlertGroup {
+    /// What templates see as `alert_group`: `id`, `title`, `state`, `labels` (name → value)
+    /// and `permalink`.
+    pub fn template_value(&self) -> serde_json::Value {
+        let labels: serde_json::Map<String, serde_json::Value> = self
+            .labels
+            .iter()
+            .filter_map(|l| {
+                let name = l["key"]["name"].as_str()?;
+                let value = l["value"]["name"].as_str().unwrap_or("");
+                Some((name.to_string(), json!(value)))
+            })
+            .collect();
+        json!({
+            "id": self.id,
+            "title": self.title,
+            "state": self.state,
+            "labels": labels,
+            "permalink": self.permalinks.web,
+        })
+    }
 }
 
 /// `permalinks` of an alert group.

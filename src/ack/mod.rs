@@ -1,5 +1,5 @@
 //! The acknowledge loop: people act on an alert group from the channel that reached them (an
-//! SMS reply today), and the relay does it through OnCall's public API.
+//! SMS reply, a key, a button or a link), and the relay does it through OnCall's public API.
 //!
 //! Pages are matched lazily, when the person acts: OnCall's webhooks tell which alert groups
 //! paged whom (`registry`), and the texts the relay delivered to that person may carry an
@@ -10,6 +10,7 @@ pub mod acting;
 pub mod api;
 pub mod asterisk;
 pub mod command;
+mod incidents;
 pub mod links;
 mod matching;
 mod on_call;
@@ -21,6 +22,7 @@ pub mod webhook;
 
 pub use acting::{ActionLinks, LinkPreview};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -74,6 +76,8 @@ pub struct Ack {
     http: reqwest::Client,
     /// The tracked schedules, for "who is on call".
     schedules: Option<crate::schedules::Schedules>,
+    /// Alert groups recently read for incident details.
+    incidents: Arc<incidents::Cache>,
 }
 
 impl Ack {
@@ -91,6 +95,7 @@ impl Ack {
                 .build()
                 .unwrap_or_default(),
             schedules: None,
+            incidents: Arc::default(),
         }
     }
 

@@ -266,6 +266,12 @@ pub struct Notification {
     #[sqlx(skip)]
     #[serde(skip)]
     pub links: Option<serde_json::Value>,
+    /// The alert group this page is about, as OnCall's API describes it, offered to
+    /// templates as `alert_group`; `None` unless `grafana.oncall.incident_details` is on and
+    /// the page is linked to an alert group.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub alert_group: Option<serde_json::Value>,
     /// When OnCall's request was accepted (Unix ms).
     pub created_at: i64,
     /// Parts of a split message that earlier attempts sent (see [`parts`]).

@@ -119,6 +119,10 @@ pub(crate) struct Context<'a> {
     /// `app.hostname` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     links: Option<&'a serde_json::Value>,
+    /// The alert group the page is about (`id`, `title`, `state`, `labels`, `permalink`), with
+    /// `grafana.oncall.incident_details` on and the page linked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert_group: Option<&'a serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,6 +159,7 @@ impl<'a> Context<'a> {
             details: n.payload.as_ref(),
             contacts: &n.contacts,
             links: n.links.as_ref(),
+            alert_group: n.alert_group.as_ref(),
         }
     }
 

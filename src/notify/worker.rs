@@ -114,7 +114,12 @@ pub fn spawn(
                     n.contacts = user.contacts.clone();
                 }
                 n.links = backends.links_for(&n);
+                let incidents = backends.incidents();
                 tokio::spawn(async move {
+                    // Settling a call's answer sends nothing: no details needed.
+                    if n.answer_deadline.is_none() {
+                        n.alert_group = incidents.of(&n).await;
+                    }
                     let (kind, created_at) = (n.kind.clone(), n.created_at);
                     let (outcome, health) = deliver(&chain, &settings, n, claim_tag).await;
                     drop(backend_slot);

@@ -157,7 +157,45 @@ pub struct Backends {
     routes: BTreeMap<String, Vec<RouteSettings>>,
     /// Makes a page's one-click action links (set once the service knows its signing key).
     links: std::sync::OnceLock<LinkMaker>,
+    /// Finds the alert group a page is about (set once the acknowledge loop exists; shared,
+    /// so the workers' copies see it).
+    incidents: Incidents,
 }
+
+/// Where pages find their alert group; cheap to clone, and every clone sees the lookup once
+/// it is set.
+#[derive(Debug, Clone, Default)]
+pub struct Incidents(Arc<std::sync::OnceLock<IncidentLookup>>);
+
+impl Incidents {
+    /// The alert group `n` is about, when incident details are on and it is found within
+    /// [`INCIDENT_WAIT`].
+    pub async fn of(&self, n: &Notification) -> Option<serde_json::Value> {
+        let lookup = self.0.get()?;
+        if !crate::notify::buttons::is_page(&n.kind) {
+            return None;
+        }
+        tokio::time::timeout(INCIDENT_WAIT, (lookup.0)(n.clone()))
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// Finds the alert group a notification is about, as templates see it (`alert_group`).
+#[derive(Clone)]
+pub struct IncidentLookup(
+    pub Arc<dyn Fn(Notification) -> BoxFuture<'static, Option<serde_json::Value>> + Send + Sync>,
+);
+
+impl fmt::Debug for IncidentLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IncidentLookup")
+    }
+}
+
+/// Longest wait for a page's incident details: the page goes out without them after it.
+const INCIDENT_WAIT: Duration = Duration::from_secs(2);
 
 /// Makes the one-click action links of a notification id.
 #[derive(Clone)]
@@ -186,6 +224,16 @@ impl Backends {
     /// Sets how pages get their one-click action links (once; later calls are ignored).
     pub fn set_link_maker(&self, maker: LinkMaker) {
         let _ = self.links.set(maker);
+    }
+
+    /// Sets how pages find their alert group (once; later calls are ignored).
+    pub fn set_incident_lookup(&self, lookup: IncidentLookup) {
+        let _ = self.incidents.0.set(lookup);
+    }
+
+    /// Where pages find their alert group.
+    pub fn incidents(&self) -> Incidents {
+        self.incidents.clone()
     }
 
     /// The one-click action links of `n`, when it is a page and links are on.
@@ -250,6 +298,7 @@ impl Backends {
             default,
             routes: plugin.routes.clone(),
             links: std::sync::OnceLock::new(),
+            incidents: Incidents::default(),
         })
     }
 
@@ -525,6 +574,7 @@ pub(crate) mod testing {
             answer: None,
             answer_deadline: None,
             links: None,
+            alert_group: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod asterisk;
 mod chat;
+mod incidents;
 mod replies;
 mod twilio;
 
