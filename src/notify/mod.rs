@@ -15,6 +15,7 @@ pub mod breaker;
 pub mod buttons;
 pub mod events;
 mod gate;
+pub mod oncall_text;
 pub mod parts;
 mod queue;
 pub mod refusals;
