@@ -22,6 +22,7 @@ pub mod refusals;
 pub mod shape;
 pub mod sms;
 pub(crate) mod template;
+pub mod texts;
 pub mod worker;
 
 /// The contract's former home, kept so that `notify::backend::...` paths keep working.
@@ -286,6 +287,32 @@ pub struct Notification {
     /// delivering again.
     #[serde(skip)]
     pub answer_deadline: Option<i64>,
+    /// Who reads it (language, time zone) and OnCall's text once a backend reworded it.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub reader: Reader,
+}
+
+/// What wording a notification needs besides the notification itself.
+#[derive(Debug, Clone, Default)]
+pub struct Reader {
+    /// The recipient's language tag, from the directory.
+    pub language: Option<String>,
+    /// The recipient's IANA time zone, from the directory.
+    pub timezone: Option<String>,
+    /// OnCall's text, once `message` holds the backend's wording of it.
+    pub original: Option<String>,
+}
+
+impl Reader {
+    /// The language and time zone of `user`.
+    pub fn of(user: &crate::directory::User) -> Reader {
+        Reader {
+            language: user.language.clone(),
+            timezone: Some(user.timezone.clone()),
+            original: None,
+        }
+    }
 }
 
 impl Notification {

@@ -36,6 +36,7 @@ use telegram::Telegram;
 use twilio::Twilio;
 use webhook::Webhook;
 
+use super::texts::{Reworded, Texts};
 use super::{Notification, NotifyError};
 use crate::config::{BackendSettings, OnTimeout, PluginSettings, RouteSettings};
 use crate::directory::{Role, Snapshot, User};
@@ -237,6 +238,22 @@ impl Backends {
                 };
                 all.insert(name.clone(), backend);
             }
+        }
+        for (name, settings) in &plugin.messages {
+            let inner = all
+                .get(name)
+                .cloned()
+                .ok_or_else(|| NotifyError::BackendConfig {
+                    name: name.clone(),
+                    message: "`plugin.messages` names no backend under `plugin.backends`".into(),
+                })?;
+            let texts = Texts::new(name, plugin.backends.get(name), settings).map_err(|message| {
+                NotifyError::BackendConfig {
+                    name: name.clone(),
+                    message: format!("messages: {message}"),
+                }
+            })?;
+            all.insert(name.clone(), Arc::new(Reworded::new(inner, texts)));
         }
         let default =
             all.get(&plugin.backend)
@@ -525,6 +542,7 @@ pub(crate) mod testing {
             answer: None,
             answer_deadline: None,
             links: None,
+            reader: Default::default(),
         }
     }
 }
