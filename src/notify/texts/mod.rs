@@ -262,3 +262,78 @@ pub fn builtin_languages() -> &'static [&'static str] {
 
 #[cfg(test)]
 mod tests;
+
+/// What `templates render` previews: one text as a backend would send it.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// The text (OnCall's text unchanged when the backend words nothing for the kind).
+    pub text: String,
+    /// The title, where one was chosen.
+    pub title: Option<String>,
+    /// The language and medium it was written in, when it was worded.
+    pub worded: Option<(String, Medium)>,
+    /// Whether `plugin.messages` has an entry for the backend (otherwise the built-in texts
+    /// are shown as they would be once enabled).
+    pub configured: bool,
+}
+
+/// The text `backend` would send for a notification of `kind` with OnCall's `text` to a
+/// reader of `language` in `timezone`; `details` are the kind's details (a heartbeat's or a
+/// schedule's, as in the README).
+pub fn preview(
+    plugin: &crate::config::PluginSettings,
+    backend: &str,
+    kind: Kind,
+    reader: super::Reader,
+    text: &str,
+    details: Option<serde_json::Value>,
+) -> Result<Preview, String> {
+    let settings = plugin.backends.get(backend);
+    if settings.is_none() && backend != "stdout" {
+        return Err(format!("no backend named `{backend}` under `plugin.backends`"));
+    }
+    let configured = plugin.messages.get(backend);
+    let texts = Texts::new(
+        backend,
+        settings,
+        configured.unwrap_or(&MessageSettings::default()),
+    )?;
+    let n = Notification {
+        id: 1,
+        kind: kind.as_str().to_string(),
+        user_id: String::new(),
+        email: String::new(),
+        name: String::new(),
+        phone_number: None,
+        message: text.to_string(),
+        payload: details,
+        route: None,
+        attempt: 1,
+        stage: 0,
+        stage_attempts: 1,
+        contacts: Default::default(),
+        links: None,
+        created_at: crate::store::now_ms(),
+        parts_sent: 0,
+        parts_digest: None,
+        parts_log: Default::default(),
+        answer: None,
+        answer_deadline: None,
+        reader,
+    };
+    let worded = texts.word(&n)?;
+    Ok(match worded {
+        Some(w) => Preview {
+            text: w.text,
+            title: w.title,
+            worded: Some((w.language, w.medium)),
+            configured: configured.is_some(),
+        },
+        None => Preview {
+            text: text.to_string(),
+            title: None,
+            worded: None,
+            configured: configured.is_some(),
+        },
+    })
+}
