@@ -33,7 +33,12 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
         }
     }
     for (name, m) in &settings.plugin.messages {
-        let count: usize = m.templates.values().chain(m.titles.values()).map(|l| l.len()).sum();
+        let count: usize = m
+            .templates
+            .values()
+            .chain(m.titles.values())
+            .map(|l| l.len())
+            .sum();
         outln!(
             "  messages {name}: {}, {count} template(s){}",
             m.language.as_deref().unwrap_or("en"),

@@ -45,7 +45,10 @@ pub fn run(settings: &Settings, cmd: TemplatesCommand) -> anyhow::Result<()> {
     let TemplatesCommand::Render(r) = cmd;
     let backend = r.backend.unwrap_or_else(|| settings.plugin.backend.clone());
     let kind = Kind::parse(&r.kind).with_context(|| {
-        format!("--kind {}: not call, sms, push, heartbeat or schedule", r.kind)
+        format!(
+            "--kind {}: not call, sms, push, heartbeat or schedule",
+            r.kind
+        )
     })?;
     let language = r
         .lang
@@ -69,7 +72,9 @@ pub fn run(settings: &Settings, cmd: TemplatesCommand) -> anyhow::Result<()> {
     let preview = texts::preview(&settings.plugin, &backend, kind, reader, &r.text, details)
         .map_err(|e| anyhow::anyhow!("backend `{backend}`: {e}"))?;
     if !preview.configured {
-        outln!("# `plugin.messages.{backend}` is not set: OnCall's text is sent as it came; built-in texts once it is set:");
+        outln!(
+            "# `plugin.messages.{backend}` is not set: OnCall's text is sent as it came; built-in texts once it is set:"
+        );
     }
     if let Some(title) = &preview.title {
         outln!("title: {title}");
@@ -86,7 +91,11 @@ pub fn run(settings: &Settings, cmd: TemplatesCommand) -> anyhow::Result<()> {
         if m.segments == 1 { "" } else { "s" },
         m.encoding,
         m.units,
-        if m.encoding == sms::Encoding::Gsm7 { "septets" } else { "UTF-16 units" },
+        if m.encoding == sms::Encoding::Gsm7 {
+            "septets"
+        } else {
+            "UTF-16 units"
+        },
     );
     Ok(())
 }

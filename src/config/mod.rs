@@ -44,8 +44,8 @@ pub use backends::{
 };
 pub use db::{DbSettings, Driver, PoolSettings};
 pub use grafana::{GrafanaSettings, OncallSettings, ScheduleSettings};
-pub use messages::{Medium, MessageSettings, TemplateSource};
 pub use load::{Overrides, env_vars, unknown_env_vars};
+pub use messages::{Medium, MessageSettings, TemplateSource};
 pub use plugin::{BackendSettings, OnTimeout, PluginSettings, ROUTE_KINDS, RouteSettings};
 pub use queue::{
     Cap, DedupSettings, DirectorySettings, HeartbeatSettings, LimitsSettings, PushSettings,

@@ -25,7 +25,8 @@ pub use import::{
 };
 pub use snapshot::Snapshot;
 pub use validation::{
-    email_key, generate_public_id, parse_contact_key, parse_email, parse_language, parse_phone, parse_public_id,
+    email_key, generate_public_id, parse_contact_key, parse_email, parse_language, parse_phone,
+    parse_public_id,
 };
 
 /// Longest public id OnCall can store.

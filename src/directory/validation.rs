@@ -123,9 +123,9 @@ pub fn parse_language(raw: &str) -> Result<String, DirectoryError> {
         message: format!("`{raw}` is not a language tag like `de` or `pt-BR`"),
     };
     let mut parts = raw.trim().split(['-', '_']);
-    let language = parts.next().filter(|l| {
-        (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic())
-    });
+    let language = parts
+        .next()
+        .filter(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic()));
     let mut tag = language.ok_or_else(invalid)?.to_ascii_lowercase();
     let mut seen_region = false;
     for (i, part) in parts.enumerate() {
@@ -251,7 +251,9 @@ mod tests {
         ] {
             assert_eq!(parse_language(raw).expect(raw), tag);
         }
-        for bad in ["", "d", "deutsch", "de-", "de-BRA", "12", "de-DE-AT", "en-US-x"] {
+        for bad in [
+            "", "d", "deutsch", "de-", "de-BRA", "12", "de-DE-AT", "en-US-x",
+        ] {
             assert!(parse_language(bad).is_err(), "{bad}");
         }
     }

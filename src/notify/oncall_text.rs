@@ -41,8 +41,7 @@ pub struct AlertText {
 }
 
 const SMS_PREFIX: &str = "Grafana OnCall: ";
-const CALL_PREFIX: &str =
-    "You are invited to check an Alert Group from Grafana OnCall. Alert via ";
+const CALL_PREFIX: &str = "You are invited to check an Alert Group from Grafana OnCall. Alert via ";
 
 impl AlertText {
     /// The parts of `text`; an unrecognised text gives shape `unknown` and no parts.
@@ -83,7 +82,9 @@ fn parse_call(text: &str) -> Option<AlertText> {
 /// `Grafana OnCall: Alert group #<n>"<title>" from stack: "<stack>", integration: <i>,
 /// alerts registered: <count>.`
 fn parse_sms(text: &str) -> Option<AlertText> {
-    let rest = text.strip_prefix(SMS_PREFIX)?.strip_prefix("Alert group #")?;
+    let rest = text
+        .strip_prefix(SMS_PREFIX)?
+        .strip_prefix("Alert group #")?;
     let digits = rest.find(|c: char| !c.is_ascii_digit())?;
     let number: u64 = rest.get(..digits)?.parse().ok()?;
     let rest = rest.get(digits..)?.strip_prefix('"')?;

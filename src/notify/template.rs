@@ -11,8 +11,8 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
 use super::Notification;
-use super::oncall_text::AlertText;
 use super::backends::DeliveryError;
+use super::oncall_text::AlertText;
 use crate::store::format_ms;
 
 /// Template steps allowed per render, so a runaway loop cannot stall deliveries.

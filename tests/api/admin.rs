@@ -362,7 +362,10 @@ async fn a_users_language_is_a_short_language_tag(db: Db) {
     )
     .await;
     assert_eq!(status, 200, "{user}");
-    assert!(user["language"].is_null(), "an empty tag removes it: {user}");
+    assert!(
+        user["language"].is_null(),
+        "an empty tag removes it: {user}"
+    );
     app.stop().await;
 }
 db_test!(a_users_language_is_a_short_language_tag);

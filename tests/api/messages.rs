@@ -22,7 +22,9 @@ async fn a_german_reader_in_berlin_gets_a_german_sms_with_local_time(db: Db) {
     let db = TestDb::new(db).await;
     let gateway = Fake::start().await;
     let mut s = webhook_settings(&db, &gateway.url);
-    if let Some(oncall_relay::config::BackendSettings::Webhook(w)) = s.plugin.backends.get_mut("hook") {
+    if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
+        s.plugin.backends.get_mut("hook")
+    {
         w.body = Some(
             r#"{"to": {{ phone }}, "text": {{ text }}, "oncall": {{ message }}, "number": {{ alert.number }}}"#
                 .into(),
@@ -33,7 +35,12 @@ async fn a_german_reader_in_berlin_gets_a_german_sms_with_local_time(db: Db) {
         .insert("hook".into(), MessageSettings::default());
     let app = TestApp::spawn(s).await;
     for (email, phone, language, timezone) in [
-        ("greta@example.com", "+4930123456", Some("de"), "Europe/Berlin"),
+        (
+            "greta@example.com",
+            "+4930123456",
+            Some("de"),
+            "Europe/Berlin",
+        ),
         ("sam@example.com", "+14155550100", None, "UTC"),
     ] {
         app.directory

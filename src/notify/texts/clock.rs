@@ -24,13 +24,16 @@ fn pattern(language: &str) -> &'static str {
 /// shown in the template's `timezone` and `language` (UTC and English when absent);
 /// `datetime(format="%H:%M")` takes a strftime pattern.
 pub(crate) fn add_filters(env: &mut Environment<'static>) {
-    env.add_filter("datetime", |state: &State, value: &Value, kwargs: Kwargs| {
-        let format: Option<String> = kwargs.get("format")?;
-        kwargs.assert_all_used()?;
-        let language = text_of(state, "language").unwrap_or_default();
-        let format = format.unwrap_or_else(|| pattern(&language).to_string());
-        show(state, value, &format)
-    });
+    env.add_filter(
+        "datetime",
+        |state: &State, value: &Value, kwargs: Kwargs| {
+            let format: Option<String> = kwargs.get("format")?;
+            kwargs.assert_all_used()?;
+            let language = text_of(state, "language").unwrap_or_default();
+            let format = format.unwrap_or_else(|| pattern(&language).to_string());
+            show(state, value, &format)
+        },
+    );
     env.add_filter("date", |state: &State, value: &Value| {
         let language = text_of(state, "language").unwrap_or_default();
         let format = pattern(&language)
@@ -112,7 +115,10 @@ mod tests {
     #[test]
     fn times_are_shown_in_the_readers_zone_and_language() {
         // 2025-12-01 14:00 UTC.
-        assert_eq!(shown("{{ at|datetime }}", "UTC", "en"), "2025-12-01 14:00 UTC");
+        assert_eq!(
+            shown("{{ at|datetime }}", "UTC", "en"),
+            "2025-12-01 14:00 UTC"
+        );
         assert_eq!(
             shown("{{ at|datetime }}", "Europe/Berlin", "de"),
             "01.12.2025 15:00 CET"
@@ -121,9 +127,16 @@ mod tests {
             shown("{{ at|datetime }}", "America/Sao_Paulo", "pt-BR"),
             "01/12/2025 11:00 -03"
         );
-        assert_eq!(shown("{{ at|time }} {{ at|date }}", "Europe/Kyiv", "uk"), "16:00 01.12.2025");
         assert_eq!(
-            shown("{{ at|datetime(format='%H:%M %d.%m.') }}", "Nowhere/Else", "de"),
+            shown("{{ at|time }} {{ at|date }}", "Europe/Kyiv", "uk"),
+            "16:00 01.12.2025"
+        );
+        assert_eq!(
+            shown(
+                "{{ at|datetime(format='%H:%M %d.%m.') }}",
+                "Nowhere/Else",
+                "de"
+            ),
             "14:00 01.12."
         );
         assert_eq!(shown("{{ none|datetime }}", "UTC", "en"), "");

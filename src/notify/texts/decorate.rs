@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::Texts;
-use crate::notify::backends::{Backend, Base, BoxFuture, DeliveryError};
 use crate::notify::Notification;
+use crate::notify::backends::{Backend, Base, BoxFuture, DeliveryError};
 
 /// `inner`, handed each notification with its text (and title) worded for its reader; OnCall's
 /// own text stays what templates see as `message`.
@@ -38,9 +38,7 @@ pub(crate) fn reword(texts: &Texts, n: &Notification) -> Result<Notification, De
     out.reader.original = Some(n.message.clone());
     out.message = worded.text;
     if let Some(title) = worded.title {
-        let payload = out
-            .payload
-            .get_or_insert_with(|| serde_json::json!({}));
+        let payload = out.payload.get_or_insert_with(|| serde_json::json!({}));
         if let Some(map) = payload.as_object_mut() {
             map.insert("title".into(), title.into());
         }

@@ -215,7 +215,13 @@ fn builtin_id(what: &str, medium: Medium, kind: Kind, language: &str) -> String 
 
 /// Compiles every built-in text and title into `env`.
 fn add_builtins(env: &mut Environment<'static>) -> Result<(), String> {
-    for kind in [Kind::Call, Kind::Sms, Kind::Push, Kind::Heartbeat, Kind::Schedule] {
+    for kind in [
+        Kind::Call,
+        Kind::Sms,
+        Kind::Push,
+        Kind::Heartbeat,
+        Kind::Schedule,
+    ] {
         for language in builtin::LANGUAGES {
             for medium in [Medium::Speech, Medium::Sms, Medium::Chat] {
                 if let Some(text) = builtin::text(medium, kind, language) {
@@ -223,7 +229,11 @@ fn add_builtins(env: &mut Environment<'static>) -> Result<(), String> {
                 }
             }
             if let Some(text) = builtin::title(kind, language) {
-                template::add(env, &builtin_id("title", Medium::Chat, kind, language), &text)?;
+                template::add(
+                    env,
+                    &builtin_id("title", Medium::Chat, kind, language),
+                    &text,
+                )?;
             }
         }
     }
@@ -290,7 +300,9 @@ pub fn preview(
 ) -> Result<Preview, String> {
     let settings = plugin.backends.get(backend);
     if settings.is_none() && backend != "stdout" {
-        return Err(format!("no backend named `{backend}` under `plugin.backends`"));
+        return Err(format!(
+            "no backend named `{backend}` under `plugin.backends`"
+        ));
     }
     let configured = plugin.messages.get(backend);
     let texts = Texts::new(

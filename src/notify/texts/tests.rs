@@ -35,10 +35,10 @@ fn to(kind: &str, message: &str, language: Option<&str>, timezone: &str) -> Noti
 fn inline(pairs: &[(&str, &str, &str)]) -> BTreeMap<String, BTreeMap<String, TemplateSource>> {
     let mut table: BTreeMap<String, BTreeMap<String, TemplateSource>> = BTreeMap::new();
     for (kind, language, text) in pairs {
-        table
-            .entry(kind.to_string())
-            .or_default()
-            .insert(language.to_string(), TemplateSource::Inline(text.to_string()));
+        table.entry(kind.to_string()).or_default().insert(
+            language.to_string(),
+            TemplateSource::Inline(text.to_string()),
+        );
     }
     table
 }
@@ -106,7 +106,11 @@ fn speech_is_free_of_links_and_markup() {
         let mut n = to("call", CALL, Some(language), "UTC");
         n.links = Some(serde_json::json!({"acknowledge": "https://relay.example/a/1"}));
         let w = t.word(&n).expect("renders").expect("worded");
-        assert!(!w.text.contains("http") && !w.text.contains('#'), "{}", w.text);
+        assert!(
+            !w.text.contains("http") && !w.text.contains('#'),
+            "{}",
+            w.text
+        );
         assert!(w.text.contains("42") || w.text.contains('3'), "{}", w.text);
     }
 }
@@ -146,7 +150,8 @@ fn languages_fall_back_from_the_reader_to_the_backend_to_english() {
     assert_eq!(said(None).as_deref(), Some("de 42"));
     // A kind without templates, and no built-ins: OnCall's text goes as it came.
     assert_eq!(
-        t.word(&to("call", CALL, Some("de"), "UTC")).expect("renders"),
+        t.word(&to("call", CALL, Some("de"), "UTC"))
+            .expect("renders"),
         None
     );
     // Built-ins count per language: a reader's own language beats the backend's template.
@@ -205,7 +210,10 @@ fn schedule_and_heartbeat_texts_show_local_times() {
         "last_beat_at_ms": AT,
     }));
     let w = t.word(&n).expect("renders").expect("worded");
-    assert_eq!(w.text, "OnCall oncall.example: немає heartbeat з 01.12.2025 16:00 EET.");
+    assert_eq!(
+        w.text,
+        "OnCall oncall.example: немає heartbeat з 01.12.2025 16:00 EET."
+    );
     assert!(sms::segments(&w.text) == 1, "{}", w.text);
 }
 
@@ -243,7 +251,10 @@ fn a_template_file_that_does_not_compile_is_named() {
     let mut table = BTreeMap::new();
     table.insert(
         "sms".to_string(),
-        BTreeMap::from([("de".to_string(), TemplateSource::File { file: file.clone() })]),
+        BTreeMap::from([(
+            "de".to_string(),
+            TemplateSource::File { file: file.clone() },
+        )]),
     );
     let settings = MessageSettings {
         templates: table,
@@ -257,7 +268,13 @@ fn a_template_file_that_does_not_compile_is_named() {
 
 #[test]
 fn every_builtin_template_uses_only_known_variables() {
-    for kind in [Kind::Call, Kind::Sms, Kind::Push, Kind::Heartbeat, Kind::Schedule] {
+    for kind in [
+        Kind::Call,
+        Kind::Sms,
+        Kind::Push,
+        Kind::Heartbeat,
+        Kind::Schedule,
+    ] {
         for language in builtin_languages() {
             for medium in [Medium::Speech, Medium::Sms, Medium::Chat] {
                 let text = builtin::text(medium, kind, language).expect("built in");
@@ -268,4 +285,34 @@ fn every_builtin_template_uses_only_known_variables() {
             }
         }
     }
+}
+
+#[test]
+fn a_webhook_body_printing_only_oncalls_text_is_warned_about() {
+    let mut plugin = crate::config::PluginSettings::default();
+    let webhook = |body: &str| {
+        BackendSettings::Webhook(WebhookSettings {
+            url: "http://gw/send".into(),
+            body: Some(body.into()),
+            ..WebhookSettings::default()
+        })
+    };
+    plugin
+        .backends
+        .insert("old".into(), webhook(r#"{"t": {{ message }}}"#));
+    plugin
+        .backends
+        .insert("new".into(), webhook(r#"{"t": {{ text }}}"#));
+    plugin
+        .backends
+        .insert("plain".into(), webhook(r#"{"t": {{ message }}}"#));
+    plugin
+        .messages
+        .insert("old".into(), MessageSettings::default());
+    plugin
+        .messages
+        .insert("new".into(), MessageSettings::default());
+    let warnings = crate::notify::backends::config_warnings(&plugin);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("backend `old`: "), "{warnings:?}");
 }

@@ -134,12 +134,19 @@ fn check_config_names_the_file_line_and_variable_of_a_bad_message_template() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{}, line 2: unknown variable `alert.titel`", file.display())),
+        err.contains(&format!(
+            "{}, line 2: unknown variable `alert.titel`",
+            file.display()
+        )),
         "{err}"
     );
     std::fs::write(&file, "Alarm #{{ alert.number }}\n{{ alert.title }}\n").expect("write");
     let out = check_config(&dir, &yaml);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("messages gw: de"), "{text}");
 }

@@ -15,16 +15,35 @@ fn templates_render_shows_the_text_and_its_segments() {
         let out = relay_in(
             dir.path(),
             [
-                "--config", &config, "templates", "render", "--backend", "gw", "--kind", "sms",
-                "--lang", lang, "--tz", "Europe/Berlin", "--text", SMS,
+                "--config",
+                &config,
+                "templates",
+                "render",
+                "--backend",
+                "gw",
+                "--kind",
+                "sms",
+                "--lang",
+                lang,
+                "--tz",
+                "Europe/Berlin",
+                "--text",
+                SMS,
             ],
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         text
     };
     let de = render("de");
-    assert!(de.contains("Alarm #2: CPU high (Grafana Alerting, Alarme: 1) "), "{de}");
+    assert!(
+        de.contains("Alarm #2: CPU high (Grafana Alerting, Alarme: 1) "),
+        "{de}"
+    );
     assert!(de.contains("# 1 SMS segment (GSM-7, "), "{de}");
     let uk = render("uk");
     assert!(uk.contains("Алерт #2: CPU high"), "{uk}");
