@@ -48,6 +48,9 @@ pub enum Medium {
 }
 
 impl Medium {
+    /// Every medium.
+    pub const ALL: [Medium; 3] = [Medium::Speech, Medium::Sms, Medium::Chat];
+
     /// The name used in settings and templates.
     pub fn as_str(self) -> &'static str {
         match self {

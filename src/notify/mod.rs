@@ -144,6 +144,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 5] = [
+        Kind::Call,
+        Kind::Sms,
+        Kind::Push,
+        Kind::Heartbeat,
+        Kind::Schedule,
+    ];
+
     /// The name stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {

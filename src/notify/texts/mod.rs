@@ -215,15 +215,9 @@ fn builtin_id(what: &str, medium: Medium, kind: Kind, language: &str) -> String 
 
 /// Compiles every built-in text and title into `env`.
 fn add_builtins(env: &mut Environment<'static>) -> Result<(), String> {
-    for kind in [
-        Kind::Call,
-        Kind::Sms,
-        Kind::Push,
-        Kind::Heartbeat,
-        Kind::Schedule,
-    ] {
+    for kind in Kind::ALL {
         for language in builtin::LANGUAGES {
-            for medium in [Medium::Speech, Medium::Sms, Medium::Chat] {
+            for medium in Medium::ALL {
                 if let Some(text) = builtin::text(medium, kind, language) {
                     template::add(env, &builtin_id("text", medium, kind, language), &text)?;
                 }

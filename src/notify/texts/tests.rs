@@ -268,16 +268,11 @@ fn a_template_file_that_does_not_compile_is_named() {
 
 #[test]
 fn every_builtin_template_uses_only_known_variables() {
-    for kind in [
-        Kind::Call,
-        Kind::Sms,
-        Kind::Push,
-        Kind::Heartbeat,
-        Kind::Schedule,
-    ] {
+    for kind in Kind::ALL {
         for language in builtin_languages() {
-            for medium in [Medium::Speech, Medium::Sms, Medium::Chat] {
-                let text = builtin::text(medium, kind, language).expect("built in");
+            let texts = Medium::ALL.map(|medium| builtin::text(medium, kind, language));
+            for text in texts.into_iter().chain([builtin::title(kind, language)]) {
+                let text = text.expect("built in");
                 let mut env = template::plain_environment();
                 template::add(&mut env, "t", &text).expect("compiles");
                 let t = env.get_template("t").expect("added");
