@@ -96,3 +96,52 @@ async fn a_german_reader_in_berlin_gets_a_german_sms_with_local_time(db: Db) {
     app.stop().await;
 }
 db_test!(a_german_reader_in_berlin_gets_a_german_sms_with_local_time);
+
+async fn a_lost_heartbeat_is_told_in_the_admins_language_and_time_zone(db: Db) {
+    let db = TestDb::new(db).await;
+    let fake = Fake::start().await;
+    let mut s = crate::heartbeat::watchdog_settings(&db, &fake);
+    s.plugin
+        .messages
+        .insert("hook".into(), MessageSettings::default());
+    let app = TestApp::spawn(s).await;
+    app.directory
+        .add(NewUser {
+            email: "olga@example.com".into(),
+            phone_number: Some("+380441234567".into()),
+            role: Some("admin".into()),
+            language: Some("uk".into()),
+            timezone: Some("Europe/Kyiv".into()),
+            ..NewUser::default()
+        })
+        .await
+        .expect("admin added");
+    let created = crate::heartbeat::create(&app).await;
+    let beat = crate::heartbeat::path_of(created["heartbeat"]["link"].as_str().expect("link"));
+    assert_eq!(app.plain_get_status(&beat).await, 200);
+    let alert = wait_for(std::time::Duration::from_secs(10), || async {
+        crate::heartbeat::heartbeat_alerts(&fake).into_iter().next()
+    })
+    .await;
+    let last = alert["details"]["last_beat_at_ms"]
+        .as_i64()
+        .expect("last beat");
+    let kyiv = chrono_tz::Europe::Kyiv
+        .timestamp_millis_opt(last)
+        .single()
+        .expect("time")
+        .format("%d.%m.%Y %H:%M %Z");
+    assert_eq!(
+        alert["text"],
+        format!("OnCall http://oncall-engine:8080: немає heartbeat з {kyiv}.")
+    );
+    assert!(
+        alert["message"]
+            .as_str()
+            .expect("message")
+            .contains("stopped sending heartbeats"),
+        "templates still see OnCall's own text as `message`: {alert}"
+    );
+    app.stop().await;
+}
+db_test!(a_lost_heartbeat_is_told_in_the_admins_language_and_time_zone);
