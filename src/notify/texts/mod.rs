@@ -93,7 +93,7 @@ impl Texts {
                     env.add_template_owned(id.clone(), text.clone())
                         .map_err(|e| compile_error(&origin, &e))?;
                     if let Ok(t) = env.get_template(&id) {
-                        variables::check(&t, &text, &origin)?;
+                        variables::check(&env, &t, &text, &origin)?;
                     }
                     configured.insert(id);
                 }

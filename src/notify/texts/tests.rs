@@ -276,7 +276,7 @@ fn every_builtin_template_uses_only_known_variables() {
                 let mut env = template::plain_environment();
                 template::add(&mut env, "t", &text).expect("compiles");
                 let t = env.get_template("t").expect("added");
-                variables::check(&t, &text, "built-in").expect("known variables");
+                variables::check(&env, &t, &text, "built-in").expect("known variables");
             }
         }
     }
@@ -310,4 +310,22 @@ fn a_webhook_body_printing_only_oncalls_text_is_warned_about() {
     let warnings = crate::notify::backends::config_warnings(&plugin);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("backend `old`: "), "{warnings:?}");
+}
+
+#[test]
+fn builtin_functions_and_loop_variables_are_not_unknown() {
+    let settings = MessageSettings {
+        templates: inline(&[(
+            "sms",
+            "en",
+            "{% for i in range(2) %}{{ loop.index }}{{ i }}{% endfor %}{% set ns = namespace(n=1) %}{{ ns.n }}{{ dict(a=1).a }}",
+        )]),
+        ..MessageSettings::default()
+    };
+    let t = Texts::new("gw", Some(&gateway()), &settings).expect("compiles and checks");
+    let w = t
+        .word(&to("sms", SMS, None, "UTC"))
+        .expect("renders")
+        .expect("worded");
+    assert_eq!(w.text, "102111");
 }

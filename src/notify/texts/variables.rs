@@ -1,7 +1,7 @@
 //! Which variables templates may use, so that a misspelt one fails `check-config` instead of
 //! every delivery.
 
-use minijinja::Template;
+use minijinja::{Environment, Template};
 
 /// Top-level variables of every template, and for the fixed-shape ones their fields (`None`:
 /// any field, like a push's `details`).
@@ -44,9 +44,16 @@ const KNOWN: &[(&str, Option<&[&str]>)] = &[
     ("medium", Some(&[])),
 ];
 
-/// Fails on the first variable of `template` that templates never see, naming `origin` (a
-/// file or setting), the line and the variable.
-pub(super) fn check(template: &Template<'_, '_>, source: &str, origin: &str) -> Result<(), String> {
+/// Fails on the first variable of `template` that templates never see (the environment's
+/// functions, like `range`, are known), naming `origin` (a file or setting), the line and the
+/// variable.
+pub(super) fn check(
+    env: &Environment<'_>,
+    template: &Template<'_, '_>,
+    source: &str,
+    origin: &str,
+) -> Result<(), String> {
+    let globals: Vec<&str> = env.globals().map(|(name, _)| name).collect();
     let mut used: Vec<String> = template.undeclared_variables(true).into_iter().collect();
     used.sort();
     for path in used {
@@ -54,7 +61,7 @@ pub(super) fn check(template: &Template<'_, '_>, source: &str, origin: &str) -> 
         let top = parts.next().unwrap_or_default();
         let field = parts.next();
         let known = match KNOWN.iter().find(|(name, _)| *name == top) {
-            None => false,
+            None => globals.contains(&top),
             Some((_, None)) => true,
             Some((_, Some(fields))) => field.is_none_or(|f| fields.contains(&f)),
         };
