@@ -154,6 +154,12 @@ fn phrases(language: &str) -> Option<Phrases> {
     })
 }
 
+/// The word said before a number (`#42` is read "Nummer 42" in German), if `language` has
+/// built-in texts.
+pub(super) fn number_word(language: &str) -> Option<&'static str> {
+    phrases(language).map(|p| p.number)
+}
+
 /// A page (call, SMS, push) as a short text message: number, title, integration, count and
 /// the local time.
 const PAGE_SMS: &str = r#"{%- if alert.shape == "sms" or alert.shape == "call" -%}

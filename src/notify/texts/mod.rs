@@ -160,7 +160,7 @@ impl Texts {
         let ctx = self.context(n, &language, medium);
         let mut text = self.render(&source, &ctx)?;
         if medium == Medium::Speech {
-            text = shape::speech(&text);
+            text = shape::speech(&say_numbers(&text, &language));
         }
         let title = match self.pick("title", kind, medium, &languages) {
             Some((title_language, source)) => {
@@ -203,6 +203,26 @@ impl Texts {
     fn render(&self, id: &str, ctx: &Value) -> Result<String, String> {
         template::render(&self.env, id, ctx).map_err(|e| e.to_string())
     }
+}
+
+/// `text` with `#42` written as the language's "number 42", so that speech does not fall
+/// back to the English word.
+fn say_numbers(text: &str, language: &str) -> String {
+    let primary = language.split('-').next().unwrap_or(language);
+    let Some(word) = builtin::number_word(primary) else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '#' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push_str(word);
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The name of a built-in template in a backend's environment.

@@ -116,6 +116,30 @@ fn speech_is_free_of_links_and_markup() {
 }
 
 #[test]
+fn speech_reads_numbers_in_the_readers_language() {
+    let configured = MessageSettings {
+        medium: Some(Medium::Speech),
+        templates: inline(&[("call", "de", "Alarm #{{ alert.count }}: {{ message }}")]),
+        ..MessageSettings::default()
+    };
+    let t = texts(configured);
+    let w = t
+        .word(&to("call", CALL, Some("de"), "UTC"))
+        .expect("renders")
+        .expect("worded");
+    assert!(
+        w.text.starts_with("Alarm Nummer 3: You are invited"),
+        "{}",
+        w.text
+    );
+    assert!(
+        !w.text.contains('#') && !w.text.contains("number"),
+        "{}",
+        w.text
+    );
+}
+
+#[test]
 fn the_chat_text_carries_the_acknowledge_link() {
     let slack = BackendSettings::Slack(Default::default());
     let t = Texts::new("chat", Some(&slack), &MessageSettings::default()).expect("compiles");
