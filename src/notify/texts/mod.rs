@@ -158,14 +158,27 @@ impl Texts {
             return Ok(None);
         };
         let ctx = self.context(n, &language, medium);
-        let mut text = self.render(&source, &ctx)?;
+        let mut text = match self.render(&source, &ctx) {
+            Ok(text) => text,
+            // A built-in text that does not fit odd details sends OnCall's text instead of
+            // failing the page; an operator's own template fails loudly.
+            Err(e) if is_builtin(&source) => {
+                tracing::warn!(id = n.id, template = %source, error = %e, "built-in text failed; sending OnCall's text");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         if medium == Medium::Speech {
             text = shape::speech(&say_numbers(&text, &language));
         }
         let title = match self.pick("title", kind, medium, &languages) {
             Some((title_language, source)) => {
                 let ctx = self.context(n, &title_language, medium);
-                Some(self.render(&source, &ctx)?.trim().to_string()).filter(|t| !t.is_empty())
+                match self.render(&source, &ctx) {
+                    Ok(title) => Some(title.trim().to_string()).filter(|t| !t.is_empty()),
+                    Err(_) if is_builtin(&source) => None,
+                    Err(e) => return Err(e),
+                }
             }
             None => None,
         };
@@ -223,6 +236,11 @@ fn say_numbers(text: &str, language: &str) -> String {
         }
     }
     out
+}
+
+/// Whether the template named `id` is a built-in one.
+fn is_builtin(id: &str) -> bool {
+    id.starts_with("builtin")
 }
 
 /// The name of a built-in template in a backend's environment.

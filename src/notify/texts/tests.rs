@@ -242,6 +242,21 @@ fn schedule_and_heartbeat_texts_show_local_times() {
 }
 
 #[test]
+fn odd_details_send_oncalls_text_rather_than_fail_the_page() {
+    let t = texts(MessageSettings::default());
+    let mut n = to("schedule", "You are on call for Ops", Some("de"), "UTC");
+    // A schedule text whose details lack the schedule's name.
+    n.payload = Some(serde_json::json!({"shift_end_ms": AT}));
+    assert_eq!(t.word(&n).expect("no error"), None);
+    // An operator's own template that fails is an error.
+    let t = texts(MessageSettings {
+        templates: inline(&[("schedule", "de", "{{ details.schedule.name }}")]),
+        ..MessageSettings::default()
+    });
+    assert!(t.word(&n).is_err());
+}
+
+#[test]
 fn an_unknown_variable_is_named_with_its_line() {
     let settings = MessageSettings {
         templates: inline(&[("sms", "de", "Alarm\n#{{ alert.number }} {{ alert.titel }}")]),
