@@ -399,6 +399,9 @@ impl Heartbeats {
             "integration_id": integration.id,
             "state": state,
             "last_beat_at": integration.last_beat_at.map(format_ms),
+            // For message templates, which show times in the reader's zone.
+            "last_beat_at_ms": integration.last_beat_at,
+            "instance": integration.instance(),
         });
         let route = (!self.settings.backend.is_empty()).then(|| self.settings.backend.clone());
         let base = NewNotification {

@@ -48,6 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedules(cmd) => cli::schedules::run(settings, cmd).await,
         Command::Notify(cmd) => cli::notify::run(settings, cmd).await,
         Command::CheckConfig => cli::check_config::run(&settings),
+        Command::Templates(cmd) => cli::templates::run(&settings, cmd),
         Command::Integrations(cmd) => cli::integrations::run(settings, cmd).await,
     }
 }

@@ -32,6 +32,19 @@ pub fn run(settings: &Settings) -> anyhow::Result<()> {
             outln!("  route {kind}: {}", chain.join(" → "));
         }
     }
+    for (name, m) in &settings.plugin.messages {
+        let count: usize = m
+            .templates
+            .values()
+            .chain(m.titles.values())
+            .map(|l| l.len())
+            .sum();
+        outln!(
+            "  messages {name}: {}, {count} template(s){}",
+            m.language.as_deref().unwrap_or("en"),
+            if m.builtin { ", built-in texts" } else { "" }
+        );
+    }
     let answers = oncall_relay::notify::answer::warnings(settings);
     for warning in oncall_relay::notify::backend::config_warnings(&settings.plugin)
         .into_iter()

@@ -9,6 +9,7 @@ pub mod notify;
 pub mod output;
 pub mod schedules;
 pub mod serve;
+pub mod templates;
 pub mod users;
 
 use std::path::PathBuf;
@@ -102,6 +103,9 @@ pub enum Command {
     /// Send test notifications through the configured routes.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
+    /// Preview the texts people receive (`plugin.messages`).
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
     /// Validate the configuration, backends, routes and templates without sending anything.
     CheckConfig,
     /// Print the effective configuration (secrets hidden) and exit.

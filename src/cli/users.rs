@@ -104,6 +104,9 @@ struct UserFields {
     /// IANA time zone [default for a new user: UTC]
     #[arg(long)]
     timezone: Option<String>,
+    /// Language of the texts this person receives, e.g. de or pt-BR [default: the backend's]
+    #[arg(long)]
+    language: Option<String>,
     /// A backend address, e.g. telegram=12345678, email=a@example.com, ntfy=alice-pager,
     /// route=sms_gateway (a backend tried first for this user); on update an empty value
     /// removes it. Repeatable.
@@ -188,6 +191,7 @@ async fn add(dir: &Directory, a: AddUser) -> anyhow::Result<()> {
             role: a.fields.role,
             active: Some(!a.inactive),
             timezone: a.fields.timezone,
+            language: a.fields.language,
             contacts: a.fields.contacts.into_iter().collect(),
         })
         .await;
@@ -220,6 +224,7 @@ async fn update(dir: &Directory, u: UpdateUser) -> anyhow::Result<()> {
                 role: u.fields.role,
                 active: u.active,
                 timezone: u.fields.timezone,
+                language: u.fields.language,
                 contacts: u.fields.contacts.into_iter().collect(),
             },
         )

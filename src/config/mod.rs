@@ -13,6 +13,7 @@
 //! | `grafana.*`, `grafana.oncall.*`, `grafana.oncall.schedules.<key>.*` | `grafana.rs` |
 //! | `plugin.backend`, `plugin.backends`, `plugin.routes.<kind>[i].*` | `plugin.rs` |
 //! | `plugin.backends.<name>.*`, one struct per `type` | `backends.rs` |
+//! | `plugin.messages.<backend>.*` | `messages.rs` |
 //! | `queue.*`, `limits.*`, `dedup.*`, `push.*`, `heartbeat.*`, `directory.*` | `queue.rs` |
 //!
 //! Loading (file, environment, flags) is in `load.rs`, every check across options in
@@ -30,6 +31,7 @@ pub mod duration;
 mod example_file;
 mod grafana;
 mod load;
+mod messages;
 mod plugin;
 mod queue;
 mod scalar;
@@ -43,6 +45,7 @@ pub use backends::{
 pub use db::{DbSettings, Driver, PoolSettings};
 pub use grafana::{GrafanaSettings, OncallSettings, ScheduleSettings};
 pub use load::{Overrides, env_vars, unknown_env_vars};
+pub use messages::{Medium, MessageSettings, TemplateSource};
 pub use plugin::{BackendSettings, OnTimeout, PluginSettings, ROUTE_KINDS, RouteSettings};
 pub use queue::{
     Cap, DedupSettings, DirectorySettings, HeartbeatSettings, LimitsSettings, PushSettings,

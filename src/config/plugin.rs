@@ -21,6 +21,9 @@ pub struct PluginSettings {
     pub backends: BTreeMap<String, BackendSettings>,
     /// Per kind (`call`, `sms`, `push`, `heartbeat`, `schedule`), the backends to try in order.
     pub routes: BTreeMap<String, Vec<RouteSettings>>,
+    /// Per backend name, how it words its messages (kinds, languages, templates).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub messages: BTreeMap<String, super::MessageSettings>,
 }
 
 impl Default for PluginSettings {
@@ -29,6 +32,7 @@ impl Default for PluginSettings {
             backend: "stdout".into(),
             backends: BTreeMap::new(),
             routes: BTreeMap::new(),
+            messages: BTreeMap::new(),
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct ImportRow {
     /// IANA time zone.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub timezone: Option<String>,
+    /// Language tag (`de`, `pt-BR`).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub language: Option<String>,
 }
 
 impl ImportRow {
@@ -72,6 +75,7 @@ impl ImportRow {
             role: self.role,
             active: self.active,
             timezone: self.timezone,
+            language: self.language,
             contacts: Default::default(),
         }
     }
@@ -85,6 +89,7 @@ impl ImportRow {
             role: self.role,
             active: self.active,
             timezone: self.timezone,
+            language: self.language,
             contacts: Default::default(),
         }
     }
@@ -182,6 +187,7 @@ pub async fn read_emu_oncall(url: &str) -> Result<Vec<(String, ImportRow)>, Dire
                 role: text(row, "role")?,
                 active,
                 timezone: None,
+                language: None,
             },
         ));
     }

@@ -25,7 +25,8 @@ pub use import::{
 };
 pub use snapshot::Snapshot;
 pub use validation::{
-    email_key, generate_public_id, parse_contact_key, parse_email, parse_phone, parse_public_id,
+    email_key, generate_public_id, parse_contact_key, parse_email, parse_language, parse_phone,
+    parse_public_id,
 };
 
 /// Longest public id OnCall can store.
@@ -125,6 +126,8 @@ pub struct User {
     pub role: Role,
     /// IANA time zone.
     pub timezone: String,
+    /// Language of the texts sent to this person (`de`, `pt-BR`); none: the backend's default.
+    pub language: Option<String>,
     /// Addresses for backends (`telegram`, `slack`, `email`, `ntfy`, ...) and `route`, a
     /// backend tried first for this user.
     #[sqlx(try_from = "crate::store::JsonText<BTreeMap<String, String>>")]
@@ -162,6 +165,8 @@ pub struct NewUser {
     pub active: Option<bool>,
     /// IANA time zone.
     pub timezone: Option<String>,
+    /// Language tag (`de`, `pt-BR`).
+    pub language: Option<String>,
     /// Backend addresses.
     #[serde(default)]
     pub contacts: BTreeMap<String, String>,
@@ -184,6 +189,8 @@ pub struct UserPatch {
     pub active: Option<bool>,
     /// New time zone.
     pub timezone: Option<String>,
+    /// New language tag; an empty one removes it.
+    pub language: Option<String>,
     /// Contacts to set (an empty value removes the key).
     #[serde(default)]
     pub contacts: BTreeMap<String, String>,

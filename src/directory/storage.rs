@@ -30,7 +30,7 @@ impl<'r> sqlx::Decode<'r, sqlx::Any> for Role {
     }
 }
 
-pub(super) const USER_COLUMNS: &str = "id, public_id, name, username, email, phone_number, active, role, timezone, contacts, created_at, updated_at";
+pub(super) const USER_COLUMNS: &str = "id, public_id, name, username, email, phone_number, active, role, timezone, language, contacts, created_at, updated_at";
 
 impl Directory {
     /// Finds a user by email or public id, reading the database.
@@ -271,7 +271,7 @@ fn unique_violation(e: sqlx::Error, user: &User) -> DirectoryError {
     e.into()
 }
 
-/// Binds the columns every write sets, in the order of [`WRITTEN`]: `$1` to `$10`.
+/// Binds the columns every write sets, in the order of [`WRITTEN`]: `$1` to `$11`.
 fn bind_user<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     user: &User,
@@ -285,12 +285,13 @@ fn bind_user<'q>(
         .bind(i64::from(user.active))
         .bind(user.role.as_str())
         .bind(user.timezone.clone())
+        .bind(user.language.clone())
         .bind(user.updated_at)
         .bind(contacts_json(&user.contacts))
 }
 
 /// The columns [`bind_user`] binds.
-const WRITTEN: [&str; 10] = [
+const WRITTEN: [&str; 11] = [
     "name",
     "username",
     "email",
@@ -299,6 +300,7 @@ const WRITTEN: [&str; 10] = [
     "active",
     "role",
     "timezone",
+    "language",
     "updated_at",
     "contacts",
 ];

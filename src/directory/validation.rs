@@ -115,6 +115,40 @@ fn is_word(text: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// A short BCP 47 tag: a 2–3 letter language, optionally a script (`Latn`) and a region
+/// (`BR`, `419`), written in their usual case (`pt-BR`, `sr-Latn`).
+pub fn parse_language(raw: &str) -> Result<String, DirectoryError> {
+    let invalid = || DirectoryError::Invalid {
+        field: "language",
+        message: format!("`{raw}` is not a language tag like `de` or `pt-BR`"),
+    };
+    let mut parts = raw.trim().split(['-', '_']);
+    let language = parts
+        .next()
+        .filter(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic()));
+    let mut tag = language.ok_or_else(invalid)?.to_ascii_lowercase();
+    let mut seen_region = false;
+    for (i, part) in parts.enumerate() {
+        let script = i == 0 && part.len() == 4 && part.chars().all(|c| c.is_ascii_alphabetic());
+        let region = (part.len() == 2 && part.chars().all(|c| c.is_ascii_alphabetic()))
+            || (part.len() == 3 && part.chars().all(|c| c.is_ascii_digit()));
+        if script {
+            let mut chars = part.chars();
+            let first = chars.next().map(|c| c.to_ascii_uppercase());
+            tag.push('-');
+            tag.extend(first);
+            tag.push_str(&chars.as_str().to_ascii_lowercase());
+        } else if region && !seen_region {
+            seen_region = true;
+            tag.push('-');
+            tag.push_str(&part.to_ascii_uppercase());
+        } else {
+            return Err(invalid());
+        }
+    }
+    Ok(tag)
+}
+
 pub(super) fn validate_new(new: NewUser) -> Result<User, DirectoryError> {
     let email = parse_email(&new.email)?;
     let id = match non_blank(new.id.as_deref()) {
@@ -147,6 +181,9 @@ pub(super) fn validate_new(new: NewUser) -> Result<User, DirectoryError> {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| "UTC".into()),
+        language: non_blank(new.language.as_deref())
+            .map(parse_language)
+            .transpose()?,
         contacts: new
             .contacts
             .into_iter()
@@ -181,6 +218,9 @@ pub(super) fn apply_patch(mut user: User, patch: UserPatch) -> Result<User, Dire
     if let Some(tz) = patch.timezone {
         user.timezone = tz.trim().to_string();
     }
+    if let Some(language) = patch.language {
+        user.language = non_blank(Some(&language)).map(parse_language).transpose()?;
+    }
     for (key, value) in patch.contacts {
         let key = parse_contact_key(&key)?;
         let value = value.trim().to_string();
@@ -198,6 +238,25 @@ pub(super) fn apply_patch(mut user: User, patch: UserPatch) -> Result<User, Dire
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn language_tags_are_short_bcp47_tags_in_their_usual_case() {
+        for (raw, tag) in [
+            ("de", "de"),
+            (" DE ", "de"),
+            ("pt-br", "pt-BR"),
+            ("pt_BR", "pt-BR"),
+            ("es-419", "es-419"),
+            ("sr-latn-rs", "sr-Latn-RS"),
+        ] {
+            assert_eq!(parse_language(raw).expect(raw), tag);
+        }
+        for bad in [
+            "", "d", "deutsch", "de-", "de-BRA", "12", "de-DE-AT", "en-US-x",
+        ] {
+            assert!(parse_language(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn phone_numbers_are_normalised_to_e164() {

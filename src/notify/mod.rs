@@ -15,12 +15,14 @@ pub mod breaker;
 pub mod buttons;
 pub mod events;
 mod gate;
+pub mod oncall_text;
 pub mod parts;
 mod queue;
 pub mod refusals;
 pub mod shape;
 pub mod sms;
 pub(crate) mod template;
+pub mod texts;
 pub mod worker;
 
 /// The contract's former home, kept so that `notify::backend::...` paths keep working.
@@ -142,6 +144,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 5] = [
+        Kind::Call,
+        Kind::Sms,
+        Kind::Push,
+        Kind::Heartbeat,
+        Kind::Schedule,
+    ];
+
     /// The name stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -291,6 +302,32 @@ pub struct Notification {
     /// delivering again.
     #[serde(skip)]
     pub answer_deadline: Option<i64>,
+    /// Who reads it (language, time zone) and OnCall's text once a backend reworded it.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub reader: Reader,
+}
+
+/// What wording a notification needs besides the notification itself.
+#[derive(Debug, Clone, Default)]
+pub struct Reader {
+    /// The recipient's language tag, from the directory.
+    pub language: Option<String>,
+    /// The recipient's IANA time zone, from the directory.
+    pub timezone: Option<String>,
+    /// OnCall's text, once `message` holds the backend's wording of it.
+    pub original: Option<String>,
+}
+
+impl Reader {
+    /// The language and time zone of `user`.
+    pub fn of(user: &crate::directory::User) -> Reader {
+        Reader {
+            language: user.language.clone(),
+            timezone: Some(user.timezone.clone()),
+            original: None,
+        }
+    }
 }
 
 impl Notification {

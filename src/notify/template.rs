@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::Notification;
 use super::backends::DeliveryError;
+use super::oncall_text::AlertText;
 use crate::store::format_ms;
 
 /// Template steps allowed per render, so a runaway loop cannot stall deliveries.
@@ -38,6 +39,7 @@ pub(crate) fn environment(
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(escape);
     set_url_escaping(&mut env);
+    super::texts::clock::add_filters(&mut env);
     env
 }
 
@@ -96,7 +98,16 @@ pub(crate) fn add(env: &mut Environment<'static>, name: &str, source: &str) -> R
 pub(crate) struct Context<'a> {
     id: i64,
     kind: &'a str,
+    /// OnCall's text, as it came.
     message: &'a str,
+    /// What this backend sends: its wording of `message` (see `plugin.messages`), else `message`.
+    text: &'a str,
+    /// The parts of OnCall's text (`alert.number`, `alert.title`, ...).
+    alert: AlertText,
+    /// The recipient's language tag, if known.
+    language: Option<&'a str>,
+    /// The recipient's time zone (`UTC` if unknown).
+    timezone: &'a str,
     phone: Option<&'a str>,
     phone_number: Option<&'a str>,
     email: &'a str,
@@ -136,10 +147,15 @@ struct ContextUser<'a> {
 impl<'a> Context<'a> {
     /// The variables of `n`.
     pub(crate) fn of(n: &'a Notification) -> Context<'a> {
+        let message = n.reader.original.as_deref().unwrap_or(&n.message);
         Context {
             id: n.id,
             kind: &n.kind,
-            message: &n.message,
+            message,
+            text: &n.message,
+            alert: AlertText::parse(message),
+            language: n.reader.language.as_deref(),
+            timezone: n.reader.timezone.as_deref().unwrap_or("UTC"),
             phone: n.phone_number.as_deref(),
             phone_number: n.phone_number.as_deref(),
             email: &n.email,

@@ -112,6 +112,7 @@ pub fn spawn(
                 let guards = guards.clone();
                 if let Some(user) = snapshot.by_id(&n.user_id) {
                     n.contacts = user.contacts.clone();
+                    n.reader = super::Reader::of(user);
                 }
                 n.links = backends.links_for(&n);
                 let incidents = backends.incidents();
@@ -436,6 +437,7 @@ pub async fn deliver_test(
         let chain = backends.chain(&n, &snapshot);
         if let Some(user) = snapshot.by_id(&n.user_id) {
             n.contacts = user.contacts.clone();
+            n.reader = super::Reader::of(user);
         }
         n.links = backends.links_for(&n);
         let stage = n.stage.max(0);

@@ -59,6 +59,7 @@ impl Schedules {
                             "title": format!("On call: {name}"),
                             "schedule": name,
                             "shift_end": format_ms(end),
+                            "shift_end_ms": end,
                         }));
                         n
                     })
@@ -146,6 +147,8 @@ impl Schedules {
                         "reminder": true,
                         "shift_start": format_ms(shift.start_ms),
                         "shift_end": format_ms(shift.end_ms),
+                        "shift_start_ms": shift.start_ms,
+                        "shift_end_ms": shift.end_ms,
                     }));
                     notify::enqueue_in(&mut tx, &[n], now).await?;
                 }

@@ -444,6 +444,7 @@ mod tests {
             active: true,
             role: crate::directory::Role::Editor,
             timezone: "UTC".into(),
+            language: None,
             contacts: BTreeMap::new(),
             created_at: 0,
             updated_at: 0,

@@ -333,3 +333,40 @@ async fn schedules_can_be_added_listed_and_removed(db: Db) {
     app.stop().await;
 }
 db_test!(schedules_can_be_added_listed_and_removed);
+
+async fn a_users_language_is_a_short_language_tag(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(with_admin(&db)).await;
+    let (status, user) = admin(
+        &app,
+        "POST",
+        "/api/admin/v1/users",
+        Some(json!({"email": "ana@example.com", "language": "pt_br", "timezone": "America/Sao_Paulo"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["language"], "pt-BR");
+    let (status, body) = admin(
+        &app,
+        "PATCH",
+        "/api/admin/v1/users/ana@example.com",
+        Some(json!({"language": "portuguese"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["language"].is_array(), "{body}");
+    let (status, user) = admin(
+        &app,
+        "PATCH",
+        "/api/admin/v1/users/ana@example.com",
+        Some(json!({"language": ""})),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    assert!(
+        user["language"].is_null(),
+        "an empty tag removes it: {user}"
+    );
+    app.stop().await;
+}
+db_test!(a_users_language_is_a_short_language_tag);

@@ -7,7 +7,7 @@ use crate::helpers::*;
 
 const NAME: &str = "OnCall Cloud Heartbeat http://oncall-engine:8080";
 
-async fn create(app: &TestApp) -> serde_json::Value {
+pub(crate) async fn create(app: &TestApp) -> serde_json::Value {
     // python-requests' encoding of data={"type": ..., "name": ...}.
     let resp = app
         .post_fields(
@@ -20,7 +20,7 @@ async fn create(app: &TestApp) -> serde_json::Value {
     body
 }
 
-fn path_of(link: &str) -> String {
+pub(crate) fn path_of(link: &str) -> String {
     let rest = link.split_once("://").expect("absolute").1;
     format!("/{}", rest.split_once('/').expect("path").1)
 }
@@ -133,14 +133,14 @@ async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: Db) {
 }
 db_test!(heartbeat_link_needs_no_token_and_unknown_links_are_403);
 
-fn watchdog_settings(db: &TestDb, fake: &Fake) -> oncall_relay::config::Settings {
+pub(crate) fn watchdog_settings(db: &TestDb, fake: &Fake) -> oncall_relay::config::Settings {
     let mut s = webhook_settings(db, &fake.url);
     s.heartbeat.timeout = Duration::from_millis(800);
     s.heartbeat.check_interval = Duration::from_millis(100);
     s
 }
 
-fn heartbeat_alerts(fake: &Fake) -> Vec<serde_json::Value> {
+pub(crate) fn heartbeat_alerts(fake: &Fake) -> Vec<serde_json::Value> {
     fake.requests()
         .iter()
         .map(|r| r.json())

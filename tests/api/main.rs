@@ -15,6 +15,7 @@ mod hardening;
 mod heartbeat;
 mod info;
 mod limits;
+mod messages;
 mod metrics;
 mod packaging;
 mod push;

@@ -92,6 +92,7 @@ fn openapi_schemas_match_what_handlers_return() {
         active: true,
         role: Role::Admin,
         timezone: "UTC".into(),
+        language: Some("de".into()),
         contacts: BTreeMap::from([("telegram".into(), "1".into())]),
         created_at: 1,
         updated_at: 2,

@@ -79,6 +79,8 @@ pub(super) struct PatchBody {
     role: Option<String>,
     active: Option<bool>,
     timezone: Option<String>,
+    /// Language tag such as `de` or `pt-BR`; empty removes it.
+    language: Option<String>,
     #[serde(default)]
     contacts: BTreeMap<String, String>,
 }
@@ -108,6 +110,7 @@ pub(super) async fn update_user(
         role: body.role,
         active: body.active,
         timezone: body.timezone,
+        language: body.language,
         contacts: body.contacts,
     };
     Ok(Json(state.directory.update(&user, patch).await?))

@@ -36,6 +36,7 @@ use telegram::Telegram;
 use twilio::Twilio;
 use webhook::Webhook;
 
+use super::texts::{Reworded, Texts};
 use super::{Notification, NotifyError};
 use crate::config::{BackendSettings, OnTimeout, PluginSettings, RouteSettings};
 use crate::directory::{Role, Snapshot, User};
@@ -286,6 +287,23 @@ impl Backends {
                 all.insert(name.clone(), backend);
             }
         }
+        for (name, settings) in &plugin.messages {
+            let inner = all
+                .get(name)
+                .cloned()
+                .ok_or_else(|| NotifyError::BackendConfig {
+                    name: name.clone(),
+                    message: "`plugin.messages` names no backend under `plugin.backends`".into(),
+                })?;
+            let texts =
+                Texts::new(name, plugin.backends.get(name), settings).map_err(|message| {
+                    NotifyError::BackendConfig {
+                        name: name.clone(),
+                        message: format!("messages: {message}"),
+                    }
+                })?;
+            all.insert(name.clone(), Arc::new(Reworded::new(inner, texts)));
+        }
         let default =
             all.get(&plugin.backend)
                 .cloned()
@@ -348,14 +366,30 @@ impl Backends {
 /// Settings that work but are unsafe, one sentence each (a shell running a templated script):
 /// `serve` logs them at start-up, `check-config` prints them.
 pub fn config_warnings(plugin: &PluginSettings) -> Vec<String> {
-    plugin
+    let shell = plugin
         .backends
         .iter()
         .filter_map(|(name, settings)| match settings {
             BackendSettings::Exec(e) => exec::shell_warning(name, e),
             _ => None,
+        });
+    shell.chain(unworded_templates(plugin)).collect()
+}
+
+/// Backends that word their texts (`plugin.messages`) but whose own template prints only
+/// `message`, OnCall's text, so the wording would never be sent.
+fn unworded_templates(plugin: &PluginSettings) -> impl Iterator<Item = String> + '_ {
+    plugin.messages.keys().filter_map(|name| {
+        let templates: Vec<&str> = match plugin.backends.get(name)? {
+            BackendSettings::Webhook(w) => w.body.iter().map(String::as_str).chain([w.url.as_str()]).collect(),
+            BackendSettings::Exec(e) => e.args.iter().map(String::as_str).collect(),
+            _ => return None,
+        };
+        let prints = |word: &str| templates.iter().any(|t| t.contains(word));
+        (prints("message") && !prints("text")).then(|| {
+            format!("backend `{name}`: `plugin.messages.{name}` words the text, but its template prints `message` (OnCall's text as it came); print `text` to send the wording")
         })
-        .collect()
+    })
 }
 
 fn route_matches(route: &RouteSettings, n: &Notification, user: Option<&User>) -> bool {
@@ -575,6 +609,7 @@ pub(crate) mod testing {
             answer_deadline: None,
             links: None,
             alert_group: None,
+            reader: Default::default(),
         }
     }
 }

@@ -120,3 +120,33 @@ fn check_config_fails_for_whatever_stops_serve() {
         "allow_any_token starts without a token"
     );
 }
+
+#[test]
+fn check_config_names_the_file_line_and_variable_of_a_bad_message_template() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("sms.de.j2");
+    std::fs::write(&file, "Alarm #{{ alert.number }}\n{{ alert.titel }}\n").expect("write");
+    let yaml = format!(
+        "app:\n  auth_token: x\nplugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n  messages:\n    gw:\n      language: de\n      templates:\n        sms:\n          de:\n            file: {}\n",
+        file.display()
+    );
+    let out = check_config(&dir, &yaml);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}, line 2: unknown variable `alert.titel`",
+            file.display()
+        )),
+        "{err}"
+    );
+    std::fs::write(&file, "Alarm #{{ alert.number }}\n{{ alert.title }}\n").expect("write");
+    let out = check_config(&dir, &yaml);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("messages gw: de"), "{text}");
+}

@@ -5,7 +5,7 @@ use crate::db_test;
 use crate::helpers::*;
 
 /// Every subcommand of `oncall-relay`; a new one must be added here, and so gets its help checked.
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 10] = [
     "serve",
     "users",
     "events",
@@ -13,6 +13,7 @@ const SUBCOMMANDS: [&str; 9] = [
     "integrations",
     "schedules",
     "notify",
+    "templates",
     "check-config",
     "config",
 ];
@@ -69,8 +70,8 @@ fn help_documents_every_subcommand() {
             );
         }
     }
-    // users 5, events 2, devices 3, integrations 1, schedules 4, notify 1.
-    assert_eq!(nested, 16, "nested subcommands found in the help texts");
+    // users 5, events 2, devices 3, integrations 1, schedules 4, notify 1, templates 1.
+    assert_eq!(nested, 17, "nested subcommands found in the help texts");
 }
 
 async fn printing_to_a_closed_pipe_exits_quietly(db: Db) {

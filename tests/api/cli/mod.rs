@@ -7,6 +7,7 @@ mod events;
 mod help;
 mod migrate;
 mod serve;
+mod templates;
 mod users;
 
 /// The binary run in `dir` (no database flags), waited for.

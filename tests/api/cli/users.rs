@@ -180,3 +180,71 @@ async fn devices_can_be_assigned_listed_and_removed(db: Db) {
     assert!(out.status.success());
 }
 db_test!(devices_can_be_assigned_listed_and_removed);
+
+async fn a_language_is_set_by_add_update_and_csv_import(db: Db) {
+    let db = TestDb::new(db).await;
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "add",
+            "--email",
+            "greta@example.com",
+            "--language",
+            "DE",
+            "--timezone",
+            "Europe/Berlin",
+        ],
+    ));
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    assert_eq!(
+        user_with_email(&list, "greta@example.com")["language"],
+        "de"
+    );
+    ok(&relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "greta@example.com",
+            "--language",
+            "pt_br",
+        ],
+    ));
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    assert_eq!(
+        user_with_email(&list, "greta@example.com")["language"],
+        "pt-BR"
+    );
+    let out = relay(
+        &db,
+        &[
+            "users",
+            "update",
+            "greta@example.com",
+            "--language",
+            "Deutsch",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid language"));
+
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "email,phone,language,timezone\nolga@example.com,+380441234567,uk,Europe/Kyiv\n",
+    )
+    .expect("write");
+    ok(&relay(
+        &db,
+        &["users", "import", csv.to_str().expect("path")],
+    ));
+    let list = relay_json(&db, &["users", "list", "--json"]);
+    let olga = user_with_email(&list, "olga@example.com");
+    assert_eq!(
+        (olga["language"].as_str(), olga["timezone"].as_str()),
+        (Some("uk"), Some("Europe/Kyiv"))
+    );
+}
+db_test!(a_language_is_set_by_add_update_and_csv_import);
