@@ -7,6 +7,7 @@ mod admin;
 mod answers;
 mod backends;
 mod calls;
+mod console;
 mod cli;
 mod crash;
 mod faults;

@@ -17,10 +17,12 @@ use oncall_relay::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod browser;
 mod fake;
 mod pg;
 mod process;
 
+pub use browser::*;
 pub use fake::*;
 pub use pg::*;
 pub use process::*;
