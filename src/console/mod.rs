@@ -137,7 +137,15 @@ async fn no_store(req: Request, next: Next) -> Response {
     response
         .headers_mut()
         .insert("x-frame-options", header::HeaderValue::from_static("DENY"));
-    response.extensions_mut().insert(crate::cloud_api::KeepBody);
+    // The console's own pages stay HTML; the framework's answers (405, a bad form) become
+    // JSON errors like everywhere else.
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if html {
+        response.extensions_mut().insert(crate::cloud_api::KeepBody);
+    }
     response
 }
 
