@@ -25,3 +25,7 @@ CREATE TABLE console_codes (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX console_codes_user ON console_codes (user_id, purpose, created_at);
+
+-- A profile lists the person's last notifications by email (a phone verification code is
+-- addressed to the number, with the person's email but no user id).
+CREATE INDEX notifications_email ON notifications (lower(email));

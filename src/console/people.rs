@@ -104,6 +104,17 @@ impl PersonForm {
     }
 }
 
+/// Whether `hay` contains `needle` (already lower-case), ignoring case; without allocating
+/// for ASCII needles, since a search runs over the whole directory.
+fn contains_folded(hay: &str, needle: &str) -> bool {
+    if needle.is_ascii() {
+        let n = needle.as_bytes();
+        hay.len() >= n.len() && hay.as_bytes().windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    } else {
+        hay.to_lowercase().contains(needle)
+    }
+}
+
 fn non_empty(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_string())
@@ -123,11 +134,11 @@ pub async fn list(
         .iter()
         .filter(|u| {
             needle.is_empty()
-                || u.email.to_lowercase().contains(&needle)
-                || u.name.to_lowercase().contains(&needle)
-                || u.username.to_lowercase().contains(&needle)
+                || contains_folded(&u.email, &needle)
+                || contains_folded(&u.name, &needle)
+                || contains_folded(&u.username, &needle)
                 || u.phone_number.as_deref().is_some_and(|p| p.contains(&needle))
-                || u.id.to_lowercase() == needle
+                || u.id.eq_ignore_ascii_case(&needle)
         })
         .collect();
     let pages = matching.len().div_ceil(PER_PAGE).max(1);
@@ -341,4 +352,17 @@ pub async fn import(
         },
     )
     .unwrap_or_else(|e| render::failure(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_folded;
+
+    #[test]
+    fn search_ignores_case() {
+        assert!(contains_folded("Alice@Example.com", "alice@ex"));
+        assert!(contains_folded("Zoë Ünal", "ünal"));
+        assert!(!contains_folded("bob", "bobby"));
+        assert!(contains_folded("", ""));
+    }
 }

@@ -58,6 +58,10 @@ async fn in_a_browser_an_admin_edits_a_person_and_verifies_a_phone(db: Db) {
         Some("+4930765432")
     );
     screenshot(&browser, "profile").await;
+    if std::env::var("RELAY_SCREENSHOTS").is_ok() {
+        browser.prefer_dark().await;
+        screenshot(&browser, "profile-dark").await;
+    }
 
     // The IRM app's form and the pre-2024 one lead to the same profile.
     for form in [

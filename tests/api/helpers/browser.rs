@@ -168,6 +168,14 @@ impl Browser {
             .await;
     }
 
+    /// Renders pages as for a visitor who asked for a dark theme.
+    pub async fn prefer_dark(&self) {
+        let media = json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+            "features": [{"name": "prefers-color-scheme", "value": "dark"}]}});
+        self.command(reqwest::Method::POST, "/goog/cdp/execute", media)
+            .await;
+    }
+
     /// Saves a PNG of the window to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine;
