@@ -368,8 +368,8 @@ impl Application {
             listener,
             ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
         )
-            .with_graceful_shutdown(async move { signal.cancelled().await })
-            .into_future();
+        .with_graceful_shutdown(async move { signal.cancelled().await })
+        .into_future();
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;

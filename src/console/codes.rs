@@ -47,13 +47,12 @@ pub async fn issue(
 ) -> Result<String, ConsoleError> {
     let now = now_ms();
     let _guard = store.write_guard().await;
-    let (recent,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM console_codes WHERE user_id = $1 AND created_at > $2",
-    )
-    .bind(user_id)
-    .bind(now - 3_600_000)
-    .fetch_one(store.pool())
-    .await?;
+    let (recent,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM console_codes WHERE user_id = $1 AND created_at > $2")
+            .bind(user_id)
+            .bind(now - 3_600_000)
+            .fetch_one(store.pool())
+            .await?;
     if recent >= i64::from(settings.codes_per_hour) {
         return Err(ConsoleError::RateLimited);
     }

@@ -99,14 +99,14 @@ pub fn router() -> Router<AppState> {
     let console = Router::new()
         .route("/console", get(home))
         .route("/console/style.css", get(render::stylesheet))
-        .route(
-            "/console/signin",
-            get(signin::form).post(signin::submit),
-        )
+        .route("/console/signin", get(signin::form).post(signin::submit))
         .route("/console/signin/code", post(signin::with_code))
         .route("/console/signout", post(signin::sign_out))
         .route("/console/people", get(people::list))
-        .route("/console/people/new", get(people::new_form).post(people::create))
+        .route(
+            "/console/people/new",
+            get(people::new_form).post(people::create),
+        )
         .route("/console/people/import", post(people::import))
         .route("/console/people/{id}", get(profile::page))
         .route(

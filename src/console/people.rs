@@ -3,15 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::session::Admin;
+use super::csrf::{AdminPosted, Posted, tokened};
 use super::render::ctx;
-use super::{Base, ConsoleError, csrf, render};
+use super::session::Admin;
+use super::{Base, ConsoleError, render};
 use crate::cloud_api::AppState;
 use crate::directory::{ImportFormat, NewUser, User, UserPatch, parse_import};
 
@@ -53,12 +53,16 @@ pub struct PersonForm {
     contacts: String,
 }
 
+tokened!(PersonForm);
+
 impl PersonForm {
     fn of(user: &User) -> PersonForm {
         let contacts = user
             .contacts
             .iter()
-            .filter(|(k, _)| k.as_str() != "route" && k.as_str() != crate::directory::ONCALL_TOKEN_CONTACT)
+            .filter(|(k, _)| {
+                k.as_str() != "route" && k.as_str() != crate::directory::ONCALL_TOKEN_CONTACT
+            })
             .map(|(k, v)| format!("{k} = {v}"))
             .collect::<Vec<_>>()
             .join("\n");
@@ -107,9 +111,15 @@ impl PersonForm {
 /// Whether `hay` contains `needle` (already lower-case), ignoring case; without allocating
 /// for ASCII needles, since a search runs over the whole directory.
 fn contains_folded(hay: &str, needle: &str) -> bool {
-    if needle.is_ascii() {
+    if needle.is_empty() {
+        true
+    } else if needle.is_ascii() {
         let n = needle.as_bytes();
-        hay.len() >= n.len() && hay.as_bytes().windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+        hay.len() >= n.len()
+            && hay
+                .as_bytes()
+                .windows(n.len())
+                .any(|w| w.eq_ignore_ascii_case(n))
     } else {
         hay.to_lowercase().contains(needle)
     }
@@ -137,7 +147,9 @@ pub async fn list(
                 || contains_folded(&u.email, &needle)
                 || contains_folded(&u.name, &needle)
                 || contains_folded(&u.username, &needle)
-                || u.phone_number.as_deref().is_some_and(|p| p.contains(&needle))
+                || u.phone_number
+                    .as_deref()
+                    .is_some_and(|p| p.contains(&needle))
                 || u.id.eq_ignore_ascii_case(&needle)
         })
         .collect();
@@ -166,7 +178,14 @@ pub async fn list(
     .unwrap_or_else(|e| render::failure(&e))
 }
 
-fn form_page(base: &Base, session: &super::Session, status: StatusCode, id: Option<&str>, form: &PersonForm, error: Option<String>) -> Response {
+fn form_page(
+    base: &Base,
+    session: &super::Session,
+    status: StatusCode,
+    id: Option<&str>,
+    form: &PersonForm,
+    error: Option<String>,
+) -> Response {
     render::page(
         status,
         base,
@@ -195,12 +214,8 @@ pub async fn new_form(base: Base, Admin(session): Admin) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     base: Base,
-    Admin(session): Admin,
-    Form(f): Form<PersonForm>,
+    AdminPosted(Posted { session, form: f }): AdminPosted<PersonForm>,
 ) -> Response {
-    if let Err(page) = csrf::check(&session, &base, f.csrf.as_deref()) {
-        return page;
-    }
     let new = NewUser {
         id: None,
         email: f.email.trim().to_string(),
@@ -219,12 +234,25 @@ pub async fn create(
 }
 
 /// A person's mistake shows on the form again; anything else is an error page.
-fn saved_or_not(base: &Base, session: &super::Session, id: Option<&str>, f: &PersonForm, e: ConsoleError) -> Response {
+fn saved_or_not(
+    base: &Base,
+    session: &super::Session,
+    id: Option<&str>,
+    f: &PersonForm,
+    e: ConsoleError,
+) -> Response {
     use crate::directory::DirectoryError;
     match e {
-        ConsoleError::Directory(e @ (DirectoryError::Invalid { .. } | DirectoryError::Duplicate { .. })) => {
-            form_page(base, session, StatusCode::BAD_REQUEST, id, f, Some(e.to_string()))
-        }
+        ConsoleError::Directory(
+            e @ (DirectoryError::Invalid { .. } | DirectoryError::Duplicate { .. }),
+        ) => form_page(
+            base,
+            session,
+            StatusCode::BAD_REQUEST,
+            id,
+            f,
+            Some(e.to_string()),
+        ),
         other => other.page(base),
     }
 }
@@ -237,7 +265,14 @@ pub async fn edit_form(
     Path(id): Path<String>,
 ) -> Response {
     match state.directory.get(&id).await {
-        Ok(user) => form_page(&base, &session, StatusCode::OK, Some(&user.id), &PersonForm::of(&user), None),
+        Ok(user) => form_page(
+            &base,
+            &session,
+            StatusCode::OK,
+            Some(&user.id),
+            &PersonForm::of(&user),
+            None,
+        ),
         Err(e) => ConsoleError::from(e).page(&base),
     }
 }
@@ -246,13 +281,9 @@ pub async fn edit_form(
 pub async fn update(
     State(state): State<AppState>,
     base: Base,
-    Admin(session): Admin,
     Path(id): Path<String>,
-    Form(f): Form<PersonForm>,
+    AdminPosted(Posted { session, form: f }): AdminPosted<PersonForm>,
 ) -> Response {
-    if let Err(page) = csrf::check(&session, &base, f.csrf.as_deref()) {
-        return page;
-    }
     let current = match state.directory.get(&id).await {
         Ok(user) => user,
         Err(e) => return ConsoleError::from(e).page(&base),
@@ -284,6 +315,8 @@ pub struct ImportForm {
     confirm: Option<String>,
 }
 
+tokened!(ImportForm);
+
 /// One row of the preview: what the import will do to a person.
 #[derive(Debug, Serialize)]
 struct Planned {
@@ -296,15 +329,18 @@ struct Planned {
 pub async fn import(
     State(state): State<AppState>,
     base: Base,
-    Admin(session): Admin,
-    Form(f): Form<ImportForm>,
+    AdminPosted(Posted { session, form: f }): AdminPosted<ImportForm>,
 ) -> Response {
-    if let Err(page) = csrf::check(&session, &base, f.csrf.as_deref()) {
-        return page;
-    }
     let rows = match parse_import(&f.csv, ImportFormat::Csv, "the pasted CSV") {
         Ok(rows) => rows,
-        Err(e) => return render::message(StatusCode::BAD_REQUEST, &base, "Cannot read the CSV", &e.to_string()),
+        Err(e) => {
+            return render::message(
+                StatusCode::BAD_REQUEST,
+                &base,
+                "Cannot read the CSV",
+                &e.to_string(),
+            );
+        }
     };
     if f.confirm.is_some() {
         return match state.directory.import(rows).await {
@@ -312,7 +348,10 @@ pub async fn import(
                 StatusCode::OK,
                 &base,
                 "Imported",
-                &format!("{} added, {} updated, {} unchanged.", report.added, report.updated, report.unchanged),
+                &format!(
+                    "{} added, {} updated, {} unchanged.",
+                    report.added, report.updated, report.unchanged
+                ),
             ),
             Err(e) => ConsoleError::from(e).page(&base),
         };
@@ -321,7 +360,11 @@ pub async fn import(
     let plan: Vec<Planned> = rows
         .iter()
         .map(|row| match snapshot.by_email(&row.email) {
-            None => Planned { email: row.email.clone(), action: "add", changes: Vec::new() },
+            None => Planned {
+                email: row.email.clone(),
+                action: "add",
+                changes: Vec::new(),
+            },
             Some(user) => {
                 let mut changes = Vec::new();
                 let mut differs = |field: &str, new: Option<&String>, old: &str| {
@@ -331,14 +374,26 @@ pub async fn import(
                 };
                 differs("name", row.name.as_ref(), &user.name);
                 differs("username", row.username.as_ref(), &user.username);
-                differs("phone", row.phone_number.as_ref(), user.phone_number.as_deref().unwrap_or(""));
-                differs("role", row.role.as_ref(), &user.role.as_str().to_string());
+                differs(
+                    "phone",
+                    row.phone_number.as_ref(),
+                    user.phone_number.as_deref().unwrap_or(""),
+                );
+                differs("role", row.role.as_ref(), user.role.as_str());
                 differs("timezone", row.timezone.as_ref(), &user.timezone);
                 if let Some(active) = row.active.filter(|a| *a != user.active) {
                     changes.push(format!("active: {} → {active}", user.active));
                 }
-                let action = if changes.is_empty() { "unchanged" } else { "update" };
-                Planned { email: row.email.clone(), action, changes }
+                let action = if changes.is_empty() {
+                    "unchanged"
+                } else {
+                    "update"
+                };
+                Planned {
+                    email: row.email.clone(),
+                    action,
+                    changes,
+                }
             }
         })
         .collect();

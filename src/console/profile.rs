@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
 use super::codes::{self, Purpose};
-use super::session::Session;
+use super::csrf::{Posted, tokened};
 use super::render::ctx;
-use super::{Base, ConsoleError, csrf, render};
+use super::session::Session;
+use super::{Base, ConsoleError, render};
 use crate::cloud_api::AppState;
 use crate::directory::{User, UserPatch, parse_phone};
 use crate::notify::{EventFilter, Kind, NewNotification, events};
@@ -38,6 +38,18 @@ pub struct ProfileForm {
     code: Option<String>,
 }
 
+tokened!(ProfileForm);
+
+impl ProfileForm {
+    /// A call when the form asks for one, else an SMS.
+    fn kind(&self) -> Kind {
+        match self.kind.as_deref() {
+            Some("call") => Kind::Call,
+            _ => Kind::Sms,
+        }
+    }
+}
+
 /// How many recent notifications the profile lists.
 const RECENT: usize = 20;
 
@@ -56,11 +68,26 @@ fn find(state: &AppState, id: &str) -> Option<Arc<User>> {
 }
 
 /// The person `id` names, if the session may see them; otherwise the page to answer.
-fn visible(state: &AppState, base: &Base, session: &Session, id: &str) -> Result<Arc<User>, Response> {
+fn visible(
+    state: &AppState,
+    base: &Base,
+    session: &Session,
+    id: &str,
+) -> Result<Arc<User>, Box<Response>> {
     match find(state, id) {
         Some(user) if session.may_see(&user) => Ok(user),
-        Some(_) => Err(render::message(StatusCode::FORBIDDEN, base, "Not your profile", "You can only see your own profile.")),
-        None => Err(render::message(StatusCode::NOT_FOUND, base, "Not found", "There is no such person in the directory.")),
+        Some(_) => Err(Box::new(render::message(
+            StatusCode::FORBIDDEN,
+            base,
+            "Not your profile",
+            "You can only see your own profile.",
+        ))),
+        None => Err(Box::new(render::message(
+            StatusCode::NOT_FOUND,
+            base,
+            "Not found",
+            "There is no such person in the directory.",
+        ))),
     }
 }
 
@@ -90,10 +117,16 @@ pub async fn page(
     show(&state, &base, &session, &id, None).await
 }
 
-async fn show(state: &AppState, base: &Base, session: &Session, id: &str, notice: Option<(&str, &str)>) -> Response {
+async fn show(
+    state: &AppState,
+    base: &Base,
+    session: &Session,
+    id: &str,
+    notice: Option<(&str, &str)>,
+) -> Response {
     let user = match visible(state, base, session, id) {
         Ok(user) => user,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let filter = EventFilter {
         user: Some(user.email.clone()),
@@ -136,38 +169,57 @@ async fn show(state: &AppState, base: &Base, session: &Session, id: &str, notice
     .unwrap_or_else(|e| render::failure(&e))
 }
 
-/// Checks the form token and finds the person; the page to answer otherwise.
-fn acting_on(state: &AppState, base: &Base, session: &Session, id: &str, form: &ProfileForm) -> Result<Arc<User>, Response> {
-    csrf::check(session, base, form.csrf.as_deref())?;
-    visible(state, base, session, id)
-}
-
 /// `POST /console/people/<id>/test`: a test call or SMS through the normal queue and limits.
 pub async fn send_test(
     State(state): State<AppState>,
     base: Base,
-    session: Session,
     Path(id): Path<String>,
-    Form(f): Form<ProfileForm>,
+    Posted { session, form: f }: Posted<ProfileForm>,
 ) -> Response {
-    let user = match acting_on(&state, &base, &session, &id, &f) {
+    let user = match visible(&state, &base, &session, &id) {
         Ok(user) => user,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
-    let kind = match f.kind.as_deref() {
-        Some("call") => Kind::Call,
-        _ => Kind::Sms,
-    };
-    if !user.phone_verified() && user.contacts.get("route").is_none() {
-        return show(&state, &base, &session, &id, Some(("error", "There is no phone number or preferred route to send a test to."))).await;
+    let kind = f.kind();
+    if !user.phone_verified() && !user.contacts.contains_key("route") {
+        return show(
+            &state,
+            &base,
+            &session,
+            &id,
+            Some((
+                "error",
+                "There is no phone number or preferred route to send a test to.",
+            )),
+        )
+        .await;
     }
-    let message = format!("Test {kind} from oncall-relay, asked for in the console at {}", crate::store::format_ms(crate::store::now_ms()));
+    let message = format!(
+        "Test {kind} from oncall-relay, asked for in the console at {}",
+        crate::store::format_ms(crate::store::now_ms())
+    );
     if let Err(e) = state.gate.admit(kind, &user.id, &message).await {
         let text = e.to_string();
         return show(&state, &base, &session, &id, Some(("error", &text))).await;
     }
-    match state.acceptor.accept(NewNotification::to_user(kind, &user, message)).await {
-        Ok(()) => show(&state, &base, &session, &id, Some(("ok", "Test sent to the queue; it shows below once delivered."))).await,
+    match state
+        .acceptor
+        .accept(NewNotification::to_user(kind, &user, message))
+        .await
+    {
+        Ok(()) => {
+            show(
+                &state,
+                &base,
+                &session,
+                &id,
+                Some((
+                    "ok",
+                    "Test sent to the queue; it shows below once delivered.",
+                )),
+            )
+            .await
+        }
         Err(e) => ConsoleError::from(e).page(&base),
     }
 }
@@ -176,13 +228,12 @@ pub async fn send_test(
 pub async fn send_phone_code(
     State(state): State<AppState>,
     base: Base,
-    session: Session,
     Path(id): Path<String>,
-    Form(f): Form<ProfileForm>,
+    Posted { session, form: f }: Posted<ProfileForm>,
 ) -> Response {
-    let user = match acting_on(&state, &base, &session, &id, &f) {
+    let user = match visible(&state, &base, &session, &id) {
         Ok(user) => user,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let number = match parse_phone(f.phone.as_deref().unwrap_or("")) {
         Ok(number) => number,
@@ -191,20 +242,38 @@ pub async fn send_phone_code(
             return show(&state, &base, &session, &id, Some(("error", &text))).await;
         }
     };
-    let kind = match f.kind.as_deref() {
-        Some("call") => Kind::Call,
-        _ => Kind::Sms,
-    };
-    let code = match codes::issue(&state.store, &state.console.settings, Purpose::Phone, &user.id, &number).await {
+    let kind = f.kind();
+    let code = match codes::issue(
+        &state.store,
+        &state.console.settings,
+        Purpose::Phone,
+        &user.id,
+        &number,
+    )
+    .await
+    {
         Ok(code) => code,
         Err(ConsoleError::RateLimited) => {
-            return show(&state, &base, &session, &id, Some(("error", "Too many codes were sent in the last hour; try again later."))).await;
+            return show(
+                &state,
+                &base,
+                &session,
+                &id,
+                Some((
+                    "error",
+                    "Too many codes were sent in the last hour; try again later.",
+                )),
+            )
+            .await;
         }
         Err(e) => return e.page(&base),
     };
     let spaced: Vec<String> = code.chars().map(String::from).collect();
     let message = match kind {
-        Kind::Call => format!("Your oncall-relay verification code is {}", spaced.join(" ")),
+        Kind::Call => format!(
+            "Your oncall-relay verification code is {}",
+            spaced.join(" ")
+        ),
         _ => format!("Your oncall-relay verification code is {code}"),
     };
     // Addressed to the number, not the person: their preferred route (a chat, say) must not
@@ -226,19 +295,33 @@ pub async fn send_phone_code(
 pub async fn confirm_phone(
     State(state): State<AppState>,
     base: Base,
-    session: Session,
     Path(id): Path<String>,
-    Form(f): Form<ProfileForm>,
+    Posted { session, form: f }: Posted<ProfileForm>,
 ) -> Response {
-    let user = match acting_on(&state, &base, &session, &id, &f) {
+    let user = match visible(&state, &base, &session, &id) {
         Ok(user) => user,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let code = f.code.as_deref().unwrap_or("");
-    let number = match codes::redeem(&state.store, &state.console.settings, Purpose::Phone, &user.id, code).await {
+    let number = match codes::redeem(
+        &state.store,
+        &state.console.settings,
+        Purpose::Phone,
+        &user.id,
+        code,
+    )
+    .await
+    {
         Ok(number) => number,
         Err(ConsoleError::WrongCode) => {
-            return show(&state, &base, &session, &id, Some(("error", "That code is wrong or has expired."))).await;
+            return show(
+                &state,
+                &base,
+                &session,
+                &id,
+                Some(("error", "That code is wrong or has expired.")),
+            )
+            .await;
         }
         Err(e) => return e.page(&base),
     };

@@ -30,12 +30,21 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("signin.html", include_str!("templates/signin.html")),
         ("profile.html", include_str!("templates/profile.html")),
         ("people.html", include_str!("templates/people.html")),
-        ("person_form.html", include_str!("templates/person_form.html")),
+        (
+            "person_form.html",
+            include_str!("templates/person_form.html"),
+        ),
         ("events.html", include_str!("templates/events.html")),
         ("status.html", include_str!("templates/status.html")),
-        ("integration.html", include_str!("templates/integration.html")),
+        (
+            "integration.html",
+            include_str!("templates/integration.html"),
+        ),
         ("message.html", include_str!("templates/message.html")),
-        ("events_table.html", include_str!("templates/events_table.html")),
+        (
+            "events_table.html",
+            include_str!("templates/events_table.html"),
+        ),
     ];
     for (name, source) in sources {
         if let Err(e) = env.add_template(name, source) {
@@ -94,13 +103,7 @@ pub fn page<C: Serialize>(
 
 /// A short page with a heading and one sentence (errors, confirmations).
 pub fn message(status: StatusCode, base: &Base, title: &str, text: &str) -> Response {
-    page(
-        status,
-        base,
-        "message.html",
-        ctx! { title, text },
-    )
-    .unwrap_or_else(|e| failure(&e))
+    page(status, base, "message.html", ctx! { title, text }).unwrap_or_else(|e| failure(&e))
 }
 
 /// The page for a failure on our side; the details go to the log only.
@@ -124,9 +127,12 @@ impl ConsoleError {
                 "Too many codes",
                 &self.to_string(),
             ),
-            ConsoleError::WrongCode => {
-                message(StatusCode::BAD_REQUEST, base, "Wrong code", &self.to_string())
-            }
+            ConsoleError::WrongCode => message(
+                StatusCode::BAD_REQUEST,
+                base,
+                "Wrong code",
+                &self.to_string(),
+            ),
             ConsoleError::Directory(DirectoryError::NotFound(_)) => message(
                 StatusCode::NOT_FOUND,
                 base,

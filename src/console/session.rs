@@ -134,7 +134,10 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// The live session of a request, if any.
-pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, ConsoleError> {
+pub async fn current(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, ConsoleError> {
     let Some(id) = cookie_value(headers, COOKIE) else {
         return Ok(None);
     };
@@ -158,7 +161,10 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
         }
     };
     // A person whose Grafana role is admin administers the console too.
-    let admin = admin != 0 || user.as_ref().is_some_and(|u| u.role == crate::roles::Role::Admin);
+    let admin = admin != 0
+        || user
+            .as_ref()
+            .is_some_and(|u| u.role == crate::roles::Role::Admin);
     Ok(Some(Session { user, admin, csrf }))
 }
 

@@ -4,15 +4,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::codes::{self, Purpose};
-use super::session::{self, Session};
+use super::csrf::{Posted, SignInPosted, tokened};
 use super::render::ctx;
+use super::session;
 use super::{Base, ConsoleError, csrf, render};
 use crate::cloud_api::AppState;
 use crate::directory::User;
@@ -40,6 +40,8 @@ pub struct SignInForm {
     csrf: Option<String>,
 }
 
+tokened!(SignInForm);
+
 /// Only a path on this site, never `//host` or `https://host`: after signing in, nobody is
 /// sent elsewhere by a crafted link.
 fn safe_next(base: &Base, next: Option<&str>) -> String {
@@ -50,17 +52,28 @@ fn safe_next(base: &Base, next: Option<&str>) -> String {
 }
 
 /// The person a trusted proxy names, when the request comes from one.
-fn proxied_user(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Arc<User>> {
+fn proxied_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<Arc<User>> {
     let settings = &state.console.settings;
     let peer = peer?;
     if settings.trusted_proxies.is_empty() || !settings.trusted_proxies.contains(&peer.ip()) {
         return None;
     }
-    let name = headers.get(settings.trusted_header.as_str())?.to_str().ok()?.trim();
+    let name = headers
+        .get(settings.trusted_header.as_str())?
+        .to_str()
+        .ok()?
+        .trim();
     let snapshot = state.directory.snapshot();
-    let user = snapshot
-        .by_email(name)
-        .or_else(|| snapshot.users().iter().find(|u| u.username.eq_ignore_ascii_case(name)))?;
+    let user = snapshot.by_email(name).or_else(|| {
+        snapshot
+            .users()
+            .iter()
+            .find(|u| u.username.eq_ignore_ascii_case(name))
+    })?;
     user.active.then(|| user.clone())
 }
 
@@ -111,7 +124,13 @@ fn signin_page(
 }
 
 /// Signs in and goes on to `next`.
-async fn signed_in(state: &AppState, base: &Base, user: Option<&User>, admin: bool, next: &str) -> Response {
+async fn signed_in(
+    state: &AppState,
+    base: &Base,
+    user: Option<&User>,
+    admin: bool,
+    next: &str,
+) -> Response {
     match session::start(state, base, user.map(|u| u.id.as_str()), admin).await {
         Ok(cookie) => {
             let mut response = axum::response::Redirect::to(next).into_response();
@@ -142,22 +161,37 @@ pub async fn submit(
     State(state): State<AppState>,
     base: Base,
     headers: HeaderMap,
-    Form(f): Form<SignInForm>,
+    SignInPosted(f): SignInPosted<SignInForm>,
 ) -> Response {
-    if let Err(page) = csrf::check_signin(&headers, &base, f.csrf.as_deref()) {
-        return page;
-    }
     let next = safe_next(&base, f.next.as_deref());
     let token = f.token.as_deref().unwrap_or("").trim();
     if !token.is_empty() {
         return match &state.admin_tokens {
-            Some(tokens) if tokens.accepts(token) => signed_in(&state, &base, None, true, &next).await,
-            _ => signin_page(&state, &base, &headers, StatusCode::UNAUTHORIZED, &next, None, Some("That token is not the admin token.")),
+            Some(tokens) if tokens.accepts(token) => {
+                signed_in(&state, &base, None, true, &next).await
+            }
+            _ => signin_page(
+                &state,
+                &base,
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                &next,
+                None,
+                Some("That token is not the admin token."),
+            ),
         };
     }
     let email = f.email.as_deref().unwrap_or("").trim().to_string();
     if email.is_empty() {
-        return signin_page(&state, &base, &headers, StatusCode::BAD_REQUEST, &next, None, Some("Enter the admin token, or your email to get a code."));
+        return signin_page(
+            &state,
+            &base,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            &next,
+            None,
+            Some("Enter the admin token, or your email to get a code."),
+        );
     }
     let user = state.directory.snapshot().by_email(&email).cloned();
     // The same answer whether or not the email is known, so the form does not tell who is.
@@ -165,16 +199,41 @@ pub async fn submit(
         match send_code(&state, &user).await {
             Ok(()) => {}
             Err(ConsoleError::RateLimited) => {
-                return signin_page(&state, &base, &headers, StatusCode::TOO_MANY_REQUESTS, &next, Some(&email), Some("Too many codes were sent in the last hour; use the last one or try later."));
+                return signin_page(
+                    &state,
+                    &base,
+                    &headers,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &next,
+                    Some(&email),
+                    Some(
+                        "Too many codes were sent in the last hour; use the last one or try later.",
+                    ),
+                );
             }
             Err(e) => return e.page(&base),
         }
     }
-    signin_page(&state, &base, &headers, StatusCode::OK, &next, Some(&email), None)
+    signin_page(
+        &state,
+        &base,
+        &headers,
+        StatusCode::OK,
+        &next,
+        Some(&email),
+        None,
+    )
 }
 
 async fn send_code(state: &AppState, user: &User) -> Result<(), ConsoleError> {
-    let code = codes::issue(&state.store, &state.console.settings, Purpose::SignIn, &user.id, "").await?;
+    let code = codes::issue(
+        &state.store,
+        &state.console.settings,
+        Purpose::SignIn,
+        &user.id,
+        "",
+    )
+    .await?;
     let message = format!("Your oncall-relay sign-in code is {code}");
     state
         .acceptor
@@ -188,21 +247,40 @@ pub async fn with_code(
     State(state): State<AppState>,
     base: Base,
     headers: HeaderMap,
-    Form(f): Form<SignInForm>,
+    SignInPosted(f): SignInPosted<SignInForm>,
 ) -> Response {
-    if let Err(page) = csrf::check_signin(&headers, &base, f.csrf.as_deref()) {
-        return page;
-    }
     let next = safe_next(&base, f.next.as_deref());
     let email = f.email.as_deref().unwrap_or("").trim().to_string();
-    let user = state.directory.snapshot().by_email(&email).cloned().filter(|u| u.active);
+    let user = state
+        .directory
+        .snapshot()
+        .by_email(&email)
+        .cloned()
+        .filter(|u| u.active);
     let redeemed = match &user {
-        Some(user) => codes::redeem(&state.store, &state.console.settings, Purpose::SignIn, &user.id, f.code.as_deref().unwrap_or("")).await,
+        Some(user) => {
+            codes::redeem(
+                &state.store,
+                &state.console.settings,
+                Purpose::SignIn,
+                &user.id,
+                f.code.as_deref().unwrap_or(""),
+            )
+            .await
+        }
         None => Err(ConsoleError::WrongCode),
     };
     match (redeemed, user) {
         (Ok(_), Some(user)) => signed_in(&state, &base, Some(&user), false, &next).await,
-        (Err(ConsoleError::WrongCode), _) | (Ok(_), None) => signin_page(&state, &base, &headers, StatusCode::UNAUTHORIZED, &next, Some(&email), Some("That code is wrong or has expired.")),
+        (Err(ConsoleError::WrongCode), _) | (Ok(_), None) => signin_page(
+            &state,
+            &base,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            &next,
+            Some(&email),
+            Some("That code is wrong or has expired."),
+        ),
         (Err(e), _) => e.page(&base),
     }
 }
@@ -211,13 +289,9 @@ pub async fn with_code(
 pub async fn sign_out(
     State(state): State<AppState>,
     base: Base,
-    session: Session,
     headers: HeaderMap,
-    Form(f): Form<SignInForm>,
+    _: Posted<SignInForm>,
 ) -> Response {
-    if let Err(page) = csrf::check(&session, &base, f.csrf.as_deref()) {
-        return page;
-    }
     let cookie = session::end(&state, &base, &headers).await;
     let mut response = base.redirect("/console/signin");
     response.headers_mut().append(header::SET_COOKIE, cookie);

@@ -2,15 +2,15 @@
 //! included) and the queue's retry and cancel, backends' circuits, schedules, and the
 //! heartbeat integration OnCall links to.
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::session::Admin;
+use super::csrf::{AdminPosted, Posted, tokened};
 use super::render::ctx;
-use super::{Base, ConsoleError, csrf, render};
+use super::session::Admin;
+use super::{Base, ConsoleError, render};
 use crate::cloud_api::AppState;
 use crate::notify::events::STATUSES;
 use crate::notify::{EventFilter, breaker, events};
@@ -47,7 +47,10 @@ pub async fn events(
     let filter = EventFilter {
         status: chosen(q.status, &STATUSES),
         kind: chosen(q.kind, &KINDS),
-        user: q.user.map(|u| u.trim().to_lowercase()).filter(|u| !u.is_empty()),
+        user: q
+            .user
+            .map(|u| u.trim().to_lowercase())
+            .filter(|u| !u.is_empty()),
         before_id: q.before.and_then(|b| b.parse().ok()),
         since: None,
         limit: PER_PAGE,
@@ -56,7 +59,9 @@ pub async fn events(
         Ok(records) => records,
         Err(e) => return ConsoleError::from(e).page(&base),
     };
-    let next_before = (records.len() == PER_PAGE).then(|| records.last().map(|r| r.id)).flatten();
+    let next_before = (records.len() == PER_PAGE)
+        .then(|| records.last().map(|r| r.id))
+        .flatten();
     render::page(
         StatusCode::OK,
         &base,
@@ -79,36 +84,64 @@ pub struct QueueForm {
     action: Option<String>,
 }
 
+tokened!(QueueForm);
+
 /// `POST /console/queue/<id>`: retries a failed notification or cancels a waiting one.
 pub async fn queue_action(
     State(state): State<AppState>,
     base: Base,
-    Admin(session): Admin,
     Path(id): Path<String>,
-    Form(f): Form<QueueForm>,
+    AdminPosted(Posted { form: f, .. }): AdminPosted<QueueForm>,
 ) -> Response {
-    if let Err(page) = csrf::check(&session, &base, f.csrf.as_deref()) {
-        return page;
-    }
     let Ok(id) = id.parse::<i64>() else {
-        return render::message(StatusCode::NOT_FOUND, &base, "Not found", "There is no such notification.");
+        return render::message(
+            StatusCode::NOT_FOUND,
+            &base,
+            "Not found",
+            "There is no such notification.",
+        );
     };
     let done = match f.action.as_deref() {
-        Some("retry") => crate::notify::retry_failed(&state.store, id).await.map(|changed| changed.then_some("queued again")),
-        Some("cancel") => crate::notify::cancel_pending(&state.store, &[id], "cancelled in the console")
+        Some("retry") => crate::notify::retry_failed(&state.store, id)
             .await
-            .map(|n| (n > 0).then_some("cancelled")),
-        _ => return render::message(StatusCode::BAD_REQUEST, &base, "Unknown action", "Choose retry or cancel."),
+            .map(|changed| changed.then_some("queued again")),
+        Some("cancel") => {
+            crate::notify::cancel_pending(&state.store, &[id], "cancelled in the console")
+                .await
+                .map(|n| (n > 0).then_some("cancelled"))
+        }
+        _ => {
+            return render::message(
+                StatusCode::BAD_REQUEST,
+                &base,
+                "Unknown action",
+                "Choose retry or cancel.",
+            );
+        }
     };
     match done {
-        Ok(Some(what)) => render::message(StatusCode::OK, &base, "Done", &format!("Notification {id} {what}.")),
-        Ok(None) => render::message(StatusCode::CONFLICT, &base, "Nothing to do", "The notification is not in a state that allows this any more."),
+        Ok(Some(what)) => render::message(
+            StatusCode::OK,
+            &base,
+            "Done",
+            &format!("Notification {id} {what}."),
+        ),
+        Ok(None) => render::message(
+            StatusCode::CONFLICT,
+            &base,
+            "Nothing to do",
+            "The notification is not in a state that allows this any more.",
+        ),
         Err(e) => ConsoleError::from(e).page(&base),
     }
 }
 
 /// `GET /console/status`: backends' circuits, schedules and who is on duty, integrations.
-pub async fn overview(State(state): State<AppState>, base: Base, Admin(session): Admin) -> Response {
+pub async fn overview(
+    State(state): State<AppState>,
+    base: Base,
+    Admin(session): Admin,
+) -> Response {
     let circuits = match breaker::circuits(&state.store).await {
         Ok(c) => c,
         Err(e) => return ConsoleError::from(e).page(&base),
@@ -144,7 +177,12 @@ pub async fn integration(
         Err(e) => return render::failure(&ConsoleError::Other(e.to_string())),
     };
     let Some(integration) = found else {
-        return render::message(StatusCode::NOT_FOUND, &base, "Not found", "There is no integration with this id.");
+        return render::message(
+            StatusCode::NOT_FOUND,
+            &base,
+            "Not found",
+            "There is no integration with this id.",
+        );
     };
     render::page(
         StatusCode::OK,

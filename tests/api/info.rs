@@ -133,9 +133,20 @@ async fn oncall_ui_links_get_a_page_not_a_404(db: Db) {
         // The console's sign-in, coming back to the link afterwards.
         let resp = app.client.get(app.url(path)).send().await.expect("send");
         assert_eq!(resp.status().as_u16(), 303, "{path}");
-        let location = resp.headers()["location"].to_str().expect("location").to_string();
-        assert!(location.starts_with("/console/signin?next=%2Fa%2Fgrafana-"), "{location}");
-        let resp = app.client.get(app.url(&location)).send().await.expect("send");
+        let location = resp.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        assert!(
+            location.starts_with("/console/signin?next=%2Fa%2Fgrafana-"),
+            "{location}"
+        );
+        let resp = app
+            .client
+            .get(app.url(&location))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(resp.status().as_u16(), 200, "{location}");
         assert!(resp.text().await.expect("text").contains("Sign in"));
     }

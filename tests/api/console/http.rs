@@ -15,22 +15,42 @@ async fn a_post_without_the_sessions_form_token_is_refused(db: Db) {
     let (_, _, page) = admin.get(&edit).await;
     let csrf = form_token(&page);
     let change = |token: &'static str| {
-        vec![("csrf", token), ("email", "alice@example.com"), ("name", "Mallory"), ("role", "editor"), ("active", "on")]
+        vec![
+            ("csrf", token),
+            ("email", "alice@example.com"),
+            ("name", "Mallory"),
+            ("role", "editor"),
+            ("active", "on"),
+        ]
     };
     for token in ["", "forged"] {
         let (status, _, body) = admin.post(&edit, &change(token)).await;
         assert_eq!(status, 403, "{body}");
         assert!(body.contains("Form expired"), "an HTML page: {body}");
     }
-    let (status, _, _) = admin.post(&edit, &[("email", "alice@example.com"), ("name", "Mallory")]).await;
+    let (status, _, _) = admin
+        .post(
+            &edit,
+            &[("email", "alice@example.com"), ("name", "Mallory")],
+        )
+        .await;
     assert_eq!(status, 403, "no token at all");
-    assert_eq!(app.directory.get(&alice.id).await.expect("alice").name, alice.name);
+    assert_eq!(
+        app.directory.get(&alice.id).await.expect("alice").name,
+        alice.name
+    );
 
     let mut with_token = change("");
     with_token[0].1 = &csrf;
     let (status, location, _) = admin.post(&edit, &with_token).await;
-    assert_eq!((status, location), (303, format!("/console/people/{}", alice.id)));
-    assert_eq!(app.directory.get(&alice.id).await.expect("alice").name, "Mallory");
+    assert_eq!(
+        (status, location),
+        (303, format!("/console/people/{}", alice.id))
+    );
+    assert_eq!(
+        app.directory.get(&alice.id).await.expect("alice").name,
+        "Mallory"
+    );
     app.stop().await;
 }
 
@@ -52,11 +72,21 @@ async fn an_expired_or_unknown_session_goes_back_to_sign_in(db: Db) {
     assert_eq!(location, "/console/signin?next=%2Fconsole%2Fpeople%3Fq%3Dx");
 
     let mut stranger = Visitor::new(&app);
-    stranger.cookies.insert("relay_console".into(), "made-up".into());
+    stranger
+        .cookies
+        .insert("relay_console".into(), "made-up".into());
     let (status, location, _) = stranger.get("/console/events").await;
-    assert_eq!((status, location.starts_with("/console/signin")), (303, true));
+    assert_eq!(
+        (status, location.starts_with("/console/signin")),
+        (303, true)
+    );
     // A form post with a dead session changes nothing either.
-    let (status, _, _) = stranger.post("/console/people/new", &[("csrf", "x"), ("email", "eve@example.com")]).await;
+    let (status, _, _) = stranger
+        .post(
+            "/console/people/new",
+            &[("csrf", "x"), ("email", "eve@example.com")],
+        )
+        .await;
     assert_eq!(status, 303);
     assert!(app.directory.get("eve@example.com").await.is_err());
     app.stop().await;
@@ -87,7 +117,9 @@ async fn the_trusted_header_is_ignored_unless_its_proxy_is_configured() {
     s.console.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
     let proxied = TestApp::spawn(s).await;
     let mut visitor = Visitor::new(&proxied);
-    let (status, location, _) = visitor.get_with("/console/signin?next=/console", &header).await;
+    let (status, location, _) = visitor
+        .get_with("/console/signin?next=/console", &header)
+        .await;
     assert_eq!((status, location.as_str()), (303, "/console"));
     let (status, location, _) = visitor.get("/console").await;
     assert_eq!(status, 303);
@@ -109,25 +141,67 @@ async fn a_person_signs_in_with_a_code_and_sees_only_their_own_profile(db: Db) {
     let mut alice = Visitor::new(&app);
     let (_, _, page) = alice.get("/console/signin").await;
     let csrf = form_token(&page);
-    let (status, _, page) = alice.post("/console/signin", &[("csrf", &csrf), ("email", "alice@example.com")]).await;
+    let (status, _, page) = alice
+        .post(
+            "/console/signin",
+            &[("csrf", &csrf), ("email", "alice@example.com")],
+        )
+        .await;
     assert_eq!(status, 200, "{page}");
     let code = code_sent(&gateway).await;
-    assert_eq!(gateway.requests().last().expect("sent").json()["phone"], "+4930123456");
-    let (status, _, _) = alice.post("/console/signin/code", &[("csrf", &csrf), ("email", "alice@example.com"), ("code", "000000x")]).await;
+    assert_eq!(
+        gateway.requests().last().expect("sent").json()["phone"],
+        "+4930123456"
+    );
+    let (status, _, _) = alice
+        .post(
+            "/console/signin/code",
+            &[
+                ("csrf", &csrf),
+                ("email", "alice@example.com"),
+                ("code", "000000x"),
+            ],
+        )
+        .await;
     assert_eq!(status, 401);
-    let (status, location, _) = alice.post("/console/signin/code", &[("csrf", &csrf), ("email", "alice@example.com"), ("code", &code)]).await;
+    let (status, location, _) = alice
+        .post(
+            "/console/signin/code",
+            &[
+                ("csrf", &csrf),
+                ("email", "alice@example.com"),
+                ("code", &code),
+            ],
+        )
+        .await;
     assert_eq!((status, location.as_str()), (303, "/console"));
-    let (status, _, _) = alice.post("/console/signin/code", &[("csrf", &csrf), ("email", "alice@example.com"), ("code", &code)]).await;
+    let (status, _, _) = alice
+        .post(
+            "/console/signin/code",
+            &[
+                ("csrf", &csrf),
+                ("email", "alice@example.com"),
+                ("code", &code),
+            ],
+        )
+        .await;
     assert_eq!(status, 401, "a code works once");
 
-    let (status, _, page) = alice.get(&format!("/a/grafana-oncall-app/users?p=1&id={}", bob.id)).await;
+    let (status, _, page) = alice
+        .get(&format!("/a/grafana-oncall-app/users?p=1&id={}", bob.id))
+        .await;
     assert_eq!(status, 403, "{page}");
     // Unknown emails get the same answer as known ones, and no code goes out.
     let sent = gateway.requests().len();
     let mut eve = Visitor::new(&app);
     let (_, _, page) = eve.get("/console/signin").await;
     let csrf = form_token(&page);
-    let (status, _, page) = eve.post("/console/signin", &[("csrf", &csrf), ("email", "eve@example.com")]).await;
+    let (status, _, page) = eve
+        .post(
+            "/console/signin",
+            &[("csrf", &csrf), ("email", "eve@example.com")],
+        )
+        .await;
     assert_eq!(status, 200);
     assert!(page.contains("If eve@example.com is in the directory"));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -149,30 +223,73 @@ async fn phone_codes_expire_after_too_many_wrong_guesses_and_are_rate_limited(db
     let profile = format!("/console/people/{}", alice.id);
     let (_, _, page) = admin.get(&profile).await;
     let csrf = form_token(&page);
-    let (status, _, page) = admin.post(&format!("{profile}/phone"), &[("csrf", &csrf), ("phone", "not a number")]).await;
+    let (status, _, page) = admin
+        .post(
+            &format!("{profile}/phone"),
+            &[("csrf", &csrf), ("phone", "not a number")],
+        )
+        .await;
     assert_eq!(status, 400, "{page}");
-    let (status, _, _) = admin.post(&format!("{profile}/phone"), &[("csrf", &csrf), ("phone", "+49 30 777666")]).await;
+    let (status, _, _) = admin
+        .post(
+            &format!("{profile}/phone"),
+            &[("csrf", &csrf), ("phone", "+49 30 777666")],
+        )
+        .await;
     assert_eq!(status, 200);
     let code = code_sent(&gateway).await;
     let sent = gateway.requests().last().expect("sent").json();
     assert_eq!(sent["phone"], "+4930777666", "to the new number");
     for _ in 0..2 {
-        let (status, _, _) = admin.post(&format!("{profile}/phone/confirm"), &[("csrf", &csrf), ("code", "x")]).await;
+        let (status, _, _) = admin
+            .post(
+                &format!("{profile}/phone/confirm"),
+                &[("csrf", &csrf), ("code", "x")],
+            )
+            .await;
         assert_eq!(status, 400);
     }
-    let (status, _, _) = admin.post(&format!("{profile}/phone/confirm"), &[("csrf", &csrf), ("code", &code)]).await;
+    let (status, _, _) = admin
+        .post(
+            &format!("{profile}/phone/confirm"),
+            &[("csrf", &csrf), ("code", &code)],
+        )
+        .await;
     assert_eq!(status, 400, "void after two wrong guesses");
-    assert_eq!(app.directory.get(&alice.id).await.expect("alice").phone_number.as_deref(), Some("+4930123456"));
-    let (status, _, _) = admin.post(&format!("{profile}/phone"), &[("csrf", &csrf), ("phone", "+49 30 777666")]).await;
+    assert_eq!(
+        app.directory
+            .get(&alice.id)
+            .await
+            .expect("alice")
+            .phone_number
+            .as_deref(),
+        Some("+4930123456")
+    );
+    let (status, _, _) = admin
+        .post(
+            &format!("{profile}/phone"),
+            &[("csrf", &csrf), ("phone", "+49 30 777666")],
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, _, page) = admin.post(&format!("{profile}/phone"), &[("csrf", &csrf), ("phone", "+49 30 777666")]).await;
+    let (status, _, page) = admin
+        .post(
+            &format!("{profile}/phone"),
+            &[("csrf", &csrf), ("phone", "+49 30 777666")],
+        )
+        .await;
     assert_eq!(status, 400, "the third code in an hour: {page}");
     assert!(page.contains("Too many codes"));
     let stored: Vec<(String,)> = sqlx::query_as("SELECT code_hash FROM console_codes")
         .fetch_all(app.store.pool())
         .await
         .expect("codes");
-    assert!(stored.iter().all(|(h,)| h.len() == 64 && !h.contains(&code)), "hashed");
+    assert!(
+        stored
+            .iter()
+            .all(|(h,)| h.len() == 64 && !h.contains(&code)),
+        "hashed"
+    );
     app.stop().await;
 }
 
@@ -198,17 +315,37 @@ async fn bad_input_gets_a_page_never_a_500() {
         assert!(status < 500, "{path}: {status} {body}");
     }
     let (status, _, page) = admin
-        .post("/console/people/new", &[("csrf", &csrf), ("email", "not-an-email"), ("phone_number", "abc")])
+        .post(
+            "/console/people/new",
+            &[
+                ("csrf", &csrf),
+                ("email", "not-an-email"),
+                ("phone_number", "abc"),
+            ],
+        )
         .await;
     assert_eq!(status, 400);
     assert!(page.contains("invalid"), "{page}");
     let (status, _, _) = admin
-        .post(&format!("/console/people/{}/edit", alice.id), &[("csrf", &csrf), ("email", "alice@"), ("phone_number", "12")])
+        .post(
+            &format!("/console/people/{}/edit", alice.id),
+            &[("csrf", &csrf), ("email", "alice@"), ("phone_number", "12")],
+        )
         .await;
     assert_eq!(status, 400);
-    let (status, _, _) = admin.post("/console/queue/abc", &[("csrf", &csrf), ("action", "retry")]).await;
+    let (status, _, _) = admin
+        .post(
+            "/console/queue/abc",
+            &[("csrf", &csrf), ("action", "retry")],
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _, _) = admin.post("/console/people/import", &[("csrf", &csrf), ("csv", "email,phone\n\"x")]).await;
+    let (status, _, _) = admin
+        .post(
+            "/console/people/import",
+            &[("csrf", &csrf), ("csv", "email,phone\n\"x")],
+        )
+        .await;
     assert!(status < 500);
     app.stop().await;
 }
@@ -223,14 +360,37 @@ async fn a_csv_import_shows_a_preview_before_it_changes_anything(db: Db) {
     let (_, _, page) = admin.get("/console/people").await;
     let csrf = form_token(&page);
     let csv = "email,name,phone_number\nalice@example.com,Alice A,+4930123456\ncarol@example.com,Carol,+4930111222\n";
-    let (status, _, page) = admin.post("/console/people/import", &[("csrf", &csrf), ("csv", csv)]).await;
+    let (status, _, page) = admin
+        .post("/console/people/import", &[("csrf", &csrf), ("csv", csv)])
+        .await;
     assert_eq!(status, 200);
-    assert!(page.contains("<td>carol@example.com</td><td>add</td>"), "{page}");
-    assert!(page.contains("<td>alice@example.com</td><td>update</td>"), "{page}");
-    assert!(app.directory.get("carol@example.com").await.is_err(), "a preview only");
-    let (status, _, page) = admin.post("/console/people/import", &[("csrf", &csrf), ("csv", csv), ("confirm", "1")]).await;
+    assert!(
+        page.contains("<td>carol@example.com</td><td>add</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>alice@example.com</td><td>update</td>"),
+        "{page}"
+    );
+    assert!(
+        app.directory.get("carol@example.com").await.is_err(),
+        "a preview only"
+    );
+    let (status, _, page) = admin
+        .post(
+            "/console/people/import",
+            &[("csrf", &csrf), ("csv", csv), ("confirm", "1")],
+        )
+        .await;
     assert_eq!(status, 200);
     assert!(page.contains("1 added, 1 updated"), "{page}");
-    assert_eq!(app.directory.get("carol@example.com").await.expect("carol").name, "Carol");
+    assert_eq!(
+        app.directory
+            .get("carol@example.com")
+            .await
+            .expect("carol")
+            .name,
+        "Carol"
+    );
     app.stop().await;
 }

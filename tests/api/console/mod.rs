@@ -68,7 +68,11 @@ impl<'a> Visitor<'a> {
     }
 
     /// GET `path` with extra `headers`; answers the status, the Location and the body.
-    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String, String) {
         let mut request = self
             .app
             .client
@@ -116,7 +120,10 @@ impl<'a> Visitor<'a> {
         let (_, _, page) = self.get("/console/signin").await;
         let csrf = form_token(&page);
         let (status, location, _) = self
-            .post("/console/signin", &[("csrf", &csrf), ("token", ADMIN_TOKEN)])
+            .post(
+                "/console/signin",
+                &[("csrf", &csrf), ("token", ADMIN_TOKEN)],
+            )
             .await;
         assert_eq!((status, location.as_str()), (303, "/console"));
     }

@@ -16,7 +16,9 @@ pub fn skip_browser() -> bool {
     }
     let found = chromedriver().is_some();
     if !found {
-        eprintln!("chromedriver not found: skipping this browser test (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "chromedriver not found: skipping this browser test (apt-get install chromium chromium-driver)"
+        );
     }
     !found
 }
@@ -56,7 +58,14 @@ impl Browser {
             let http = http.clone();
             let url = format!("{root}/status");
             async move {
-                let ready = http.get(url).send().await.ok()?.json::<Value>().await.ok()?;
+                let ready = http
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()?
+                    .json::<Value>()
+                    .await
+                    .ok()?;
                 (ready["value"]["ready"] == true).then_some(())
             }
         })
@@ -92,7 +101,11 @@ impl Browser {
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let request = self.http.request(method, format!("{}{path}", self.session));
-        let request = if body.is_null() { request } else { request.json(&body) };
+        let request = if body.is_null() {
+            request
+        } else {
+            request.json(&body)
+        };
         let answer: Value = request
             .send()
             .await
@@ -114,7 +127,9 @@ impl Browser {
 
     /// The address shown.
     pub async fn url(&self) -> String {
-        let v = self.command(reqwest::Method::GET, "/url", Value::Null).await;
+        let v = self
+            .command(reqwest::Method::GET, "/url", Value::Null)
+            .await;
         v.as_str().unwrap_or_default().to_string()
     }
 
@@ -122,7 +137,11 @@ impl Browser {
     pub async fn text(&self) -> String {
         let body = self.find("body").await;
         let v = self
-            .command(reqwest::Method::GET, &format!("/element/{body}/text"), Value::Null)
+            .command(
+                reqwest::Method::GET,
+                &format!("/element/{body}/text"),
+                Value::Null,
+            )
             .await;
         v.as_str().unwrap_or_default().to_string()
     }
@@ -142,8 +161,13 @@ impl Browser {
         match answer["value"][ELEMENT].as_str() {
             Some(id) => id.to_string(),
             None => {
-                let source = self.command(reqwest::Method::GET, "/source", Value::Null).await;
-                panic!("no element {css} at {}: {answer} {source}", self.url().await)
+                let source = self
+                    .command(reqwest::Method::GET, "/source", Value::Null)
+                    .await;
+                panic!(
+                    "no element {css} at {}: {answer} {source}",
+                    self.url().await
+                )
             }
         }
     }
@@ -151,8 +175,12 @@ impl Browser {
     /// Replaces the text of the field `css` selects with `text`, as typed.
     pub async fn fill(&self, css: &str, text: &str) {
         let el = self.find(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{el}/clear"), json!({}))
-            .await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{el}/clear"),
+            json!({}),
+        )
+        .await;
         self.command(
             reqwest::Method::POST,
             &format!("/element/{el}/value"),
@@ -164,8 +192,12 @@ impl Browser {
     /// Clicks what `css` selects (a submit button waits for the next page).
     pub async fn click(&self, css: &str) {
         let el = self.find(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{el}/click"), json!({}))
-            .await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            json!({}),
+        )
+        .await;
     }
 
     /// Renders pages as for a visitor who asked for a dark theme.
@@ -179,7 +211,9 @@ impl Browser {
     /// Saves a PNG of the window to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine;
-        let v = self.command(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        let v = self
+            .command(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().unwrap_or_default())
             .expect("PNG base64");
