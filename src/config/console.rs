@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::duration;
+use super::{ConfigError, duration};
 
 /// `console.*`: sign-in and sessions of the web console.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,5 +41,60 @@ impl Default for ConsoleSettings {
             trusted_proxies: Vec::new(),
             trusted_header: "X-WEBAUTH-USER".into(),
         }
+    }
+}
+
+impl ConsoleSettings {
+    /// Checks the options a typo would silently break.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if axum::http::HeaderName::from_bytes(self.trusted_header.as_bytes()).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "option `console.trusted_header`: `{}` is not a header name",
+                self.trusted_header
+            )));
+        }
+        for (option, value) in [
+            ("console.session_ttl", self.session_ttl),
+            ("console.code_ttl", self.code_ttl),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "option `{option}`: must be longer than 0s"
+                )));
+            }
+        }
+        if self.code_attempts == 0 || self.codes_per_hour == 0 {
+            return Err(ConfigError::Invalid(
+                "options `console.code_attempts` and `console.codes_per_hour`: must be at least 1"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_header_name_or_zero_limits_are_refused() {
+        assert!(ConsoleSettings::default().validate().is_ok());
+        let bad_header = ConsoleSettings {
+            trusted_header: "X Bad: header".into(),
+            ..ConsoleSettings::default()
+        };
+        let err = bad_header.validate().expect_err("bad header");
+        assert!(err.to_string().contains("console.trusted_header"), "{err}");
+        let no_codes = ConsoleSettings {
+            codes_per_hour: 0,
+            ..ConsoleSettings::default()
+        };
+        assert!(no_codes.validate().is_err());
+        let no_sessions = ConsoleSettings {
+            session_ttl: Duration::ZERO,
+            ..ConsoleSettings::default()
+        };
+        assert!(no_sessions.validate().is_err());
     }
 }

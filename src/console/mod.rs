@@ -137,6 +137,17 @@ async fn no_store(req: Request, next: Next) -> Response {
     response
         .headers_mut()
         .insert("x-frame-options", header::HeaderValue::from_static("DENY"));
+    // Pages carry no script and load nothing from elsewhere; profile addresses name people.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'self'; script-src 'none'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
     // The console's own pages stay HTML; the framework's answers (405, a bad form) become
     // JSON errors like everywhere else.
     let html = response

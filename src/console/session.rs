@@ -215,3 +215,35 @@ impl FromRequestParts<AppState> for Admin {
         .into_response())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; relay_console=abc"),
+        );
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie_value(&headers, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie_value(&headers, "b").as_deref(), Some("2"));
+        assert_eq!(cookie_value(&headers, "relay"), None);
+        headers.insert(header::COOKIE, HeaderValue::from_static("relay_console="));
+        assert_eq!(
+            cookie_value(&headers, COOKIE),
+            None,
+            "an emptied cookie is no session"
+        );
+    }
+
+    #[test]
+    fn only_a_hash_of_the_id_is_stored() {
+        let id = random_token();
+        assert_eq!(id.len(), 43, "32 random bytes");
+        assert_ne!(hash(&id), id);
+        assert_eq!(hash(&id), hash(&id));
+    }
+}

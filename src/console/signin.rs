@@ -297,3 +297,30 @@ pub async fn sign_out(
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_on_this_site_are_followed_after_signing_in() {
+        let base = Base("/relay".into());
+        assert_eq!(
+            safe_next(&base, Some("/relay/console/events")),
+            "/relay/console/events"
+        );
+        for elsewhere in [
+            "//evil.example",
+            "https://evil.example/",
+            "/\\evil.example",
+            "evil",
+        ] {
+            assert_eq!(
+                safe_next(&base, Some(elsewhere)),
+                "/relay/console",
+                "{elsewhere}"
+            );
+        }
+        assert_eq!(safe_next(&base, None), "/relay/console");
+    }
+}
