@@ -326,6 +326,7 @@ impl Application {
                     _ => None,
                 })
                 .collect(),
+            console: crate::console::ConsoleConfig::new(&settings),
             slack_secrets: settings
                 .plugin
                 .backends
@@ -407,9 +408,13 @@ impl Application {
         // with no redirect (a redirected POST loses its body and its token).
         let app = NormalizePathLayer::trim_trailing_slash().layer(router);
         let signal = shutdown.clone();
-        let server = axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
-            .with_graceful_shutdown(async move { signal.cancelled().await })
-            .into_future();
+        // The peer address lets the console trust a reverse proxy's sign-in header.
+        let server = axum::serve(
+            listener,
+            ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+        )
+        .with_graceful_shutdown(async move { signal.cancelled().await })
+        .into_future();
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;

@@ -5,6 +5,7 @@ pub mod ack;
 pub mod app;
 pub mod cloud_api;
 pub mod config;
+pub mod console;
 pub mod directory;
 pub mod heartbeat;
 pub mod notify;

@@ -204,6 +204,10 @@ impl From<NotifyError> for ApiError {
     }
 }
 
+/// Marks an error answer whose own body (a console page) must reach the browser unchanged.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepBody;
+
 /// Turns any error answer that is not JSON (from a layer or the framework) into one.
 pub async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
@@ -216,7 +220,8 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+    // JSON errors pass as they are, and so do the console's pages.
+    if is_json || response.extensions().get::<KeepBody>().is_some() {
         return response;
     }
     let detail = status.canonical_reason().unwrap_or("Error");

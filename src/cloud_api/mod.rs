@@ -30,7 +30,7 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::TokenCheck;
-pub use error::ApiError;
+pub use error::{ApiError, KeepBody};
 pub use metrics::spawn_refresh as spawn_metrics_refresh;
 
 use crate::directory::Directory;
@@ -86,6 +86,8 @@ pub struct Inner {
     pub oncall_webhook_tokens: Option<TokenCheck>,
     /// Generic SMS gateways that post replies, by backend name.
     pub sms_replies: std::collections::BTreeMap<String, crate::config::ReplySettings>,
+    /// The web console's settings.
+    pub console: crate::console::ConsoleConfig,
     /// Signing secrets of Slack apps whose buttons post clicks, by backend name.
     pub slack_secrets: std::collections::BTreeMap<String, crate::config::Secret>,
     /// Tokens of Mattermost slash commands (`/oncall`), by backend name.
@@ -148,7 +150,6 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
             auth::require_token,
         ));
     let open = Router::new()
-        .route("/a/{*rest}", any(pages::oncall_link))
         .route(
             "/integrations/v1/formatted_webhook/{token}/heartbeat",
             get(integrations::beat).post(integrations::beat),
@@ -175,8 +176,15 @@ pub fn router(state: AppState, path_prefix: &str, body_limit: usize) -> Router {
         )
         .route("/hooks/twilio/{backend}/sms", post(hooks::twilio::sms))
         .route("/hooks/twilio/{backend}/voice", post(hooks::twilio::voice));
+    // Without the console, OnCall's links still lead to a page saying how numbers are managed.
+    let console = if state.console.settings.enabled {
+        crate::console::router()
+    } else {
+        Router::new().route("/a/{*rest}", any(pages::oncall_link))
+    };
     let routes = api
         .merge(open)
+        .merge(console)
         .nest("/api/admin/v1", admin::router(state.clone()));
     let mut app = routes.clone();
     let prefix = path_prefix.trim_end_matches('/');

@@ -14,6 +14,7 @@
 //! | `plugin.backend`, `plugin.backends`, `plugin.routes.<kind>[i].*` | `plugin.rs` |
 //! | `plugin.backends.<name>.*`, one struct per `type` | `backends.rs` |
 //! | `plugin.messages.<backend>.*` | `messages.rs` |
+//! | `console.*` | `console.rs` |
 //! | `queue.*`, `limits.*`, `dedup.*`, `push.*`, `heartbeat.*`, `directory.*` | `queue.rs` |
 //!
 //! Loading (file, environment, flags) is in `load.rs`, every check across options in
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 mod app;
 mod backends;
+mod console;
 mod db;
 pub mod duration;
 #[cfg(test)]
@@ -42,6 +44,7 @@ pub use backends::{
     BasicAuth, EmailSettings, ExecSettings, MattermostSettings, NtfySettings, ReplySettings,
     SipSettings, SlackSettings, SmtpSecurity, TelegramSettings, TwilioSettings, WebhookSettings,
 };
+pub use console::ConsoleSettings;
 pub use db::{DbSettings, Driver, PoolSettings};
 pub use grafana::{GrafanaSettings, OncallSettings, ScheduleSettings};
 pub use load::{Overrides, env_vars, unknown_env_vars};
@@ -95,6 +98,8 @@ pub struct Settings {
     pub limits: LimitsSettings,
     /// Repeated identical notifications.
     pub dedup: DedupSettings,
+    /// The web console.
+    pub console: ConsoleSettings,
 }
 
 impl Settings {

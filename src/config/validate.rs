@@ -19,6 +19,7 @@ impl Settings {
                 "option `app.hostname`: longer than 120 characters; OnCall stores links built from it in 200".into(),
             ));
         }
+        self.console.validate()?;
         for (option, name) in [
             ("plugin.backend", &self.plugin.backend),
             ("push.backend", &self.push.backend),

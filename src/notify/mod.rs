@@ -127,6 +127,23 @@ pub async fn cancel_pending(
     Ok(stopped)
 }
 
+/// Queues a failed notification `id` again from the first step of its route, as if just
+/// accepted; answers whether it was failed (anything else is left alone).
+pub async fn retry_failed(store: &crate::store::Store, id: i64) -> Result<bool, NotifyError> {
+    let now = crate::store::now_ms();
+    let _guard = store.write_guard().await;
+    let changed = sqlx::query(
+        "UPDATE notifications SET status = 'queued', due_at = $1, stage = 0, stage_attempts = 0, \
+         claim = NULL, finished_at = NULL, updated_at = $1 WHERE id = $2 AND status = 'failed'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
 /// What a notification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

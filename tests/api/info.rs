@@ -118,15 +118,44 @@ async fn errors_are_json_and_nothing_redirects(db: Db) {
 }
 db_test!(errors_are_json_and_nothing_redirects);
 
+/// The links OnCall's UI builds from `info.url`.
+const ONCALL_LINKS: [&str; 4] = [
+    "/a/grafana-oncall-app/users?p=1&id=U123",
+    "/a/grafana-irm-app/users?p=1&id=U123",
+    "/a/grafana-oncall-app/?page=users&p=1&id=U123",
+    "/a/grafana-oncall-app/integrations/X1",
+];
+
 async fn oncall_ui_links_get_a_page_not_a_404(db: Db) {
     let db = TestDb::new(db).await;
     let app = TestApp::spawn(settings(&db)).await;
-    for path in [
-        "/a/grafana-oncall-app/users?p=1&id=U123",
-        "/a/grafana-irm-app/users?p=1&id=U123",
-        "/a/grafana-oncall-app/?page=users&p=1&id=U123",
-        "/a/grafana-oncall-app/integrations/X1",
-    ] {
+    for path in ONCALL_LINKS {
+        // The console's sign-in, coming back to the link afterwards.
+        let resp = app.client.get(app.url(path)).send().await.expect("send");
+        assert_eq!(resp.status().as_u16(), 303, "{path}");
+        let location = resp.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        assert!(
+            location.starts_with("/console/signin?next=%2Fa%2Fgrafana-"),
+            "{location}"
+        );
+        let resp = app
+            .client
+            .get(app.url(&location))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 200, "{location}");
+        assert!(resp.text().await.expect("text").contains("Sign in"));
+    }
+    app.stop().await;
+
+    let mut s = settings(&db);
+    s.console.enabled = false;
+    let app = TestApp::spawn(s).await;
+    for path in ONCALL_LINKS {
         let resp = app.client.get(app.url(path)).send().await.expect("send");
         assert_eq!(resp.status().as_u16(), 200, "{path}");
         let text = resp.text().await.expect("text");

@@ -8,6 +8,7 @@ mod answers;
 mod backends;
 mod calls;
 mod cli;
+mod console;
 mod crash;
 mod faults;
 mod fuzz;

@@ -18,11 +18,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod asterisk;
+mod browser;
 mod fake;
 mod pg;
 mod process;
 
 pub use asterisk::*;
+pub use browser::*;
 pub use fake::*;
 pub use pg::*;
 pub use process::*;

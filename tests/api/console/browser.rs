@@ -1,0 +1,156 @@
+//! The console in a real headless Chromium: sign in, edit a person, verify a phone number
+//! with the code that reached a fake SMS gateway, open the profile link as OnCall builds it.
+
+use super::*;
+use crate::db_test;
+
+/// Where screenshots for the README go when `RELAY_SCREENSHOTS` names a folder.
+async fn screenshot(browser: &Browser, name: &str) {
+    if let Ok(dir) = std::env::var("RELAY_SCREENSHOTS") {
+        browser
+            .screenshot(&std::path::Path::new(&dir).join(format!("{name}.png")))
+            .await;
+    }
+}
+
+db_test!(in_a_browser_an_admin_edits_a_person_and_verifies_a_phone);
+async fn in_a_browser_an_admin_edits_a_person_and_verifies_a_phone(db: Db) {
+    if skip_browser() {
+        return;
+    }
+    let db = TestDb::new(db).await;
+    let gateway = Fake::start().await;
+    let mut s = console_settings(&db, &gateway);
+    s.app.path_prefix = "/relay".into();
+    let app = TestApp::spawn_with_alice(s).await;
+    let alice = app.directory.get("alice@example.com").await.expect("alice");
+    let browser = Browser::start().await;
+
+    // OnCall's link: `urljoin(info.url, "a/grafana-oncall-app/users?p=1&id=<id>")`.
+    let link = format!(
+        "{}/relay/a/grafana-oncall-app/users?p=1&id={}",
+        app.base, alice.id
+    );
+    browser.goto(&link).await;
+    assert!(
+        browser.url().await.contains("/relay/console/signin?next="),
+        "sign-in first"
+    );
+    screenshot(&browser, "signin").await;
+    browser.fill("#token", ADMIN_TOKEN).await;
+    browser.click("#token ~ button").await;
+    assert_eq!(
+        browser.url().await,
+        link,
+        "back at the link after signing in"
+    );
+    let text = browser.text().await;
+    assert!(
+        text.contains("alice@example.com") && text.contains("+4930123456"),
+        "{text}"
+    );
+
+    browser.click("a[href$='/edit']").await;
+    browser.fill("#name", "Alice Liddell").await;
+    browser.fill("#timezone", "Europe/Berlin").await;
+    browser.fill("#route", "hook").await;
+    browser.click("form.stack button[type=submit]").await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("Alice Liddell") && text.contains("Europe/Berlin"),
+        "{text}"
+    );
+    let saved = app.directory.get(&alice.id).await.expect("alice");
+    assert_eq!(
+        (saved.name.as_str(), saved.timezone.as_str()),
+        ("Alice Liddell", "Europe/Berlin")
+    );
+
+    browser.fill("#phone-number", "+49 30 765432").await;
+    browser.click("form[action$='/phone'] button").await;
+    let code = code_sent(&gateway).await;
+    assert_eq!(
+        gateway.requests().last().expect("sms").json()["phone"],
+        "+4930765432"
+    );
+    browser.fill("#code", &code).await;
+    browser.click("form[action$='/phone/confirm'] button").await;
+    let text = browser.text().await;
+    assert!(text.contains("+4930765432 is verified"), "{text}");
+    assert_eq!(
+        app.directory
+            .get(&alice.id)
+            .await
+            .expect("alice")
+            .phone_number
+            .as_deref(),
+        Some("+4930765432")
+    );
+    screenshot(&browser, "profile").await;
+    if std::env::var("RELAY_SCREENSHOTS").is_ok() {
+        browser.prefer_dark().await;
+        screenshot(&browser, "profile-dark").await;
+    }
+
+    // The IRM app's form and the pre-2024 one lead to the same profile.
+    for form in [
+        format!(
+            "{}/relay/a/grafana-irm-app/users?p=1&id={}",
+            app.base, alice.id
+        ),
+        format!(
+            "{}/relay/a/grafana-oncall-app/?page=users&p=1&id={}",
+            app.base, alice.id
+        ),
+    ] {
+        browser.goto(&form).await;
+        assert!(browser.text().await.contains("Alice Liddell"), "{form}");
+    }
+    browser
+        .goto(&format!("{}/relay/console/people", app.base))
+        .await;
+    screenshot(&browser, "people").await;
+    browser
+        .goto(&format!("{}/relay/console/events", app.base))
+        .await;
+    assert!(browser.text().await.contains("delivered"));
+    screenshot(&browser, "events").await;
+    browser.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn in_a_browser_a_person_signs_in_with_a_code_and_sends_a_test() {
+    if skip_browser() {
+        return;
+    }
+    let db = TestDb::new(Db::Sqlite).await;
+    let gateway = Fake::start().await;
+    let app = TestApp::spawn_with_alice(console_settings(&db, &gateway)).await;
+    let alice = app.directory.get("alice@example.com").await.expect("alice");
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!(
+            "{}/a/grafana-oncall-app/users?p=1&id={}",
+            app.base, alice.id
+        ))
+        .await;
+    browser.fill("#email", "alice@example.com").await;
+    browser.click("#email ~ button").await;
+    let code = code_sent(&gateway).await;
+    browser.fill("#code", &code).await;
+    browser.click("#code ~ button").await;
+    assert!(browser.text().await.contains("Verify a phone number"));
+    browser.click("button[value=sms]").await;
+    assert!(browser.text().await.contains("Test sent"));
+    wait_for(std::time::Duration::from_secs(10), || async {
+        let last = gateway.requests().last()?.json();
+        last["message"]
+            .as_str()?
+            .starts_with("Test sms")
+            .then_some(())
+    })
+    .await;
+    browser.quit().await;
+    app.stop().await;
+}

@@ -1,0 +1,396 @@
+//! The console without a browser: form tokens, sessions, the trusted header, codes.
+
+use super::*;
+use crate::db_test;
+
+db_test!(a_post_without_the_sessions_form_token_is_refused);
+async fn a_post_without_the_sessions_form_token_is_refused(db: Db) {
+    let db = TestDb::new(db).await;
+    let gateway = Fake::start().await;
+    let app = TestApp::spawn_with_alice(console_settings(&db, &gateway)).await;
+    let alice = app.directory.get("alice@example.com").await.expect("alice");
+    let mut admin = Visitor::new(&app);
+    admin.sign_in_admin().await;
+    let edit = format!("/console/people/{}/edit", alice.id);
+    let (_, _, page) = admin.get(&edit).await;
+    let csrf = form_token(&page);
+    let change = |token: &'static str| {
+        vec![
+            ("csrf", token),
+            ("email", "alice@example.com"),
+            ("name", "Mallory"),
+            ("role", "editor"),
+            ("active", "on"),
+        ]
+    };
+    for token in ["", "forged"] {
+        let (status, _, body) = admin.post(&edit, &change(token)).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("Form expired"), "an HTML page: {body}");
+    }
+    let (status, _, _) = admin
+        .post(
+            &edit,
+            &[("email", "alice@example.com"), ("name", "Mallory")],
+        )
+        .await;
+    assert_eq!(status, 403, "no token at all");
+    assert_eq!(
+        app.directory.get(&alice.id).await.expect("alice").name,
+        alice.name
+    );
+
+    let mut with_token = change("");
+    with_token[0].1 = &csrf;
+    let (status, location, _) = admin.post(&edit, &with_token).await;
+    assert_eq!(
+        (status, location),
+        (303, format!("/console/people/{}", alice.id))
+    );
+    assert_eq!(
+        app.directory.get(&alice.id).await.expect("alice").name,
+        "Mallory"
+    );
+    app.stop().await;
+}
+
+db_test!(an_expired_or_unknown_session_goes_back_to_sign_in);
+async fn an_expired_or_unknown_session_goes_back_to_sign_in(db: Db) {
+    let db = TestDb::new(db).await;
+    let gateway = Fake::start().await;
+    let app = TestApp::spawn(console_settings(&db, &gateway)).await;
+    let mut admin = Visitor::new(&app);
+    admin.sign_in_admin().await;
+    let (status, _, _) = admin.get("/console/people").await;
+    assert_eq!(status, 200);
+    sqlx::query("UPDATE console_sessions SET expires_at = 1")
+        .execute(app.store.pool())
+        .await
+        .expect("expire");
+    let (status, location, _) = admin.get("/console/people?q=x").await;
+    assert_eq!(status, 303);
+    assert_eq!(location, "/console/signin?next=%2Fconsole%2Fpeople%3Fq%3Dx");
+
+    let mut stranger = Visitor::new(&app);
+    stranger
+        .cookies
+        .insert("relay_console".into(), "made-up".into());
+    let (status, location, _) = stranger.get("/console/events").await;
+    assert_eq!(
+        (status, location.starts_with("/console/signin")),
+        (303, true)
+    );
+    // A form post with a dead session changes nothing either.
+    let (status, _, _) = stranger
+        .post(
+            "/console/people/new",
+            &[("csrf", "x"), ("email", "eve@example.com")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(app.directory.get("eve@example.com").await.is_err());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_trusted_header_is_ignored_unless_its_proxy_is_configured() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let gateway = Fake::start().await;
+    let app = TestApp::spawn_with_alice(console_settings(&db, &gateway)).await;
+    let mut visitor = Visitor::new(&app);
+    let header = [("X-WEBAUTH-USER", "alice@example.com")];
+    let (status, _, page) = visitor.get_with("/console/signin", &header).await;
+    assert_eq!(status, 200, "the sign-in form, not a session");
+    assert!(page.contains("Send me a code"));
+    assert!(!visitor.cookies.contains_key("relay_console"));
+    app.stop().await;
+
+    let mut s = console_settings(&db, &gateway);
+    s.console.trusted_proxies = vec!["192.0.2.1".parse().expect("ip")];
+    let elsewhere = TestApp::spawn(s).await;
+    let mut visitor = Visitor::new(&elsewhere);
+    let (status, _, _) = visitor.get_with("/console/signin", &header).await;
+    assert_eq!(status, 200, "a proxy at another address is not this peer");
+    elsewhere.stop().await;
+
+    let mut s = console_settings(&db, &gateway);
+    s.console.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    let proxied = TestApp::spawn(s).await;
+    let mut visitor = Visitor::new(&proxied);
+    let (status, location, _) = visitor
+        .get_with("/console/signin?next=/console", &header)
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/console"));
+    let (status, location, _) = visitor.get("/console").await;
+    assert_eq!(status, 303);
+    assert!(location.starts_with("/console/people/U"), "{location}");
+    let (status, _, page) = visitor.get(&location).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("alice@example.com"));
+    let (status, _, _) = visitor.get("/console/people").await;
+    assert_eq!(status, 403, "an editor is no admin");
+    proxied.stop().await;
+}
+
+db_test!(a_person_signs_in_with_a_code_and_sees_only_their_own_profile);
+async fn a_person_signs_in_with_a_code_and_sees_only_their_own_profile(db: Db) {
+    let db = TestDb::new(db).await;
+    let gateway = Fake::start().await;
+    let app = TestApp::spawn_with_alice(console_settings(&db, &gateway)).await;
+    let bob = app.add_user("bob@example.com", Some("+4930555000")).await;
+    let mut alice = Visitor::new(&app);
+    let (_, _, page) = alice.get("/console/signin").await;
+    let csrf = form_token(&page);
+    let (status, _, page) = alice
+        .post(
+            "/console/signin",
+            &[("csrf", &csrf), ("email", "alice@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let code = code_sent(&gateway).await;
+    assert_eq!(
+        gateway.requests().last().expect("sent").json()["phone"],
+        "+4930123456"
+    );
+    let (status, _, _) = alice
+        .post(
+            "/console/signin/code",
+            &[
+                ("csrf", &csrf),
+                ("email", "alice@example.com"),
+                ("code", "000000x"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, location, _) = alice
+        .post(
+            "/console/signin/code",
+            &[
+                ("csrf", &csrf),
+                ("email", "alice@example.com"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/console"));
+    let (status, _, _) = alice
+        .post(
+            "/console/signin/code",
+            &[
+                ("csrf", &csrf),
+                ("email", "alice@example.com"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(status, 401, "a code works once");
+
+    let (status, _, page) = alice
+        .get(&format!("/a/grafana-oncall-app/users?p=1&id={}", bob.id))
+        .await;
+    assert_eq!(status, 403, "{page}");
+    // Unknown emails get the same answer as known ones, and no code goes out.
+    let sent = gateway.requests().len();
+    let mut eve = Visitor::new(&app);
+    let (_, _, page) = eve.get("/console/signin").await;
+    let csrf = form_token(&page);
+    let (status, _, page) = eve
+        .post(
+            "/console/signin",
+            &[("csrf", &csrf), ("email", "eve@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("If eve@example.com is in the directory"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(gateway.requests().len(), sent);
+    app.stop().await;
+}
+
+db_test!(phone_codes_expire_after_too_many_wrong_guesses_and_are_rate_limited);
+async fn phone_codes_expire_after_too_many_wrong_guesses_and_are_rate_limited(db: Db) {
+    let db = TestDb::new(db).await;
+    let gateway = Fake::start().await;
+    let mut s = console_settings(&db, &gateway);
+    s.console.code_attempts = 2;
+    s.console.codes_per_hour = 2;
+    let app = TestApp::spawn_with_alice(s).await;
+    let alice = app.directory.get("alice@example.com").await.expect("alice");
+    let mut admin = Visitor::new(&app);
+    admin.sign_in_admin().await;
+    let profile = format!("/console/people/{}", alice.id);
+    let (_, _, page) = admin.get(&profile).await;
+    let csrf = form_token(&page);
+    let (status, _, page) = admin
+        .post(
+            &format!("{profile}/phone"),
+            &[("csrf", &csrf), ("phone", "not a number")],
+        )
+        .await;
+    assert_eq!(status, 400, "{page}");
+    let (status, _, _) = admin
+        .post(
+            &format!("{profile}/phone"),
+            &[("csrf", &csrf), ("phone", "+49 30 777666")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let code = code_sent(&gateway).await;
+    let sent = gateway.requests().last().expect("sent").json();
+    assert_eq!(sent["phone"], "+4930777666", "to the new number");
+    for _ in 0..2 {
+        let (status, _, _) = admin
+            .post(
+                &format!("{profile}/phone/confirm"),
+                &[("csrf", &csrf), ("code", "x")],
+            )
+            .await;
+        assert_eq!(status, 400);
+    }
+    let (status, _, _) = admin
+        .post(
+            &format!("{profile}/phone/confirm"),
+            &[("csrf", &csrf), ("code", &code)],
+        )
+        .await;
+    assert_eq!(status, 400, "void after two wrong guesses");
+    assert_eq!(
+        app.directory
+            .get(&alice.id)
+            .await
+            .expect("alice")
+            .phone_number
+            .as_deref(),
+        Some("+4930123456")
+    );
+    let (status, _, _) = admin
+        .post(
+            &format!("{profile}/phone"),
+            &[("csrf", &csrf), ("phone", "+49 30 777666")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, page) = admin
+        .post(
+            &format!("{profile}/phone"),
+            &[("csrf", &csrf), ("phone", "+49 30 777666")],
+        )
+        .await;
+    assert_eq!(status, 400, "the third code in an hour: {page}");
+    assert!(page.contains("Too many codes"));
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT code_hash FROM console_codes")
+        .fetch_all(app.store.pool())
+        .await
+        .expect("codes");
+    assert!(
+        stored
+            .iter()
+            .all(|(h,)| h.len() == 64 && !h.contains(&code)),
+        "hashed"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_page_never_a_500() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let gateway = Fake::start().await;
+    let app = TestApp::spawn_with_alice(console_settings(&db, &gateway)).await;
+    let alice = app.directory.get("alice@example.com").await.expect("alice");
+    let mut admin = Visitor::new(&app);
+    admin.sign_in_admin().await;
+    let (_, _, page) = admin.get("/console/people/new").await;
+    let csrf = form_token(&page);
+    for path in [
+        "/console/events?status=nope&kind=%FF&before=abc",
+        "/console/people?page=-1&q=%00",
+        "/console/people/nobody",
+        "/a/grafana-oncall-app/users?p=x&id=",
+        "/a/grafana-oncall-app/integrations/nope",
+        "/a/grafana-oncall-app/whatever",
+    ] {
+        let (status, _, body) = admin.get(path).await;
+        assert!(status < 500, "{path}: {status} {body}");
+    }
+    let (status, _, page) = admin
+        .post(
+            "/console/people/new",
+            &[
+                ("csrf", &csrf),
+                ("email", "not-an-email"),
+                ("phone_number", "abc"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("invalid"), "{page}");
+    let (status, _, _) = admin
+        .post(
+            &format!("/console/people/{}/edit", alice.id),
+            &[("csrf", &csrf), ("email", "alice@"), ("phone_number", "12")],
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _, _) = admin
+        .post(
+            "/console/queue/abc",
+            &[("csrf", &csrf), ("action", "retry")],
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = admin
+        .post(
+            "/console/people/import",
+            &[("csrf", &csrf), ("csv", "email,phone\n\"x")],
+        )
+        .await;
+    assert!(status < 500);
+    app.stop().await;
+}
+
+db_test!(a_csv_import_shows_a_preview_before_it_changes_anything);
+async fn a_csv_import_shows_a_preview_before_it_changes_anything(db: Db) {
+    let db = TestDb::new(db).await;
+    let gateway = Fake::start().await;
+    let app = TestApp::spawn_with_alice(console_settings(&db, &gateway)).await;
+    let mut admin = Visitor::new(&app);
+    admin.sign_in_admin().await;
+    let (_, _, page) = admin.get("/console/people").await;
+    let csrf = form_token(&page);
+    let csv = "email,name,phone_number\nalice@example.com,Alice A,+4930123456\ncarol@example.com,Carol,+4930111222\n";
+    let (status, _, page) = admin
+        .post("/console/people/import", &[("csrf", &csrf), ("csv", csv)])
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<td>carol@example.com</td><td>add</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>alice@example.com</td><td>update</td>"),
+        "{page}"
+    );
+    assert!(
+        app.directory.get("carol@example.com").await.is_err(),
+        "a preview only"
+    );
+    let (status, _, page) = admin
+        .post(
+            "/console/people/import",
+            &[("csrf", &csrf), ("csv", csv), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("1 added, 1 updated"), "{page}");
+    assert_eq!(
+        app.directory
+            .get("carol@example.com")
+            .await
+            .expect("carol")
+            .name,
+        "Carol"
+    );
+    app.stop().await;
+}
