@@ -71,8 +71,10 @@ impl Browser {
         })
         .await;
         let profile = tempfile::tempdir().expect("profile dir");
+        // On a loaded machine pages come slowly: look for elements for a while before failing.
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "timeouts": {"implicit": 15000, "pageLoad": 60000, "script": 30000},
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -144,6 +146,22 @@ impl Browser {
             )
             .await;
         v.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits until the page's text contains `needle` (a page that is still loading, or a form
+    /// whose answer has not arrived, is looked at again).
+    pub async fn wait_text(&self, needle: &str) {
+        for _ in 0..150 {
+            if self.text().await.contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no `{needle}` at {}: {}",
+            self.url().await,
+            self.text().await
+        );
     }
 
     /// The element `css` selects (the first one).
