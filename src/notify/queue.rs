@@ -65,15 +65,29 @@ pub(crate) async fn claim(
     lease_until: i64,
     claim: i64,
 ) -> Result<Vec<Notification>, sqlx::Error> {
+    let _guard = store.write_guard().await;
+    let mut conn = store.pool().acquire().await?;
+    claim_on(&mut conn, store, limit, now, lease_until, claim).await
+}
+
+/// [`claim`] on `conn`, e.g. inside the transaction that records the previous outcomes (the
+/// caller holds the SQLite write lock).
+pub(crate) async fn claim_on(
+    conn: &mut sqlx::AnyConnection,
+    store: &Store,
+    limit: usize,
+    now: i64,
+    lease_until: i64,
+    claim: i64,
+) -> Result<Vec<Notification>, sqlx::Error> {
     let sql = format!(
         "{CLAIM} WHERE id IN (SELECT id FROM notifications WHERE due_at <= $3 ORDER BY due_at LIMIT $4{}) \
          RETURNING {CLAIMED}",
         store.skip_locked()
     );
-    let _guard = store.write_guard().await;
     let rows = claim_query(sql, lease_until, claim, now)
         .bind(limit as i64)
-        .fetch_all(store.pool())
+        .fetch_all(conn)
         .await?;
     rows.iter().map(|row| claimed(store, row, claim)).collect()
 }
@@ -254,7 +268,16 @@ pub(crate) async fn record(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = store.begin_write().await?;
+    record_on(&mut tx, outcomes, now).await?;
+    tx.commit().await
+}
 
+/// [`record`] on `tx`, inside the caller's transaction.
+pub(crate) async fn record_on(
+    tx: &mut sqlx::AnyConnection,
+    outcomes: &[Outcome],
+    now: i64,
+) -> Result<(), sqlx::Error> {
     // A deferral was no attempt: nothing to log.
     let attempts: Vec<&Outcome> = outcomes
         .iter()
@@ -348,7 +371,7 @@ pub(crate) async fn record(
             offset += size;
         }
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Deletes up to `limit` finished notifications (and their attempts) finished before `before`.
