@@ -384,7 +384,7 @@ pub(crate) async fn purge_finished(
     // Attempts first: SQLite only cascades with foreign keys on, and explicit is cheaper to read.
     sqlx::query(
         "DELETE FROM delivery_attempts WHERE notification_id IN \
-         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)",
     )
     .bind(before)
     .bind(limit)
@@ -392,7 +392,7 @@ pub(crate) async fn purge_finished(
     .await?;
     let done = sqlx::query(
         "DELETE FROM notifications WHERE id IN \
-         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)",
     )
     .bind(before)
     .bind(limit)
