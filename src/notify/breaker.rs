@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::FromRow;
@@ -127,13 +128,30 @@ impl Guards {
         }
     }
 
-    /// A slot of `backend`'s bulkhead, if one is free.
-    pub(crate) fn try_slot(&self, backend: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = lock(&self.bulkheads)
+    fn bulkhead(&self, backend: &str) -> Arc<Semaphore> {
+        lock(&self.bulkheads)
             .entry(backend.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.settings.backend_limit(backend))))
-            .clone();
-        semaphore.try_acquire_owned().ok()
+            .clone()
+    }
+
+    /// A slot of `backend`'s bulkhead, if one is free.
+    #[cfg(test)]
+    pub(crate) fn try_slot(&self, backend: &str) -> Option<OwnedSemaphorePermit> {
+        self.bulkhead(backend).try_acquire_owned().ok()
+    }
+
+    /// A slot of `backend`'s bulkhead, waiting up to `wait` for one to free up: a fast
+    /// backend's slots free up within moments, a hung one's only after its timeout.
+    pub(crate) async fn slot(&self, backend: &str, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let semaphore = self.bulkhead(backend);
+        if let Ok(slot) = semaphore.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        tokio::time::timeout(wait, semaphore.acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Whether `backend` may be tried now; a half-open breaker lets one probe through.

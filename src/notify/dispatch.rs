@@ -31,6 +31,12 @@ const RECORD_BATCH: usize = 512;
 /// out and the rows are claimed again rather than lost.
 const RECORD_TRIES: u32 = 20;
 
+/// Longest pause between two outcomes for which a commit waits for the next one.
+const LINGER_GAP: Duration = Duration::from_millis(1);
+
+/// Longest a commit waits for deliveries still running.
+const LINGER_MAX: Duration = Duration::from_millis(5);
+
 /// A finished delivery and the slot it holds until its outcome is written (none for a
 /// notification that was not tried).
 type Finished = (Outcome, Option<OwnedSemaphorePermit>);
@@ -75,10 +81,8 @@ impl Dispatcher {
     pub async fn run(self) {
         let settings = self.settings.clone();
         let slots = Arc::new(Semaphore::new(settings.concurrency));
-        // Each outcome travels with its slot, so the channel holds at most the slots, plus
-        // the rows of one claim that were not tried.
-        let capacity = settings.concurrency.max(1) + settings.batch_size.max(1);
-        let (done_tx, mut done_rx) = mpsc::channel::<Finished>(capacity);
+        // Each outcome travels with its slot, so the channel never holds more than the slots.
+        let (done_tx, mut done_rx) = mpsc::channel::<Finished>(settings.concurrency.max(1));
         let guards = Arc::new(Guards::new(
             &settings,
             self.store.clone(),
@@ -102,6 +106,7 @@ impl Dispatcher {
                 }
             }
             pending.gather(&mut done_rx);
+            self.linger(&mut pending, &mut done_rx, &slots).await;
             // The slots this commit frees count for its claim: the claim is what uses them.
             let free = slots.available_permits() + pending.permits.len();
             let limit = free.min(settings.batch_size);
@@ -159,6 +164,40 @@ impl Dispatcher {
         }
     }
 
+    /// Waits a moment for deliveries still running, as long as their outcomes keep coming:
+    /// a fast backend answers within microseconds, and committing each outcome as it
+    /// trickles in would spend a commit (and a claim) on every one or two. A backend that
+    /// hangs holds the commit back by one [`LINGER_GAP`] at most.
+    async fn linger(
+        &self,
+        pending: &mut Pending,
+        rx: &mut mpsc::Receiver<Finished>,
+        slots: &Semaphore,
+    ) {
+        if pending.outcomes.is_empty() {
+            return;
+        }
+        let cap = tokio::time::Instant::now() + LINGER_MAX;
+        loop {
+            // Slots held by deliveries whose outcome has not reached `pending` yet.
+            let in_flight = self
+                .settings
+                .concurrency
+                .saturating_sub(slots.available_permits() + pending.permits.len());
+            if in_flight == 0 || pending.outcomes.len() >= RECORD_BATCH {
+                return;
+            }
+            let gap = (tokio::time::Instant::now() + LINGER_GAP).min(cap);
+            match tokio::time::timeout_at(gap, rx.recv()).await {
+                Ok(Some(f)) => {
+                    pending.push(f);
+                    pending.gather(rx);
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
     /// Records `outcomes` and claims up to `limit` due rows, in one transaction.
     async fn commit(
         &self,
@@ -200,23 +239,6 @@ impl Dispatcher {
         }
         let snapshot = self.directory.snapshot();
         for mut n in rows {
-            let chain = self.backends.chain(&n, &snapshot);
-            let backend_slot = match gate(guards, &chain, &n, claim) {
-                Ok(slot) => slot,
-                Err(not_tried) => {
-                    // Nothing was delivered, so a crash cannot repeat it: no slot needed. The
-                    // channel has room for a whole claim of these beside the slots.
-                    if let Err(mpsc::error::TrySendError::Full(f)) =
-                        done_tx.try_send((not_tried, None))
-                    {
-                        let done = done_tx.clone();
-                        tokio::spawn(async move {
-                            let _ = done.send(f).await;
-                        });
-                    }
-                    continue;
-                }
-            };
             // The claim counted the slots free after the commit; only this loop takes them.
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 // Unreachable by construction; the row's lease runs out and it is claimed again.
@@ -226,6 +248,7 @@ impl Dispatcher {
                 );
                 continue;
             };
+            let chain = self.backends.chain(&n, &snapshot);
             let done = done_tx.clone();
             let settings = self.settings.clone();
             let metrics = self.metrics.clone();
@@ -235,6 +258,14 @@ impl Dispatcher {
             }
             n.links = self.backends.links_for(&n);
             tokio::spawn(async move {
+                let backend_slot = match gate(&guards, &chain, &n, claim).await {
+                    Ok(slot) => slot,
+                    Err(not_tried) => {
+                        // Nothing was delivered; the slot is back with the next commit.
+                        let _ = done.send((not_tried, Some(permit))).await;
+                        return;
+                    }
+                };
                 let (kind, created_at) = (n.kind.clone(), n.created_at);
                 let (outcome, health) = deliver(&chain, &settings, n, claim).await;
                 drop(backend_slot);

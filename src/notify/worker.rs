@@ -27,6 +27,10 @@ use crate::directory::Directory;
 use crate::store::{Store, now_ms};
 use crate::telemetry::metrics::Metrics;
 
+/// How long a delivery waits for a slot of its backend's bulkhead before it is put off: the
+/// rows of one claim start together, and a fast backend frees its slots within moments.
+const BULKHEAD_WAIT: Duration = Duration::from_millis(50);
+
 /// How close to its backend's timeout a failed attempt counts as timed out (timers fire a
 /// little early or late).
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
@@ -86,7 +90,7 @@ fn busy_wait(timeout: Duration) -> Duration {
 /// Whether `n` may go to its step's backend now: a slot of that backend's bulkhead, or the
 /// outcome of not trying (due again shortly when the backend is full; when its breaker is
 /// open, the next step at once, or a wait for the cool-down on the last step).
-pub(super) fn gate(
+pub(super) async fn gate(
     guards: &Guards,
     chain: &[Step],
     n: &Notification,
@@ -102,6 +106,7 @@ pub(super) fn gate(
         return Ok(None);
     }
     let name = step.backend.name();
+    let slot = guards.slot(name, BULKHEAD_WAIT).await;
     let now = now_ms();
     let not_tried = |next: Next, why: String| Outcome {
         id: n.id,
@@ -113,7 +118,7 @@ pub(super) fn gate(
         started_at: now,
         duration_ms: 0,
     };
-    let Some(slot) = guards.try_slot(name) else {
+    let Some(slot) = slot else {
         let due = now + busy_wait(step.backend.timeout()).as_millis() as i64;
         return Err(not_tried(
             Next::Defer(due),
