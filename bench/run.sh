@@ -33,7 +33,7 @@
 # Knobs (environment): PG_URL (default postgres://postgres@127.0.0.1:5432), PG_PARAMS (appended
 # to the database URL, e.g. '?sslmode=disable'), DBS ("sqlite postgres"), USERS (10000),
 # CONCURRENCY (64), DURATION (10s), WARMUP (2s), STARTS (5), SOAK (60s; 0 skips it), SOAK_DBS
-# ("postgres"), HISTORY (0: skipped).
+# ("postgres"), HISTORY (0: skipped), BIN and LOADGEN (binaries to use instead of building).
 # ONCALL_RELAY_* variables set in your environment reach the server too (e.g.
 # ONCALL_RELAY_QUEUE__WRITERS=4), except the db.* ones this script sets; the table lists them.
 # Output: the table on stdout and in bench/results/<UTC time>.md (and latest.md), raw loadgen
@@ -72,12 +72,17 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Build
 
-log "building (cargo build --release --bin oncall-relay --example loadgen)"
-(cd "$ROOT" && cargo build --release --bin oncall-relay --example loadgen)
 TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-BIN=$TARGET_DIR/release/oncall-relay
-LOADGEN=$TARGET_DIR/release/examples/loadgen
+if [[ -n ${BIN:-} ]]; then
+    # A given binary (e.g. an earlier build, to compare side by side): no build.
+    [[ -x $BIN ]] || die "BIN=$BIN is not an executable"
+else
+    log "building (cargo build --release --bin oncall-relay --example loadgen)"
+    (cd "$ROOT" && cargo build --release --bin oncall-relay --example loadgen)
+    BIN=$TARGET_DIR/release/oncall-relay
+fi
+LOADGEN=${LOADGEN:-$TARGET_DIR/release/examples/loadgen}
 # Other work on the machine skews every number: note how busy it was when measuring began.
 LOADAVG_START=$(cut -d' ' -f1 /proc/loadavg)
 
@@ -489,7 +494,15 @@ add_history() { # add_history DB TARGET
     esac
     sql_exec "$db" "$target" "$gen INSERT INTO notifications (kind, user_id, email, name, message, status, attempts, backend, created_at, updated_at, finished_at) SELECT 'call', u.public_id, u.email, u.name, 'old call ' || g, 'delivered', 1, 'stdout', $spread, $spread, $spread FROM s JOIN directory_users u ON u.id = 1 + g % $USERS"
     sql_exec "$db" "$target" "INSERT INTO delivery_attempts (notification_id, attempt, backend, outcome, started_at, duration_ms) SELECT id, 1, 'stdout', 'delivered', created_at, 1 FROM notifications WHERE message LIKE 'old call %'"
-    [[ $db == postgres ]] && sql_exec "$db" "$target" "ANALYZE"
+    # As after 30 days of autovacuum: statistics current, the bulk insert's WAL written out.
+    case $db in
+    postgres)
+        sql_exec "$db" "$target" "VACUUM ANALYZE notifications"
+        sql_exec "$db" "$target" "VACUUM ANALYZE delivery_attempts"
+        sql_exec "$db" "$target" "CHECKPOINT"
+        ;;
+    sqlite) sql_exec "$db" "$target" "PRAGMA wal_checkpoint(TRUNCATE)" ;;
+    esac
     history_probe "$db" "$target" after
 }
 
@@ -585,7 +598,9 @@ commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock migrations 2>/dev/null | head -1)
 [[ -n $dirty ]] && commit+=" (with uncommitted changes)"
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-extra_env=$(env | grep '^ONCALL_RELAY_' | grep -v '^ONCALL_RELAY_DB__' | cut -d= -f1 | tr '\n' ' ' || true)
+# Values only for queue settings: others (tokens, URLs) may be secrets.
+extra_env=$(env | grep '^ONCALL_RELAY_' | grep -v '^ONCALL_RELAY_DB__' |
+    awk -F= '/^ONCALL_RELAY_QUEUE__/ { print; next } { print $1 }' | tr '\n' ' ' || true)
 names=""
 for db in $DBS; do
     case $db in sqlite) names+=" SQLite |" ;; postgres) names+=" PostgreSQL |" ;; esac

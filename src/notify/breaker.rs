@@ -377,4 +377,22 @@ mod tests {
         drop(a);
         assert!(g.try_slot("gw").is_some());
     }
+
+    #[tokio::test]
+    async fn a_full_bulkhead_is_waited_for_briefly() {
+        let (g, _dir) = guards(3).await;
+        let (a, b) = (g.try_slot("gw"), g.try_slot("gw"));
+        assert!(a.is_some() && b.is_some());
+        let freed = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(a);
+        });
+        let waited = g.slot("gw", Duration::from_secs(30)).await;
+        assert!(waited.is_some(), "a slot freed during the wait is taken");
+        freed.await.expect("task");
+        assert!(
+            g.slot("gw", Duration::from_millis(20)).await.is_none(),
+            "no slot freed: the wait ends empty"
+        );
+    }
 }
