@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Notification;
 use super::backends::Backends;
 use super::breaker::Guards;
-use super::queue::{self, Outcome};
+use super::queue::{self, Lease, Outcome};
 use super::worker::{deliver, gate, record_metrics};
 use crate::config::QueueSettings;
 use crate::directory::Directory;
@@ -110,19 +110,19 @@ impl Dispatcher {
             // The slots this commit frees count for its claim: the claim is what uses them.
             let free = slots.available_permits() + pending.permits.len();
             let limit = free.min(settings.batch_size);
-            let claim_tag: i64 = rand::rng().random();
             let now = now_ms();
-            let lease_until = now + settings.lease.as_millis() as i64;
-            match self
-                .commit(&pending.outcomes, limit, now, lease_until, claim_tag)
-                .await
-            {
+            let lease = Lease {
+                now,
+                until: now + settings.lease.as_millis() as i64,
+                tag: rand::rng().random(),
+            };
+            match self.commit(&pending.outcomes, limit, lease).await {
                 Ok(rows) => {
                     failures = 0;
                     // On record: only now are their slots free again.
                     pending = Pending::default();
                     backlog = limit > 0 && rows.len() == limit;
-                    self.start(rows, claim_tag, &slots, &guards, &done_tx);
+                    self.start(rows, lease.tag, &slots, &guards, &done_tx);
                 }
                 Err(e) => {
                     failures += 1;
@@ -203,21 +203,19 @@ impl Dispatcher {
         &self,
         outcomes: &[Outcome],
         limit: usize,
-        now: i64,
-        lease_until: i64,
-        claim: i64,
+        lease: Lease,
     ) -> Result<Vec<Notification>, sqlx::Error> {
         let store = &self.store;
         if outcomes.is_empty() {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            return queue::claim(store, limit, now, lease_until, claim).await;
+            return queue::claim(store, limit, lease).await;
         }
         let mut tx = store.begin_write().await?;
-        queue::record_on(&mut tx, outcomes, now).await?;
+        queue::record_on(&mut tx, outcomes, lease.now).await?;
         let rows = if limit > 0 {
-            queue::claim_on(&mut tx, store, limit, now, lease_until, claim).await?
+            queue::claim_on(&mut tx, store, limit, lease).await?
         } else {
             Vec::new()
         };
