@@ -9,6 +9,7 @@ use oncall_relay::config::Settings;
 use oncall_relay::telemetry;
 
 fn main() -> std::process::ExitCode {
+    telemetry::limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

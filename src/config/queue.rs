@@ -72,7 +72,7 @@ impl QueueSettings {
 impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
-            concurrency: 32,
+            concurrency: 128,
             max_attempts: 12,
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(300),

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::FromRow;
@@ -127,13 +128,30 @@ impl Guards {
         }
     }
 
-    /// A slot of `backend`'s bulkhead, if one is free.
-    pub(crate) fn try_slot(&self, backend: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = lock(&self.bulkheads)
+    fn bulkhead(&self, backend: &str) -> Arc<Semaphore> {
+        lock(&self.bulkheads)
             .entry(backend.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.settings.backend_limit(backend))))
-            .clone();
-        semaphore.try_acquire_owned().ok()
+            .clone()
+    }
+
+    /// A slot of `backend`'s bulkhead, if one is free.
+    #[cfg(test)]
+    pub(crate) fn try_slot(&self, backend: &str) -> Option<OwnedSemaphorePermit> {
+        self.bulkhead(backend).try_acquire_owned().ok()
+    }
+
+    /// A slot of `backend`'s bulkhead, waiting up to `wait` for one to free up: a fast
+    /// backend's slots free up within moments, a hung one's only after its timeout.
+    pub(crate) async fn slot(&self, backend: &str, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let semaphore = self.bulkhead(backend);
+        if let Ok(slot) = semaphore.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        tokio::time::timeout(wait, semaphore.acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Whether `backend` may be tried now; a half-open breaker lets one probe through.
@@ -485,6 +503,24 @@ mod tests {
         assert_eq!(
             (got[0].state.as_str(), got[0].changed_at),
             ("open", 100_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_bulkhead_is_waited_for_briefly() {
+        let (g, _dir) = guards(3).await;
+        let (a, b) = (g.try_slot("gw"), g.try_slot("gw"));
+        assert!(a.is_some() && b.is_some());
+        let freed = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(a);
+        });
+        let waited = g.slot("gw", Duration::from_secs(30)).await;
+        assert!(waited.is_some(), "a slot freed during the wait is taken");
+        freed.await.expect("task");
+        assert!(
+            g.slot("gw", Duration::from_millis(20)).await.is_none(),
+            "no slot freed: the wait ends empty"
         );
     }
 }

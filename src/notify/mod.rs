@@ -13,6 +13,7 @@ pub mod answer;
 pub mod backends;
 pub mod breaker;
 pub mod buttons;
+mod dispatch;
 pub mod events;
 mod gate;
 pub mod oncall_text;
@@ -90,13 +91,16 @@ pub async fn enqueue_in(
 /// Deletes notifications that finished before `before` (Unix ms); returns how many.
 pub async fn purge_finished(store: &crate::store::Store, before: i64) -> Result<u64, NotifyError> {
     let mut total = 0;
-    // In slices, so a first purge of a large table does not hold one long transaction.
+    // In small slices with a pause between them, so that a first purge of a large table
+    // holds no long transaction and writers (SQLite has one at a time) get their turn.
+    const SLICE: u64 = 1_000;
     loop {
-        let n = queue::purge_finished(store, before, 5_000).await?;
+        let n = queue::purge_finished(store, before, SLICE as i64).await?;
         total += n;
-        if n < 5_000 {
+        if n < SLICE {
             return Ok(total);
         }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -57,25 +57,45 @@ pub(crate) async fn insert_rows(
     Ok(())
 }
 
-/// Claims up to `limit` due notifications for one lease, tagging them with `claim`.
+/// One claim: when it is taken, until when its lease holds, and the tag it leaves on rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease {
+    pub now: i64,
+    pub until: i64,
+    pub tag: i64,
+}
+
+/// Claims up to `limit` due notifications for one lease.
 pub(crate) async fn claim(
     store: &Store,
     limit: usize,
-    now: i64,
-    lease_until: i64,
-    claim: i64,
+    lease: Lease,
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let _guard = store.write_guard().await;
+    let mut conn = store.pool().acquire().await?;
+    claim_on(&mut conn, store, limit, lease).await
+}
+
+/// [`claim`] on `conn`, e.g. inside the transaction that records the previous outcomes (the
+/// caller holds the SQLite write lock).
+pub(crate) async fn claim_on(
+    conn: &mut sqlx::AnyConnection,
+    store: &Store,
+    limit: usize,
+    lease: Lease,
 ) -> Result<Vec<Notification>, sqlx::Error> {
     let sql = format!(
         "{CLAIM} WHERE id IN (SELECT id FROM notifications WHERE due_at <= $3 ORDER BY due_at LIMIT $4{}) \
          RETURNING {CLAIMED}",
         store.skip_locked()
     );
-    let _guard = store.write_guard().await;
-    let rows = claim_query(sql, lease_until, claim, now)
+    let rows = claim_query(sql, lease.until, lease.tag, lease.now)
         .bind(limit as i64)
-        .fetch_all(store.pool())
+        .fetch_all(conn)
         .await?;
-    rows.iter().map(|row| claimed(store, row, claim)).collect()
+    rows.iter()
+        .map(|row| claimed(store, row, lease.tag))
+        .collect()
 }
 
 /// A claimed row as a notification that records its parts under `claim`.
@@ -244,6 +264,35 @@ impl Outcome {
 const SETTLE_ANSWER: &str = "answer_deadline = NULL, \
      answer = CASE WHEN answer = 'awaiting' THEN 'no-status' ELSE answer END";
 
+/// Deletes up to `limit` finished notifications (and their attempts) finished before `before`.
+pub(crate) async fn purge_finished(
+    store: &Store,
+    before: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = store.begin_write().await?;
+    // Attempts first: SQLite only cascades with foreign keys on, and explicit is cheaper to read.
+    sqlx::query(
+        "DELETE FROM delivery_attempts WHERE notification_id IN \
+         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?;
+    let done = sqlx::query(
+        "DELETE FROM notifications WHERE id IN \
+         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(done)
+}
+
 /// Records attempts and moves notifications on, in one transaction.
 ///
 /// Every update is guarded by the claim tag: if the lease ran out and another worker claimed
@@ -254,7 +303,16 @@ pub(crate) async fn record(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = store.begin_write().await?;
+    record_on(&mut tx, outcomes, now).await?;
+    tx.commit().await
+}
 
+/// [`record`] on `tx`, inside the caller's transaction.
+pub(crate) async fn record_on(
+    tx: &mut sqlx::AnyConnection,
+    outcomes: &[Outcome],
+    now: i64,
+) -> Result<(), sqlx::Error> {
     // A deferral was no attempt: nothing to log.
     let attempts: Vec<&Outcome> = outcomes
         .iter()
@@ -348,34 +406,5 @@ pub(crate) async fn record(
             offset += size;
         }
     }
-    tx.commit().await
-}
-
-/// Deletes up to `limit` finished notifications (and their attempts) finished before `before`.
-pub(crate) async fn purge_finished(
-    store: &Store,
-    before: i64,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
-    let mut tx = store.begin_write().await?;
-    // Attempts first: SQLite only cascades with foreign keys on, and explicit is cheaper to read.
-    sqlx::query(
-        "DELETE FROM delivery_attempts WHERE notification_id IN \
-         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY id LIMIT $2)",
-    )
-    .bind(before)
-    .bind(limit)
-    .execute(&mut *tx)
-    .await?;
-    let done = sqlx::query(
-        "DELETE FROM notifications WHERE id IN \
-         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY id LIMIT $2)",
-    )
-    .bind(before)
-    .bind(limit)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    Ok(done)
+    Ok(())
 }

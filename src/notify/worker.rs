@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::RngExt;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::backends::{Backends, DeliveryError, MAX_RETRY_AFTER, Step};
 use super::breaker::{Admit, Guards};
+use super::dispatch::Dispatcher;
 use super::queue::{self, Next, Outcome};
 use super::{NewNotification, Notification, NotifyError};
 use crate::config::OnTimeout;
@@ -26,8 +27,9 @@ use crate::directory::Directory;
 use crate::store::{Store, now_ms};
 use crate::telemetry::metrics::Metrics;
 
-/// Largest number of outcomes written in one transaction.
-const RECORD_BATCH: usize = 512;
+/// How long a delivery waits for a slot of its backend's bulkhead before it is put off: the
+/// rows of one claim start together, and a fast backend frees its slots within moments.
+const BULKHEAD_WAIT: Duration = Duration::from_millis(50);
 
 /// How close to its backend's timeout a failed attempt counts as timed out (timers fire a
 /// little early or late).
@@ -43,116 +45,16 @@ pub fn spawn(
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(settings.concurrency));
-        // Each outcome travels with its slot, so the channel never holds more than the slots.
-        let (done_tx, done_rx) = mpsc::channel::<Finished>(settings.concurrency.max(1));
-        let recorder = tokio::spawn(record_loop(store.clone(), done_rx));
-        let guards = Arc::new(Guards::new(&settings, store.clone(), metrics.clone()));
-        let lease_ms = settings.lease.as_millis() as i64;
-        let mut failures = 0u32;
-
-        loop {
-            let first = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                _ = shutdown.cancelled() => break,
-            };
-            let limit = (1 + slots.available_permits()).min(settings.batch_size);
-            let now = now_ms();
-            let claim_tag: i64 = rand::rng().random();
-            let claimed = queue::claim(&store, limit, now, now + lease_ms, claim_tag).await;
-            let rows = match claimed {
-                Ok(rows) => {
-                    failures = 0;
-                    rows
-                }
-                Err(e) => {
-                    failures += 1;
-                    // Once per outage is enough in the log; the readiness probe tells the rest.
-                    if failures == 1 || failures % 60 == 0 {
-                        tracing::warn!(error = %e, "cannot claim notifications");
-                    }
-                    drop(first);
-                    tokio::select! {
-                        _ = tokio::time::sleep(settings.poll_interval) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    continue;
-                }
-            };
-            let claimed_all = rows.len() == limit;
-            let mut first = Some(first);
-            let snapshot = directory.snapshot();
-            for mut n in rows {
-                let permit = match first.take() {
-                    Some(p) => p,
-                    // Only this loop takes slots, so the ones counted above are still free.
-                    None => match slots.clone().try_acquire_owned() {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                };
-                let chain = backends.chain(&n, &snapshot);
-                let backend_slot = match gate(&guards, &chain, &n, claim_tag) {
-                    Ok(slot) => slot,
-                    Err(not_tried) => {
-                        // Nothing was delivered, so a crash cannot repeat it: the slot goes to
-                        // the next row at once.
-                        let _ = done_tx.send((not_tried, None)).await;
-                        first = Some(permit);
-                        continue;
-                    }
-                };
-                let done = done_tx.clone();
-                let settings = settings.clone();
-                let metrics = metrics.clone();
-                let guards = guards.clone();
-                if let Some(user) = snapshot.by_id(&n.user_id) {
-                    n.contacts = user.contacts.clone();
-                    n.reader = super::Reader::of(user);
-                }
-                n.links = backends.links_for(&n);
-                let incidents = backends.incidents();
-                tokio::spawn(async move {
-                    // Settling a call's answer sends nothing: no details needed.
-                    if n.answer_deadline.is_none() {
-                        n.alert_group = incidents.of(&n).await;
-                    }
-                    let (kind, created_at) = (n.kind.clone(), n.created_at);
-                    let (outcome, health) = deliver(&chain, &settings, n, claim_tag).await;
-                    drop(backend_slot);
-                    if !outcome.backend.is_empty() {
-                        guards.record(
-                            &outcome.backend,
-                            health.as_deref().map_or(Ok(()), Err),
-                            now_ms(),
-                        );
-                    }
-                    record_metrics(&metrics, &kind, created_at, &outcome);
-                    // The slot is freed by the recorder, once the outcome is committed.
-                    let _ = done.send((outcome, Some(permit))).await;
-                });
-            }
-            drop(first);
-            if !claimed_all {
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(settings.poll_interval) => {}
-                    _ = shutdown.cancelled() => break,
-                }
-            }
-        }
-
-        // Let deliveries in flight finish so their outcomes are recorded; what does not finish
-        // in time stays claimed and is picked up again after its lease.
-        let all = settings.concurrency as u32;
-        let _ = tokio::time::timeout(settings.lease, slots.acquire_many(all)).await;
-        drop(done_tx);
-        let _ = recorder.await;
-    })
+    let dispatcher = Dispatcher {
+        store,
+        directory,
+        backends,
+        settings: Arc::new(settings),
+        wake,
+        shutdown,
+        metrics,
+    };
+    tokio::spawn(dispatcher.run())
 }
 
 /// Delay before retry number `attempt` (from 1): doubling from `base`, capped, with ±20 % jitter
@@ -188,7 +90,7 @@ fn busy_wait(timeout: Duration) -> Duration {
 /// Whether `n` may go to its step's backend now: a slot of that backend's bulkhead, or the
 /// outcome of not trying (due again shortly when the backend is full; when its breaker is
 /// open, the next step at once, or a wait for the cool-down on the last step).
-fn gate(
+pub(super) async fn gate(
     guards: &Guards,
     chain: &[Step],
     n: &Notification,
@@ -204,6 +106,7 @@ fn gate(
         return Ok(None);
     }
     let name = step.backend.name();
+    let slot = guards.slot(name, BULKHEAD_WAIT).await;
     let now = now_ms();
     let not_tried = |next: Next, why: String| Outcome {
         id: n.id,
@@ -215,7 +118,7 @@ fn gate(
         started_at: now,
         duration_ms: 0,
     };
-    let Some(slot) = guards.try_slot(name) else {
+    let Some(slot) = slot else {
         let due = now + busy_wait(step.backend.timeout()).as_millis() as i64;
         return Err(not_tried(
             Next::Defer(due),
@@ -241,7 +144,7 @@ fn gate(
 
 /// Delivers `n` on its current step; the outcome, and the failure that counts against the
 /// backend's circuit breaker (none when the backend answered, even with a refusal).
-async fn deliver(
+pub(super) async fn deliver(
     chain: &[Step],
     settings: &QueueSettings,
     n: Notification,
@@ -369,7 +272,7 @@ async fn deliver(
     (outcome, health)
 }
 
-fn record_metrics(metrics: &Metrics, kind: &str, created_at: i64, o: &Outcome) {
+pub(super) fn record_metrics(metrics: &Metrics, kind: &str, created_at: i64, o: &Outcome) {
     let outcome = match o.next {
         Next::Delivered => "delivered",
         Next::Retry(_) => "retry",
@@ -469,44 +372,6 @@ pub async fn deliver_test(
         }
     }
     Ok((id, attempts))
-}
-
-/// A finished delivery and the slot it holds until its outcome is written (none for a
-/// notification that was not tried).
-type Finished = (Outcome, Option<OwnedSemaphorePermit>);
-
-async fn record_loop(store: Store, mut rx: mpsc::Receiver<Finished>) {
-    while let Some((first, permit)) = rx.recv().await {
-        let mut batch = vec![first];
-        let mut permits = vec![permit];
-        while batch.len() < RECORD_BATCH {
-            match rx.try_recv() {
-                Ok((o, p)) => {
-                    batch.push(o);
-                    permits.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        // Keep trying while the database is away; if it never comes back, the leases run out
-        // and the notifications are delivered again rather than lost.
-        let mut wait = Duration::from_millis(100);
-        for attempt in 1..=20 {
-            match queue::record(&store, &batch, now_ms()).await {
-                Ok(()) => break,
-                Err(e) => {
-                    if attempt == 1 || attempt == 20 {
-                        tracing::warn!(error = %e, count = batch.len(), attempt, "cannot record delivery outcomes");
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        // Only now may the dispatcher claim more: whatever happens next, these are on record
-        // (or, if the database never came back, their leases run out and they are claimed again).
-        drop(permits);
-    }
 }
 
 #[cfg(test)]

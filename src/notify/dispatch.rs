@@ -1,0 +1,289 @@
+//! The delivery loop of a process: one transaction both records the outcomes that came back
+//! and claims as many due rows as the slots they free.
+//!
+//! A delivery keeps its slot until its outcome is committed, not merely until the backend
+//! answered: at any instant at most `queue.concurrency` deliveries are done but unrecorded,
+//! which bounds what a crash can make the next claim repeat. Recording and claiming in the
+//! same commit halves the commits per delivery, and a claim always fills every slot the
+//! commit freed, so a fast backend moves a full batch per commit instead of a trickle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::Notification;
+use super::backends::Backends;
+use super::breaker::Guards;
+use super::queue::{self, Lease, Outcome};
+use super::worker::{deliver, gate, record_metrics};
+use crate::config::QueueSettings;
+use crate::directory::Directory;
+use crate::store::{Store, now_ms};
+use crate::telemetry::metrics::Metrics;
+
+/// Largest number of outcomes written in one transaction.
+const RECORD_BATCH: usize = 512;
+
+/// Failed commits in a row after which the outcomes waiting are given up: their leases run
+/// out and the rows are claimed again rather than lost.
+const RECORD_TRIES: u32 = 20;
+
+/// Longest pause between two outcomes for which a commit waits for the next one.
+const LINGER_GAP: Duration = Duration::from_millis(1);
+
+/// Longest a commit waits for deliveries still running.
+const LINGER_MAX: Duration = Duration::from_millis(5);
+
+/// A finished delivery and the slot it holds until its outcome is written (none for a
+/// notification that was not tried).
+type Finished = (Outcome, Option<OwnedSemaphorePermit>);
+
+/// Everything the loop needs, shared with nothing else.
+pub(super) struct Dispatcher {
+    pub store: Store,
+    pub directory: Directory,
+    pub backends: Arc<Backends>,
+    pub settings: Arc<QueueSettings>,
+    pub wake: Arc<Notify>,
+    pub shutdown: CancellationToken,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Outcomes waiting for their commit, with the slots they hold.
+#[derive(Default)]
+struct Pending {
+    outcomes: Vec<Outcome>,
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+impl Pending {
+    fn push(&mut self, (outcome, permit): Finished) {
+        self.outcomes.push(outcome);
+        self.permits.extend(permit);
+    }
+
+    /// Takes whatever else has finished meanwhile, without waiting.
+    fn gather(&mut self, rx: &mut mpsc::Receiver<Finished>) {
+        while self.outcomes.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(f) => self.push(f),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Runs until `shutdown`, then lets the deliveries in flight finish and records them.
+    pub async fn run(self) {
+        let settings = self.settings.clone();
+        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        // Each outcome travels with its slot, so the channel never holds more than the slots.
+        let (done_tx, mut done_rx) = mpsc::channel::<Finished>(settings.concurrency.max(1));
+        let guards = Arc::new(Guards::new(
+            &settings,
+            self.store.clone(),
+            self.metrics.clone(),
+        ));
+        let mut pending = Pending::default();
+        // Whether the last claim filled every free slot: more rows may be due right now.
+        let mut backlog = false;
+        let mut failures = 0u32;
+
+        loop {
+            if pending.outcomes.is_empty() {
+                let free = slots.available_permits() > 0;
+                tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => break,
+                    Some(f) = done_rx.recv() => pending.push(f),
+                    _ = self.wake.notified(), if free && !backlog => {}
+                    _ = tokio::time::sleep(settings.poll_interval), if free && !backlog => {}
+                    _ = std::future::ready(()), if free && backlog => {}
+                }
+            }
+            pending.gather(&mut done_rx);
+            self.linger(&mut pending, &mut done_rx, &slots).await;
+            // The slots this commit frees count for its claim: the claim is what uses them.
+            let free = slots.available_permits() + pending.permits.len();
+            let limit = free.min(settings.batch_size);
+            let now = now_ms();
+            let lease = Lease {
+                now,
+                until: now + settings.lease.as_millis() as i64,
+                tag: rand::rng().random(),
+            };
+            match self.commit(&pending.outcomes, limit, lease).await {
+                Ok(rows) => {
+                    failures = 0;
+                    // On record: only now are their slots free again.
+                    pending = Pending::default();
+                    backlog = limit > 0 && rows.len() == limit;
+                    self.start(rows, lease.tag, &slots, &guards, &done_tx);
+                }
+                Err(e) => {
+                    failures += 1;
+                    // Once per outage is enough in the log; the readiness probe tells the rest.
+                    if failures == 1 || failures % 60 == 0 {
+                        tracing::warn!(error = %e, count = pending.outcomes.len(), "cannot record delivery outcomes or claim notifications");
+                    }
+                    if failures >= RECORD_TRIES && !pending.outcomes.is_empty() {
+                        // Their leases run out and they are delivered again rather than lost.
+                        pending = Pending::default();
+                    }
+                    let wait = settings
+                        .poll_interval
+                        .min(Duration::from_millis(100) * failures.min(50));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+
+        // Let deliveries in flight finish so their outcomes are recorded; what does not finish
+        // in time stays claimed and is picked up again after its lease.
+        drop(done_tx);
+        let deadline = tokio::time::Instant::now() + settings.lease;
+        loop {
+            pending.gather(&mut done_rx);
+            if !pending.outcomes.is_empty() {
+                if let Err(e) = queue::record(&self.store, &pending.outcomes, now_ms()).await {
+                    tracing::warn!(error = %e, count = pending.outcomes.len(), "cannot record delivery outcomes");
+                }
+                pending = Pending::default();
+            }
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some(f)) => pending.push(f),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    /// Waits a moment for deliveries still running, as long as their outcomes keep coming:
+    /// a fast backend answers within microseconds, and committing each outcome as it
+    /// trickles in would spend a commit (and a claim) on every one or two. A backend that
+    /// hangs holds the commit back by one [`LINGER_GAP`] at most.
+    async fn linger(
+        &self,
+        pending: &mut Pending,
+        rx: &mut mpsc::Receiver<Finished>,
+        slots: &Semaphore,
+    ) {
+        if pending.outcomes.is_empty() {
+            return;
+        }
+        let cap = tokio::time::Instant::now() + LINGER_MAX;
+        loop {
+            // Slots held by deliveries whose outcome has not reached `pending` yet.
+            let in_flight = self
+                .settings
+                .concurrency
+                .saturating_sub(slots.available_permits() + pending.permits.len());
+            if in_flight == 0 || pending.outcomes.len() >= RECORD_BATCH {
+                return;
+            }
+            let gap = (tokio::time::Instant::now() + LINGER_GAP).min(cap);
+            match tokio::time::timeout_at(gap, rx.recv()).await {
+                Ok(Some(f)) => {
+                    pending.push(f);
+                    pending.gather(rx);
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Records `outcomes` and claims up to `limit` due rows, in one transaction.
+    async fn commit(
+        &self,
+        outcomes: &[Outcome],
+        limit: usize,
+        lease: Lease,
+    ) -> Result<Vec<Notification>, sqlx::Error> {
+        let store = &self.store;
+        if outcomes.is_empty() {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            return queue::claim(store, limit, lease).await;
+        }
+        let mut tx = store.begin_write().await?;
+        queue::record_on(&mut tx, outcomes, lease.now).await?;
+        let rows = if limit > 0 {
+            queue::claim_on(&mut tx, store, limit, lease).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Starts the delivery of each claimed row in its own task, on a slot of its own.
+    fn start(
+        &self,
+        rows: Vec<Notification>,
+        claim: i64,
+        slots: &Arc<Semaphore>,
+        guards: &Arc<Guards>,
+        done_tx: &mpsc::Sender<Finished>,
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        let snapshot = self.directory.snapshot();
+        for mut n in rows {
+            // The claim counted the slots free after the commit; only this loop takes them.
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                // Unreachable by construction; the row's lease runs out and it is claimed again.
+                tracing::warn!(
+                    id = n.id,
+                    "no free delivery slot for a claimed notification"
+                );
+                continue;
+            };
+            let chain = self.backends.chain(&n, &snapshot);
+            let done = done_tx.clone();
+            let settings = self.settings.clone();
+            let metrics = self.metrics.clone();
+            let guards = guards.clone();
+            if let Some(user) = snapshot.by_id(&n.user_id) {
+                n.contacts = user.contacts.clone();
+                n.reader = super::Reader::of(user);
+            }
+            n.links = self.backends.links_for(&n);
+            let incidents = self.backends.incidents();
+            tokio::spawn(async move {
+                let backend_slot = match gate(&guards, &chain, &n, claim).await {
+                    Ok(slot) => slot,
+                    Err(not_tried) => {
+                        // Nothing was delivered; the slot is back with the next commit.
+                        let _ = done.send((not_tried, Some(permit))).await;
+                        return;
+                    }
+                };
+                // Settling a call's answer sends nothing: no details needed.
+                if n.answer_deadline.is_none() {
+                    n.alert_group = incidents.of(&n).await;
+                }
+                let (kind, created_at) = (n.kind.clone(), n.created_at);
+                let (outcome, health) = deliver(&chain, &settings, n, claim).await;
+                drop(backend_slot);
+                if !outcome.backend.is_empty() {
+                    guards.record(
+                        &outcome.backend,
+                        health.as_deref().map_or(Ok(()), Err),
+                        now_ms(),
+                    );
+                }
+                record_metrics(&metrics, &kind, created_at, &outcome);
+                // The slot is freed once the outcome is committed.
+                let _ = done.send((outcome, Some(permit))).await;
+            });
+        }
+    }
+}
