@@ -22,7 +22,7 @@ pub(super) fn console_settings(db: &TestDb, gateway: &Fake) -> Settings {
 
 /// The six-digit code in the last message the gateway received.
 pub(super) async fn code_sent(gateway: &Fake) -> String {
-    wait_for(std::time::Duration::from_secs(10), || async {
+    wait_for(std::time::Duration::from_secs(20), || async {
         let last = gateway.requests().last()?.json();
         let message = last["message"].as_str()?.to_string();
         let digits: String = message.chars().filter(char::is_ascii_digit).collect();
