@@ -102,6 +102,20 @@ impl Browser {
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        match self.try_command(method, path, body).await {
+            Ok(value) => value,
+            Err(error) => panic!("webdriver {path}: {error}"),
+        }
+    }
+
+    /// A WebDriver command; `Err` with WebDriver's error (a stale element while the next page
+    /// loads, say).
+    async fn try_command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, Value> {
         let request = self.http.request(method, format!("{}{path}", self.session));
         let request = if body.is_null() {
             request
@@ -116,9 +130,20 @@ impl Browser {
             .await
             .expect("webdriver JSON");
         if answer["value"]["error"].is_string() {
-            panic!("webdriver {path}: {}", answer["value"]);
+            return Err(answer["value"].clone());
         }
-        answer["value"].clone()
+        Ok(answer["value"].clone())
+    }
+
+    /// Waits until the address shown is `url` (a click does not wait for the page it leads to).
+    pub async fn wait_url(&self, url: &str) {
+        for _ in 0..150 {
+            if self.url().await == url {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(self.url().await, url, "the page never came");
     }
 
     /// Opens `url` and waits for it to load.
@@ -138,14 +163,16 @@ impl Browser {
     /// The page's visible text.
     pub async fn text(&self) -> String {
         let body = self.find("body").await;
-        let v = self
-            .command(
-                reqwest::Method::GET,
-                &format!("/element/{body}/text"),
-                Value::Null,
-            )
-            .await;
-        v.as_str().unwrap_or_default().to_string()
+        // The body may go stale under us while the next page loads: no text yet then.
+        self.try_command(
+            reqwest::Method::GET,
+            &format!("/element/{body}/text"),
+            Value::Null,
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
     }
 
     /// Waits until the page's text contains `needle` (a page that is still loading, or a form
