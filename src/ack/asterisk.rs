@@ -120,55 +120,33 @@ impl Asterisk {
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let holder = format!("{:016x}", rand::random::<u64>());
-            let lease_name = format!("ari-events:{}", self.name);
-            let mut failures = 0u32;
+            let lease =
+                lease::Runner::new(store.clone(), format!("ari-events:{}", self.name), LEASE);
+            let mut pace = lease::Pace::default();
             loop {
-                let wait = if self.renew(&store, &lease_name, &holder).await {
-                    let listener = Listener {
-                        asterisk: &self,
-                        ack: &ack,
-                        store: &store,
-                        wake: &wake,
-                        waiting_for_key: Mutex::default(),
-                    };
-                    match listener.listen(&lease_name, &holder, &shutdown).await {
-                        Ok(()) => {
-                            failures = 0;
-                            Duration::from_secs(1)
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            if failures == 1 || failures % 30 == 0 {
-                                tracing::warn!(backend = %self.name, error = %e, "cannot read Asterisk's events: calls are not known to be answered");
-                            }
-                            Duration::from_secs(u64::from(failures.min(6)) * 5)
-                        }
+                let round = match lease.renew().await {
+                    true => {
+                        let listener = Listener {
+                            asterisk: &self,
+                            ack: &ack,
+                            store: &store,
+                            wake: &wake,
+                            waiting_for_key: Mutex::default(),
+                        };
+                        Some(listener.listen(&lease, &shutdown).await)
                     }
-                } else {
-                    // Another replica listens; look again before its lease could run out.
-                    LEASE / 3
+                    false => None,
                 };
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => break,
+                let failed = |e: &str| tracing::warn!(backend = %self.name, error = %e, "cannot read Asterisk's events: calls are not known to be answered");
+                if !lease
+                    .pause(&mut pace, round, Duration::from_secs(1), &shutdown, failed)
+                    .await
+                {
+                    break;
                 }
             }
-            let _ = lease::release(&store, &lease_name, &holder).await;
+            lease.release().await;
         })
-    }
-
-    async fn renew(&self, store: &Store, lease_name: &str, holder: &str) -> bool {
-        let now = now_ms();
-        lease::hold(
-            store,
-            lease_name,
-            holder,
-            now,
-            now + LEASE.as_millis() as i64,
-        )
-        .await
-        .unwrap_or(false)
     }
 
     /// `POST channels/{id}/{action}` with `query`.
@@ -230,8 +208,7 @@ impl Listener<'_> {
     /// Reads events until the stream ends, the lease is lost (`Ok`) or `shutdown`.
     async fn listen(
         &self,
-        lease_name: &str,
-        holder: &str,
+        lease: &lease::Runner,
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let a = self.asterisk;
@@ -262,7 +239,7 @@ impl Listener<'_> {
                     Some(Err(e)) => return Err(e.to_string()),
                 },
                 _ = renewal.tick() => {
-                    if !a.renew(self.store, lease_name, holder).await {
+                    if !lease.renew().await {
                         return Ok(());
                     }
                 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::Ack;
 use super::command::Action;
 use crate::notify::backends::http::error_chain;
-use crate::store::{Store, lease, now_ms};
+use crate::store::{Store, lease};
 
 /// How long one `getUpdates` call waits for something to happen.
 const LONG_POLL: Duration = Duration::from_secs(25);
@@ -127,45 +127,23 @@ impl Bot {
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let holder = format!("{:016x}", rand::random::<u64>());
-            let lease_name = format!("telegram-updates:{}", self.name);
+            let lease = lease::Runner::new(store, format!("telegram-updates:{}", self.name), LEASE);
             let mut offset: Option<i64> = None;
-            let mut failures = 0u32;
+            let mut pace = lease::Pace::default();
             loop {
-                let now = now_ms();
-                let held = lease::hold(
-                    &store,
-                    &lease_name,
-                    &holder,
-                    now,
-                    now + LEASE.as_millis() as i64,
-                )
-                .await
-                .unwrap_or(false);
-                let wait = if held {
-                    match self.poll_once(&ack, &mut offset, &shutdown).await {
-                        Ok(()) => {
-                            failures = 0;
-                            Duration::ZERO
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            if failures == 1 || failures % 30 == 0 {
-                                tracing::warn!(backend = %self.name, error = %e, "cannot read the Telegram bot's updates");
-                            }
-                            Duration::from_secs(u64::from(failures.min(6)) * 5)
-                        }
-                    }
-                } else {
-                    // Another replica polls; look again before its lease could run out.
-                    LEASE / 3
+                let round = match lease.renew().await {
+                    true => Some(self.poll_once(&ack, &mut offset, &shutdown).await),
+                    false => None,
                 };
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => break,
+                let failed = |e: &str| tracing::warn!(backend = %self.name, error = %e, "cannot read the Telegram bot's updates");
+                if !lease
+                    .pause(&mut pace, round, Duration::ZERO, &shutdown, failed)
+                    .await
+                {
+                    break;
                 }
             }
-            let _ = lease::release(&store, &lease_name, &holder).await;
+            lease.release().await;
         })
     }
 

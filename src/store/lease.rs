@@ -39,6 +39,85 @@ pub async fn release(store: &Store, name: &str, holder: &str) -> Result<(), sqlx
     Ok(())
 }
 
+/// A lease this process takes under its own random holder id, and the loop that works while
+/// it holds it.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    store: Store,
+    name: String,
+    holder: String,
+    ttl: std::time::Duration,
+}
+
+impl Runner {
+    /// The lease `name`, lasting `ttl` from each renewal.
+    pub fn new(store: Store, name: String, ttl: std::time::Duration) -> Runner {
+        Runner {
+            store,
+            name,
+            holder: format!("{:016x}", rand::random::<u64>()),
+            ttl,
+        }
+    }
+
+    /// Takes or renews the lease; whether this process holds it (a database error: no).
+    pub async fn renew(&self) -> bool {
+        let now = super::now_ms();
+        hold(
+            &self.store,
+            &self.name,
+            &self.holder,
+            now,
+            now + self.ttl.as_millis() as i64,
+        )
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Waits before the next round: `pause` after a round that went well (`Some(Ok)`), 5 s
+    /// more per failure in a row after a failed one (at most 30 s; `failed` hears of the first
+    /// failure and every 30th), a third of the lease while another process holds it (`None`).
+    /// Returns `false` once `shutdown` comes.
+    pub async fn pause(
+        &self,
+        pace: &mut Pace,
+        round: Option<Result<(), String>>,
+        pause: std::time::Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+        failed: impl Fn(&str),
+    ) -> bool {
+        let wait = match round {
+            Some(Ok(())) => {
+                pace.failures = 0;
+                pause
+            }
+            Some(Err(e)) => {
+                pace.failures += 1;
+                if pace.failures == 1 || pace.failures % 30 == 0 {
+                    failed(&e);
+                }
+                std::time::Duration::from_secs(u64::from(pace.failures.min(6)) * 5)
+            }
+            None => self.ttl / 3,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = shutdown.cancelled() => false,
+        }
+    }
+
+    /// Gives the lease up, so another process can take it at once.
+    pub async fn release(&self) {
+        let _ = release(&self.store, &self.name, &self.holder).await;
+    }
+}
+
+/// Failures in a row of the rounds run under a lease.
+#[derive(Debug, Default)]
+pub struct Pace {
+    failures: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
