@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::codes::{self, Purpose};
@@ -91,6 +91,28 @@ fn visible(
     }
 }
 
+/// A form posted on a person's profile page: the page's base, the person (whom the session
+/// may see), the session and the fields, the form token checked; anything else answers with
+/// its page.
+pub struct ProfilePosted(Base, Arc<User>, Session, ProfileForm);
+
+impl FromRequest<AppState> for ProfilePosted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Ok(base) = Base::from_request_parts(&mut parts, state).await;
+        let id = match Path::<String>::from_request_parts(&mut parts, state).await {
+            Ok(Path(id)) => id,
+            Err(e) => return Err(e.into_response()),
+        };
+        let Posted { session, form } =
+            Posted::<ProfileForm>::from_request(Request::from_parts(parts, body), state).await?;
+        let user = visible(state, &base, &session, &id).map_err(|page| *page)?;
+        Ok(ProfilePosted(base, user, session, form))
+    }
+}
+
 /// `GET a/grafana-oncall-app/users?p=1&id=<id>` (and the IRM and pre-2024 forms).
 pub async fn oncall_link(
     State(state): State<AppState>,
@@ -172,14 +194,9 @@ async fn show(
 /// `POST /console/people/<id>/test`: a test call or SMS through the normal queue and limits.
 pub async fn send_test(
     State(state): State<AppState>,
-    base: Base,
-    Path(id): Path<String>,
-    Posted { session, form: f }: Posted<ProfileForm>,
+    ProfilePosted(base, user, session, f): ProfilePosted,
 ) -> Response {
-    let user = match visible(&state, &base, &session, &id) {
-        Ok(user) => user,
-        Err(page) => return *page,
-    };
+    let id = user.id.clone();
     let kind = f.kind();
     if !user.phone_verified() && !user.contacts.contains_key("route") {
         return show(
@@ -227,14 +244,9 @@ pub async fn send_test(
 /// `POST /console/people/<id>/phone`: sends a code to the number entered, by SMS or call.
 pub async fn send_phone_code(
     State(state): State<AppState>,
-    base: Base,
-    Path(id): Path<String>,
-    Posted { session, form: f }: Posted<ProfileForm>,
+    ProfilePosted(base, user, session, f): ProfilePosted,
 ) -> Response {
-    let user = match visible(&state, &base, &session, &id) {
-        Ok(user) => user,
-        Err(page) => return *page,
-    };
+    let id = user.id.clone();
     let number = match parse_phone(f.phone.as_deref().unwrap_or("")) {
         Ok(number) => number,
         Err(e) => {
@@ -294,14 +306,9 @@ pub async fn send_phone_code(
 /// `POST /console/people/<id>/phone/confirm`: the code typed back; the number is saved.
 pub async fn confirm_phone(
     State(state): State<AppState>,
-    base: Base,
-    Path(id): Path<String>,
-    Posted { session, form: f }: Posted<ProfileForm>,
+    ProfilePosted(base, user, session, f): ProfilePosted,
 ) -> Response {
-    let user = match visible(&state, &base, &session, &id) {
-        Ok(user) => user,
-        Err(page) => return *page,
-    };
+    let id = user.id.clone();
     let code = f.code.as_deref().unwrap_or("");
     let number = match codes::redeem(
         &state.store,
