@@ -176,8 +176,8 @@ impl Asterisk {
         Ok(())
     }
 
-    /// Hands `channel` back to the dialplan: to the backend's location, or with `None` to the
-    /// priority after the `Stasis()` call that brought it here.
+    /// Hands `channel` back to the dialplan: to the backend's location (`to_location`), or to
+    /// the priority after the `Stasis()` call that brought it here.
     async fn continue_in_dialplan(&self, channel: &str, to_location: bool) {
         let query: Vec<(&str, &str)> = if to_location {
             self.dialplan

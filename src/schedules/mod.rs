@@ -285,6 +285,11 @@ impl Schedules {
     }
     /// Polls every schedule once.
     pub async fn poll_all(&self) -> Result<(), ScheduleError> {
+        // Once a round, so a person added or renamed since the last one is named right: one
+        // small query when nothing changed.
+        if let Err(e) = self.directory.refresh().await {
+            tracing::debug!(error = %e, "cannot refresh the directory; names as last read");
+        }
         for schedule in self.list().await? {
             // One broken schedule must not stop the others; its error is stored.
             if let Err(e) = self.poll(&schedule).await

@@ -301,11 +301,6 @@ impl Schedules {
         };
         // Evaluated after the fetch: a replica whose evaluation is older than the stored
         // change (`changed_at`) must not move the state back (see the UPDATEs below).
-        // A person added or renamed since the last poll is named right: the check is one
-        // small query when nothing changed.
-        if let Err(e) = self.directory.refresh().await {
-            tracing::debug!(error = %e, "cannot refresh the directory; names as last read");
-        }
         let now = now_ms();
         let mut on_duty = resolve(&calendar.at(now), &self.directory.snapshot());
         on_duty.warnings.clone_from(&calendar.warnings);

@@ -89,7 +89,15 @@ async fn asterisk_call_keys_act_on_the_page(db: Db) {
             .is_some_and(|v| v.contains("acknowledge")),
         "{said:?}"
     );
+    // The key pressed outside the wait acted on nothing, even a while later.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(acted(&oncall).len(), 2, "{:?}", acted(&oncall));
+    let replies = pbx
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/variable"))
+        .count();
+    assert_eq!(replies, 3);
     assert_eq!(
         acted(&oncall)[1],
         format!("/api/v1/alert_groups/{GROUP}/acknowledge")

@@ -250,15 +250,7 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
     app.add_user_with_contacts("alice@example.com", &[("telegram", "1001")])
         .await;
     let listed = wait_for(std::time::Duration::from_secs(10), || async {
-        let (_, page) = json_of(
-            app.client
-                .get(app.url("/api/admin/v1/oncall"))
-                .header("Authorization", "Bearer admin")
-                .send()
-                .await
-                .expect("sent"),
-        )
-        .await;
+        let page = on_call_page(&app).await;
         (page["results"][0]["people"][0]["key"] == json!("alice@example.com")).then_some(page)
     })
     .await;
@@ -427,15 +419,7 @@ async fn who_is_on_call_includes_oncalls_own_schedules(db: Db) {
     );
     let app = TestApp::spawn_with_alice(s).await;
     let listed = wait_for(std::time::Duration::from_secs(10), || async {
-        let (_, page) = json_of(
-            app.client
-                .get(app.url("/api/admin/v1/oncall"))
-                .header("Authorization", "Bearer admin")
-                .send()
-                .await
-                .expect("sent"),
-        )
-        .await;
+        let page = on_call_page(&app).await;
         let alice = &page["results"][0]["people"][0];
         (alice["key"] == json!("alice@example.com") && alice["user_id"].is_string()).then_some(page)
     })
@@ -479,3 +463,18 @@ async fn who_is_on_call_includes_oncalls_own_schedules(db: Db) {
     app.stop().await;
 }
 db_test!(who_is_on_call_includes_oncalls_own_schedules);
+
+/// `GET /api/admin/v1/oncall` with the admin token `admin`.
+async fn on_call_page(app: &TestApp) -> Value {
+    let (status, page) = json_of(
+        app.client
+            .get(app.url("/api/admin/v1/oncall"))
+            .header("Authorization", "Bearer admin")
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page
+}

@@ -8,25 +8,11 @@ use super::{CALL, Conformance, Message, pairs, refused, to_alice};
 use crate::db_test;
 use crate::helpers::*;
 
-/// Basic auth of `relay:ar1pass`.
-const AUTH: &str = "Basic cmVsYXk6YXIxcGFzcw==";
+const AUTH: &str = ARI_AUTH;
 const CHANNEL: &str = r#"{"id": "1700000000.42", "name": "PJSIP/trunk-00000001", "state": "Down"}"#;
 
 fn sip_settings(fake: &Fake) -> SipSettings {
-    SipSettings {
-        url: fake.url.trim_end_matches("/hook").to_string(),
-        username: "relay".into(),
-        password: Secret("ar1pass".into()),
-        endpoint: "PJSIP/{{ phone }}@trunk".into(),
-        context: "oncall".into(),
-        extension: "oncall".into(),
-        priority: 1,
-        caller_id: None,
-        ring_timeout: Duration::from_secs(30),
-        timeout: Duration::from_secs(2),
-        app: None,
-        replies: false,
-    }
+    sip_at(fake.url.trim_end_matches("/hook"))
 }
 
 fn use_sip(s: &mut Settings, t: SipSettings) {

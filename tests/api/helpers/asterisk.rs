@@ -20,6 +20,25 @@ use super::{serve_loopback, wait_for};
 /// Basic auth of `relay:ar1pass`, the credentials the fake accepts.
 pub const ARI_AUTH: &str = "Basic cmVsYXk6YXIxcGFzcw==";
 
+/// A `sip` backend on the Asterisk at `url` with the credentials [`ARI_AUTH`] stands for,
+/// dialling `PJSIP/{{ phone }}@trunk` into the dialplan `oncall,oncall,1`.
+pub fn sip_at(url: &str) -> SipSettings {
+    SipSettings {
+        url: url.to_string(),
+        username: "relay".into(),
+        password: Secret("ar1pass".into()),
+        endpoint: "PJSIP/{{ phone }}@trunk".into(),
+        context: "oncall".into(),
+        extension: "oncall".into(),
+        priority: 1,
+        caller_id: None,
+        ring_timeout: Duration::from_secs(30),
+        timeout: Duration::from_secs(2),
+        app: None,
+        replies: false,
+    }
+}
+
 /// One REST request the fake received: path and query pairs.
 #[derive(Debug, Clone)]
 pub struct AriRequest {
@@ -55,18 +74,8 @@ impl FakeAsterisk {
     /// A `sip` backend on this fake that originates into the Stasis app `oncall-relay`.
     pub fn backend(&self) -> SipSettings {
         SipSettings {
-            url: self.url.clone(),
-            username: "relay".into(),
-            password: Secret("ar1pass".into()),
-            endpoint: "PJSIP/{{ phone }}@trunk".into(),
-            context: "oncall".into(),
-            extension: "oncall".into(),
-            priority: 1,
-            caller_id: None,
-            ring_timeout: Duration::from_secs(30),
-            timeout: Duration::from_secs(2),
             app: Some("oncall-relay".into()),
-            replies: false,
+            ..sip_at(&self.url)
         }
     }
 
