@@ -52,7 +52,9 @@ impl Ack {
             .await
             .ok()
             .flatten()?;
-        let (_, sent) = texts::by_id(&self.store, n.id).await.ok().flatten()?;
+        // The notification in hand carries what was sent: no need to read it back.
+        let payload = n.payload.as_ref().map(|p| p.to_string());
+        let sent = texts::read(&n.message, payload.as_deref(), n.created_at);
         let candidates = self.candidates(&user).await.ok()?;
         let id = pick(&candidates, &sent)?.id.clone();
         if let Some(value) = self.incidents.get(&id) {

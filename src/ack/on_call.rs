@@ -36,7 +36,7 @@ impl Ack {
             let mut on_duty = Vec::new();
             for id in &schedule.on_call_now {
                 if !people.contains_key(id) {
-                    let person = self.oncall_person(id).await;
+                    let person = self.oncall_person(api, id).await;
                     people.insert(id.clone(), person);
                 }
                 if let Some(person) = people.get(id) {
@@ -57,14 +57,11 @@ impl Ack {
 
     /// OnCall's user `id` as a person on duty: named as in the directory when their email is
     /// there, else by OnCall's username, else by their email or the id itself.
-    async fn oncall_person(&self, id: &str) -> OnDutyPerson {
-        let found = match &self.api {
-            Some(api) => api.user(id).await.unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "cannot read an OnCall user");
-                None
-            }),
-            None => None,
-        };
+    async fn oncall_person(&self, api: &super::api::OncallApi, id: &str) -> OnDutyPerson {
+        let found = api.user(id).await.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "cannot read an OnCall user");
+            None
+        });
         let email = found
             .as_ref()
             .map(|u| u.email.trim().to_string())

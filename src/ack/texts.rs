@@ -98,7 +98,7 @@ pub async fn pending(
     Ok(found)
 }
 
-fn read(message: &str, payload: Option<&str>, at: i64) -> Sent {
+pub(super) fn read(message: &str, payload: Option<&str>, at: i64) -> Sent {
     let mut keys = keys_in(message);
     if let Some(id) = payload
         .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
