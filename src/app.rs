@@ -207,7 +207,8 @@ impl Application {
         let api = oncall_api(&settings)?;
         let has_api = api.is_some();
         let mut ack = crate::ack::Ack::new(store.clone(), directory.clone(), api)
-            .with_schedules(schedules.clone());
+            .with_schedules(schedules.clone())
+            .with_editors(crate::ack::edits::editors(&settings.plugin.backends));
         if let (Some(root), Some(key)) = (settings.public_url(), link_key) {
             ack = ack.with_links(key, root);
         }

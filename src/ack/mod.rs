@@ -10,6 +10,7 @@ pub mod acting;
 pub mod api;
 pub mod asterisk;
 pub mod command;
+pub mod edits;
 mod incidents;
 pub mod links;
 mod matching;
@@ -22,6 +23,7 @@ pub mod webhook;
 
 pub use acting::{ActionLinks, LinkPreview};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +80,8 @@ pub struct Ack {
     schedules: Option<crate::schedules::Schedules>,
     /// Alert groups recently read for incident details.
     incidents: Arc<incidents::Cache>,
+    /// How each chat backend's sent pages are edited once someone acted.
+    editors: Arc<BTreeMap<String, edits::Editor>>,
 }
 
 impl Ack {
@@ -96,7 +100,14 @@ impl Ack {
                 .unwrap_or_default(),
             schedules: None,
             incidents: Arc::default(),
+            editors: Arc::default(),
         }
+    }
+
+    /// Lets the chat messages of pages be edited through `editors` once someone acted.
+    pub fn with_editors(mut self, editors: BTreeMap<String, edits::Editor>) -> Ack {
+        self.editors = Arc::new(editors);
+        self
     }
 
     /// Lets chat commands tell who is on call from the tracked `schedules`.
@@ -126,6 +137,18 @@ impl Ack {
                 .stop_pending(&event.group.id, &format!("alert group {state} by {by}"))
                 .await?;
             tracing::info!(alert_group = %event.group.id, state, stopped, "alert group left firing");
+            // Chat services may be slow; OnCall's webhook need not wait for them.
+            let (ack, id, state) = (self.clone(), event.group.id.clone(), state.to_string());
+            let by = event.group.state_by.clone();
+            tokio::spawn(async move {
+                match ack.edit_messages(&id, &state, by.as_deref()).await {
+                    Ok(0) => {}
+                    Ok(edited) => tracing::info!(alert_group = %id, edited, "chat messages edited"),
+                    Err(e) => {
+                        tracing::warn!(alert_group = %id, error = %e, "cannot edit the chat messages")
+                    }
+                }
+            });
         }
         Ok(event)
     }
@@ -141,13 +164,7 @@ impl Ack {
         let ids: Vec<i64> = texts::pending(&self.store, &paged, since)
             .await?
             .into_iter()
-            .filter(|(_, sent)| {
-                sent.keys.iter().any(|k| k == id)
-                    || sent
-                        .title
-                        .as_deref()
-                        .is_some_and(|t| texts::same_title(&group.title, t))
-            })
+            .filter(|(_, sent)| texts::names(&group, sent))
             .map(|(n, _)| n)
             .collect();
         if ids.is_empty() {

@@ -156,6 +156,15 @@ pub fn title_in(text: &str) -> Option<String> {
     Some(title.trim().to_string()).filter(|t| !t.is_empty())
 }
 
+/// Whether a delivery named alert group `group`: its key, or OnCall's text with its title.
+pub(super) fn names(group: &super::registry::GroupRow, sent: &Sent) -> bool {
+    sent.keys.contains(&group.id)
+        || sent
+            .title
+            .as_deref()
+            .is_some_and(|t| same_title(&group.title, t))
+}
+
 /// Whether two titles name the same alert: OnCall strips double quotes from call titles.
 pub fn same_title(a: &str, b: &str) -> bool {
     let plain = |s: &str| s.replace('"', "").trim().to_lowercase();

@@ -13,6 +13,7 @@ pub mod answer;
 pub mod backends;
 pub mod breaker;
 pub mod buttons;
+pub mod chat_messages;
 mod dispatch;
 pub mod events;
 mod gate;

@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use super::queue;
 use crate::store::Store;
 
-/// Where a delivery records the parts that went out: the claimed row, under its claim tag.
+/// Where a delivery records what went out: the parts sent, on the claimed row under its claim
+/// tag, and the chat messages that can be edited later.
 #[derive(Debug, Clone, Default)]
 pub struct PartsLog {
     row: Option<(Store, i64, i64)>,
@@ -34,6 +35,28 @@ impl PartsLog {
         };
         if let Err(e) = queue::record_parts(store, *id, *claim, digest, sent as i64).await {
             tracing::warn!(id, error = %e, sent, "cannot record the parts sent; a retry may repeat them");
+        }
+    }
+}
+
+impl PartsLog {
+    /// Records that notification went out as chat message `reference` in `chat`, to be edited
+    /// when its alert group changes. A failure is logged: the message did go out, and at worst
+    /// it is not edited.
+    pub(crate) async fn record_message(
+        &self,
+        backend: &str,
+        chat: &str,
+        reference: &str,
+        text: &str,
+    ) {
+        let Some((store, id, _)) = &self.row else {
+            return;
+        };
+        if let Err(e) =
+            super::chat_messages::record(store, *id, backend, chat, reference, text).await
+        {
+            tracing::warn!(id, error = %e, "cannot record the chat message sent; it will not be edited");
         }
     }
 }

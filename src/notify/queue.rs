@@ -271,15 +271,18 @@ pub(crate) async fn purge_finished(
     limit: i64,
 ) -> Result<u64, sqlx::Error> {
     let mut tx = store.begin_write().await?;
-    // Attempts first: SQLite only cascades with foreign keys on, and explicit is cheaper to read.
-    sqlx::query(
-        "DELETE FROM delivery_attempts WHERE notification_id IN \
-         (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)",
-    )
-    .bind(before)
-    .bind(limit)
-    .execute(&mut *tx)
-    .await?;
+    // Attempts and chat messages first: SQLite only cascades with foreign keys on, and
+    // explicit is cheaper to read.
+    for table in ["delivery_attempts", "chat_messages"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE notification_id IN \
+             (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)"
+        )))
+        .bind(before)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+    }
     let done = sqlx::query(
         "DELETE FROM notifications WHERE id IN \
          (SELECT id FROM notifications WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)",

@@ -53,6 +53,12 @@ struct ApiAnswer {
     ok: bool,
     #[serde(default)]
     error: Option<String>,
+    /// The channel's id (a member's DM channel for a member id).
+    #[serde(default)]
+    channel: Option<String>,
+    /// The message's id within the channel.
+    #[serde(default)]
+    ts: Option<String>,
 }
 
 impl Slack {
@@ -170,7 +176,19 @@ impl Deliver for Slack {
             return Ok(());
         }
         match serde_json::from_str::<ApiAnswer>(&body) {
-            Ok(ApiAnswer { ok: true, .. }) => Ok(()),
+            Ok(ApiAnswer {
+                ok: true,
+                channel,
+                ts,
+                ..
+            }) => {
+                if let (true, Some(channel), Some(ts)) = (buttons::is_page(&n.kind), channel, ts) {
+                    n.parts_log
+                        .record_message(&self.base.name, &channel, &ts, &text)
+                        .await;
+                }
+                Ok(())
+            }
             Ok(ApiAnswer { error, .. }) => {
                 let error = error.unwrap_or_else(|| "unknown_error".into());
                 let message = format!("Slack API error: {error}{retry_after}");

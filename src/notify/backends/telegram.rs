@@ -48,6 +48,23 @@ struct ResponseParameters {
     migrate_to_chat_id: Option<i64>,
 }
 
+/// The Bot API's answer to `sendMessage`: the message as sent.
+#[derive(Debug, Deserialize)]
+struct Sent {
+    result: SentMessage,
+}
+
+#[derive(Debug, Deserialize)]
+struct SentMessage {
+    message_id: i64,
+    chat: SentChat,
+}
+
+#[derive(Debug, Deserialize)]
+struct SentChat {
+    id: i64,
+}
+
 impl Telegram {
     /// Validates the settings.
     pub fn new(cx: &Setup<'_>, s: &TelegramSettings) -> Result<Telegram, NotifyError> {
@@ -75,7 +92,8 @@ impl Telegram {
         })
     }
 
-    /// Sends one message; the URL holds the token, so errors never show it.
+    /// Sends one message and gives where it landed (chat and message id, when Telegram says);
+    /// the URL holds the token, so errors never show it.
     async fn send(
         &self,
         chat_id: &serde_json::Value,
@@ -84,7 +102,7 @@ impl Telegram {
         markup: Option<&serde_json::Value>,
         deadline: Instant,
         key: String,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<Option<(String, String)>, DeliveryError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(DeliveryError::Transient("timed out".into()));
@@ -109,7 +127,13 @@ impl Telegram {
             .map_err(http::request_failed)?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            let sent: Option<Sent> = response.json().await.ok();
+            return Ok(sent.map(|s| {
+                (
+                    s.result.chat.id.to_string(),
+                    s.result.message_id.to_string(),
+                )
+            }));
         }
         let retry_header = http::retry_after_header(&response);
         let text = response.text().await.unwrap_or_default();
@@ -167,16 +191,27 @@ impl Deliver for Telegram {
         let silent = !n.important();
         let parts = shape::parts(&n.message, limit);
         // The buttons go under the last part, where the person reads to the end.
-        let markup =
-            (self.buttons && buttons::is_page(&n.kind)).then(|| buttons::telegram_markup(n.id));
+        let page = buttons::is_page(&n.kind);
+        let markup = (self.buttons && page).then(|| buttons::telegram_markup(n.id));
         let last = parts.last().map(String::as_str);
         let key = idempotency_key(n);
         send_parts(n, &self.base.name, &parts, |part| {
-            let markup = markup
-                .as_ref()
-                .filter(|_| last.is_some_and(|l| std::ptr::eq(l, part)));
+            let is_last = last.is_some_and(|l| std::ptr::eq(l, part));
+            let markup = markup.as_ref().filter(|_| is_last);
             let key = part_key(&key, part_index(&parts, part), parts.len());
-            self.send(&chat_id, part, silent, markup, deadline, key)
+            let chat_id = &chat_id;
+            async move {
+                let sent = self
+                    .send(chat_id, part, silent, markup, deadline, key)
+                    .await?;
+                // The last part of a page is the one edited once someone acts on it.
+                if let (true, true, Some((chat, message))) = (page, is_last, sent) {
+                    n.parts_log
+                        .record_message(&self.base.name, &chat, &message, part)
+                        .await;
+                }
+                Ok(())
+            }
         })
         .await
     }

@@ -34,8 +34,15 @@ impl FakeTelegram {
                             }
                             return axum::Json(json!({"ok": true, "result": next}));
                         }
-                        f.sent.lock().expect("lock").push((method, body));
-                        axum::Json(json!({"ok": true, "result": true}))
+                        let mut sent = f.sent.lock().expect("lock");
+                        // A sent message is answered as Telegram does: where it landed.
+                        let result = if method == "sendMessage" {
+                            json!({"message_id": 40 + sent.len(), "chat": {"id": body["chat_id"]}})
+                        } else {
+                            json!(true)
+                        };
+                        sent.push((method, body));
+                        axum::Json(json!({"ok": true, "result": result}))
                     },
                 ),
             )
@@ -126,6 +133,104 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
     app.stop().await;
 }
 db_test!(telegram_buttons_and_replies_act_for_the_paged_person_only);
+
+/// OnCall's status-change webhook: `who` moved [`GROUP`] to `state`.
+async fn status_change(app: &TestApp, action: &str, state: &str, who: &str) {
+    let body = json!({
+        "event": {"type": action},
+        "user": {"username": who},
+        "alert_group": {"id": GROUP, "state": state},
+        "alert_group_id": GROUP
+    });
+    assert_eq!(oncall_webhook(app, WEBHOOK_TOKEN, body).await, 200);
+}
+
+async fn telegram_page_is_edited_when_oncall_reports_the_group_acknowledged(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let (telegram, api_base) = FakeTelegram::start().await;
+    let s = ack_settings(&db, &oncall);
+    let (app, _) = paged_through(s, "tg", bot(api_base), ("telegram", "1001")).await;
+    // A page about another alert group, to the same person, is left as it is.
+    paged(&app, OTHER, "CPU hot").await;
+    sms_about(&app, 18, "CPU hot").await;
+    let pages = telegram.wait_sent("sendMessage", 2).await;
+    let disk = pages
+        .iter()
+        .position(|p| p["text"].as_str().is_some_and(|t| t.contains("Disk full")))
+        .expect("the page about Disk full");
+    let sent_text = pages[disk]["text"].as_str().expect("text").to_string();
+
+    status_change(&app, "acknowledge", "acknowledged", "bob").await;
+    let edited = telegram.wait_sent("editMessageText", 1).await;
+    assert_eq!(edited[0]["chat_id"], 1001);
+    assert_eq!(edited[0]["message_id"], 40 + disk);
+    assert_eq!(
+        edited[0]["text"],
+        format!("{sent_text}\n\nAcknowledged by bob.")
+    );
+    assert!(edited[0].get("reply_markup").is_none(), "the buttons go");
+
+    // The same state again edits nothing; a new one edits again.
+    status_change(&app, "acknowledge", "acknowledged", "bob").await;
+    status_change(&app, "resolve", "resolved", "carol").await;
+    let edited = telegram.wait_sent("editMessageText", 2).await;
+    assert_eq!(
+        edited[1]["text"],
+        format!("{sent_text}\n\nResolved by carol.")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(telegram.wait_sent("editMessageText", 0).await.len(), 2);
+    app.stop().await;
+}
+db_test!(telegram_page_is_edited_when_oncall_reports_the_group_acknowledged);
+
+async fn slack_web_api_page_is_edited_when_oncall_reports_the_group_resolved(db: Db) {
+    let db = TestDb::new(db).await;
+    let oncall = Fake::start().await;
+    let slack = Fake::answering(Reply::Json(
+        200,
+        r#"{"ok": true, "channel": "D0ALICE", "ts": "1700000000.000100"}"#,
+    ))
+    .await;
+    let s = ack_settings(&db, &oncall);
+    let slack_app = BackendSettings::Slack(oncall_relay::config::SlackSettings {
+        token: Some(Secret("xoxb-relay".into())),
+        channel: Some("#oncall".into()),
+        api_base: slack.url.clone(),
+        signing_secret: Some(Secret("slack-signing".into())),
+        ..Default::default()
+    });
+    let (app, _) = paged_through(s, "chat", slack_app, ("slack", "U0ALICE")).await;
+    let page = wait_for(std::time::Duration::from_secs(10), || async {
+        slack.requests().first().map(|r| r.json())
+    })
+    .await;
+    status_change(&app, "resolve", "resolved", "bob").await;
+    let update = wait_for(std::time::Duration::from_secs(10), || async {
+        slack
+            .requests()
+            .into_iter()
+            .find(|r| r.uri.path().ends_with("/chat.update"))
+    })
+    .await;
+    assert_eq!(update.headers["authorization"], "Bearer xoxb-relay");
+    let update = update.json();
+    assert_eq!(update["channel"], "D0ALICE");
+    assert_eq!(update["ts"], "1700000000.000100");
+    assert_eq!(update["blocks"][0]["text"]["text"], page["text"]);
+    assert_eq!(
+        update["blocks"][1]["elements"][0]["text"],
+        "Resolved by bob."
+    );
+    assert_eq!(
+        update["blocks"].as_array().map(Vec::len),
+        Some(2),
+        "the buttons go"
+    );
+    app.stop().await;
+}
+db_test!(slack_web_api_page_is_edited_when_oncall_reports_the_group_resolved);
 
 async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
     let db = TestDb::new(db).await;
