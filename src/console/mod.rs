@@ -120,6 +120,7 @@ pub fn router() -> Router<AppState> {
             post(profile::confirm_phone),
         )
         .route("/console/events", get(status::events))
+        .route("/console/queue", get(status::queue))
         .route("/console/queue/{id}", post(status::queue_action))
         .route("/console/status", get(status::overview));
     oncall_links

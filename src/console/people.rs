@@ -25,6 +25,13 @@ pub struct ListQuery {
     q: Option<String>,
     #[serde(default)]
     page: Option<String>,
+    /// An import's counts, after it redirected here.
+    #[serde(default)]
+    added: Option<String>,
+    #[serde(default)]
+    updated: Option<String>,
+    #[serde(default)]
+    unchanged: Option<String>,
 }
 
 /// The person form's fields, as text (a bad value is a message on the form, never a 4xx).
@@ -156,6 +163,14 @@ pub async fn list(
                 || u.id.eq_ignore_ascii_case(&needle)
         })
         .collect();
+    // After an import: its counts, read as numbers so a link cannot make the page say more.
+    let count = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
+    let imported = match (count(&q.added), count(&q.updated), count(&q.unchanged)) {
+        (Some(added), Some(updated), Some(unchanged)) => Some(format!(
+            "Imported: {added} added, {updated} updated, {unchanged} unchanged."
+        )),
+        _ => None,
+    };
     let pages = matching.len().div_ceil(PER_PAGE).max(1);
     let page = q
         .page
@@ -176,6 +191,7 @@ pub async fn list(
         ctx! {
             title => "People", session => session.view(), people => shown,
             total => matching.len(), page, pages, q => q.q.unwrap_or_default(),
+            notice => imported.map(|text| ctx! { kind => "ok", text }),
         },
     )
     .unwrap_or_else(|e| render::failure(&e))
@@ -350,15 +366,11 @@ pub async fn import(
     };
     if f.confirm.is_some() {
         return match state.directory.import(rows).await {
-            Ok(report) => render::message(
-                StatusCode::OK,
-                &base,
-                "Imported",
-                &format!(
-                    "{} added, {} updated, {} unchanged.",
-                    report.added, report.updated, report.unchanged
-                ),
-            ),
+            // Back to the list with a GET, so reloading it does not import again.
+            Ok(report) => base.redirect(&format!(
+                "/console/people?added={}&updated={}&unchanged={}",
+                report.added, report.updated, report.unchanged
+            )),
             Err(e) => ConsoleError::from(e).page(&base),
         };
     }

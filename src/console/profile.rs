@@ -129,14 +129,51 @@ pub async fn oncall_link(
     }
 }
 
+/// What a form did, told by the page it redirects to (`?done=`): a fixed word, so a link
+/// cannot make the page say anything else.
+#[derive(Debug, Default, Deserialize)]
+pub struct DoneQuery {
+    #[serde(default)]
+    done: Option<String>,
+}
+
 /// `GET /console/people/<id>`.
 pub async fn page(
     State(state): State<AppState>,
     base: Base,
     session: Session,
     Path(id): Path<String>,
+    Query(q): Query<DoneQuery>,
 ) -> Response {
-    show(&state, &base, &session, &id, None).await
+    let user = match visible(&state, &base, &session, &id) {
+        Ok(user) => user,
+        Err(page) => return *page,
+    };
+    let done = match q.done.as_deref() {
+        Some("test") => Some("Test sent to the queue; it shows below once delivered.".to_string()),
+        Some("code") => Some("A code is on its way. Type it below.".to_string()),
+        Some("verified") => user
+            .phone_number
+            .as_ref()
+            .map(|number| format!("{number} is verified.")),
+        _ => None,
+    };
+    show_user(
+        &state,
+        &base,
+        &session,
+        user,
+        done.as_deref().map(|text| ("ok", text)),
+    )
+    .await
+}
+
+/// A form's success: back to the profile with a GET, so reloading it sends nothing again.
+fn done(base: &Base, user: &User, what: &str) -> Response {
+    base.redirect(&format!(
+        "/console/people/{}?done={what}",
+        percent_encoding::utf8_percent_encode(&user.id, percent_encoding::NON_ALPHANUMERIC)
+    ))
 }
 
 async fn show(
@@ -146,10 +183,19 @@ async fn show(
     id: &str,
     notice: Option<(&str, &str)>,
 ) -> Response {
-    let user = match visible(state, base, session, id) {
-        Ok(user) => user,
-        Err(page) => return *page,
-    };
+    match visible(state, base, session, id) {
+        Ok(user) => show_user(state, base, session, user, notice).await,
+        Err(page) => *page,
+    }
+}
+
+async fn show_user(
+    state: &AppState,
+    base: &Base,
+    session: &Session,
+    user: Arc<User>,
+    notice: Option<(&str, &str)>,
+) -> Response {
     let filter = EventFilter {
         user: Some(user.email.clone()),
         limit: RECENT,
@@ -224,19 +270,7 @@ pub async fn send_test(
         .accept(NewNotification::to_user(kind, &user, message))
         .await
     {
-        Ok(()) => {
-            show(
-                &state,
-                &base,
-                &session,
-                &id,
-                Some((
-                    "ok",
-                    "Test sent to the queue; it shows below once delivered.",
-                )),
-            )
-            .await
-        }
+        Ok(()) => done(&base, &user, "test"),
         Err(e) => ConsoleError::from(e).page(&base),
     }
 }
@@ -299,8 +333,7 @@ pub async fn send_phone_code(
     if let Err(e) = state.acceptor.accept(notification).await {
         return ConsoleError::from(e).page(&base);
     }
-    let text = format!("A code is on its way to {number}. Type it below.");
-    show(&state, &base, &session, &id, Some(("ok", &text))).await
+    done(&base, &user, "code")
 }
 
 /// `POST /console/people/<id>/phone/confirm`: the code typed back; the number is saved.
@@ -339,6 +372,5 @@ pub async fn confirm_phone(
     if let Err(e) = state.directory.update(&user.id, patch).await {
         return ConsoleError::from(e).page(&base);
     }
-    let text = format!("{number} is verified.");
-    show(&state, &base, &session, &id, Some(("ok", &text))).await
+    done(&base, &user, "verified")
 }

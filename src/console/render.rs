@@ -25,7 +25,7 @@ pub(crate) use ctx;
 /// The templates, compiled once; `.html` names turn on HTML auto-escaping.
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
-    let sources: [(&str, &str); 10] = [
+    let sources: [(&str, &str); 11] = [
         ("base.html", include_str!("templates/base.html")),
         ("signin.html", include_str!("templates/signin.html")),
         ("profile.html", include_str!("templates/profile.html")),
@@ -35,6 +35,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("templates/person_form.html"),
         ),
         ("events.html", include_str!("templates/events.html")),
+        ("queue.html", include_str!("templates/queue.html")),
         ("status.html", include_str!("templates/status.html")),
         (
             "integration.html",

@@ -23,6 +23,9 @@ use crate::notify::{Kind, NewNotification};
 pub struct Next {
     #[serde(default)]
     next: Option<String>,
+    /// The email a code was just sent to: the page asks for the code.
+    #[serde(default)]
+    code_for: Option<String>,
 }
 
 /// The sign-in form's fields (all optional: a missing one is a message, not an error).
@@ -153,7 +156,20 @@ pub async fn form(
     if let Some(user) = proxied_user(&state, &headers, peer) {
         return signed_in(&state, &base, Some(&user), false, &next).await;
     }
-    signin_page(&state, &base, &headers, StatusCode::OK, &next, None, None)
+    let code_for = q
+        .code_for
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    signin_page(
+        &state,
+        &base,
+        &headers,
+        StatusCode::OK,
+        &next,
+        code_for,
+        None,
+    )
 }
 
 /// `POST /console/signin`: the admin token signs in at once; an email gets a code sent.
@@ -214,15 +230,12 @@ pub async fn submit(
             Err(e) => return e.page(&base),
         }
     }
-    signin_page(
-        &state,
-        &base,
-        &headers,
-        StatusCode::OK,
-        &next,
-        Some(&email),
-        None,
-    )
+    // On to the code form with a GET, so reloading it does not send another code.
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("code_for", &email)
+        .append_pair("next", &next)
+        .finish();
+    base.redirect(&format!("/console/signin?{query}"))
 }
 
 async fn send_code(state: &AppState, user: &User) -> Result<(), ConsoleError> {

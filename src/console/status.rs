@@ -1,5 +1,5 @@
 //! Admin pages about the relay's work: the events log with filters (refused requests
-//! included) and the queue's retry and cancel, backends' circuits, schedules, and the
+//! included), the queue with retry and cancel, backends' circuits, schedules, and the
 //! heartbeat integration OnCall links to.
 
 use axum::extract::{Path, Query, State};
@@ -104,7 +104,7 @@ pub async fn queue_action(
     let done = match f.action.as_deref() {
         Some("retry") => crate::notify::retry_failed(&state.store, id)
             .await
-            .map(|changed| changed.then_some("queued again")),
+            .map(|changed| changed.then_some("retried")),
         Some("cancel") => {
             crate::notify::cancel_pending(&state.store, &[id], "cancelled in the console")
                 .await
@@ -120,12 +120,8 @@ pub async fn queue_action(
         }
     };
     match done {
-        Ok(Some(what)) => render::message(
-            StatusCode::OK,
-            &base,
-            "Done",
-            &format!("Notification {id} {what}."),
-        ),
+        // Back to the queue with a GET, so reloading it does not post again.
+        Ok(Some(what)) => base.redirect(&format!("/console/queue?done={what}&id={id}")),
         Ok(None) => render::message(
             StatusCode::CONFLICT,
             &base,
@@ -134,6 +130,72 @@ pub async fn queue_action(
         ),
         Err(e) => ConsoleError::from(e).page(&base),
     }
+}
+
+/// Rows the queue page lists per state.
+const QUEUE_ROWS: usize = 50;
+
+/// The queue page's query: what a queue action just did.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueueQuery {
+    #[serde(default)]
+    done: Option<String>,
+    #[serde(default)]
+    id: Option<i64>,
+}
+
+/// `GET /console/queue`: what waits (new, retrying, waiting for a call's answer, being
+/// delivered) and what failed, with retry and cancel.
+pub async fn queue(
+    State(state): State<AppState>,
+    base: Base,
+    Admin(session): Admin,
+    Query(q): Query<QueueQuery>,
+) -> Response {
+    let mut lists = Vec::new();
+    for status in ["queued", "awaiting_answer", "delivering", "failed"] {
+        let filter = EventFilter {
+            status: Some(status.to_string()),
+            limit: QUEUE_ROWS,
+            ..EventFilter::default()
+        };
+        match events::list(&state.store, &filter).await {
+            Ok(records) => lists.push(records),
+            Err(e) => return ConsoleError::from(e).page(&base),
+        }
+    }
+    let mut lists = lists.into_iter();
+    let (queued, awaiting, delivering, failed) = (
+        lists.next().unwrap_or_default(),
+        lists.next().unwrap_or_default(),
+        lists.next().unwrap_or_default(),
+        lists.next().unwrap_or_default(),
+    );
+    // A queued row that was tried before is a retry waiting for its time.
+    let (retrying, waiting): (Vec<_>, Vec<_>) = queued.into_iter().partition(|r| r.attempts > 0);
+    let notice = match (q.done.as_deref(), q.id) {
+        (Some("retried"), Some(id)) => Some(format!("Notification {id} queued again.")),
+        (Some("cancelled"), Some(id)) => Some(format!("Notification {id} cancelled.")),
+        _ => None,
+    };
+    render::page(
+        StatusCode::OK,
+        &base,
+        "queue.html",
+        ctx! {
+            title => "Queue", session => session.view(),
+            notice => notice.map(|text| ctx! { kind => "ok", text }),
+            sections => vec![
+                ctx! { name => "Waiting", help => "Not tried yet.", records => waiting },
+                ctx! { name => "Retrying", help => "Tried before; due again after the backoff or the next step of the route.", records => retrying },
+                ctx! { name => "Waiting for an answer", help => "Calls on a step that needs them answered.", records => awaiting },
+                ctx! { name => "Being delivered", help => "Claimed by a worker now.", records => delivering },
+                ctx! { name => "Failed", help => "Retries and route steps used up.", records => failed },
+            ],
+            per_section => QUEUE_ROWS,
+        },
+    )
+    .unwrap_or_else(|e| render::failure(&e))
 }
 
 /// `GET /console/status`: backends' circuits, schedules and who is on duty, integrations.

@@ -141,13 +141,20 @@ async fn a_person_signs_in_with_a_code_and_sees_only_their_own_profile(db: Db) {
     let mut alice = Visitor::new(&app);
     let (_, _, page) = alice.get("/console/signin").await;
     let csrf = form_token(&page);
-    let (status, _, page) = alice
+    let (status, location, page) = alice
         .post(
             "/console/signin",
             &[("csrf", &csrf), ("email", "alice@example.com")],
         )
         .await;
-    assert_eq!(status, 200, "{page}");
+    assert_eq!(status, 303, "{page}");
+    assert!(
+        location.starts_with("/console/signin?code_for=alice%40example.com"),
+        "on to the code form with a GET: {location}"
+    );
+    let (status, _, page) = alice.get(&location).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"code\""), "{page}");
     let code = code_sent(&gateway).await;
     assert_eq!(
         gateway.requests().last().expect("sent").json()["phone"],
@@ -196,13 +203,14 @@ async fn a_person_signs_in_with_a_code_and_sees_only_their_own_profile(db: Db) {
     let mut eve = Visitor::new(&app);
     let (_, _, page) = eve.get("/console/signin").await;
     let csrf = form_token(&page);
-    let (status, _, page) = eve
+    let (status, location, _) = eve
         .post(
             "/console/signin",
             &[("csrf", &csrf), ("email", "eve@example.com")],
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 303);
+    let (_, _, page) = eve.get(&location).await;
     assert!(page.contains("If eve@example.com is in the directory"));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(gateway.requests().len(), sent);
@@ -230,13 +238,15 @@ async fn phone_codes_expire_after_too_many_wrong_guesses_and_are_rate_limited(db
         )
         .await;
     assert_eq!(status, 400, "{page}");
-    let (status, _, _) = admin
+    let (status, location, _) = admin
         .post(
             &format!("{profile}/phone"),
             &[("csrf", &csrf), ("phone", "+49 30 777666")],
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!((status, location), (303, format!("{profile}?done=code")));
+    let (_, _, page) = admin.get(&format!("{profile}?done=code")).await;
+    assert!(page.contains("A code is on its way"), "{page}");
     let code = code_sent(&gateway).await;
     let sent = gateway.requests().last().expect("sent").json();
     assert_eq!(sent["phone"], "+4930777666", "to the new number");
@@ -271,7 +281,7 @@ async fn phone_codes_expire_after_too_many_wrong_guesses_and_are_rate_limited(db
             &[("csrf", &csrf), ("phone", "+49 30 777666")],
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 303);
     let (status, _, page) = admin
         .post(
             &format!("{profile}/phone"),
@@ -376,14 +386,19 @@ async fn a_csv_import_shows_a_preview_before_it_changes_anything(db: Db) {
         app.directory.get("carol@example.com").await.is_err(),
         "a preview only"
     );
-    let (status, _, page) = admin
+    let (status, location, _) = admin
         .post(
             "/console/people/import",
             &[("csrf", &csrf), ("csv", csv), ("confirm", "1")],
         )
         .await;
-    assert_eq!(status, 200);
-    assert!(page.contains("1 added, 1 updated"), "{page}");
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/console/people?added=1&updated=1&unchanged=0"),
+        "back to the list with a GET"
+    );
+    let (_, _, page) = admin.get(&location).await;
+    assert!(page.contains("Imported: 1 added, 1 updated"), "{page}");
     assert_eq!(
         app.directory
             .get("carol@example.com")
@@ -392,5 +407,56 @@ async fn a_csv_import_shows_a_preview_before_it_changes_anything(db: Db) {
             .name,
         "Carol"
     );
+    app.stop().await;
+}
+
+db_test!(the_queue_page_lists_failed_notifications_and_a_retry_comes_back_with_a_get);
+async fn the_queue_page_lists_failed_notifications_and_a_retry_comes_back_with_a_get(db: Db) {
+    let db = TestDb::new(db).await;
+    let gateway = Fake::answering(Reply::Status(400)).await;
+    let app = TestApp::spawn_with_alice(console_settings(&db, &gateway)).await;
+    app.send_ok("/api/v1/send_sms", "alice@example.com", "Disk full")
+        .await;
+    let id = wait_for(std::time::Duration::from_secs(20), || async {
+        let events = app.events().await;
+        let first = events.first()?;
+        (first.status == "failed").then_some(first.id)
+    })
+    .await;
+    let mut admin = Visitor::new(&app);
+    admin.sign_in_admin().await;
+    let (status, _, page) = admin.get("/console/queue").await;
+    assert_eq!(status, 200);
+    let failed = page.split("<h2>Failed").nth(1).expect("a Failed section");
+    assert!(
+        failed.contains(&format!("/console/queue/{id}")) && failed.contains("value=\"retry\""),
+        "{page}"
+    );
+    let csrf = form_token(&page);
+    let (status, location, _) = admin
+        .post(
+            &format!("/console/queue/{id}"),
+            &[("csrf", &csrf), ("action", "retry")],
+        )
+        .await;
+    assert_eq!(
+        (status, location),
+        (303, format!("/console/queue?done=retried&id={id}"))
+    );
+    let (_, _, page) = admin
+        .get(&format!("/console/queue?done=retried&id={id}"))
+        .await;
+    assert!(
+        page.contains(&format!("Notification {id} queued again.")),
+        "{page}"
+    );
+    // A second retry of a row that is no longer failed has nothing to do.
+    let (status, _, _) = admin
+        .post(
+            &format!("/console/queue/{id}"),
+            &[("csrf", &csrf), ("action", "retry")],
+        )
+        .await;
+    assert!(status == 409 || status == 303, "{status}");
     app.stop().await;
 }
