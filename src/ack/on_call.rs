@@ -50,6 +50,7 @@ impl Ack {
                 people: on_duty,
                 state: StateStatus::Current,
                 source: OnCallSource::Oncall,
+                next: None,
             });
         }
         Ok(now)

@@ -33,7 +33,7 @@ use crate::tasks::{FirstRun, spawn_periodic};
 
 use fetch::{Cached, HTTP_TIMEOUT};
 pub use on_call::{OnCallNow, Source as OnCallSource};
-pub use state::{OnDuty, OnDutyPerson, resolve};
+pub use state::{NEXT_HORIZON_MS, NextDuty, OnDuty, OnDutyPerson, next_change, resolve};
 
 /// Errors of the schedules module.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{OnDutyPerson, Schedule, ScheduleError, Schedules, StateStatus};
+use super::{NextDuty, OnDutyPerson, Schedule, ScheduleError, Schedules, StateStatus};
 use crate::store::format_ms;
 
 /// One schedule's people on duty now.
@@ -19,6 +19,8 @@ pub struct OnCallNow {
     /// Where it comes from: a tracked calendar, or OnCall's API (whose people have
     /// `shift_end` 0: the API does not tell).
     pub source: Source,
+    /// Who comes on duty next and when (tracked calendars only).
+    pub next: Option<NextDuty>,
 }
 
 /// Where an answer to "who is on call" comes from.
@@ -45,6 +47,7 @@ impl From<Schedule> for OnCallNow {
             people,
             state: s.state,
             source: Source::Calendar,
+            next: s.detail.and_then(|d| d.next),
         }
     }
 }
@@ -80,11 +83,30 @@ pub fn text(now: &[OnCallNow]) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let names = |people: &[OnDutyPerson]| {
+                if people.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    people
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            };
             let stale = match s.state {
                 StateStatus::LastGood => " [last known: the calendar cannot be read]",
                 _ => "",
             };
-            format!("{}: {people}{stale}", s.name)
+            let next = match &s.next {
+                Some(next) => format!(
+                    "; next: {} from {}",
+                    names(&next.people),
+                    format_ms(next.at)
+                ),
+                None => String::new(),
+            };
+            format!("{}: {people}{next}{stale}", s.name)
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -113,6 +135,10 @@ mod tests {
                 people: vec![person("Alice", 3_600_000)],
                 state: StateStatus::Current,
                 source: Source::Calendar,
+                next: Some(NextDuty {
+                    at: 3_600_000,
+                    people: vec![person("Carol", 7_200_000)],
+                }),
             },
             OnCallNow {
                 schedule: "d".into(),
@@ -120,6 +146,7 @@ mod tests {
                 people: vec![],
                 state: StateStatus::LastGood,
                 source: Source::Calendar,
+                next: None,
             },
             OnCallNow {
                 schedule: "oncall:S1".into(),
@@ -127,11 +154,16 @@ mod tests {
                 people: vec![person("Bob", 0)],
                 state: StateStatus::Current,
                 source: Source::Oncall,
+                next: None,
             },
         ];
         let text = text(&now);
         assert!(
             text.starts_with("Platform: Alice (until 1970-01-01"),
+            "{text}"
+        );
+        assert!(
+            text.contains("; next: Carol from 1970-01-01T01:00:00.000Z\nDB"),
             "{text}"
         );
         assert!(

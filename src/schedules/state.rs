@@ -40,6 +40,56 @@ pub struct OnDuty {
     /// What the calendar's reading warned about (a TZID read as UTC).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Who comes on duty next, when the calendar says within [`NEXT_HORIZON_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextDuty>,
+}
+
+/// The next change of who is on duty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NextDuty {
+    /// When it happens (Unix ms).
+    pub at: i64,
+    /// Who is on duty from then, by display name (empty: nobody).
+    pub people: Vec<OnDutyPerson>,
+}
+
+/// How far ahead the next change is looked for: a month of rotations and a few days more.
+pub const NEXT_HORIZON_MS: i64 = 35 * 24 * 3600 * 1000;
+
+/// Most moments (shift starts and ends) looked at for the next change: a calendar of many
+/// back-to-back shifts of the same people is cut short rather than read for long.
+const NEXT_MOMENTS: usize = 200;
+
+/// The first moment after `now` at which the people on duty are not `current`, and who they
+/// are then.
+pub fn next_change(
+    calendar: &ical::Calendar,
+    now: i64,
+    current: &[String],
+    directory: &Snapshot,
+) -> Option<NextDuty> {
+    let shifts = calendar.shifts(now, now.saturating_add(NEXT_HORIZON_MS));
+    let mut moments: Vec<i64> = shifts
+        .iter()
+        .flat_map(|s| [s.start_ms, s.end_ms])
+        .filter(|t| *t > now)
+        .collect();
+    moments.sort_unstable();
+    moments.dedup();
+    moments.into_iter().take(NEXT_MOMENTS).find_map(|at| {
+        let covering: Vec<ical::Shift> = shifts
+            .iter()
+            .filter(|s| s.start_ms <= at && at < s.end_ms)
+            .cloned()
+            .collect();
+        let then = resolve(&covering, directory);
+        (then.keys() != current).then(|| {
+            let mut people: Vec<OnDutyPerson> = then.people.into_values().collect();
+            people.sort_by(|a, b| a.name.cmp(&b.name));
+            NextDuty { at, people }
+        })
+    })
 }
 
 impl OnDuty {
@@ -302,7 +352,9 @@ impl Schedules {
         // Evaluated after the fetch: a replica whose evaluation is older than the stored
         // change (`changed_at`) must not move the state back (see the UPDATEs below).
         let now = now_ms();
-        let mut on_duty = resolve(&calendar.at(now), &self.directory.snapshot());
+        let directory = self.directory.snapshot();
+        let mut on_duty = resolve(&calendar.at(now), &directory);
+        on_duty.next = next_change(&calendar, now, &on_duty.keys(), &directory);
         on_duty.warnings.clone_from(&calendar.warnings);
         if !on_duty.ambiguous.is_empty() {
             tracing::warn!(schedule = %schedule.key, count = on_duty.ambiguous.len(), "calendar names that match several people: nobody assumed");
@@ -444,6 +496,44 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         })
+    }
+
+    #[test]
+    fn next_change_skips_back_to_back_shifts_of_the_same_people() {
+        // Alice 09–13 and 13–17 (one handover to herself), then Bob 17–09, every day.
+        let calendar = ical::parse(concat!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:test\r\n",
+            "BEGIN:VEVENT\r\nUID:a1\r\nDTSTART:20260105T090000Z\r\nDTEND:20260105T130000Z\r\n",
+            "RRULE:FREQ=DAILY\r\nSUMMARY:alice\r\nEND:VEVENT\r\n",
+            "BEGIN:VEVENT\r\nUID:a2\r\nDTSTART:20260105T130000Z\r\nDTEND:20260105T170000Z\r\n",
+            "RRULE:FREQ=DAILY\r\nSUMMARY:alice\r\nEND:VEVENT\r\n",
+            "BEGIN:VEVENT\r\nUID:b\r\nDTSTART:20260105T170000Z\r\nDTEND:20260106T090000Z\r\n",
+            "RRULE:FREQ=DAILY\r\nSUMMARY:bob\r\nEND:VEVENT\r\n",
+            "END:VCALENDAR\r\n"
+        ))
+        .expect("calendar");
+        let directory = Snapshot::of_users(vec![
+            (*user("alice", "Alice")).clone(),
+            (*user("bob", "Bob")).clone(),
+        ]);
+        let hour = 3_600_000;
+        let jan_7_10h = 1_767_744_000_000 + 10 * hour; // 2026-01-07 10:00 UTC
+        let now = resolve(&calendar.at(jan_7_10h), &directory);
+        assert_eq!(now.keys(), ["alice"]);
+        let next = next_change(&calendar, jan_7_10h, &now.keys(), &directory).expect("next");
+        assert_eq!(
+            next.at,
+            jan_7_10h + 7 * hour,
+            "17:00, not Alice's own 13:00 handover"
+        );
+        let names: Vec<&str> = next.people.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["Bob"]);
+        assert_eq!(next.people[0].shift_end, jan_7_10h + 23 * hour);
+        // Past the end of the calendar nobody comes next.
+        let empty =
+            ical::parse("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:test\r\nEND:VCALENDAR\r\n")
+                .expect("calendar");
+        assert_eq!(next_change(&empty, jan_7_10h, &[], &directory), None);
     }
 
     /// Who a SUMMARY resolves to: a username, `nobody`, or the ambiguity reported.

@@ -134,6 +134,10 @@ fn openapi_schemas_match_what_handlers_return() {
         unknown: vec!["bob".into()],
         ambiguous: vec!["`sam` is the display name of 2 people".into()],
         warnings: vec!["TZID `Mars` is defined nowhere: its times are read as UTC".into()],
+        next: Some(crate::schedules::NextDuty {
+            at: 4,
+            people: vec![person.clone()],
+        }),
     };
     assert_matches(&doc, "OnDutyPerson", &person);
     assert_matches(&doc, "OnDuty", &on_duty);

@@ -361,6 +361,10 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
     .await;
     assert_eq!(listed["results"][0]["name"], "Platform");
     assert_eq!(listed["results"][0]["state"], "current");
+    // Alice's shift ends in an hour, and nobody follows her.
+    assert_eq!(listed["results"][0]["next"]["people"], json!([]));
+    let until = listed["results"][0]["people"][0]["shift_end"].as_i64();
+    assert_eq!(listed["results"][0]["next"]["at"].as_i64(), until);
 
     telegram.push(json!({"update_id": 1, "message": {
         "message_id": 9, "chat": {"id": 1001}, "from": {"id": 1001}, "text": "/oncall"
@@ -369,6 +373,7 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
     let text = answer[0]["text"].as_str().expect("text");
     assert!(text.starts_with("Platform: "), "{text}");
     assert!(text.contains("(until "), "{text}");
+    assert!(text.contains("; next: nobody from "), "{text}");
 
     // Mattermost's slash command, with its token; a wrong one gets nothing.
     let slash = |token: &str| {

@@ -460,3 +460,53 @@ async fn the_queue_page_lists_failed_notifications_and_a_retry_comes_back_with_a
     assert!(status == 409 || status == 303, "{status}");
     app.stop().await;
 }
+
+db_test!(the_status_page_shows_who_is_on_duty_now_and_next);
+async fn the_status_page_shows_who_is_on_duty_now_and_next(db: Db) {
+    use crate::schedules::CalendarServer;
+    let db = TestDb::new(db).await;
+    let gateway = Fake::start().await;
+    // Alice now, Bob from the end of her shift.
+    let hour = chrono::Duration::hours(1);
+    let stamp = |d: chrono::Duration| {
+        (chrono::Utc::now() + d)
+            .format("%Y%m%dT%H%M%SZ")
+            .to_string()
+    };
+    let ical = CalendarServer::start(format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:test\r\n\
+         BEGIN:VEVENT\r\nUID:a\r\nDTSTART:{}\r\nDTEND:{}\r\nSUMMARY:alice@example.com\r\nEND:VEVENT\r\n\
+         BEGIN:VEVENT\r\nUID:b\r\nDTSTART:{}\r\nDTEND:{}\r\nSUMMARY:bob@example.com\r\nEND:VEVENT\r\n\
+         END:VCALENDAR\r\n",
+        stamp(-hour),
+        stamp(hour),
+        stamp(hour),
+        stamp(hour * 9),
+    ))
+    .await;
+    let mut s = console_settings(&db, &gateway);
+    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
+    s.grafana.oncall.schedules.insert(
+        "platform".into(),
+        oncall_relay::config::ScheduleSettings {
+            name: "Platform".into(),
+            ical_url: ical.url.clone(),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn_with_alice(s).await;
+    app.add_user("bob@example.com", Some("+4930555000")).await;
+    let mut admin = Visitor::new(&app);
+    admin.sign_in_admin().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let page = loop {
+        let (_, _, page) = admin.get("/console/status").await;
+        if page.contains("Next: bob") || std::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(page.contains("Next: bob"), "{page}");
+    assert!(page.contains("On duty now: alice"), "{page}");
+    app.stop().await;
+}
