@@ -280,7 +280,8 @@ impl Listener<'_> {
                 lock(&self.waiting_for_key).remove(&channel.id);
             }
             ("StasisStart", Some((id, attempt))) => {
-                self.record(id, attempt, answer::ANSWERED, false).await;
+                self.record(id, attempt, answer::ANSWERED, answer::Replace::Always)
+                    .await;
                 a.continue_in_dialplan(&channel.id, true).await;
             }
             // Not a call of this relay's: whoever sent it here gets it back.
@@ -288,7 +289,8 @@ impl Listener<'_> {
             ("ChannelDestroyed", Some((id, attempt))) => {
                 lock(&self.waiting_for_key).remove(&channel.id);
                 let unanswered = answer::from_hangup_cause(event.cause.unwrap_or(0));
-                self.record(id, attempt, unanswered, true).await;
+                self.record(id, attempt, unanswered, answer::Replace::IfUnknown)
+                    .await;
             }
             _ => {}
         }
@@ -303,14 +305,8 @@ impl Listener<'_> {
         });
     }
 
-    async fn record(&self, id: i64, attempt: i64, what: &str, only_unanswered: bool) {
-        let now = now_ms();
-        let result = if only_unanswered {
-            answer::record_unanswered(self.store, id, attempt, what, now).await
-        } else {
-            answer::record(self.store, id, attempt, what, now).await
-        };
-        match result {
+    async fn record(&self, id: i64, attempt: i64, what: &str, replace: answer::Replace) {
+        match answer::record(self.store, id, attempt, what, now_ms(), replace).await {
             Ok(true) => {
                 tracing::info!(id, attempt, backend = %self.asterisk.name, answer = what, "call status recorded");
                 self.wake.notify_one();

@@ -189,6 +189,17 @@ async fn show(
     }
 }
 
+/// The profile again, saying why a form was refused (400).
+async fn refused(
+    state: &AppState,
+    base: &Base,
+    session: &Session,
+    user: Arc<User>,
+    reason: &str,
+) -> Response {
+    show_user(state, base, session, user, Some(("error", reason))).await
+}
+
 async fn show_user(
     state: &AppState,
     base: &Base,
@@ -242,18 +253,14 @@ pub async fn send_test(
     State(state): State<AppState>,
     ProfilePosted(base, user, session, f): ProfilePosted,
 ) -> Response {
-    let id = user.id.clone();
     let kind = f.kind();
     if !user.phone_verified() && !user.contacts.contains_key("route") {
-        return show(
+        return refused(
             &state,
             &base,
             &session,
-            &id,
-            Some((
-                "error",
-                "There is no phone number or preferred route to send a test to.",
-            )),
+            user,
+            "There is no phone number or preferred route to send a test to.",
         )
         .await;
     }
@@ -263,7 +270,7 @@ pub async fn send_test(
     );
     if let Err(e) = state.gate.admit(kind, &user.id, &message).await {
         let text = e.to_string();
-        return show(&state, &base, &session, &id, Some(("error", &text))).await;
+        return refused(&state, &base, &session, user, &text).await;
     }
     match state
         .acceptor
@@ -280,12 +287,11 @@ pub async fn send_phone_code(
     State(state): State<AppState>,
     ProfilePosted(base, user, session, f): ProfilePosted,
 ) -> Response {
-    let id = user.id.clone();
     let number = match parse_phone(f.phone.as_deref().unwrap_or("")) {
         Ok(number) => number,
         Err(e) => {
             let text = e.to_string();
-            return show(&state, &base, &session, &id, Some(("error", &text))).await;
+            return refused(&state, &base, &session, user, &text).await;
         }
     };
     let kind = f.kind();
@@ -300,15 +306,12 @@ pub async fn send_phone_code(
     {
         Ok(code) => code,
         Err(ConsoleError::RateLimited) => {
-            return show(
+            return refused(
                 &state,
                 &base,
                 &session,
-                &id,
-                Some((
-                    "error",
-                    "Too many codes were sent in the last hour; try again later.",
-                )),
+                user,
+                "Too many codes were sent in the last hour; try again later.",
             )
             .await;
         }
@@ -341,7 +344,6 @@ pub async fn confirm_phone(
     State(state): State<AppState>,
     ProfilePosted(base, user, session, f): ProfilePosted,
 ) -> Response {
-    let id = user.id.clone();
     let code = f.code.as_deref().unwrap_or("");
     let number = match codes::redeem(
         &state.store,
@@ -354,12 +356,12 @@ pub async fn confirm_phone(
     {
         Ok(number) => number,
         Err(ConsoleError::WrongCode) => {
-            return show(
+            return refused(
                 &state,
                 &base,
                 &session,
-                &id,
-                Some(("error", "That code is wrong or has expired.")),
+                user,
+                "That code is wrong or has expired.",
             )
             .await;
         }

@@ -109,6 +109,16 @@ pub(crate) fn verdict(n: &Notification) -> Result<(), DeliveryError> {
     }
 }
 
+/// Whether a reported answer replaces one already known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Always: the provider's final status of the call.
+    Always,
+    /// Only while no answer is known: a hang-up after the call was answered does not undo
+    /// the answer.
+    IfUnknown,
+}
+
 /// Stores the answer reported for attempt `attempt` of notification `id`; a notification
 /// waiting for it becomes due now. Returns whether a notification matched (a late report for
 /// an older attempt does not).
@@ -118,29 +128,7 @@ pub async fn record(
     attempt: i64,
     answer: &str,
     now: i64,
-) -> Result<bool, sqlx::Error> {
-    write(store, id, attempt, answer, now, false).await
-}
-
-/// Like [`record`], but only while no answer is known: a hang-up after the call was answered
-/// does not undo the answer.
-pub async fn record_unanswered(
-    store: &Store,
-    id: i64,
-    attempt: i64,
-    answer: &str,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    write(store, id, attempt, answer, now, true).await
-}
-
-async fn write(
-    store: &Store,
-    id: i64,
-    attempt: i64,
-    answer: &str,
-    now: i64,
-    only_unanswered: bool,
+    replace: Replace,
 ) -> Result<bool, sqlx::Error> {
     const ANY: &str = "UPDATE notifications SET answer = $1, updated_at = $2, \
          due_at = CASE WHEN status = 'awaiting_answer' THEN $2 ELSE due_at END \
@@ -150,7 +138,11 @@ async fn write(
          WHERE id = $3 AND attempts = $4 AND kind = 'call' \
          AND (answer IS NULL OR answer = 'awaiting')";
     let _guard = store.write_guard().await;
-    let done = sqlx::query(if only_unanswered { UNANSWERED } else { ANY })
+    let sql = match replace {
+        Replace::Always => ANY,
+        Replace::IfUnknown => UNANSWERED,
+    };
+    let done = sqlx::query(sql)
         .bind(answer.to_string())
         .bind(now)
         .bind(id)

@@ -116,9 +116,16 @@ pub async fn status(
     let Some(answer) = answer::from_twilio(call_status) else {
         return Ok(Json(json!({})));
     };
-    let matched = answer::record(&state.store, id, attempt, answer, now_ms())
-        .await
-        .map_err(NotifyError::from)?;
+    let matched = answer::record(
+        &state.store,
+        id,
+        attempt,
+        answer,
+        now_ms(),
+        answer::Replace::Always,
+    )
+    .await
+    .map_err(NotifyError::from)?;
     if matched {
         tracing::info!(id, attempt, backend = %backend, answer, "call status recorded");
         state.hooks.wake.notify_one();
