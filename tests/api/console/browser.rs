@@ -105,6 +105,11 @@ async fn in_a_browser_an_admin_edits_a_person_and_verifies_a_phone(db: Db) {
         .await;
     browser.wait_text("delivered").await;
     screenshot(&browser, "events").await;
+    browser
+        .goto(&format!("{}/relay/console/queue", app.base))
+        .await;
+    browser.wait_text("Retrying").await;
+    screenshot(&browser, "queue").await;
     browser.quit().await;
     app.stop().await;
 }
