@@ -62,14 +62,13 @@ pub const NEXT_HORIZON_MS: i64 = 35 * 24 * 3600 * 1000;
 const NEXT_MOMENTS: usize = 200;
 
 /// The first moment after `now` at which the people on duty are not `current`, and who they
-/// are then.
+/// are then, from `shifts` (the calendar's over [`NEXT_HORIZON_MS`] from `now`).
 pub fn next_change(
-    calendar: &ical::Calendar,
+    shifts: &[ical::Shift],
     now: i64,
     current: &[String],
     directory: &Snapshot,
 ) -> Option<NextDuty> {
-    let shifts = calendar.shifts(now, now.saturating_add(NEXT_HORIZON_MS));
     let mut moments: Vec<i64> = shifts
         .iter()
         .flat_map(|s| [s.start_ms, s.end_ms])
@@ -353,8 +352,14 @@ impl Schedules {
         // change (`changed_at`) must not move the state back (see the UPDATEs below).
         let now = now_ms();
         let directory = self.directory.snapshot();
-        let mut on_duty = resolve(&calendar.at(now), &directory);
-        on_duty.next = next_change(&calendar, now, &on_duty.keys(), &directory);
+        let upcoming = calendar.shifts(now, now.saturating_add(NEXT_HORIZON_MS));
+        let current: Vec<ical::Shift> = upcoming
+            .iter()
+            .filter(|s| s.start_ms <= now && now < s.end_ms)
+            .cloned()
+            .collect();
+        let mut on_duty = resolve(&current, &directory);
+        on_duty.next = next_change(&upcoming, now, &on_duty.keys(), &directory);
         on_duty.warnings.clone_from(&calendar.warnings);
         if !on_duty.ambiguous.is_empty() {
             tracing::warn!(schedule = %schedule.key, count = on_duty.ambiguous.len(), "calendar names that match several people: nobody assumed");
@@ -520,7 +525,8 @@ mod tests {
         let jan_7_10h = 1_767_744_000_000 + 10 * hour; // 2026-01-07 10:00 UTC
         let now = resolve(&calendar.at(jan_7_10h), &directory);
         assert_eq!(now.keys(), ["alice"]);
-        let next = next_change(&calendar, jan_7_10h, &now.keys(), &directory).expect("next");
+        let upcoming = calendar.shifts(jan_7_10h, jan_7_10h + NEXT_HORIZON_MS);
+        let next = next_change(&upcoming, jan_7_10h, &now.keys(), &directory).expect("next");
         assert_eq!(
             next.at,
             jan_7_10h + 7 * hour,
@@ -529,11 +535,8 @@ mod tests {
         let names: Vec<&str> = next.people.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["Bob"]);
         assert_eq!(next.people[0].shift_end, jan_7_10h + 23 * hour);
-        // Past the end of the calendar nobody comes next.
-        let empty =
-            ical::parse("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:test\r\nEND:VCALENDAR\r\n")
-                .expect("calendar");
-        assert_eq!(next_change(&empty, jan_7_10h, &[], &directory), None);
+        // Without shifts ahead there is no next change.
+        assert_eq!(next_change(&[], jan_7_10h, &[], &directory), None);
     }
 
     /// Who a SUMMARY resolves to: a username, `nobody`, or the ambiguity reported.
