@@ -106,8 +106,7 @@ async fn post_status(
     .await
 }
 
-async fn call_not_answered_moves_on_and_answered_finishes(db: Db) {
-    let db = TestDb::new(db).await;
+async fn call_not_answered_moves_on_and_answered_finishes(db: TestDb) {
     let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
     let chat = Fake::start().await;
     let s = call_then_chat(&db, &twilio, &chat, Duration::from_secs(60));
@@ -194,8 +193,7 @@ async fn call_not_answered_moves_on_and_answered_finishes(db: Db) {
 }
 db_test!(call_not_answered_moves_on_and_answered_finishes);
 
-async fn missing_call_status_times_out_to_the_next_step(db: Db) {
-    let db = TestDb::new(db).await;
+async fn missing_call_status_times_out_to_the_next_step(db: TestDb) {
     let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
     let chat = Fake::start().await;
     let s = call_then_chat(&db, &twilio, &chat, Duration::from_millis(500));
@@ -211,8 +209,7 @@ async fn missing_call_status_times_out_to_the_next_step(db: Db) {
 }
 db_test!(missing_call_status_times_out_to_the_next_step);
 
-async fn a_call_status_is_recorded_without_require_answer(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_call_status_is_recorded_without_require_answer(db: TestDb) {
     let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
     let chat = Fake::start().await;
     let mut s = call_then_chat(&db, &twilio, &chat, Duration::from_secs(60));
@@ -265,8 +262,7 @@ fn asterisk_then_chat(db: &TestDb, pbx: &FakeAsterisk, chat: &Fake) -> Settings 
     s
 }
 
-async fn asterisk_events_tell_answered_from_busy(db: Db) {
-    let db = TestDb::new(db).await;
+async fn asterisk_events_tell_answered_from_busy(db: TestDb) {
     let pbx = FakeAsterisk::start().await;
     let chat = Fake::start().await;
     // No `app.hostname`: Asterisk's events need no public URL.

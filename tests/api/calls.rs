@@ -6,8 +6,7 @@ use crate::helpers::*;
 const CALL: &str = "You are invited to check an Alert Group from Grafana OnCall. Alert via Grafana Alerting with title \"CPU high\" triggered 3 times";
 const SMS: &str = "Grafana OnCall: Alert group #2\"CPU high\" from stack: \"prod\", integration: Grafana Alerting, alerts registered: 1.";
 
-async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
-    let db = TestDb::new(db).await;
+async fn accepted_calls_and_sms_reach_the_webhook(db: TestDb) {
     let fake = Fake::start().await;
     let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;
@@ -40,8 +39,7 @@ async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
 }
 db_test!(accepted_calls_and_sms_reach_the_webhook);
 
-async fn unknown_user_is_404_user_not_found(db: Db) {
-    let db = TestDb::new(db).await;
+async fn unknown_user_is_404_user_not_found(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for path in ["/api/v1/make_call", "/api/v1/send_sms"] {
         let (status, body) = app.send(path, "ghost@example.com", "hi").await;
@@ -53,8 +51,7 @@ async fn unknown_user_is_404_user_not_found(db: Db) {
 }
 db_test!(unknown_user_is_404_user_not_found);
 
-async fn user_without_phone_or_inactive_is_400_number_not_verified(db: Db) {
-    let db = TestDb::new(db).await;
+async fn user_without_phone_or_inactive_is_400_number_not_verified(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     app.add_user("nophone@example.com", None).await;
     app.directory
@@ -78,8 +75,7 @@ async fn user_without_phone_or_inactive_is_400_number_not_verified(db: Db) {
 }
 db_test!(user_without_phone_or_inactive_is_400_number_not_verified);
 
-async fn invalid_input_is_400_json_naming_the_field(db: Db) {
-    let db = TestDb::new(db).await;
+async fn invalid_input_is_400_json_naming_the_field(db: TestDb) {
     let app = TestApp::spawn_with_alice(settings(&db)).await;
     let cases: &[(&str, &str)] = &[
         ("email=not-an-email&message=hi", "email"),
@@ -94,28 +90,16 @@ async fn invalid_input_is_400_json_naming_the_field(db: Db) {
         assert!(json[field].is_array(), "{body} → {json}");
     }
     // Not valid UTF-8: still a JSON 400, never a 500.
-    let resp = app
-        .client
-        .post(app.url("/api/v1/send_sms"))
-        .header("Authorization", TOKEN)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(vec![b'e', b'm', b'=', 0xff, 0xfe])
-        .send()
-        .await
-        .expect("send");
+    let not_utf8 = vec![b'e', b'm', b'=', 0xff, 0xfe];
+    let resp = app.post_raw("/api/v1/send_sms", FORM, not_utf8).await;
     let (status, json) = json_of(resp).await;
     assert_eq!(status, 400);
     assert!(json["detail"].is_string());
     // Broken JSON body.
+    let broken = "{\"email\": ";
     let resp = app
-        .client
-        .post(app.url("/api/v1/make_call"))
-        .header("Authorization", TOKEN)
-        .header("Content-Type", "application/json")
-        .body("{\"email\": ")
-        .send()
-        .await
-        .expect("send");
+        .post_raw("/api/v1/make_call", "application/json", broken)
+        .await;
     let (status, _) = json_of(resp).await;
     assert_eq!(status, 400);
     assert!(app.accepted_events().await.is_empty(), "nothing queued");
@@ -123,8 +107,7 @@ async fn invalid_input_is_400_json_naming_the_field(db: Db) {
 }
 db_test!(invalid_input_is_400_json_naming_the_field);
 
-async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: Db) {
-    let db = TestDb::new(db).await;
+async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: TestDb) {
     let fake = Fake::start().await;
     let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn_with_alice(s).await;
@@ -164,8 +147,7 @@ async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: Db) {
 }
 db_test!(one_mebibyte_body_is_413_json_and_16k_message_is_kept);
 
-async fn json_bodies_are_accepted_too(db: Db) {
-    let db = TestDb::new(db).await;
+async fn json_bodies_are_accepted_too(db: TestDb) {
     let app = TestApp::spawn_with_alice(settings(&db)).await;
     assert_eq!(
         status_of(
@@ -181,8 +163,7 @@ async fn json_bodies_are_accepted_too(db: Db) {
 }
 db_test!(json_bodies_are_accepted_too);
 
-async fn accepted_means_committed_before_the_answer(db: Db) {
-    let db = TestDb::new(db).await;
+async fn accepted_means_committed_before_the_answer(db: TestDb) {
     let mut s = settings(&db);
     // No workers: the row must already be there, queued, when 200 arrives.
     s.queue.deliver = false;
@@ -190,13 +171,9 @@ async fn accepted_means_committed_before_the_answer(db: Db) {
     let mut handles = Vec::new();
     for i in 0..50 {
         let client = app.client.clone();
-        let url = app.url("/api/v1/make_call");
+        let base = app.base.clone();
         handles.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("Authorization", TOKEN)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(format!("email=alice%40example.com&message=call+{i}"))
+            call_alice(&client, &base, &format!("call+{i}"))
                 .send()
                 .await
                 .expect("send")

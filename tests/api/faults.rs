@@ -34,8 +34,7 @@ fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
         .collect()
 }
 
-async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: Db) {
-    let db = TestDb::new(db).await;
+async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: TestDb) {
     let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
     let mut s = settings(&db);
     add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_secs(8));
@@ -147,8 +146,7 @@ async fn call(app: &TestApp, n: usize) -> Vec<NotificationRecord> {
     app.wait_until_settled(n).await
 }
 
-async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: TestDb) {
     let (flaky, healthy) = (
         Fake::answering(Reply::Status(503)).await,
         Fake::start().await,
@@ -213,14 +211,9 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
     circuits_when(&app, "closed").await;
 
     // Every change stays on record: opened (and why), half-open, closed.
-    let resp = app
-        .client
-        .get(app.url("/api/admin/v1/circuits/changes?backend=voice"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("changes");
-    let (status, body) = json_of(resp).await;
+    let (status, body) = app
+        .get_json_as(ADMIN, "/api/admin/v1/circuits/changes?backend=voice")
+        .await;
     assert_eq!(status, 200, "{body}");
     let states: Vec<&str> = body["results"]
         .as_array()
@@ -247,19 +240,8 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
 }
 db_test!(a_failing_backend_is_skipped_for_a_cool_down_then_probed);
 
-async fn notify_test_shows_the_recorded_circuit_breakers(db: Db) {
-    let db = TestDb::new(db).await;
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "add",
-            "--email",
-            "ann@example.com",
-            "--phone",
-            "+4930123456",
-        ],
-    ));
+async fn notify_test_shows_the_recorded_circuit_breakers(db: TestDb) {
+    users_add(&db, "ann@example.com", &["--phone", "+4930123456"]);
     // As a server records an open breaker.
     let store = oncall_relay::store::Store::connect(&db.settings)
         .await
@@ -272,18 +254,7 @@ async fn notify_test_shows_the_recorded_circuit_breakers(db: Db) {
     .await
     .expect("insert");
     store.close().await;
-    let out = relay(
-        &db,
-        &[
-            "notify",
-            "test",
-            "--user",
-            "ann@example.com",
-            "--kind",
-            "sms",
-        ],
-    );
-    let text = ok(&out);
+    let text = ok(&relay(&db, &notify_test_sms("ann@example.com")));
     assert!(
         text.contains("circuit breaker sms_gw: open until 2100-01-01")
             && text.contains("after 5 failures in a row (HTTP 503)"),
@@ -295,14 +266,7 @@ db_test!(notify_test_shows_the_recorded_circuit_breakers);
 /// The admin API's circuit breakers, once the first one is in `state`.
 async fn circuits_when(app: &TestApp, state: &str) -> serde_json::Value {
     wait_for(Duration::from_secs(5), || async {
-        let resp = app
-            .client
-            .get(app.url("/api/admin/v1/circuits"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("circuits");
-        let (status, body) = json_of(resp).await;
+        let (status, body) = app.get_json_as(ADMIN, "/api/admin/v1/circuits").await;
         assert_eq!(status, 200, "{body}");
         (body["results"][0]["state"] == state).then_some(body)
     })

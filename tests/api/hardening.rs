@@ -91,8 +91,7 @@ async fn non_ascii_authorization_is_an_invalid_token(db: Db) {
 }
 db_test!(non_ascii_authorization_is_an_invalid_token);
 
-async fn readiness_probes_share_one_query_per_second(db: Db) {
-    let db = TestDb::new(db).await;
+async fn readiness_probes_share_one_query_per_second(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let ready = || async { app.plain_get_status("/readyz").await };
     assert_eq!(ready().await, 200);

@@ -3,8 +3,7 @@
 use crate::db_test;
 use crate::helpers::*;
 
-async fn info_answers_with_and_without_slash(db: Db) {
-    let db = TestDb::new(db).await;
+async fn info_answers_with_and_without_slash(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for path in ["/api/v1/info/", "/api/v1/info"] {
         let (status, body) = json_of(app.get(path).await).await;
@@ -17,8 +16,7 @@ async fn info_answers_with_and_without_slash(db: Db) {
 }
 db_test!(info_answers_with_and_without_slash);
 
-async fn bad_or_missing_token_is_403_invalid_token(db: Db) {
-    let db = TestDb::new(db).await;
+async fn bad_or_missing_token_is_403_invalid_token(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for token in [Some("wrong"), Some(""), None, Some("Bearer wrong")] {
         let mut req = app.client.get(app.url("/api/v1/info/"));
@@ -50,8 +48,7 @@ async fn bad_or_missing_token_is_403_invalid_token(db: Db) {
 }
 db_test!(bad_or_missing_token_is_403_invalid_token);
 
-async fn raw_uppercase_authorization_header_and_bearer_are_accepted(db: Db) {
-    let db = TestDb::new(db).await;
+async fn raw_uppercase_authorization_header_and_bearer_are_accepted(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let answer = raw_http(
         app.addr,
@@ -73,8 +70,7 @@ async fn raw_uppercase_authorization_header_and_bearer_are_accepted(db: Db) {
 }
 db_test!(raw_uppercase_authorization_header_and_bearer_are_accepted);
 
-async fn path_prefix_and_hostname_shape_the_public_url(db: Db) {
-    let db = TestDb::new(db).await;
+async fn path_prefix_and_hostname_shape_the_public_url(db: TestDb) {
     let mut s = settings(&db);
     s.app.path_prefix = "/oncall".into();
     let app = TestApp::spawn(s).await;
@@ -96,8 +92,7 @@ async fn path_prefix_and_hostname_shape_the_public_url(db: Db) {
 }
 db_test!(path_prefix_and_hostname_shape_the_public_url);
 
-async fn errors_are_json_and_nothing_redirects(db: Db) {
-    let db = TestDb::new(db).await;
+async fn errors_are_json_and_nothing_redirects(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let (status, body) = json_of(app.get("/api/v1/nothing-here").await).await;
     assert_eq!(status, 404);
@@ -126,8 +121,7 @@ const ONCALL_LINKS: [&str; 4] = [
     "/a/grafana-oncall-app/integrations/X1",
 ];
 
-async fn oncall_ui_links_get_a_page_not_a_404(db: Db) {
-    let db = TestDb::new(db).await;
+async fn oncall_ui_links_get_a_page_not_a_404(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for path in ONCALL_LINKS {
         // The console's sign-in, coming back to the link afterwards.
@@ -167,8 +161,7 @@ async fn oncall_ui_links_get_a_page_not_a_404(db: Db) {
 }
 db_test!(oncall_ui_links_get_a_page_not_a_404);
 
-async fn allow_any_token_accepts_anything_only_without_configured_tokens(db: Db) {
-    let db = TestDb::new(db).await;
+async fn allow_any_token_accepts_anything_only_without_configured_tokens(db: TestDb) {
     let mut s = settings(&db);
     s.app.auth_token = oncall_relay::config::Tokens(vec![]);
     s.app.allow_any_token = true;

@@ -22,8 +22,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         })
 }
 
-async fn metrics_parse_and_count_what_happened(db: Db) {
-    let db = TestDb::new(db).await;
+async fn metrics_parse_and_count_what_happened(db: TestDb) {
     let app = TestApp::spawn_with_alice(settings(&db)).await;
     app.send_ok("/api/v1/make_call", "alice@example.com", "hi")
         .await;
@@ -60,12 +59,7 @@ async fn metrics_parse_and_count_what_happened(db: Db) {
 
     // Database-backed gauges are sampled in the background: wait for a sample after the beat.
     let text = wait_for(Duration::from_secs(10), || async {
-        let resp = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics");
+        let resp = app.plain_get("/metrics").await;
         assert_eq!(resp.status().as_u16(), 200);
         assert!(
             resp.headers()["content-type"]
@@ -205,8 +199,7 @@ fn strict_families(text: &str) -> BTreeMap<String, usize> {
     samples
 }
 
-async fn metrics_write_each_family_once(db: Db) {
-    let db = TestDb::new(db).await;
+async fn metrics_write_each_family_once(db: TestDb) {
     let cal = CalendarServer::start(calendar(&["alice"])).await;
     let mut s = settings(&db);
     s.grafana.oncall.schedule_poll_interval = Duration::from_millis(100);
@@ -276,8 +269,7 @@ async fn metrics_write_each_family_once(db: Db) {
 }
 db_test!(metrics_write_each_family_once);
 
-async fn metrics_labels_stay_bounded(db: Db) {
-    let db = TestDb::new(db).await;
+async fn metrics_labels_stay_bounded(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(20_000);
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -330,8 +322,7 @@ async fn metrics_labels_stay_bounded(db: Db) {
 }
 db_test!(metrics_labels_stay_bounded);
 
-async fn metrics_token_protects_the_scrape(db: Db) {
-    let db = TestDb::new(db).await;
+async fn metrics_token_protects_the_scrape(db: TestDb) {
     let mut s = settings(&db);
     s.app.metrics_token = oncall_relay::config::Tokens(vec![oncall_relay::config::Secret(
         "scrape-token-0123456789".into(),
@@ -364,8 +355,7 @@ async fn metrics_token_protects_the_scrape(db: Db) {
 }
 db_test!(metrics_token_protects_the_scrape);
 
-async fn scrape_flood_leaves_make_call_at_full_success(db: Db) {
-    let db = TestDb::new(db).await;
+async fn scrape_flood_leaves_make_call_at_full_success(db: TestDb) {
     let mut s = settings(&db);
     s.dedup.window = Duration::ZERO;
     s.db.pool.max_open_connections = 4;

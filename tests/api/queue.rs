@@ -6,8 +6,7 @@ use std::time::Duration;
 use crate::db_test;
 use crate::helpers::*;
 
-async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
-    let db = TestDb::new(db).await;
+async fn transient_failures_are_retried_with_every_attempt_recorded(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::Status(500), Reply::Status(503), Reply::Hang],
@@ -56,8 +55,7 @@ async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
 }
 db_test!(transient_failures_are_retried_with_every_attempt_recorded);
 
-async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: Db) {
-    let db = TestDb::new(db).await;
+async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(&[Reply::Status(404)], Reply::Status(500));
     let mut s = settings(&db);
@@ -90,8 +88,7 @@ async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: Db) {
 }
 db_test!(client_errors_fail_at_once_and_retries_stop_at_the_budget);
 
-async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_notification_survives_the_process_being_killed_mid_delivery(db: TestDb) {
     let fake = Fake::answering(Reply::Hang).await;
 
     let mut relay = RelayProcess::spawn(&db, &fake.url, "").await;
@@ -133,8 +130,7 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
 }
 db_test!(a_notification_survives_the_process_being_killed_mid_delivery);
 
-async fn graceful_stop_drains_accepted_notifications(db: Db) {
-    let db = TestDb::new(db).await;
+async fn graceful_stop_drains_accepted_notifications(db: TestDb) {
     let fake = Fake::start().await;
     let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn_with_alice(s.clone()).await;
@@ -174,17 +170,10 @@ async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
     let total = 400;
     let mut tasks = Vec::new();
     for i in 0..total {
-        let (client, url) = if i % 2 == 0 {
-            (a.client.clone(), a.url("/api/v1/make_call"))
-        } else {
-            (b.client.clone(), b.url("/api/v1/make_call"))
-        };
+        let app = if i % 2 == 0 { &a } else { &b };
+        let (client, base) = (app.client.clone(), app.base.clone());
         tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("Authorization", TOKEN)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(format!("email=alice%40example.com&message=n{i}"))
+            call_alice(&client, &base, &format!("n{i}"))
                 .send()
                 .await
                 .expect("send")
@@ -214,8 +203,7 @@ async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
     b.stop().await;
 }
 
-async fn purge_removes_only_finished_notifications(db: Db) {
-    let db = TestDb::new(db).await;
+async fn purge_removes_only_finished_notifications(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn_with_alice(s.clone()).await;
@@ -246,8 +234,7 @@ async fn purge_removes_only_finished_notifications(db: Db) {
 }
 db_test!(purge_removes_only_finished_notifications);
 
-async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db) {
-    let db = TestDb::new(db).await;
+async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: TestDb) {
     let fake = Fake::answering(Reply::Hang).await;
     let mut s = webhook_settings(&db, &fake.url);
     if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =

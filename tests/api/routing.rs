@@ -62,8 +62,7 @@ async fn deliver_over_two_steps(
     (app, event, fakes)
 }
 
-async fn calls_for_admins_take_their_own_route(db: Db) {
-    let db = TestDb::new(db).await;
+async fn calls_for_admins_take_their_own_route(db: TestDb) {
     let (voice, other) = (Fake::start().await, Fake::start().await);
     let mut s = settings(&db);
     add_webhook(&mut s, "voice", &voice.url);
@@ -116,8 +115,7 @@ async fn calls_for_admins_take_their_own_route(db: Db) {
 }
 db_test!(calls_for_admins_take_their_own_route);
 
-async fn sms_falls_back_from_a_failing_gateway_once(db: Db) {
-    let db = TestDb::new(db).await;
+async fn sms_falls_back_from_a_failing_gateway_once(db: TestDb) {
     let (app, e, [gateway, chat]) = deliver_over_two_steps(
         &db,
         "sms",
@@ -144,8 +142,7 @@ async fn sms_falls_back_from_a_failing_gateway_once(db: Db) {
 }
 db_test!(sms_falls_back_from_a_failing_gateway_once);
 
-async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: TestDb) {
     let (app, e, [first, _]) = deliver_over_two_steps(
         &db,
         "call",
@@ -187,8 +184,7 @@ fn a_route_to_an_unknown_backend_is_a_startup_error() {
     assert!(s.validate().is_err());
 }
 
-async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_users_preferred_route_and_contacts_reach_the_backend(db: TestDb) {
     let (personal, default) = (Fake::start().await, Fake::start().await);
     let mut s = webhook_settings(&db, &default.url);
     s.plugin.backends.insert(
@@ -256,9 +252,8 @@ async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
 }
 db_test!(a_users_preferred_route_and_contacts_reach_the_backend);
 
-async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: Db) {
+async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: TestDb) {
     use oncall_relay::config::{BackendSettings, Secret, TelegramSettings};
-    let db = TestDb::new(db).await;
     let (route_a, gateway, telegram) = (
         Fake::start().await,
         Fake::start().await,

@@ -17,8 +17,7 @@ async fn seed(app: &TestApp, n: usize) {
     app.directory.import(rows).await.expect("import");
 }
 
-async fn bulk_sync_pages_until_next_is_null(db: Db) {
-    let db = TestDb::new(db).await;
+async fn bulk_sync_pages_until_next_is_null(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     seed(&app, 250).await;
 
@@ -91,8 +90,7 @@ async fn bulk_sync_pages_until_next_is_null(db: Db) {
 }
 db_test!(bulk_sync_pages_until_next_is_null);
 
-async fn single_lookup_by_email_with_plus_sent_as_space(db: Db) {
-    let db = TestDb::new(db).await;
+async fn single_lookup_by_email_with_plus_sent_as_space(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let john = app
         .add_user("John+OnCall@Example.com", Some("+49 30 123456"))
@@ -135,8 +133,7 @@ async fn single_lookup_by_email_with_plus_sent_as_space(db: Db) {
 }
 db_test!(single_lookup_by_email_with_plus_sent_as_space);
 
-async fn verified_tracks_phone_and_active_flag(db: Db) {
-    let db = TestDb::new(db).await;
+async fn verified_tracks_phone_and_active_flag(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     app.add_user("a@example.com", Some("+12025550143")).await;
     let check = |expected: bool| {
@@ -185,8 +182,7 @@ async fn verified_tracks_phone_and_active_flag(db: Db) {
 }
 db_test!(verified_tracks_phone_and_active_flag);
 
-async fn bad_query_parameters_are_400_json(db: Db) {
-    let db = TestDb::new(db).await;
+async fn bad_query_parameters_are_400_json(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let (status, body) = json_of(app.get("/api/v1/users?roles=0&roles=9").await).await;
     assert_eq!(status, 400);
@@ -198,8 +194,7 @@ async fn bad_query_parameters_are_400_json(db: Db) {
 }
 db_test!(bad_query_parameters_are_400_json);
 
-async fn a_user_added_by_another_process_is_seen(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_user_added_by_another_process_is_seen(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     // A second directory handle on the same database stands for the CLI.
     let other = oncall_relay::directory::Directory::load(

@@ -8,8 +8,7 @@ use serde_json::json;
 use super::*;
 use crate::db_test;
 
-async fn asterisk_call_keys_act_on_the_page(db: Db) {
-    let db = TestDb::new(db).await;
+async fn asterisk_call_keys_act_on_the_page(db: TestDb) {
     let oncall = Fake::start().await;
     let pbx = FakeAsterisk::start().await;
     let mut s = ack_settings(&db, &oncall);

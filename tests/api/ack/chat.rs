@@ -82,8 +82,7 @@ fn button_press(update_id: i64, from: i64, data: &str) -> Value {
     }})
 }
 
-async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: TestDb) {
     let oncall = Fake::start().await;
     let (telegram, api_base) = FakeTelegram::start().await;
     let s = ack_settings(&db, &oncall);
@@ -127,8 +126,7 @@ async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
 }
 db_test!(telegram_buttons_and_replies_act_for_the_paged_person_only);
 
-async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_buttons_act_for_the_paged_person_only(db: TestDb) {
     let oncall = Fake::start().await;
     let slack = Fake::start().await;
     let s = ack_settings(&db, &oncall);
@@ -220,9 +218,8 @@ async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
 }
 db_test!(slack_buttons_act_for_the_paged_person_only);
 
-async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
+async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: TestDb) {
     use crate::schedules::{CalendarServer, calendar};
-    let db = TestDb::new(db).await;
     let oncall = Fake::start().await;
     let (telegram, api_base) = FakeTelegram::start().await;
     let ical = CalendarServer::start(calendar(&["alice@example.com"])).await;
@@ -301,8 +298,7 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
 }
 db_test!(who_is_on_call_answers_in_telegram_and_the_admin_api);
 
-async fn mattermost_buttons_act_for_the_paged_member_only(db: Db) {
-    let db = TestDb::new(db).await;
+async fn mattermost_buttons_act_for_the_paged_member_only(db: TestDb) {
     let oncall = Fake::start().await;
     let chat = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);
@@ -399,9 +395,8 @@ async fn oncall_with_schedules() -> String {
 
 use axum::response::IntoResponse;
 
-async fn who_is_on_call_includes_oncalls_own_schedules(db: Db) {
+async fn who_is_on_call_includes_oncalls_own_schedules(db: TestDb) {
     use crate::schedules::{CalendarServer, calendar};
-    let db = TestDb::new(db).await;
     let oncall = oncall_with_schedules().await;
     let ical = CalendarServer::start(calendar(&["alice@example.com"])).await;
     let mut s = settings(&db);

@@ -10,8 +10,7 @@ const GROUP_JSON: &str = r#"{"id": "IABCDEFGH1234", "title": "Disk full", "state
     "permalinks": {"web": "https://oncall.example.org/alert-groups/IABCDEFGH1234"},
     "labels": [{"key": {"name": "team", "id": "k1"}, "value": {"name": "db", "id": "v1"}}]}"#;
 
-async fn linked_pages_carry_the_alert_groups_details(db: Db) {
-    let db = TestDb::new(db).await;
+async fn linked_pages_carry_the_alert_groups_details(db: TestDb) {
     let oncall = Fake::answering(Reply::Json(200, GROUP_JSON)).await;
     let chat = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);

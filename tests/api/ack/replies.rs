@@ -40,8 +40,7 @@ async fn oncall_webhook_needs_its_token(db: Db) {
 }
 db_test!(oncall_webhook_needs_its_token);
 
-async fn sms_reply_acknowledges_the_latest_page(db: Db) {
-    let db = TestDb::new(db).await;
+async fn sms_reply_acknowledges_the_latest_page(db: TestDb) {
     let oncall = Fake::start().await;
     oncall.script(
         &[Reply::Status(200), Reply::Json(201, "{}")],
@@ -127,8 +126,7 @@ async fn strangers_and_forged_replies_do_nothing(db: Db) {
 }
 db_test!(strangers_and_forged_replies_do_nothing);
 
-async fn oncall_refusals_are_told_to_the_person(db: Db) {
-    let db = TestDb::new(db).await;
+async fn oncall_refusals_are_told_to_the_person(db: TestDb) {
     let oncall = Fake::start().await;
     oncall.script(
         &[
@@ -195,8 +193,7 @@ async fn a_number_picks_the_page_named_in_the_sms(db: Db) {
 }
 db_test!(a_number_picks_the_page_named_in_the_sms);
 
-async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: TestDb) {
     let oncall = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);
     s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
@@ -229,8 +226,7 @@ async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: Db) {
 }
 db_test!(a_personal_token_acts_as_the_person_and_is_never_shown);
 
-async fn a_status_change_stops_pending_retries(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_status_change_stops_pending_retries(db: TestDb) {
     let oncall = Fake::start().await;
     // The SMS gateway is down: Alice's SMS waits for its retry.
     let gateway = Fake::answering(Reply::Status(503)).await;
@@ -283,10 +279,9 @@ async fn a_status_change_stops_pending_retries(db: Db) {
 }
 db_test!(a_status_change_stops_pending_retries);
 
-async fn a_one_click_link_confirms_then_acts_once(db: Db) {
+async fn a_one_click_link_confirms_then_acts_once(db: TestDb) {
     use oncall_relay::ack::command::Action;
     use oncall_relay::ack::links::LinkKey;
-    let db = TestDb::new(db).await;
     let oncall = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);
     s.app.hostname = "https://relay.example.org".into();
@@ -352,8 +347,7 @@ async fn a_one_click_link_confirms_then_acts_once(db: Db) {
 }
 db_test!(a_one_click_link_confirms_then_acts_once);
 
-async fn delivered_pages_carry_their_one_click_links(db: Db) {
-    let db = TestDb::new(db).await;
+async fn delivered_pages_carry_their_one_click_links(db: TestDb) {
     let oncall = Fake::start().await;
     let gateway = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);

@@ -37,8 +37,7 @@ async fn post_signed(
     (answer.status().as_u16(), answer.text().await.expect("body"))
 }
 
-async fn twilio_sms_replies_and_call_keys_act_on_the_page(db: Db) {
-    let db = TestDb::new(db).await;
+async fn twilio_sms_replies_and_call_keys_act_on_the_page(db: TestDb) {
     let oncall = Fake::start().await;
     let twilio = Fake::answering(crate::helpers::Reply::Json(201, r#"{"sid": "CA1"}"#)).await;
     let mut s = ack_settings(&db, &oncall);

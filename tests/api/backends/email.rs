@@ -9,7 +9,7 @@ use oncall_relay::config::{BackendSettings, EmailSettings, Secret, Settings, Smt
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{Conformance, Message, SMS, TRANSIENT_MESSAGE, refused, to_alice, to_bob};
+use super::{Conformance, Message, SMS, TRANSIENT_MESSAGE, refused, to_alice, to_bob, use_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -199,14 +199,10 @@ fn email_settings(smtp: &FakeSmtp) -> EmailSettings {
 }
 
 fn use_email(s: &mut Settings, e: EmailSettings) {
-    s.plugin.backend = "mail".into();
-    s.plugin
-        .backends
-        .insert("mail".into(), BackendSettings::Email(e));
+    use_backend(s, "mail", BackendSettings::Email(e));
 }
 
-async fn email_subject_template_and_fallback_recipient(db: Db) {
-    let db = TestDb::new(db).await;
+async fn email_subject_template_and_fallback_recipient(db: TestDb) {
     let smtp = FakeSmtp::start().await;
     let mut s = settings(&db);
     use_email(
@@ -233,8 +229,7 @@ async fn email_subject_template_and_fallback_recipient(db: Db) {
 }
 db_test!(email_subject_template_and_fallback_recipient);
 
-async fn email_unreachable_server_is_transient(db: Db) {
-    let db = TestDb::new(db).await;
+async fn email_unreachable_server_is_transient(db: TestDb) {
     // A port nobody listens on.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -343,45 +338,15 @@ impl Conformance for Row {
         vec!["s3cret".into()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let base = || email_settings(&self.0);
         refused(
             BackendSettings::Email,
-            [
-                (
-                    EmailSettings {
-                        from: "not an address".into(),
-                        ..base()
-                    },
-                    "`from`",
-                ),
-                (
-                    EmailSettings {
-                        host: " ".into(),
-                        ..base()
-                    },
-                    "`host`",
-                ),
-                (
-                    EmailSettings {
-                        to: Some("nobody at all".into()),
-                        ..base()
-                    },
-                    "`to`",
-                ),
-                (
-                    EmailSettings {
-                        username: Some("relay".into()),
-                        ..base()
-                    },
-                    "`password`",
-                ),
-                (
-                    EmailSettings {
-                        subject: Some("{{ title ".into()),
-                        ..base()
-                    },
-                    "`subject`",
-                ),
+            email_settings(&self.0),
+            &[
+                (|s| s.from = "not an address".into(), "`from`"),
+                (|s| s.host = " ".into(), "`host`"),
+                (|s| s.to = Some("nobody at all".into()), "`to`"),
+                (|s| s.username = Some("relay".into()), "`password`"),
+                (|s| s.subject = Some("{{ title ".into()), "`subject`"),
             ],
         )
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, ExecSettings, Secret, Settings};
 
-use super::{Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice};
+use super::{
+    Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice, use_backend,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -104,14 +106,10 @@ impl Program {
 }
 
 fn use_exec(s: &mut Settings, e: ExecSettings) {
-    s.plugin.backend = "script".into();
-    s.plugin
-        .backends
-        .insert("script".into(), BackendSettings::Exec(e));
+    use_backend(s, "script", BackendSettings::Exec(e));
 }
 
-async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: Db) {
-    let db = TestDb::new(db).await;
+async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: TestDb) {
     let program = Program::new();
     let canary = program.out().join("pwned");
     let message = format!(
@@ -143,8 +141,7 @@ db_test!(exec_shell_metacharacters_arrive_verbatim_and_run_nothing);
 
 /// A program feeding an SMS gateway gets the text shortened to its `max_segments`, in its
 /// arguments, its environment and its stdin alike.
-async fn exec_sms_gateway_gets_text_within_max_segments(db: Db) {
-    let db = TestDb::new(db).await;
+async fn exec_sms_gateway_gets_text_within_max_segments(db: TestDb) {
     let program = Program::new();
     let mut s = settings(&db);
     use_exec(
@@ -166,8 +163,7 @@ async fn exec_sms_gateway_gets_text_within_max_segments(db: Db) {
 }
 db_test!(exec_sms_gateway_gets_text_within_max_segments);
 
-async fn exec_a_hanging_program_is_killed_and_retried(db: Db) {
-    let db = TestDb::new(db).await;
+async fn exec_a_hanging_program_is_killed_and_retried(db: TestDb) {
     let program = Program::new();
     let mut s = settings(&db);
     let mut e = program.settings(&[], &[("HANG_TIMES", "1")]);
@@ -194,8 +190,7 @@ fn running(pid: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn exec_a_timeout_ends_what_the_program_started(db: Db) {
-    let db = TestDb::new(db).await;
+async fn exec_a_timeout_ends_what_the_program_started(db: TestDb) {
     let program = Program::new();
     let pidfile = program.out().join("child.pid");
     let mut s = settings(&db);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, MattermostSettings, Overrides, Secret, Settings};
 
-use super::{CALL, Conformance, Message, SMS, assert_each_post, to_alice, to_bob};
+use super::{CALL, Conformance, Message, SMS, assert_each_post, http_fake, to_alice, to_bob};
 use crate::helpers::*;
 
 fn hook(fake: &Fake) -> MattermostSettings {
@@ -101,26 +101,16 @@ macro_rules! hook_row {
             const PERMANENT_ERROR: &'static [&'static str] = &["400", "find the channel"];
             const TRANSIENT_ERROR: &'static [&'static str] = &["500"];
 
-            async fn start() -> Self {
-                $row(Fake::start().await)
-            }
+            http_fake!(
+                Reply::Status(200),
+                Reply::Json(
+                    400,
+                    r#"{"id":"web.incoming_webhook.channel.app_error","message":"Couldn't find the channel.","status_code":400}"#,
+                ),
+                Reply::Status(500),
+            );
             fn settings(&self) -> BackendSettings {
                 BackendSettings::$variant($settings(&self.0))
-            }
-            fn fail_permanently(&self) {
-                self.0.script(
-                    &[],
-                    Reply::Json(
-                        400,
-                        r#"{"id":"web.incoming_webhook.channel.app_error","message":"Couldn't find the channel.","status_code":400}"#,
-                    ),
-                );
-            }
-            fn fail_once(&self) {
-                self.0.script(&[Reply::Status(500)], Reply::Status(200));
-            }
-            fn seen(&self) -> usize {
-                self.0.requests().len()
             }
             fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
                 $assert(&self.0)

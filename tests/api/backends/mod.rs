@@ -79,16 +79,44 @@ pub trait Conformance: Sized {
     fn after_transient(&self) {}
 }
 
-/// Bad settings cases of one backend type, each wrapped in its `BackendSettings` variant.
-pub fn refused<T>(
+/// One way to spoil a backend's settings, and the field the error must name.
+pub type Spoil<T> = (fn(&mut T), &'static str);
+
+/// Bad settings of one backend type: each case changes `base` in one way.
+pub fn refused<T: Clone>(
     variant: fn(T) -> BackendSettings,
-    cases: impl IntoIterator<Item = (T, &'static str)>,
+    base: T,
+    cases: &[Spoil<T>],
 ) -> Vec<(BackendSettings, &'static str)> {
     cases
-        .into_iter()
-        .map(|(settings, field)| (variant(settings), field))
+        .iter()
+        .map(|(change, field)| {
+            let mut settings = base.clone();
+            change(&mut settings);
+            (variant(settings), *field)
+        })
         .collect()
 }
+
+/// The [`Conformance`] methods of a row that wraps one HTTP [`Fake`]: how it answers a
+/// delivery, a permanent failure and a transient one.
+macro_rules! http_fake {
+    ($ok:expr, $permanent:expr, $transient:expr $(,)?) => {
+        async fn start() -> Self {
+            Self(Fake::answering($ok).await)
+        }
+        fn fail_permanently(&self) {
+            self.0.script(&[], $permanent);
+        }
+        fn fail_once(&self) {
+            self.0.script(&[$transient], $ok);
+        }
+        fn seen(&self) -> usize {
+            self.0.requests().len()
+        }
+    };
+}
+pub(crate) use http_fake;
 
 /// A message to Alice.
 pub const fn to_alice(path: &'static str, message: &'static str) -> Message {
@@ -108,7 +136,8 @@ pub const fn to_bob(path: &'static str, message: &'static str) -> Message {
     }
 }
 
-fn use_backend(s: &mut Settings, name: &str, backend: BackendSettings) {
+/// Delivers through the backend `name`, declared as `backend`.
+pub fn use_backend(s: &mut Settings, name: &str, backend: BackendSettings) {
     s.plugin.backend = name.into();
     s.plugin.backends.insert(name.into(), backend);
 }
@@ -199,8 +228,7 @@ fn assert_error_names(error: &str, expected: &[&str], secrets: &[String]) {
 }
 
 /// Each message arrives as exactly the request the backend's service expects, at once.
-pub async fn sends_the_exact_request<B: Conformance>(db: Db) {
-    let db = TestDb::new(db).await;
+pub async fn sends_the_exact_request<B: Conformance>(db: TestDb) {
     let fake = B::start().await;
     let (app, alice) = spawn(&db, &fake).await;
     let mut events = Vec::new();
@@ -226,8 +254,7 @@ pub async fn sends_the_exact_request<B: Conformance>(db: Db) {
 }
 
 /// A permanent failure (4xx) fails the notification at its first attempt, without retry.
-pub async fn permanent_failure_is_not_retried<B: Conformance>(db: Db) {
-    let db = TestDb::new(db).await;
+pub async fn permanent_failure_is_not_retried<B: Conformance>(db: TestDb) {
     let fake = B::start().await;
     fake.fail_permanently();
     let (app, _) = spawn(&db, &fake).await;
@@ -246,8 +273,7 @@ pub async fn permanent_failure_is_not_retried<B: Conformance>(db: Db) {
 }
 
 /// A transient failure (5xx) is retried, and the retry delivers.
-pub async fn transient_failure_is_retried_then_delivered<B: Conformance>(db: Db) {
-    let db = TestDb::new(db).await;
+pub async fn transient_failure_is_retried_then_delivered<B: Conformance>(db: TestDb) {
     let fake = B::start().await;
     fake.fail_once();
     let (app, _) = spawn(&db, &fake).await;
@@ -300,19 +326,19 @@ macro_rules! conformance {
             mod $row {
                 use crate::backends as suite;
                 use crate::db_test;
-                use crate::helpers::Db;
+                use crate::helpers::TestDb;
 
-                async fn sends_the_exact_request(db: Db) {
+                async fn sends_the_exact_request(db: TestDb) {
                     suite::sends_the_exact_request::<$backend>(db).await
                 }
                 db_test!(sends_the_exact_request);
 
-                async fn permanent_failure_is_not_retried(db: Db) {
+                async fn permanent_failure_is_not_retried(db: TestDb) {
                     suite::permanent_failure_is_not_retried::<$backend>(db).await
                 }
                 db_test!(permanent_failure_is_not_retried);
 
-                async fn transient_failure_is_retried_then_delivered(db: Db) {
+                async fn transient_failure_is_retried_then_delivered(db: TestDb) {
                     suite::transient_failure_is_retried_then_delivered::<$backend>(db).await
                 }
                 db_test!(transient_failure_is_retried_then_delivered);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
 
-use super::{CALL, Conformance, Message, SMS, refused, sms_to_alice, to_alice, to_bob};
+use super::{CALL, Conformance, Message, SMS, http_fake, refused, sms_to_alice, to_alice, to_bob};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -36,8 +36,7 @@ fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
         .expect("ASCII header")
 }
 
-async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
-    let db = TestDb::new(db).await;
+async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: TestDb) {
     let fake = Fake::start().await;
     let s = ntfy_settings(
         &db,
@@ -64,8 +63,7 @@ async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
 }
 db_test!(ntfy_basic_auth_custom_priority_and_non_ascii_title);
 
-async fn ntfy_without_a_topic_fails_for_good(db: Db) {
-    let db = TestDb::new(db).await;
+async fn ntfy_without_a_topic_fails_for_good(db: TestDb) {
     let fake = Fake::start().await;
     let s = ntfy_settings(
         &db,
@@ -107,26 +105,16 @@ impl Conformance for Row {
     const PERMANENT_ERROR: &'static [&'static str] = &["403", "forbidden"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
 
-    async fn start() -> Self {
-        Row(Fake::start().await)
-    }
+    http_fake!(
+        Reply::Status(200),
+        Reply::Json(
+            403,
+            r#"{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}"#,
+        ),
+        Reply::Status(502),
+    );
     fn settings(&self) -> BackendSettings {
         BackendSettings::Ntfy(server(&self.0))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(
-            &[],
-            Reply::Json(
-                403,
-                r#"{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}"#,
-            ),
-        );
-    }
-    fn fail_once(&self) {
-        self.0.script(&[Reply::Status(502)], Reply::Status(200));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -152,54 +140,28 @@ impl Conformance for Row {
         vec!["tk_testtoken".into()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let base = || server(&self.0);
         refused(
             BackendSettings::Ntfy,
-            [
+            server(&self.0),
+            &[
+                (|s| s.priority = 0, "`priority`"),
+                (|s| s.important_priority = 6, "`important_priority`"),
+                (|s| s.topic = Some("team/alerts".into()), "`topic`"),
                 (
-                    NtfySettings {
-                        priority: 0,
-                        ..base()
-                    },
-                    "`priority`",
-                ),
-                (
-                    NtfySettings {
-                        important_priority: 6,
-                        ..base()
-                    },
-                    "`important_priority`",
-                ),
-                (
-                    NtfySettings {
-                        topic: Some("team/alerts".into()),
-                        ..base()
-                    },
-                    "`topic`",
-                ),
-                (
-                    NtfySettings {
-                        user: Some("bot".into()),
-                        password: Some(Secret("pw".into())),
-                        ..base()
+                    |s| {
+                        s.user = Some("bot".into());
+                        s.password = Some(Secret("pw".into()));
                     },
                     "not both",
                 ),
                 (
-                    NtfySettings {
-                        token: None,
-                        user: Some("bot".into()),
-                        ..base()
+                    |s| {
+                        s.token = None;
+                        s.user = Some("bot".into());
                     },
                     "`password`",
                 ),
-                (
-                    NtfySettings {
-                        server: "ntfy.example.com".into(),
-                        ..base()
-                    },
-                    "`server`",
-                ),
+                (|s| s.server = "ntfy.example.com".into(), "`server`"),
             ],
         )
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SipSettings};
 
-use super::{CALL, Conformance, Message, pairs, refused, to_alice};
+use super::{CALL, Conformance, Message, http_fake, pairs, refused, to_alice, use_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -16,18 +16,14 @@ fn sip_settings(fake: &Fake) -> SipSettings {
 }
 
 fn use_sip(s: &mut Settings, t: SipSettings) {
-    s.plugin.backend = "asterisk".into();
-    s.plugin
-        .backends
-        .insert("asterisk".into(), BackendSettings::Sip(t));
+    use_backend(s, "asterisk", BackendSettings::Sip(t));
 }
 
 fn query(r: &Recorded) -> Vec<(String, String)> {
     serde_urlencoded::from_str(r.uri.query().unwrap_or("")).expect("query")
 }
 
-async fn sip_endpoint_template_and_ari_suffix(db: Db) {
-    let db = TestDb::new(db).await;
+async fn sip_endpoint_template_and_ari_suffix(db: TestDb) {
     let fake = Fake::answering(Reply::Json(200, CHANNEL)).await;
     let mut s = settings(&db);
     use_sip(
@@ -83,26 +79,13 @@ impl Conformance for Row {
     const PERMANENT_ERROR: &'static [&'static str] = &["400", "Endpoint parameter"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["500", "Allocation failed"];
 
-    async fn start() -> Self {
-        Row(Fake::answering(Reply::Json(200, CHANNEL)).await)
-    }
+    http_fake!(
+        Reply::Json(200, CHANNEL),
+        Reply::Json(400, r#"{"message": "Endpoint parameter not provided"}"#),
+        Reply::Json(500, r#"{"message": "Allocation failed"}"#),
+    );
     fn settings(&self) -> BackendSettings {
         BackendSettings::Sip(self.sip())
-    }
-    fn fail_permanently(&self) {
-        self.0.script(
-            &[],
-            Reply::Json(400, r#"{"message": "Endpoint parameter not provided"}"#),
-        );
-    }
-    fn fail_once(&self) {
-        self.0.script(
-            &[Reply::Json(500, r#"{"message": "Allocation failed"}"#)],
-            Reply::Json(200, CHANNEL),
-        );
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
     }
     fn assert_sent(&self, events: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -136,52 +119,19 @@ impl Conformance for Row {
         vec!["ar1pass".into()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let base = || sip_settings(&self.0);
         refused(
             BackendSettings::Sip,
-            [
+            sip_settings(&self.0),
+            &[
+                (|s| s.url = "".into(), "`url`"),
+                (|s| s.url = "asterisk:8088".into(), "`url`"),
+                (|s| s.username = "".into(), "`username`"),
+                (|s| s.password = Secret(String::new()), "`password`"),
                 (
-                    SipSettings {
-                        url: "".into(),
-                        ..base()
-                    },
-                    "`url`",
-                ),
-                (
-                    SipSettings {
-                        url: "asterisk:8088".into(),
-                        ..base()
-                    },
-                    "`url`",
-                ),
-                (
-                    SipSettings {
-                        username: "".into(),
-                        ..base()
-                    },
-                    "`username`",
-                ),
-                (
-                    SipSettings {
-                        password: Secret(String::new()),
-                        ..base()
-                    },
-                    "`password`",
-                ),
-                (
-                    SipSettings {
-                        endpoint: "PJSIP/{{ phone @trunk".into(),
-                        ..base()
-                    },
+                    |s| s.endpoint = "PJSIP/{{ phone @trunk".into(),
                     "`endpoint`",
                 ),
-                (
-                    SipSettings {
-                        priority: 0,
-                        ..base()
-                    },
-                    "`priority`",
-                ),
+                (|s| s.priority = 0, "`priority`"),
             ],
         )
     }

@@ -5,7 +5,8 @@ use std::time::Duration;
 use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
 
 use super::{
-    CALL, Conformance, Message, SMS, assert_each_post, refused, sms_to_alice, to_alice, to_bob,
+    CALL, Conformance, Message, SMS, assert_each_post, http_fake, refused, sms_to_alice, to_alice,
+    to_bob,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -37,8 +38,7 @@ fn web_api(fake: &Fake) -> SlackSettings {
     }
 }
 
-async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_api_error_in_a_200_answer_fails_for_good(db: TestDb) {
     let fake = Fake::answering(Reply::Json(
         200,
         r#"{"ok":false,"error":"channel_not_found"}"#,
@@ -59,8 +59,7 @@ async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
 }
 db_test!(slack_api_error_in_a_200_answer_fails_for_good);
 
-async fn slack_ratelimited_is_retried(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_ratelimited_is_retried(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::Json(200, r#"{"ok":false,"error":"ratelimited"}"#)],
@@ -82,8 +81,7 @@ async fn slack_ratelimited_is_retried(db: Db) {
 }
 db_test!(slack_ratelimited_is_retried);
 
-async fn slack_retry_after_header_is_honoured(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_retry_after_header_is_honoured(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::RetryAfter(
@@ -104,8 +102,7 @@ async fn slack_retry_after_header_is_honoured(db: Db) {
 }
 db_test!(slack_retry_after_header_is_honoured);
 
-async fn slack_webhook_retry_after_header_is_honoured(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_webhook_retry_after_header_is_honoured(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::RetryAfter(429, "2", r#""rate_limited""#)],
@@ -134,20 +131,9 @@ impl Conformance for IncomingWebhook {
     const PERMANENT_ERROR: &'static [&'static str] = &["404"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
 
-    async fn start() -> Self {
-        IncomingWebhook(Fake::start().await)
-    }
+    http_fake!(Reply::Status(200), Reply::Status(404), Reply::Status(503));
     fn settings(&self) -> BackendSettings {
         BackendSettings::Slack(incoming_webhook(&self.0))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(&[], Reply::Status(404));
-    }
-    fn fail_once(&self) {
-        self.0.script(&[Reply::Status(503)], Reply::Status(200));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -169,22 +155,23 @@ impl Conformance for IncomingWebhook {
         vec![self.0.url.clone()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        let base = incoming_webhook(&self.0);
         refused(
             BackendSettings::Slack,
-            [
+            base,
+            &[
                 (
-                    SlackSettings {
-                        token: Some(Secret("xoxb-1".into())),
-                        channel: Some("#oncall".into()),
-                        ..incoming_webhook(&self.0)
+                    |s| {
+                        s.token = Some(Secret("xoxb-1".into()));
+                        s.channel = Some("#oncall".into());
                     },
                     "not both",
                 ),
-                (SlackSettings::default(), "webhook_url"),
+                (|s| *s = SlackSettings::default(), "webhook_url"),
                 (
-                    SlackSettings {
-                        webhook_url: Some(Secret("not a url".into())),
-                        ..SlackSettings::default()
+                    |s| {
+                        *s = SlackSettings::default();
+                        s.webhook_url = Some(Secret("not a url".into()));
                     },
                     "webhook_url",
                 ),
@@ -209,20 +196,9 @@ impl Conformance for WebApi {
     const PERMANENT_ERROR: &'static [&'static str] = &["403"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
 
-    async fn start() -> Self {
-        WebApi(Fake::answering(Reply::Json(200, OK)).await)
-    }
+    http_fake!(Reply::Json(200, OK), Reply::Status(403), Reply::Status(503));
     fn settings(&self) -> BackendSettings {
         BackendSettings::Slack(web_api(&self.0))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(&[], Reply::Status(403));
-    }
-    fn fail_once(&self) {
-        self.0.script(&[Reply::Status(503)], Reply::Json(200, OK));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -247,13 +223,11 @@ impl Conformance for WebApi {
         vec!["xoxb-test-token".into()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        vec![(
-            BackendSettings::Slack(SlackSettings {
-                channel: None,
-                ..web_api(&self.0)
-            }),
-            "channel",
-        )]
+        refused(
+            BackendSettings::Slack,
+            web_api(&self.0),
+            &[(|s| s.channel = None, "channel")],
+        )
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Slack(SlackSettings {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TelegramSettings};
 
-use super::{Conformance, Message, SMS, sms_to_alice, to_alice};
+use super::{Conformance, Message, SMS, http_fake, refused, sms_to_alice, to_alice, use_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -21,11 +21,7 @@ fn telegram(fake: &Fake, chat_id: Option<&str>) -> TelegramSettings {
 }
 
 fn bot(s: &mut Settings, fake: &Fake, chat_id: Option<&str>) {
-    s.plugin.backend = "tg".into();
-    s.plugin.backends.insert(
-        "tg".into(),
-        BackendSettings::Telegram(telegram(fake, chat_id)),
-    );
+    use_backend(s, "tg", BackendSettings::Telegram(telegram(fake, chat_id)));
 }
 
 /// The conformance row: a bot with a default chat; Alice has her own chat id.
@@ -38,27 +34,16 @@ impl Conformance for Row {
     const PERMANENT_ERROR: &'static [&'static str] = &["chat not found"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
 
-    async fn start() -> Self {
-        Row(Fake::start().await)
-    }
+    http_fake!(
+        Reply::Json(200, r#"{"ok":true}"#),
+        Reply::Json(
+            400,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+        ),
+        Reply::Status(502),
+    );
     fn settings(&self) -> BackendSettings {
         BackendSettings::Telegram(telegram(&self.0, Some("@oncall_team")))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(
-            &[],
-            Reply::Json(
-                400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
-            ),
-        );
-    }
-    fn fail_once(&self) {
-        self.0
-            .script(&[Reply::Status(502)], Reply::Json(200, r#"{"ok":true}"#));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -78,18 +63,14 @@ impl Conformance for Row {
         vec![BOT_TOKEN.into()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let with = |f: fn(&mut TelegramSettings)| {
-            let mut t = telegram(&self.0, None);
-            f(&mut t);
-            BackendSettings::Telegram(t)
-        };
-        vec![
-            (with(|t| t.token = Secret(String::new())), "token"),
-            (
-                with(|t| t.api_base = "ftp://example.com".into()),
-                "api_base",
-            ),
-        ]
+        refused(
+            BackendSettings::Telegram,
+            telegram(&self.0, None),
+            &[
+                (|t| t.token = Secret(String::new()), "token"),
+                (|t| t.api_base = "ftp://example.com".into(), "api_base"),
+            ],
+        )
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Telegram(TelegramSettings {
@@ -100,8 +81,7 @@ impl Conformance for Row {
 }
 
 /// A user without a telegram contact gets the configured chat; a call rings.
-async fn telegram_call_rings_in_the_default_chat(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_call_rings_in_the_default_chat(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = settings(&db);
     bot(&mut s, &fake, Some("@oncall_team"));
@@ -125,8 +105,7 @@ async fn telegram_call_rings_in_the_default_chat(db: Db) {
 }
 db_test!(telegram_call_rings_in_the_default_chat);
 
-async fn telegram_splits_a_long_message_into_ordered_parts(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_splits_a_long_message_into_ordered_parts(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = settings(&db);
     bot(&mut s, &fake, None);
@@ -161,8 +140,7 @@ db_test!(telegram_splits_a_long_message_into_ordered_parts);
 
 /// Telegram takes part 1 and fails part 2 once: the retry starts at part 2, so the chat
 /// shows each part once.
-async fn telegram_retry_resends_no_part_already_sent(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_retry_resends_no_part_already_sent(db: TestDb) {
     let fake = Fake::start().await;
     let ok = Reply::Json(200, r#"{"ok":true}"#);
     fake.script(&[ok, Reply::Status(502)], ok);
@@ -204,8 +182,7 @@ async fn telegram_retry_resends_no_part_already_sent(db: Db) {
 }
 db_test!(telegram_retry_resends_no_part_already_sent);
 
-async fn telegram_flood_control_is_retried(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_flood_control_is_retried(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::Json(
@@ -230,8 +207,7 @@ async fn telegram_flood_control_is_retried(db: Db) {
 }
 db_test!(telegram_flood_control_is_retried);
 
-async fn telegram_without_any_chat_fails_for_good(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_without_any_chat_fails_for_good(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = settings(&db);
     bot(&mut s, &fake, None);

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, WebhookSettings};
 
-use super::{Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice};
+use super::{
+    Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, http_fake, refused,
+    to_alice, use_backend,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -36,22 +39,11 @@ impl Conformance for Row {
     const PERMANENT_ERROR: &'static [&'static str] = &["HTTP 404"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["HTTP 502"];
 
-    async fn start() -> Self {
-        Row(Fake::start().await)
-    }
+    http_fake!(Reply::Status(200), Reply::Status(404), Reply::Status(502));
     fn settings(&self) -> BackendSettings {
         BackendSettings::Webhook(self.webhook(
             r#"{"to": {{ phone }}, "text": {{ message }}, "kind": {{ kind }}, "who": {{ user.email }}}"#,
         ))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(&[], Reply::Status(404));
-    }
-    fn fail_once(&self) {
-        self.0.script(&[Reply::Status(502)], Reply::Status(200));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -67,16 +59,14 @@ impl Conformance for Row {
         vec!["k3y".into()]
     }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        vec![
-            (BackendSettings::Webhook(self.webhook("{{ phone ")), "body"),
-            (
-                BackendSettings::Webhook(WebhookSettings {
-                    max_segments: Some(0),
-                    ..self.webhook("{}")
-                }),
-                "`max_segments`",
-            ),
-        ]
+        refused(
+            BackendSettings::Webhook,
+            self.webhook("{}"),
+            &[
+                (|w| w.body = Some("{{ phone ".into()), "body"),
+                (|w| w.max_segments = Some(0), "`max_segments`"),
+            ],
+        )
     }
     fn with_timeout(&self, timeout: Duration) -> BackendSettings {
         BackendSettings::Webhook(WebhookSettings {
@@ -87,14 +77,22 @@ impl Conformance for Row {
 }
 
 fn hook(s: &mut oncall_relay::config::Settings, w: WebhookSettings) {
-    s.plugin.backend = "gateway".into();
-    s.plugin
-        .backends
-        .insert("gateway".into(), BackendSettings::Webhook(w));
+    use_backend(s, "gateway", BackendSettings::Webhook(w));
 }
 
-async fn templated_url_and_form_body(db: Db) {
-    let db = TestDb::new(db).await;
+/// Declares the webhook backend `name` and routes every call to it.
+fn route_calls_to(s: &mut oncall_relay::config::Settings, name: &str, w: WebhookSettings) {
+    s.plugin
+        .backends
+        .insert(name.into(), BackendSettings::Webhook(w));
+    let route = oncall_relay::config::RouteSettings {
+        backend: name.into(),
+        ..Default::default()
+    };
+    s.plugin.routes.insert("call".into(), vec![route]);
+}
+
+async fn templated_url_and_form_body(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = settings(&db);
     hook(
@@ -132,8 +130,7 @@ db_test!(templated_url_and_form_body);
 
 /// An alert text printed into the URL (and a form body) cannot add parameters, unless the
 /// backend opts out with `url_encode: false`.
-async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
-    let db = TestDb::new(db).await;
+async fn values_in_a_url_template_cannot_add_parameters(db: TestDb) {
     let fake = Fake::start().await;
     let unencoded = Fake::start().await;
     let mut s = settings(&db);
@@ -147,23 +144,14 @@ async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
             ..Default::default()
         },
     );
-    s.plugin.backends.insert(
-        "raw".into(),
-        BackendSettings::Webhook(WebhookSettings {
-            url: format!("{}?{{{{ message }}}}", unencoded.url),
-            method: "GET".into(),
-            timeout: Duration::from_secs(2),
-            url_encode: false,
-            ..Default::default()
-        }),
-    );
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![oncall_relay::config::RouteSettings {
-            backend: "raw".into(),
-            ..Default::default()
-        }],
-    );
+    let raw = WebhookSettings {
+        url: format!("{}?{{{{ message }}}}", unencoded.url),
+        method: "GET".into(),
+        timeout: Duration::from_secs(2),
+        url_encode: false,
+        ..Default::default()
+    };
+    route_calls_to(&mut s, "raw", raw);
     let app = TestApp::spawn_with_alice(s).await;
     let attack = "x&to=%2B1999000#";
     app.send_ok("/api/v1/send_sms", "alice@example.com", attack)
@@ -189,9 +177,8 @@ async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
 }
 db_test!(values_in_a_url_template_cannot_add_parameters);
 
-async fn bearer_basic_auth_and_signature_headers(db: Db) {
+async fn bearer_basic_auth_and_signature_headers(db: TestDb) {
     use hmac::{Hmac, Mac};
-    let db = TestDb::new(db).await;
     let (signed, basic) = (Fake::start().await, Fake::start().await);
     let mut s = settings(&db);
     hook(
@@ -203,24 +190,16 @@ async fn bearer_basic_auth_and_signature_headers(db: Db) {
             ..Default::default()
         },
     );
-    s.plugin.backends.insert(
-        "basic".into(),
-        BackendSettings::Webhook(WebhookSettings {
-            url: basic.url.clone(),
-            basic_auth: Some(oncall_relay::config::BasicAuth {
-                username: "relay".into(),
-                password: Secret("pw".into()),
-            }),
-            ..Default::default()
-        }),
-    );
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![oncall_relay::config::RouteSettings {
-            backend: "basic".into(),
-            ..Default::default()
-        }],
-    );
+    let basic_auth = oncall_relay::config::BasicAuth {
+        username: "relay".into(),
+        password: Secret("pw".into()),
+    };
+    let with_basic_auth = WebhookSettings {
+        url: basic.url.clone(),
+        basic_auth: Some(basic_auth),
+        ..Default::default()
+    };
+    route_calls_to(&mut s, "basic", with_basic_auth);
     let app = TestApp::spawn_with_alice(s).await;
     for path in ["/api/v1/send_sms", "/api/v1/make_call"] {
         app.send_ok(path, "alice@example.com", "hi").await;
@@ -258,8 +237,7 @@ async fn bearer_basic_auth_and_signature_headers(db: Db) {
 db_test!(bearer_basic_auth_and_signature_headers);
 
 /// Every HTTP backend waits as long as a 503's `Retry-After` asks, not the queue's backoff.
-async fn webhook_retry_after_on_503_is_honoured(db: Db) {
-    let db = TestDb::new(db).await;
+async fn webhook_retry_after_on_503_is_honoured(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(&[Reply::RetryAfter(503, "2", "{}")], Reply::Status(200));
     let mut s = settings(&db);
@@ -284,8 +262,7 @@ async fn webhook_retry_after_on_503_is_honoured(db: Db) {
 db_test!(webhook_retry_after_on_503_is_honoured);
 
 /// A webhook feeding an SMS gateway gets the text shortened to its `max_segments`.
-async fn webhook_sms_gateway_gets_text_within_max_segments(db: Db) {
-    let db = TestDb::new(db).await;
+async fn webhook_sms_gateway_gets_text_within_max_segments(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = settings(&db);
     hook(

@@ -32,6 +32,19 @@ pub use process::*;
 /// The token every test app accepts.
 pub const TOKEN: &str = "test-token-0123456789";
 
+/// The content type of OnCall's form posts.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A make_call form for Alice saying `message`, with the token, to the relay at `base`: for
+/// callers that send from many tasks at once.
+pub fn call_alice(client: &reqwest::Client, base: &str, message: &str) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/api/v1/make_call"))
+        .header("Authorization", TOKEN)
+        .header("Content-Type", FORM)
+        .body(format!("email=alice%40example.com&message={message}"))
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -39,24 +52,47 @@ pub enum Db {
     Postgres,
 }
 
-/// Runs `$name(Db)` once on SQLite and once on PostgreSQL.
+/// Runs `$name` once on SQLite and once on PostgreSQL. It takes a fresh [`TestDb`], or the
+/// [`Db`] kind when it makes its database itself.
 #[macro_export]
 macro_rules! db_test {
     ($name:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$name($crate::helpers::Db::Sqlite).await
+                $crate::helpers::run_on($crate::helpers::Db::Sqlite, super::$name).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if $crate::helpers::skip_postgres() {
                     return;
                 }
-                super::$name($crate::helpers::Db::Postgres).await
+                $crate::helpers::run_on($crate::helpers::Db::Postgres, super::$name).await
             }
         }
     };
+}
+
+/// What a test run by `db_test!` takes: the database kind, or a fresh database of it.
+pub trait OnDb: Sized {
+    fn make(kind: Db) -> impl std::future::Future<Output = Self>;
+}
+
+impl OnDb for Db {
+    async fn make(kind: Db) -> Db {
+        kind
+    }
+}
+
+impl OnDb for TestDb {
+    async fn make(kind: Db) -> TestDb {
+        TestDb::new(kind).await
+    }
+}
+
+/// Runs `test` on a `kind` database; the database outlives everything the test made.
+pub async fn run_on<T: OnDb, F: std::future::Future<Output = ()>>(kind: Db, test: fn(T) -> F) {
+    test(T::make(kind).await).await
 }
 
 /// A fresh, empty database.
@@ -231,27 +267,29 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// The status of a GET without a token (heartbeat links, `/metrics`, probes).
-    pub async fn plain_get_status(&self, path: &str) -> u16 {
+    /// A GET without a token (heartbeat links, `/metrics`, probes).
+    pub async fn plain_get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
             .send()
             .await
             .expect("request")
-            .status()
-            .as_u16()
+    }
+
+    /// The status of a GET without a token.
+    pub async fn plain_get_status(&self, path: &str) -> u16 {
+        self.plain_get(path).await.status().as_u16()
     }
 
     /// The body of a GET without a token (`/metrics`).
     pub async fn plain_get_text(&self, path: &str) -> String {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
-            .text()
-            .await
-            .expect("text")
+        self.plain_get(path).await.text().await.expect("text")
+    }
+
+    /// Status and JSON body of a GET with `token` as a bearer token (the admin API).
+    pub async fn get_json_as(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let request = self.client.get(self.url(path)).bearer_auth(token);
+        json_of(request.send().await.expect("request")).await
     }
 
     /// GET with the raw token.
@@ -264,16 +302,26 @@ impl TestApp {
             .expect("request")
     }
 
-    /// POST a URL-encoded form body, exactly as given, with the raw token.
-    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+    /// POST `body` exactly as given, as `content_type`, with the raw token.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(path))
             .header("Authorization", TOKEN)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body.to_string())
+            .header("Content-Type", content_type)
+            .body(body)
             .send()
             .await
             .expect("request")
+    }
+
+    /// POST a URL-encoded form body, exactly as given, with the raw token.
+    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+        self.post_raw(path, FORM, body.to_string()).await
     }
 
     /// POST a form the way python-requests encodes `data={...}`.
@@ -406,6 +454,11 @@ impl TestApp {
             .post_fields(path, &[("email", email), ("message", message)])
             .await;
         assert_eq!(resp.status().as_u16(), 200, "{path} for {email}");
+    }
+
+    /// The phone number the directory holds for the user `id`.
+    pub async fn phone_of(&self, id: &str) -> Option<String> {
+        self.directory.get(id).await.expect("user").phone_number
     }
 
     /// Adds a user with a phone number and these backend contacts.

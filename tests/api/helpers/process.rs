@@ -93,6 +93,18 @@ pub fn relay(db: &TestDb, args: &[&str]) -> Output {
     cmd.output().expect("run oncall-relay")
 }
 
+/// `users add --email {email} {more}` on `db`, which must succeed: its output.
+pub fn users_add(db: &TestDb, email: &str, more: &[&str]) -> String {
+    let mut args = vec!["users", "add", "--email", email];
+    args.extend_from_slice(more);
+    ok(&relay(db, &args))
+}
+
+/// The arguments of `notify test` sending an SMS to `email`.
+pub fn notify_test_sms(email: &str) -> [&str; 6] {
+    ["notify", "test", "--user", email, "--kind", "sms"]
+}
+
 /// The stdout of a run that must have succeeded.
 pub fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
