@@ -41,6 +41,21 @@ fn call_then_chat(db: &TestDb, twilio: &Fake, chat: &Fake, wait: Duration) -> Se
     s
 }
 
+/// Twilio and the chat behind it, and an app with Alice calling through them: see
+/// [`call_then_chat`].
+async fn start_call_then_chat(
+    db: &TestDb,
+    wait: Duration,
+    change: fn(&mut Settings),
+) -> (Fake, Fake, TestApp) {
+    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
+    let chat = Fake::start().await;
+    let mut s = call_then_chat(db, &twilio, &chat, wait);
+    change(&mut s);
+    let app = TestApp::spawn_with_alice(s).await;
+    (twilio, chat, app)
+}
+
 /// The form of a request Twilio received.
 fn form(r: &Recorded) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes(&r.body).expect("form body")
@@ -107,13 +122,9 @@ async fn post_status(
 }
 
 async fn call_not_answered_moves_on_and_answered_finishes(db: TestDb) {
-    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
-    let chat = Fake::start().await;
-    let s = call_then_chat(&db, &twilio, &chat, Duration::from_secs(60));
-    let app = TestApp::spawn_with_alice(s).await;
+    let (twilio, chat, app) = start_call_then_chat(&db, Duration::from_secs(60), |_| {}).await;
 
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
-        .await;
+    app.call_alice("db-1 down").await;
     let waiting = wait_status(&app, 0, "awaiting_answer").await;
     assert_eq!(waiting.answer.as_deref(), Some("awaiting"));
     let url = callback_url(&twilio, 0);
@@ -147,31 +158,19 @@ async fn call_not_answered_moves_on_and_answered_finishes(db: TestDb) {
     let moved = wait_status(&app, 0, "delivered").await;
     assert_eq!(moved.backend.as_deref(), Some("chat"), "{moved:?}");
     assert_eq!(moved.answer.as_deref(), Some("no-answer"));
-    let log: Vec<_> = moved
-        .attempt_log
-        .iter()
-        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
-        .collect();
     assert_eq!(
-        log,
+        outcomes(&moved),
         [
             ("tw", "awaiting_answer"),
             ("tw", "fallback"),
             ("chat", "delivered")
         ]
     );
-    assert!(
-        moved.attempt_log[1]
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("no-answer")),
-        "{moved:?}"
-    );
+    assert!(attempt_error(&moved, 1).contains("no-answer"), "{moved:?}");
     assert_eq!(chat.requests().len(), 1);
 
     // Answered: the call itself is the delivery, the chat hears nothing.
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-2 down")
-        .await;
+    app.call_alice("db-2 down").await;
     wait_status(&app, 1, "awaiting_answer").await;
     let url = callback_url(&twilio, 1);
     let (status, _) = post_status(&app, &url, "in-progress", TOKEN_TW).await;
@@ -194,12 +193,8 @@ async fn call_not_answered_moves_on_and_answered_finishes(db: TestDb) {
 db_test!(call_not_answered_moves_on_and_answered_finishes);
 
 async fn missing_call_status_times_out_to_the_next_step(db: TestDb) {
-    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
-    let chat = Fake::start().await;
-    let s = call_then_chat(&db, &twilio, &chat, Duration::from_millis(500));
-    let app = TestApp::spawn_with_alice(s).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
-        .await;
+    let (twilio, chat, app) = start_call_then_chat(&db, Duration::from_millis(500), |_| {}).await;
+    app.call_alice("db-1 down").await;
     let moved = wait_status(&app, 0, "delivered").await;
     assert_eq!(moved.backend.as_deref(), Some("chat"), "{moved:?}");
     assert_eq!(moved.answer.as_deref(), Some("no-status"));
@@ -210,15 +205,14 @@ async fn missing_call_status_times_out_to_the_next_step(db: TestDb) {
 db_test!(missing_call_status_times_out_to_the_next_step);
 
 async fn a_call_status_is_recorded_without_require_answer(db: TestDb) {
-    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
-    let chat = Fake::start().await;
-    let mut s = call_then_chat(&db, &twilio, &chat, Duration::from_secs(60));
-    if let Some(steps) = s.plugin.routes.get_mut("call") {
-        steps[0].require_answer = false;
-    }
-    let app = TestApp::spawn_with_alice(s).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
-        .await;
+    let without_require_answer = |s: &mut Settings| {
+        if let Some(steps) = s.plugin.routes.get_mut("call") {
+            steps[0].require_answer = false;
+        }
+    };
+    let (twilio, chat, app) =
+        start_call_then_chat(&db, Duration::from_secs(60), without_require_answer).await;
+    app.call_alice("db-1 down").await;
     let delivered = wait_status(&app, 0, "delivered").await;
     assert_eq!(delivered.answer, None);
     let url = callback_url(&twilio, 0);
@@ -270,8 +264,7 @@ async fn asterisk_events_tell_answered_from_busy(db: TestDb) {
     pbx.wait_listening("oncall-relay").await;
 
     // Picked up: recorded as answered, and handed to the dialplan that says the message.
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
-        .await;
+    app.call_alice("db-1 down").await;
     let waiting = wait_status(&app, 0, "awaiting_answer").await;
     let channel = format!("oncall-{}-1", waiting.id);
     let originate = pbx.wait_request("/ari/channels").await;
@@ -299,8 +292,7 @@ async fn asterisk_events_tell_answered_from_busy(db: TestDb) {
     pbx.destroyed(&channel, 16);
 
     // Busy: the step fails and the chat takes over.
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-2 down")
-        .await;
+    app.call_alice("db-2 down").await;
     let waiting = wait_status(&app, 1, "awaiting_answer").await;
     pbx.destroyed(&format!("oncall-{}-1", waiting.id), 17);
     let moved = wait_status(&app, 1, "delivered").await;

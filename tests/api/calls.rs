@@ -29,7 +29,7 @@ async fn accepted_calls_and_sms_reach_the_webhook(db: TestDb) {
         assert_eq!(body["phone"], "+4930123456");
         assert_eq!(body["user"]["id"], user.id.as_str());
         assert_eq!(body["email"], "alice@example.com");
-        kinds.push(body["kind"].as_str().expect("kind").to_string());
+        kinds.push(str_of(&body["kind"]).to_string());
         let expected = if body["kind"] == "call" { CALL } else { SMS };
         assert_eq!(body["message"], expected, "message passed through intact");
     }
@@ -39,14 +39,23 @@ async fn accepted_calls_and_sms_reach_the_webhook(db: TestDb) {
 }
 db_test!(accepted_calls_and_sms_reach_the_webhook);
 
-async fn unknown_user_is_404_user_not_found(db: TestDb) {
-    let app = TestApp::spawn(settings(&db)).await;
-    for path in ["/api/v1/make_call", "/api/v1/send_sms"] {
-        let (status, body) = app.send(path, "ghost@example.com", "hi").await;
-        assert_eq!(status, 404, "{path}");
-        assert_eq!(body, serde_json::json!({"error": "user-not-found"}));
+/// Every form to each of `emails` on each of `paths` is answered `status` with
+/// `{"error": error}`, and nothing is queued.
+async fn assert_refused(app: &TestApp, emails: &[&str], paths: &[&str], status: u16, error: &str) {
+    for email in emails {
+        for path in paths {
+            let answer = app.send(path, email, "hi").await;
+            let expected = (status, serde_json::json!({ "error": error }));
+            assert_eq!(answer, expected, "{path} {email}");
+        }
     }
     assert!(app.accepted_events().await.is_empty(), "nothing queued");
+}
+
+async fn unknown_user_is_404_user_not_found(db: TestDb) {
+    let app = TestApp::spawn(settings(&db)).await;
+    let paths = ["/api/v1/make_call", "/api/v1/send_sms"];
+    assert_refused(&app, &["ghost@example.com"], &paths, 404, "user-not-found").await;
     app.stop().await;
 }
 db_test!(unknown_user_is_404_user_not_found);
@@ -63,14 +72,9 @@ async fn user_without_phone_or_inactive_is_400_number_not_verified(db: TestDb) {
         })
         .await
         .expect("add");
-    for email in ["nophone@example.com", "GONE@example.com"] {
-        for path in ["/api/v1/make_call/", "/api/v1/send_sms"] {
-            let (status, body) = app.send(path, email, "hi").await;
-            assert_eq!(status, 400, "{path} {email}");
-            assert_eq!(body, serde_json::json!({"error": "number-not-verified"}));
-        }
-    }
-    assert!(app.accepted_events().await.is_empty(), "nothing queued");
+    let emails = ["nophone@example.com", "GONE@example.com"];
+    let paths = ["/api/v1/make_call/", "/api/v1/send_sms"];
+    assert_refused(&app, &emails, &paths, 400, "number-not-verified").await;
     app.stop().await;
 }
 db_test!(user_without_phone_or_inactive_is_400_number_not_verified);
@@ -128,7 +132,7 @@ async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: TestDb) {
     let resp = reqwest::Client::new()
         .post(app.url("/api/v1/send_sms"))
         .header("Authorization", TOKEN)
-        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Content-Type", FORM)
         .body(
             serde_urlencoded::to_string([("email", "alice@example.com"), ("message", &long)])
                 .expect("encode"),
@@ -149,16 +153,9 @@ db_test!(one_mebibyte_body_is_413_json_and_16k_message_is_kept);
 
 async fn json_bodies_are_accepted_too(db: TestDb) {
     let app = TestApp::spawn_with_alice(settings(&db)).await;
-    assert_eq!(
-        status_of(
-            app.client
-                .post(app.url("/api/v1/make_call/"))
-                .header("Authorization", TOKEN)
-                .json(&serde_json::json!({"email": "Alice@Example.com", "message": "hi"}))
-        )
-        .await,
-        200
-    );
+    let call = serde_json::json!({"email": "Alice@Example.com", "message": "hi"});
+    let answer = app.post_json("/api/v1/make_call/", &call).await;
+    assert_eq!(answer.status().as_u16(), 200);
     app.stop().await;
 }
 db_test!(json_bodies_are_accepted_too);
@@ -168,22 +165,7 @@ async fn accepted_means_committed_before_the_answer(db: TestDb) {
     // No workers: the row must already be there, queued, when 200 arrives.
     s.queue.deliver = false;
     let app = TestApp::spawn_with_alice(s).await;
-    let mut handles = Vec::new();
-    for i in 0..50 {
-        let client = app.client.clone();
-        let base = app.base.clone();
-        handles.push(tokio::spawn(async move {
-            call_alice(&client, &base, &format!("call+{i}"))
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }));
-    }
-    for h in handles {
-        assert_eq!(h.await.expect("join"), 200);
-    }
+    call_alice_at_once(&[&app], 50, |i| format!("call+{i}")).await;
     // Read through a separate connection pool, as a crash-restarted process would.
     let other = oncall_relay::store::Store::connect(&db.settings)
         .await

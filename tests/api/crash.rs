@@ -45,10 +45,11 @@ async fn load(addr: String) -> usize {
                 if i >= CALLS {
                     return accepted;
                 }
-                let resp = call_alice(&client, &format!("http://{addr}"), &format!("c{c}n{i}"))
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await;
+                let resp =
+                    make_call_request(&client, &format!("http://{addr}"), &format!("c{c}n{i}"))
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
                 match resp {
                     Ok(r) if r.status().as_u16() == 200 => accepted += 1,
                     Ok(_) => {}

@@ -26,14 +26,6 @@ fn add_webhook_timing_out(s: &mut Settings, name: &str, url: &str, timeout: Dura
     }
 }
 
-/// Each attempt's backend and outcome, in order.
-fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
-    e.attempt_log
-        .iter()
-        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
-        .collect()
-}
-
 async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: TestDb) {
     let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
     let mut s = settings(&db);
@@ -44,16 +36,14 @@ async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: TestDb) {
     s.queue.concurrency = 4;
     let app = TestApp::spawn_with_alice(s).await;
     for i in 0..20 {
-        app.send_ok("/api/v1/send_sms", "alice@example.com", &format!("sms {i}"))
-            .await;
+        app.sms_alice(&format!("sms {i}")).await;
     }
     // The hung gateway has taken all it may: its own share of the slots.
     wait_for(Duration::from_secs(5), || async {
         (hung.requests().len() >= 2).then_some(())
     })
     .await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "call")
-        .await;
+    app.call_alice("call").await;
     let events = wait_for(Duration::from_secs(5), || async {
         let events = app.events().await;
         events
@@ -85,17 +75,29 @@ async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: TestDb) {
 }
 db_test!(calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_moves_to_the_next_step_at_once() {
-    let db = TestDb::new(Db::Sqlite).await;
+/// Alice's SMS through `first` (the gateway `sms_gw`, which never answers and times out after
+/// `timeout`), then the healthy `chat`: the app, the final events and the hung gateway.
+async fn sms_past_a_hung_gateway(
+    db: &TestDb,
+    timeout: Duration,
+    first: RouteSettings,
+) -> (TestApp, Vec<NotificationRecord>, Fake) {
     let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
-    let mut s = settings(&db);
-    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_millis(500));
+    let mut s = settings(db);
+    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, timeout);
     add_webhook(&mut s, "chat", &healthy.url);
     s.plugin
         .routes
-        .insert("sms".into(), vec![step("sms_gw"), step("chat")]);
-    let (_app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
+        .insert("sms".into(), vec![first, step("chat")]);
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
+    (app, events, hung)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_moves_to_the_next_step_at_once() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (_app, events, hung) =
+        sms_past_a_hung_gateway(&db, Duration::from_millis(500), step("sms_gw")).await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
     assert_eq!(
@@ -103,32 +105,20 @@ async fn a_timeout_moves_to_the_next_step_at_once() {
         [("sms_gw", "fallback"), ("chat", "delivered")],
         "one timeout, then the next step, not every retry first"
     );
-    assert!(
-        e.attempt_log[0]
-            .error
-            .as_deref()
-            .is_some_and(|m| m.contains("next step takes over")),
-        "{e:?}"
-    );
+    let error = attempt_error(e, 0);
+    assert!(error.contains("next step takes over"), "{e:?}");
     assert_eq!(hung.requests().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_timeout_retry_keeps_retrying_the_step() {
     let db = TestDb::new(Db::Sqlite).await;
-    let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
-    let mut s = settings(&db);
-    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_millis(300));
-    add_webhook(&mut s, "chat", &healthy.url);
     let first = RouteSettings {
         attempts: Some(2),
         on_timeout: Some(OnTimeout::Retry),
         ..step("sms_gw")
     };
-    s.plugin
-        .routes
-        .insert("sms".into(), vec![first, step("chat")]);
-    let (_app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
+    let (_app, events, _) = sms_past_a_hung_gateway(&db, Duration::from_millis(300), first).await;
     assert_eq!(
         outcomes(&events[0]),
         [
@@ -141,8 +131,7 @@ async fn on_timeout_retry_keeps_retrying_the_step() {
 
 /// Sends call number `n` (message `c<n>`) and waits until all `n` are final.
 async fn call(app: &TestApp, n: usize) -> Vec<NotificationRecord> {
-    app.send_ok("/api/v1/make_call", "alice@example.com", &format!("c{n}"))
-        .await;
+    app.call_alice(&format!("c{n}")).await;
     app.wait_until_settled(n).await
 }
 
@@ -180,10 +169,7 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: TestDb) {
         [("voice", "fallback"), ("sms_gw", "delivered")]
     );
     assert!(
-        skipped.attempt_log[0]
-            .error
-            .as_deref()
-            .is_some_and(|m| m.contains("circuit breaker is open")),
+        attempt_error(skipped, 0).contains("circuit breaker is open"),
         "{skipped:?}"
     );
 
@@ -223,9 +209,7 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: TestDb) {
         .collect();
     assert_eq!(states, ["closed", "half_open", "open"], "{body}");
     assert!(
-        body["results"][2]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("503")),
+        str_of(&body["results"][2]["error"]).contains("503"),
         "{body}"
     );
     let bad_limit = app

@@ -62,7 +62,7 @@ async fn creating_twice_returns_the_same_integration(db: TestDb) {
     assert_eq!(body["count"], 1);
     assert_eq!(body["results"][0]["id"], first["id"]);
     assert!(body["next"].is_null());
-    let (_, body) = json_of(app.get("/api/v1/integrations/?name=nothing").await).await;
+    let (_, body) = app.get_json("/api/v1/integrations/?name=nothing").await;
     assert_eq!(body["count"], 0);
     app.stop().await;
 }
@@ -179,18 +179,8 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: TestDb) {
         admin.id.as_str(),
         "admins are told by default"
     );
-    assert!(
-        alerts[0]["message"]
-            .as_str()
-            .expect("message")
-            .contains("stopped sending heartbeats")
-    );
-    assert!(
-        alerts[0]["message"]
-            .as_str()
-            .expect("message")
-            .contains("http://oncall-engine:8080")
-    );
+    assert!(str_of(&alerts[0]["message"]).contains("stopped sending heartbeats"));
+    assert!(str_of(&alerts[0]["message"]).contains("http://oncall-engine:8080"));
 
     // Still silent, and a restart: no second alert.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -215,12 +205,7 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: TestDb) {
         (a.len() >= 2).then_some(a)
     })
     .await;
-    assert!(
-        alerts[1]["message"]
-            .as_str()
-            .expect("message")
-            .contains("sending heartbeats again")
-    );
+    assert!(str_of(&alerts[1]["message"]).contains("sending heartbeats again"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(heartbeat_alerts(&fake).len(), 2);
     app.stop().await;

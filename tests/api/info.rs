@@ -6,7 +6,7 @@ use crate::helpers::*;
 async fn info_answers_with_and_without_slash(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for path in ["/api/v1/info/", "/api/v1/info"] {
-        let (status, body) = json_of(app.get(path).await).await;
+        let (status, body) = app.get_json(path).await;
         assert_eq!(status, 200, "{path}");
         let url = body["url"].as_str().expect("url is a string");
         assert_eq!(url, format!("http://{}/", app.addr));
@@ -74,11 +74,11 @@ async fn path_prefix_and_hostname_shape_the_public_url(db: TestDb) {
     let mut s = settings(&db);
     s.app.path_prefix = "/oncall".into();
     let app = TestApp::spawn(s).await;
-    let (status, body) = json_of(app.get("/oncall/api/v1/info/").await).await;
+    let (status, body) = app.get_json("/oncall/api/v1/info/").await;
     assert_eq!(status, 200);
     assert_eq!(body["url"], format!("http://{}/oncall/", app.addr));
     // Engines before v1.0.12 dropped the prefix: the root keeps working.
-    let (status, body) = json_of(app.get("/api/v1/info").await).await;
+    let (status, body) = app.get_json("/api/v1/info").await;
     assert_eq!(status, 200);
     assert_eq!(body["url"], format!("http://{}/", app.addr));
     app.stop().await;
@@ -86,7 +86,7 @@ async fn path_prefix_and_hostname_shape_the_public_url(db: TestDb) {
     let mut s = settings(&db);
     s.app.hostname = "https://relay.example.com/oncall".into();
     let app = TestApp::spawn(s).await;
-    let (_, body) = json_of(app.get("/api/v1/info/").await).await;
+    let (_, body) = app.get_json("/api/v1/info/").await;
     assert_eq!(body["url"], "https://relay.example.com/oncall/");
     app.stop().await;
 }
@@ -94,13 +94,13 @@ db_test!(path_prefix_and_hostname_shape_the_public_url);
 
 async fn errors_are_json_and_nothing_redirects(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
-    let (status, body) = json_of(app.get("/api/v1/nothing-here").await).await;
+    let (status, body) = app.get_json("/api/v1/nothing-here").await;
     assert_eq!(status, 404);
     assert!(body["detail"].is_string());
-    let (status, _) = json_of(app.get("/").await).await;
+    let (status, _) = app.get_json("/").await;
     assert_eq!(status, 404);
     // Wrong method on a real route.
-    let (status, body) = json_of(app.get("/api/v1/make_call/").await).await;
+    let (status, body) = app.get_json("/api/v1/make_call/").await;
     assert_eq!(status, 405, "{body}");
     let (status, _) = json_of(app.post_form("/api/v1/info/", "").await).await;
     assert_eq!(status, 405);

@@ -134,10 +134,7 @@ async fn a_lost_heartbeat_is_told_in_the_admins_language_and_time_zone(db: TestD
         format!("OnCall http://oncall-engine:8080: немає heartbeat з {kyiv}.")
     );
     assert!(
-        alert["message"]
-            .as_str()
-            .expect("message")
-            .contains("stopped sending heartbeats"),
+        str_of(&alert["message"]).contains("stopped sending heartbeats"),
         "templates still see OnCall's own text as `message`: {alert}"
     );
     app.stop().await;

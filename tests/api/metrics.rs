@@ -24,8 +24,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 
 async fn metrics_parse_and_count_what_happened(db: TestDb) {
     let app = TestApp::spawn_with_alice(settings(&db)).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "hi")
-        .await;
+    app.call_alice("hi").await;
     app.wait_until_settled(1).await;
     let (_, created) = app
         .post_fields_json(
@@ -36,10 +35,7 @@ async fn metrics_parse_and_count_what_happened(db: TestDb) {
             ],
         )
         .await;
-    let link = created["heartbeat"]["link"]
-        .as_str()
-        .expect("link")
-        .to_string();
+    let link = str_of(&created["heartbeat"]["link"]).to_string();
     let secret = link
         .trim_end_matches("/heartbeat/")
         .rsplit('/')

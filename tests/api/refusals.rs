@@ -32,8 +32,7 @@ async fn every_refusal_is_on_record_with_the_email_as_sent(db: TestDb) {
         (status, body),
         (400, json!({"error": "number-not-verified"}))
     );
-    app.send_ok("/api/v1/make_call", "alice@example.com", "first")
-        .await;
+    app.call_alice("first").await;
     let (status, body) = app
         .send("/api/v1/make_call", "alice@example.com", "second")
         .await;

@@ -34,7 +34,7 @@ async fn killing_a_replica_mid_way_loses_nothing_on_postgres() {
                     return accepted;
                 }
                 let addr = if (i + c) % 2 == 0 { &addr_a } else { &addr_b };
-                let resp = call_alice(&client, &format!("http://{addr}"), &format!("n{i}"))
+                let resp = make_call_request(&client, &format!("http://{addr}"), &format!("n{i}"))
                     .timeout(Duration::from_secs(5))
                     .send()
                     .await;

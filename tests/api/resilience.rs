@@ -93,7 +93,7 @@ async fn database_outage_gives_quick_503s_and_recovers_without_restart_on_postgr
     assert_eq!(status, 503);
     assert!(started.elapsed() < Duration::from_secs(5));
     // The user sync keeps answering from memory.
-    let (status, body) = json_of(app.get("/api/v1/users?email=alice@example.com").await).await;
+    let (status, body) = app.get_json("/api/v1/users?email=alice@example.com").await;
     assert_eq!(status, 200);
     assert_eq!(body["count"], 1);
 

@@ -14,14 +14,6 @@ fn step(backend: &str) -> RouteSettings {
     }
 }
 
-/// Each attempt's backend and outcome, in order.
-fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
-    e.attempt_log
-        .iter()
-        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
-        .collect()
-}
-
 /// `e` ended as `status` after these attempts (backend, outcome), in order.
 fn assert_ended(e: &NotificationRecord, status: &str, attempts: &[(&str, &str)]) {
     assert_eq!(e.status, status);

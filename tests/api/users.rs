@@ -1,6 +1,6 @@
 //! E2/E3 `api/v1/users`: bulk sync pages and the single-user lookup.
 
-use oncall_relay::directory::{NewUser, UserPatch};
+use oncall_relay::directory::UserPatch;
 
 use crate::db_test;
 use crate::helpers::*;
@@ -47,7 +47,7 @@ async fn bulk_sync_pages_until_next_is_null(db: TestDb) {
             assert!(u["is_phone_number_verified"].is_boolean());
             assert!(["admin", "editor"].contains(&u["role"].as_str().expect("role")));
             assert!(u.get("name").is_none(), "short form");
-            seen.push(u["email"].as_str().expect("email").to_string());
+            seen.push(str_of(&u["email"]).to_string());
         }
         match body["next"].as_str() {
             Some(next) => {
@@ -73,16 +73,11 @@ async fn bulk_sync_pages_until_next_is_null(db: TestDb) {
     assert_eq!(status, 200);
     assert_eq!(body["current_page_number"], 2);
     assert!(body["next"].is_null());
-    assert!(
-        body["previous"]
-            .as_str()
-            .expect("previous")
-            .contains("page=1")
-    );
+    assert!(str_of(&body["previous"]).contains("page=1"));
     assert_eq!(body["results"].as_array().expect("results").len(), 67);
 
     // perpage and the viewer role.
-    let (_, body) = json_of(app.get("/api/v1/users?perpage=10&roles=2").await).await;
+    let (_, body) = app.get_json("/api/v1/users?perpage=10&roles=2").await;
     assert_eq!(body["count"], 83);
     assert_eq!(body["results"].as_array().expect("results").len(), 10);
     assert_eq!(body["total_pages"], 9);
@@ -103,7 +98,7 @@ async fn single_lookup_by_email_with_plus_sent_as_space(db: TestDb) {
         "/api/v1/users?email=john+oncall@example.com&roles=0&roles=1&short=true",
         "/api/v1/users/?email=JOHN%2BONCALL@EXAMPLE.COM&roles=0&roles=1&short=true",
     ] {
-        let (status, body) = json_of(app.get(path).await).await;
+        let (status, body) = app.get_json(path).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(body["count"], 1, "{path}: {body}");
         let u = &body["results"][0];
@@ -126,7 +121,7 @@ async fn single_lookup_by_email_with_plus_sent_as_space(db: TestDb) {
     )
     .await;
     assert_eq!(body["count"], 0);
-    let (_, body) = json_of(app.get("/api/v1/users/?username=JOHN").await).await;
+    let (_, body) = app.get_json("/api/v1/users/?username=JOHN").await;
     assert_eq!(body["count"], 1);
     assert_eq!(body["results"][0]["email"], "john@example.com");
     app.stop().await;
@@ -139,7 +134,7 @@ async fn verified_tracks_phone_and_active_flag(db: TestDb) {
     let check = |expected: bool| {
         let app = &app;
         async move {
-            let (_, body) = json_of(app.get("/api/v1/users?email=a@example.com").await).await;
+            let (_, body) = app.get_json("/api/v1/users?email=a@example.com").await;
             assert_eq!(
                 body["results"][0]["is_phone_number_verified"], expected,
                 "{body}"
@@ -184,10 +179,10 @@ db_test!(verified_tracks_phone_and_active_flag);
 
 async fn bad_query_parameters_are_400_json(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
-    let (status, body) = json_of(app.get("/api/v1/users?roles=0&roles=9").await).await;
+    let (status, body) = app.get_json("/api/v1/users?roles=0&roles=9").await;
     assert_eq!(status, 400);
     assert!(body["roles"].is_array(), "{body}");
-    let (status, body) = json_of(app.get("/api/v1/users?page=abc").await).await;
+    let (status, body) = app.get_json("/api/v1/users?page=abc").await;
     assert_eq!(status, 400);
     assert!(body["page"].is_array(), "{body}");
     app.stop().await;
@@ -197,27 +192,13 @@ db_test!(bad_query_parameters_are_400_json);
 async fn a_user_added_by_another_process_is_seen(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     // A second directory handle on the same database stands for the CLI.
-    let other = oncall_relay::directory::Directory::load(
-        oncall_relay::store::Store::connect(&db.settings)
-            .await
-            .expect("connect"),
-    )
-    .await
-    .expect("load");
-    other
-        .add(NewUser {
-            email: "late@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("add");
+    add_user_to(&db, "late@example.com", "+4930123456").await;
     // make_call re-checks a miss against the database at once.
     app.send_ok("/api/v1/make_call", "late@example.com", "hi")
         .await;
     // The sync sees it after the refresh interval.
     wait_for(std::time::Duration::from_secs(5), || async {
-        let (_, body) = json_of(app.get("/api/v1/users?email=late@example.com").await).await;
+        let (_, body) = app.get_json("/api/v1/users?email=late@example.com").await;
         (body["count"] == 1).then_some(())
     })
     .await;

@@ -136,10 +136,7 @@ async fn slack_buttons_act_for_the_paged_person_only(db: TestDb) {
         ..Default::default()
     });
     let (app, id) = paged_through(s, "chat", slack_app, ("slack", "U0ALICE")).await;
-    let page = wait_for(std::time::Duration::from_secs(10), || async {
-        slack.requests().first().map(|r| r.json())
-    })
-    .await;
+    let page = slack.first_json().await;
     assert_eq!(page["blocks"][1]["elements"][0]["value"], format!("a:{id}"));
     assert_eq!(page["blocks"][1]["elements"][1]["text"]["text"], "Resolve");
     let click = |member: &str, signed_with: &str, age: i64| {
@@ -218,22 +215,29 @@ async fn slack_buttons_act_for_the_paged_person_only(db: TestDb) {
 }
 db_test!(slack_buttons_act_for_the_paged_person_only);
 
+/// Adds the admin token `admin` and the schedule `platform` read from `ical_url`, polled
+/// every 100 ms.
+fn with_platform_schedule(s: &mut oncall_relay::config::Settings, ical_url: &str) {
+    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
+    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
+    let platform = oncall_relay::config::ScheduleSettings {
+        name: "Platform".into(),
+        ical_url: ical_url.to_string(),
+        ..Default::default()
+    };
+    s.grafana
+        .oncall
+        .schedules
+        .insert("platform".into(), platform);
+}
+
 async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: TestDb) {
     use crate::schedules::{CalendarServer, calendar};
     let oncall = Fake::start().await;
     let (telegram, api_base) = FakeTelegram::start().await;
     let ical = CalendarServer::start(calendar(&["alice@example.com"])).await;
     let mut s = ack_settings(&db, &oncall);
-    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
-    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
-    s.grafana.oncall.schedules.insert(
-        "platform".into(),
-        oncall_relay::config::ScheduleSettings {
-            name: "Platform".into(),
-            ical_url: ical.url.clone(),
-            ..Default::default()
-        },
-    );
+    with_platform_schedule(&mut s, &ical.url);
     s.plugin.backends.insert("tg".into(), bot(api_base));
     s.plugin.backends.insert(
         "mm".into(),
@@ -282,9 +286,7 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: TestDb) {
         (200, &json!("ephemeral"))
     );
     assert!(
-        answer["text"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("Platform: ")),
+        str_of(&answer["text"]).starts_with("Platform: "),
         "{answer}"
     );
     let (status, refused) = json_of(slash("guess").send().await.expect("sent")).await;
@@ -309,10 +311,7 @@ async fn mattermost_buttons_act_for_the_paged_member_only(db: TestDb) {
         ..Default::default()
     });
     let (app, _) = paged_through(s, "mm", hook, ("mattermost", "@alice")).await;
-    let post = wait_for(std::time::Duration::from_secs(10), || async {
-        chat.requests().first().map(|r| r.json())
-    })
-    .await;
+    let post = chat.first_json().await;
     let button = &post["attachments"][0]["actions"][0];
     assert_eq!(button["name"], "Acknowledge");
     assert_eq!(
@@ -402,16 +401,7 @@ async fn who_is_on_call_includes_oncalls_own_schedules(db: TestDb) {
     let mut s = settings(&db);
     s.grafana.oncall.url = oncall;
     s.grafana.oncall.header_token = Secret("relay-api-token".into());
-    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
-    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
-    s.grafana.oncall.schedules.insert(
-        "platform".into(),
-        oncall_relay::config::ScheduleSettings {
-            name: "Platform".into(),
-            ical_url: ical.url.clone(),
-            ..Default::default()
-        },
-    );
+    with_platform_schedule(&mut s, &ical.url);
     let app = TestApp::spawn_with_alice(s).await;
     let listed = wait_for(std::time::Duration::from_secs(10), || async {
         let page = on_call_page(&app).await;

@@ -50,8 +50,7 @@ pub(super) async fn sms_about(app: &TestApp, n: u32, title: &str) {
     let text = format!(
         "Grafana OnCall: Alert group #{n}\"{title}\" from stack: \"acme\", integration: Prom, alerts registered: 1."
     );
-    app.send_ok("/api/v1/send_sms", "alice@example.com", &text)
-        .await;
+    app.sms_alice(&text).await;
 }
 
 pub(super) async fn oncall_webhook(app: &TestApp, token: &str, body: Value) -> u16 {

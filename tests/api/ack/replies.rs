@@ -31,11 +31,7 @@ async fn oncall_webhook_needs_its_token(db: Db) {
     )
     .await;
     assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("alert_group_id"))
-    );
+    assert!(str_of(&answer["detail"]).contains("alert_group_id"));
     app.stop().await;
 }
 db_test!(oncall_webhook_needs_its_token);
@@ -184,11 +180,7 @@ async fn a_number_picks_the_page_named_in_the_sms(db: Db) {
     let (_, unknown) = reply(&app, ALICE_PHONE, "a 99").await;
     assert_eq!(unknown["reply"], "No open alert #99 for you. Open: #18.");
     let (_, help) = reply(&app, ALICE_PHONE, "what?").await;
-    assert!(
-        help["reply"]
-            .as_str()
-            .is_some_and(|h| h.starts_with("Reply 1 or a"))
-    );
+    assert!(str_of(&help["reply"]).starts_with("Reply 1 or a"));
     app.stop().await;
 }
 db_test!(a_number_picks_the_page_named_in_the_sms);
@@ -356,14 +348,8 @@ async fn delivered_pages_carry_their_one_click_links(db: TestDb) {
     let app = TestApp::spawn_with_alice(s).await;
     paged(&app, GROUP, "Disk full").await;
     sms_about(&app, 17, "Disk full").await;
-    let sent = wait_for(std::time::Duration::from_secs(10), || async {
-        gateway.requests().first().map(|r| r.json())
-    })
-    .await;
-    let link = sent["links"]["resolve"]
-        .as_str()
-        .expect("a resolve link")
-        .to_string();
+    let sent = gateway.first_json().await;
+    let link = str_of(&sent["links"]["resolve"]).to_string();
     let path = link
         .strip_prefix("https://relay.example.org")
         .expect("under the public URL");

@@ -75,12 +75,7 @@ async fn twilio_sms_replies_and_call_keys_act_on_the_page(db: TestDb) {
     assert_eq!(silent, "<Response></Response>");
 
     // A call offers OnCall's menu; pressing 2 resolves the alert group it was about.
-    app.send_ok(
-        "/api/v1/make_call",
-        "alice@example.com",
-        "You are invited to check an Alert Group from Grafana OnCall. Alert via Prom with title Disk full triggered 1 times",
-    )
-    .await;
+    app.call_alice("You are invited to check an Alert Group from Grafana OnCall. Alert via Prom with title Disk full triggered 1 times").await;
     let call = wait_for(Duration::from_secs(10), || async {
         twilio
             .requests()

@@ -9,7 +9,9 @@ use oncall_relay::config::{BackendSettings, EmailSettings, Secret, Settings, Smt
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{Conformance, Message, SMS, TRANSIENT_MESSAGE, refused, to_alice, to_bob, use_backend};
+use super::{
+    Conformance, Message, SMS, TRANSIENT_MESSAGE, refused, to_alice, to_bob, with_backend,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -104,6 +106,11 @@ async fn session(stream: tokio::net::TcpStream, state: Arc<Mutex<SmtpState>>) {
             .map(|(addr, _)| addr.to_string())
             .unwrap_or_default()
     };
+    // Records how the client signed in; the answer that accepts it.
+    let authenticated = |how: String| -> String {
+        state.lock().expect("lock").auth.push(how);
+        "235 2.7.0 accepted\r\n".into()
+    };
     while let Ok(Some(line)) = lines.next_line().await {
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
@@ -116,23 +123,13 @@ async fn session(stream: tokio::net::TcpStream, state: Arc<Mutex<SmtpState>>) {
                 let _ = write.write_all(b"334 \r\n").await;
                 token = lines.next_line().await.ok().flatten().unwrap_or_default();
             }
-            state
-                .lock()
-                .expect("lock")
-                .auth
-                .push(format!("PLAIN {token}"));
-            "235 2.7.0 accepted\r\n".into()
+            authenticated(format!("PLAIN {token}"))
         } else if upper.starts_with("AUTH LOGIN") {
             let _ = write.write_all(b"334 VXNlcm5hbWU6\r\n").await;
             let user = lines.next_line().await.ok().flatten().unwrap_or_default();
             let _ = write.write_all(b"334 UGFzc3dvcmQ6\r\n").await;
             let pass = lines.next_line().await.ok().flatten().unwrap_or_default();
-            state
-                .lock()
-                .expect("lock")
-                .auth
-                .push(format!("LOGIN {user} {pass}"));
-            "235 2.7.0 accepted\r\n".into()
+            authenticated(format!("LOGIN {user} {pass}"))
         } else if upper.starts_with("MAIL FROM:") {
             from = angle(&line);
             to.clear();
@@ -198,15 +195,15 @@ fn email_settings(smtp: &FakeSmtp) -> EmailSettings {
     }
 }
 
-fn use_email(s: &mut Settings, e: EmailSettings) {
-    use_backend(s, "mail", BackendSettings::Email(e));
+/// The settings of `db`, delivering by email as `e` says.
+fn use_email(db: &TestDb, e: EmailSettings) -> Settings {
+    with_backend(db, "mail", BackendSettings::Email(e))
 }
 
 async fn email_subject_template_and_fallback_recipient(db: TestDb) {
     let smtp = FakeSmtp::start().await;
-    let mut s = settings(&db);
-    use_email(
-        &mut s,
+    let s = use_email(
+        &db,
         EmailSettings {
             subject: Some("{{ kind|upper }} for {{ email }}: {{ title }}".into()),
             to: Some("fallback@example.com".into()),
@@ -236,15 +233,14 @@ async fn email_unreachable_server_is_transient(db: TestDb) {
         l.local_addr().expect("addr").port()
     };
     let smtp = FakeSmtp::start().await;
-    let mut s = settings(&db);
-    s.queue.max_attempts = 2;
-    use_email(
-        &mut s,
+    let mut s = use_email(
+        &db,
         EmailSettings {
             port: Some(port),
             ..email_settings(&smtp)
         },
     );
+    s.queue.max_attempts = 2;
     let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "nobody home").await;
     let outcomes: Vec<&str> = events[0]
         .attempt_log

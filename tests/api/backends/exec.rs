@@ -8,7 +8,7 @@ use std::time::Duration;
 use oncall_relay::config::{BackendSettings, ExecSettings, Secret, Settings};
 
 use super::{
-    Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice, use_backend,
+    Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice, with_backend,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -105,8 +105,9 @@ impl Program {
     }
 }
 
-fn use_exec(s: &mut Settings, e: ExecSettings) {
-    use_backend(s, "script", BackendSettings::Exec(e));
+/// The settings of `db`, delivering through the program `e` describes.
+fn use_exec(db: &TestDb, e: ExecSettings) -> Settings {
+    with_backend(db, "script", BackendSettings::Exec(e))
 }
 
 async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: TestDb) {
@@ -116,9 +117,8 @@ async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: TestDb) {
         r#"$(touch {0}); rm -rf / ; `touch {0}` "quotes" 'single' | & > < $HOME ${{PATH}} \n"#,
         canary.display()
     );
-    let mut s = settings(&db);
-    use_exec(
-        &mut s,
+    let s = use_exec(
+        &db,
         program.settings(&["{{ message }}", "{{ title }}"], &[]),
     );
     let (app, events) = deliver_to_alice(s, "/api/v1/make_call", &message).await;
@@ -143,9 +143,8 @@ db_test!(exec_shell_metacharacters_arrive_verbatim_and_run_nothing);
 /// arguments, its environment and its stdin alike.
 async fn exec_sms_gateway_gets_text_within_max_segments(db: TestDb) {
     let program = Program::new();
-    let mut s = settings(&db);
-    use_exec(
-        &mut s,
+    let s = use_exec(
+        &db,
         ExecSettings {
             max_segments: Some(3),
             ..program.settings(&["{{ message }}"], &[])
@@ -165,15 +164,14 @@ db_test!(exec_sms_gateway_gets_text_within_max_segments);
 
 async fn exec_a_hanging_program_is_killed_and_retried(db: TestDb) {
     let program = Program::new();
-    let mut s = settings(&db);
     let mut e = program.settings(&[], &[("HANG_TIMES", "1")]);
     e.timeout = Duration::from_millis(500);
-    use_exec(&mut s, e);
+    let s = use_exec(&db, e);
     let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "slow").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered", "{e:?}");
     assert_eq!(e.attempts, 2);
-    let first = e.attempt_log[0].error.as_deref().unwrap_or("");
+    let first = attempt_error(e, 0);
     assert!(first.contains("killed"), "{first}");
     app.stop().await;
 }
@@ -193,7 +191,6 @@ fn running(pid: &str) -> bool {
 async fn exec_a_timeout_ends_what_the_program_started(db: TestDb) {
     let program = Program::new();
     let pidfile = program.out().join("child.pid");
-    let mut s = settings(&db);
     let mut e = program.settings(
         &[],
         &[
@@ -202,7 +199,7 @@ async fn exec_a_timeout_ends_what_the_program_started(db: TestDb) {
         ],
     );
     e.timeout = Duration::from_millis(500);
-    use_exec(&mut s, e);
+    let s = use_exec(&db, e);
     let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "slow").await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     let pid = program.read("child.pid").trim().to_string();
@@ -227,9 +224,8 @@ db_test!(exec_a_timeout_ends_what_the_program_started);
 async fn exec_a_shell_with_a_templated_script_is_warned_about_at_start() {
     let (logs, _guard) = capture_logs();
     let db = TestDb::new(Db::Sqlite).await;
-    let mut s = settings(&db);
-    use_exec(
-        &mut s,
+    let s = use_exec(
+        &db,
         ExecSettings {
             command: "sh".into(),
             args: vec!["-c".into(), "echo '{{ message }}'".into()],

@@ -142,6 +142,13 @@ pub fn use_backend(s: &mut Settings, name: &str, backend: BackendSettings) {
     s.plugin.backends.insert(name.into(), backend);
 }
 
+/// The settings of `db`, delivering through the backend `name`, declared as `backend`.
+pub fn with_backend(db: &TestDb, name: &str, backend: BackendSettings) -> Settings {
+    let mut s = settings(db);
+    use_backend(&mut s, name, backend);
+    s
+}
+
 /// An app delivering through `B` against `fake`, with Alice and Bob in its directory.
 async fn spawn<B: Conformance>(db: &TestDb, fake: &B) -> (TestApp, User) {
     let mut s = settings(db);
@@ -284,7 +291,7 @@ pub async fn transient_failure_is_retried_then_delivered<B: Conformance>(db: Tes
     assert_eq!(e.attempts, 2);
     let outcomes: Vec<&str> = e.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["retry", "delivered"]);
-    let first = e.attempt_log[0].error.as_deref().unwrap_or_default();
+    let first = attempt_error(e, 0);
     assert_error_names(first, B::TRANSIENT_ERROR, &fake.secrets());
     assert_eq!(fake.seen(), 2);
     fake.after_transient();

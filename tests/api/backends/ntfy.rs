@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
 
-use super::{CALL, Conformance, Message, SMS, http_fake, refused, sms_to_alice, to_alice, to_bob};
+use super::{
+    CALL, Conformance, Message, SMS, assert_each_post, http_fake, refused, sms_to_alice, to_alice,
+    to_bob,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -76,8 +79,7 @@ async fn ntfy_without_a_topic_fails_for_good(db: TestDb) {
     app.add_user_with_contacts("alice@example.com", &[]).await;
     app.add_user_with_contacts("bob@example.com", &[("ntfy", "../admin")])
         .await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
-        .await;
+    app.sms_alice("hello").await;
     app.send_ok("/api/v1/send_sms", "bob@example.com", "hello")
         .await;
     let events = app.wait_until_settled(2).await;
@@ -118,23 +120,24 @@ impl Conformance for Row {
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
-        let call = &requests[0];
-        assert_eq!(call.uri.path(), "/hook/alice-phone", "Alice's own topic");
-        assert_eq!(call.method, "POST");
-        assert_eq!(header(call, "priority"), "5");
-        assert_eq!(header(call, "tags"), "rotating_light,call");
-        assert_eq!(header(call, "title"), "CPU high");
-        assert_eq!(header(call, "authorization"), "Bearer tk_testtoken");
-        assert_eq!(&call.body[..], b"CPU high\non db-1");
-
-        let sms = &requests[1];
-        assert_eq!(sms.uri.path(), "/hook/team-alerts", "the configured topic");
-        assert_eq!(sms.method, "POST");
-        assert_eq!(header(sms, "priority"), "3");
-        assert_eq!(header(sms, "tags"), "sms");
-        assert_eq!(header(sms, "title"), "Disk full");
-        assert_eq!(header(sms, "authorization"), "Bearer tk_testtoken");
-        assert_eq!(&sms.body[..], b"Disk full");
+        assert_each_post(&requests, None, &[("authorization", "Bearer tk_testtoken")]);
+        // Alice's own topic for her call, the configured one for Bob's SMS.
+        let expected = [
+            (
+                "/hook/alice-phone",
+                "5",
+                "rotating_light,call",
+                "CPU high",
+                "CPU high\non db-1",
+            ),
+            ("/hook/team-alerts", "3", "sms", "Disk full", "Disk full"),
+        ];
+        for (r, (path, priority, tags, title, body)) in requests.iter().zip(expected) {
+            assert_eq!(r.uri.path(), path);
+            let headers = (header(r, "priority"), header(r, "tags"), header(r, "title"));
+            assert_eq!(headers, (priority, tags, title), "{path}");
+            assert_eq!(&r.body[..], body.as_bytes(), "{path}");
+        }
     }
     fn secrets(&self) -> Vec<String> {
         vec!["tk_testtoken".into()]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SipSettings};
 
-use super::{CALL, Conformance, Message, http_fake, pairs, refused, to_alice, use_backend};
+use super::{CALL, Conformance, Message, http_fake, pairs, refused, to_alice, with_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -15,8 +15,9 @@ fn sip_settings(fake: &Fake) -> SipSettings {
     sip_at(fake.url.trim_end_matches("/hook"))
 }
 
-fn use_sip(s: &mut Settings, t: SipSettings) {
-    use_backend(s, "asterisk", BackendSettings::Sip(t));
+/// The settings of `db`, calling through Asterisk as `t` says.
+fn use_sip(db: &TestDb, t: SipSettings) -> Settings {
+    with_backend(db, "asterisk", BackendSettings::Sip(t))
 }
 
 fn query(r: &Recorded) -> Vec<(String, String)> {
@@ -25,9 +26,8 @@ fn query(r: &Recorded) -> Vec<(String, String)> {
 
 async fn sip_endpoint_template_and_ari_suffix(db: TestDb) {
     let fake = Fake::answering(Reply::Json(200, CHANNEL)).await;
-    let mut s = settings(&db);
-    use_sip(
-        &mut s,
+    let s = use_sip(
+        &db,
         SipSettings {
             // `/ari` at the end of the URL is accepted too.
             url: format!("{}/ari/", fake.url.trim_end_matches("/hook")),

@@ -70,13 +70,7 @@ async fn slack_ratelimited_is_retried(db: TestDb) {
     let (app, events) = sms_to_alice(s, &[], "hello").await;
     let e = &events[0];
     assert_delivered_on_the_second_attempt(e);
-    assert!(
-        e.attempt_log[0]
-            .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("ratelimited")
-    );
+    assert!(attempt_error(e, 0).contains("ratelimited"));
     app.stop().await;
 }
 db_test!(slack_ratelimited_is_retried);

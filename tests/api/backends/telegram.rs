@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TelegramSettings};
 
-use super::{Conformance, Message, SMS, http_fake, refused, sms_to_alice, to_alice, use_backend};
+use super::{Conformance, Message, SMS, http_fake, refused, sms_to_alice, to_alice, with_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -20,8 +20,9 @@ fn telegram(fake: &Fake, chat_id: Option<&str>) -> TelegramSettings {
     }
 }
 
-fn bot(s: &mut Settings, fake: &Fake, chat_id: Option<&str>) {
-    use_backend(s, "tg", BackendSettings::Telegram(telegram(fake, chat_id)));
+/// The settings of `db`, delivering through a bot at `fake` with `chat_id` as its default.
+fn bot(db: &TestDb, fake: &Fake, chat_id: Option<&str>) -> Settings {
+    with_backend(db, "tg", BackendSettings::Telegram(telegram(fake, chat_id)))
 }
 
 /// The conformance row: a bot with a default chat; Alice has her own chat id.
@@ -83,8 +84,7 @@ impl Conformance for Row {
 /// A user without a telegram contact gets the configured chat; a call rings.
 async fn telegram_call_rings_in_the_default_chat(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    bot(&mut s, &fake, Some("@oncall_team"));
+    let s = bot(&db, &fake, Some("@oncall_team"));
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("bob@example.com", &[]).await;
     app.send_ok("/api/v1/make_call", "bob@example.com", "CPU high")
@@ -107,16 +107,14 @@ db_test!(telegram_call_rings_in_the_default_chat);
 
 async fn telegram_splits_a_long_message_into_ordered_parts(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    bot(&mut s, &fake, None);
+    let s = bot(&db, &fake, None);
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
         .await;
     let words: Vec<String> = (0..2000).map(|i| format!("word{i}")).collect();
     let message = words.join(" ");
     assert!(message.chars().count() > 2 * 4096);
-    app.send_ok("/api/v1/send_sms", "alice@example.com", &message)
-        .await;
+    app.sms_alice(&message).await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
     assert_eq!(events[0].attempts, 1);
@@ -144,8 +142,7 @@ async fn telegram_retry_resends_no_part_already_sent(db: TestDb) {
     let fake = Fake::start().await;
     let ok = Reply::Json(200, r#"{"ok":true}"#);
     fake.script(&[ok, Reply::Status(502)], ok);
-    let mut s = settings(&db);
-    bot(&mut s, &fake, None);
+    let s = bot(&db, &fake, None);
     let message = (0..1500)
         .map(|i| format!("word{i}"))
         .collect::<Vec<_>>()
@@ -159,10 +156,7 @@ async fn telegram_retry_resends_no_part_already_sent(db: TestDb) {
         .collect();
     let count = texts.len() - 1;
     assert!(count >= 3, "{count} parts");
-    let first = events[0].attempt_log[0]
-        .error
-        .as_deref()
-        .unwrap_or_default();
+    let first = attempt_error(&events[0], 0);
     assert!(first.starts_with(&format!("part 2/{count}: ")), "{first}");
     // The failed request was part 2; what Telegram accepted is every part once, in order.
     assert_eq!(texts[1], texts[2]);
@@ -191,13 +185,12 @@ async fn telegram_flood_control_is_retried(db: TestDb) {
         )],
         Reply::Status(200),
     );
-    let mut s = settings(&db);
+    let mut s = bot(&db, &fake, None);
     quick_retries(&mut s);
-    bot(&mut s, &fake, None);
     let (app, events) = sms_to_alice(s, &[("telegram", "42")], "hello").await;
     let e = &events[0];
     assert_delivered_on_the_second_attempt(e);
-    let first = e.attempt_log[0].error.as_deref().unwrap_or_default();
+    let first = attempt_error(e, 0);
     assert!(
         first.contains("429") && first.contains("retry after 2s"),
         "{first}"
@@ -209,8 +202,7 @@ db_test!(telegram_flood_control_is_retried);
 
 async fn telegram_without_any_chat_fails_for_good(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    bot(&mut s, &fake, None);
+    let s = bot(&db, &fake, None);
     let (app, events) = sms_to_alice(s, &[], "hello").await;
     assert_eq!(events[0].status, "failed");
     assert_eq!(events[0].attempts, 1);

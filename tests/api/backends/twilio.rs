@@ -6,7 +6,7 @@ use oncall_relay::config::{BackendSettings, Secret, Settings, TwilioSettings};
 
 use super::{
     CALL, Conformance, Message, SMS, assert_each_post, assert_shortened_to_segments, http_fake,
-    pairs, refused, to_alice, use_backend,
+    pairs, refused, to_alice, with_backend,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -34,11 +34,9 @@ fn twilio_settings(fake: &Fake) -> TwilioSettings {
 
 /// The settings of `db`, delivering through Twilio at `fake`, changed by `change`.
 fn with_twilio(db: &TestDb, fake: &Fake, change: fn(&mut TwilioSettings)) -> Settings {
-    let mut s = settings(db);
     let mut t = twilio_settings(fake);
     change(&mut t);
-    use_backend(&mut s, "twilio", BackendSettings::Twilio(t));
-    s
+    with_backend(db, "twilio", BackendSettings::Twilio(t))
 }
 
 /// The value of `key` in a request's form body.
@@ -96,11 +94,8 @@ async fn twilio_retry_resends_no_part_already_sent(db: TestDb) {
     let s = with_twilio(&db, &fake, |t| t.max_length = 60);
     let (app, events) = deliver_to_alice(s, SMS, LONG).await;
     assert_delivered_on_the_second_attempt(&events[0]);
-    let first = events[0].attempt_log[0].error.as_deref();
-    assert!(
-        first.unwrap_or_default().starts_with("part 2/3: "),
-        "{first:?}"
-    );
+    let first = attempt_error(&events[0], 0);
+    assert!(first.starts_with("part 2/3: "), "{first}");
     let sent = bodies(&fake);
     let accepted: Vec<&str> = sent
         .iter()

@@ -6,7 +6,7 @@ use oncall_relay::config::{BackendSettings, Secret, WebhookSettings};
 
 use super::{
     Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, http_fake, refused,
-    to_alice, use_backend,
+    to_alice, with_backend,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -76,8 +76,9 @@ impl Conformance for Row {
     }
 }
 
-fn hook(s: &mut oncall_relay::config::Settings, w: WebhookSettings) {
-    use_backend(s, "gateway", BackendSettings::Webhook(w));
+/// The settings of `db`, delivering to the webhook `w`.
+fn hook(db: &TestDb, w: WebhookSettings) -> oncall_relay::config::Settings {
+    with_backend(db, "gateway", BackendSettings::Webhook(w))
 }
 
 /// Declares the webhook backend `name` and routes every call to it.
@@ -94,9 +95,8 @@ fn route_calls_to(s: &mut oncall_relay::config::Settings, name: &str, w: Webhook
 
 async fn templated_url_and_form_body(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    hook(
-        &mut s,
+    let s = hook(
+        &db,
         WebhookSettings {
             url: format!(
                 "{}?to={{{{ phone|urlencode }}}}&type={{{{ kind }}}}",
@@ -111,8 +111,7 @@ async fn templated_url_and_form_body(db: TestDb) {
         },
     );
     let app = TestApp::spawn_with_alice(s).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "a&b=c d")
-        .await;
+    app.call_alice("a&b=c d").await;
     app.wait_until_settled(1).await;
     let r = &fake.requests()[0];
     assert_eq!(r.uri.query(), Some("to=%2B4930123456&type=call"));
@@ -133,9 +132,8 @@ db_test!(templated_url_and_form_body);
 async fn values_in_a_url_template_cannot_add_parameters(db: TestDb) {
     let fake = Fake::start().await;
     let unencoded = Fake::start().await;
-    let mut s = settings(&db);
-    hook(
-        &mut s,
+    let mut s = hook(
+        &db,
         WebhookSettings {
             url: format!("{}?to={{{{ phone }}}}&text={{{{ message }}}}", fake.url),
             body: Some("to={{ phone }}&text={{ message }}".into()),
@@ -154,10 +152,8 @@ async fn values_in_a_url_template_cannot_add_parameters(db: TestDb) {
     route_calls_to(&mut s, "raw", raw);
     let app = TestApp::spawn_with_alice(s).await;
     let attack = "x&to=%2B1999000#";
-    app.send_ok("/api/v1/send_sms", "alice@example.com", attack)
-        .await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "a=1&b=2")
-        .await;
+    app.sms_alice(attack).await;
+    app.call_alice("a=1&b=2").await;
     app.wait_until_settled(2).await;
 
     let r = &fake.requests()[0];
@@ -180,9 +176,8 @@ db_test!(values_in_a_url_template_cannot_add_parameters);
 async fn bearer_basic_auth_and_signature_headers(db: TestDb) {
     use hmac::{Hmac, Mac};
     let (signed, basic) = (Fake::start().await, Fake::start().await);
-    let mut s = settings(&db);
-    hook(
-        &mut s,
+    let mut s = hook(
+        &db,
         WebhookSettings {
             url: signed.url.clone(),
             bearer_token: Some(Secret("tok-123".into())),
@@ -240,10 +235,8 @@ db_test!(bearer_basic_auth_and_signature_headers);
 async fn webhook_retry_after_on_503_is_honoured(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(&[Reply::RetryAfter(503, "2", "{}")], Reply::Status(200));
-    let mut s = settings(&db);
-    quick_retries(&mut s);
-    hook(
-        &mut s,
+    let mut s = hook(
+        &db,
         WebhookSettings {
             url: fake.url.clone(),
             method: "POST".into(),
@@ -251,6 +244,7 @@ async fn webhook_retry_after_on_503_is_honoured(db: TestDb) {
             ..Default::default()
         },
     );
+    quick_retries(&mut s);
     let app = TestApp::spawn_with_alice(s).await;
     app.send_ok(SMS, "alice@example.com", "hello").await;
     let events = app.wait_until_settled(1).await;
@@ -264,9 +258,8 @@ db_test!(webhook_retry_after_on_503_is_honoured);
 /// A webhook feeding an SMS gateway gets the text shortened to its `max_segments`.
 async fn webhook_sms_gateway_gets_text_within_max_segments(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    hook(
-        &mut s,
+    let s = hook(
+        &db,
         WebhookSettings {
             url: fake.url.clone(),
             max_segments: Some(2),

@@ -217,32 +217,23 @@ impl Browser {
         }
     }
 
+    /// POSTs `body` to the element `el`'s endpoint `action` (clear, value, click).
+    async fn element(&self, el: &str, action: &str, body: Value) {
+        let path = format!("/element/{el}/{action}");
+        self.command(reqwest::Method::POST, &path, body).await;
+    }
+
     /// Replaces the text of the field `css` selects with `text`, as typed.
     pub async fn fill(&self, css: &str, text: &str) {
         let el = self.find(css).await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{el}/clear"),
-            json!({}),
-        )
-        .await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{el}/value"),
-            json!({"text": text}),
-        )
-        .await;
+        self.element(&el, "clear", json!({})).await;
+        self.element(&el, "value", json!({"text": text})).await;
     }
 
     /// Clicks what `css` selects (a submit button waits for the next page).
     pub async fn click(&self, css: &str) {
         let el = self.find(css).await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{el}/click"),
-            json!({}),
-        )
-        .await;
+        self.element(&el, "click", json!({})).await;
     }
 
     /// Renders pages as for a visitor who asked for a dark theme.

@@ -37,12 +37,32 @@ pub const FORM: &str = "application/x-www-form-urlencoded";
 
 /// A make_call form for Alice saying `message`, with the token, to the relay at `base`: for
 /// callers that send from many tasks at once.
-pub fn call_alice(client: &reqwest::Client, base: &str, message: &str) -> reqwest::RequestBuilder {
+pub fn make_call_request(
+    client: &reqwest::Client,
+    base: &str,
+    message: &str,
+) -> reqwest::RequestBuilder {
     client
         .post(format!("{base}/api/v1/make_call"))
         .header("Authorization", TOKEN)
         .header("Content-Type", FORM)
         .body(format!("email=alice%40example.com&message={message}"))
+}
+
+/// Calls Alice `count` times at once, spread over `apps` in turn, the `i`th call saying
+/// `message(i)`; asserts every call was answered 200.
+pub async fn call_alice_at_once(apps: &[&TestApp], count: usize, message: fn(usize) -> String) {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let app = apps[i % apps.len()];
+            let request = make_call_request(&app.client, &app.base, &message(i));
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for task in tasks {
+        let status = task.await.expect("join").expect("send");
+        assert_eq!(status, 200);
+    }
 }
 
 /// Which database a test runs on.
@@ -153,6 +173,19 @@ impl TestDb {
             Db::Postgres => vec!["--db-url".into(), self.settings.url.expose().to_string()],
         }
     }
+}
+
+/// The error of attempt `i` of `e`; empty when it has none.
+pub fn attempt_error(e: &NotificationRecord, i: usize) -> &str {
+    e.attempt_log[i].error.as_deref().unwrap_or_default()
+}
+
+/// Each attempt's backend and outcome, in order.
+pub fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
+    e.attempt_log
+        .iter()
+        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
+        .collect()
 }
 
 /// Asserts `e` was retried once, then delivered on its second attempt.
@@ -319,6 +352,22 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Status and JSON body of a GET with the raw token.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        json_of(self.get(path).await).await
+    }
+
+    /// POST `body` as JSON with the raw token.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("Authorization", TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// POST a URL-encoded form body, exactly as given, with the raw token.
     pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
         self.post_raw(path, FORM, body.to_string()).await
@@ -428,6 +477,11 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The text of a JSON string; empty for anything else.
+pub fn str_of(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
 /// Status code and JSON body of a response (panics when the body is not JSON).
 pub async fn json_of(resp: reqwest::Response) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
@@ -461,6 +515,18 @@ impl TestApp {
         self.directory.get(id).await.expect("user").phone_number
     }
 
+    /// Calls Alice with `message` as OnCall does, and expects 200.
+    pub async fn call_alice(&self, message: &str) {
+        self.send_ok("/api/v1/make_call", "alice@example.com", message)
+            .await;
+    }
+
+    /// Sends Alice `message` as an SMS as OnCall does, and expects 200.
+    pub async fn sms_alice(&self, message: &str) {
+        self.send_ok("/api/v1/send_sms", "alice@example.com", message)
+            .await;
+    }
+
     /// Adds a user with a phone number and these backend contacts.
     pub async fn add_user_with_contacts(&self, email: &str, contacts: &[(&str, &str)]) -> User {
         self.directory
@@ -480,12 +546,17 @@ impl TestApp {
 
 /// Adds Alice (+4930123456) to `db` from outside any app, as another replica would.
 pub async fn add_alice_to(db: &TestDb) {
+    add_user_to(db, "alice@example.com", "+4930123456").await;
+}
+
+/// Adds a user with `phone` to `db` from outside any app, as another replica or the CLI would.
+pub async fn add_user_to(db: &TestDb, email: &str, phone: &str) {
     let store = Store::connect(&db.settings).await.expect("connect");
     let directory = Directory::load(store).await.expect("directory");
     directory
         .add(NewUser {
-            email: "alice@example.com".into(),
-            phone_number: Some("+4930123456".into()),
+            email: email.into(),
+            phone_number: Some(phone.into()),
             ..NewUser::default()
         })
         .await
@@ -505,21 +576,24 @@ pub async fn deliver_to_alice(
     (app, events)
 }
 
+/// A log writer that keeps everything written to it.
+#[derive(Clone, Default)]
+pub struct LogSink(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Log lines written while the returned guard lives on this thread, at `info` (the default).
 pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    #[derive(Clone)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = Sink(buf.clone());
+    let sink = LogSink::default();
+    let buf = sink.0.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_max_level(tracing::Level::INFO)

@@ -27,7 +27,6 @@ impl RelayProcess {
         queue_yaml: &str,
         extra_yaml: &str,
     ) -> RelayProcess {
-        use tokio::io::{AsyncBufReadExt, BufReader};
         let dir = tempfile::tempdir().expect("dir");
         let config = dir.path().join("relay.yml");
         let db_yaml = match db.kind {
@@ -47,17 +46,9 @@ impl RelayProcess {
             ),
         )
         .expect("config");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn relay");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
+        cmd.arg("--config").arg(&config);
+        let (child, mut lines) = spawn_serve(&mut cmd, std::process::Stdio::inherit());
         let addr = tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.next_line().await.expect("read") {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
@@ -84,6 +75,27 @@ impl RelayProcess {
         self.child.start_kill().expect("kill");
         let _ = self.child.wait().await;
     }
+}
+
+/// The lines the binary logs to stdout.
+pub type LogLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `cmd` (the binary, set up) as `serve`, its stderr going to `stderr`: the process
+/// and the lines of its log.
+pub fn spawn_serve(
+    cmd: &mut tokio::process::Command,
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, LogLines) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn relay");
+    let stdout = child.stdout.take().expect("stdout");
+    (child, tokio::io::BufReader::new(stdout).lines())
 }
 
 /// The binary with `db`'s database flags and `args`, waited for.
