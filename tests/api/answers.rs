@@ -18,27 +18,33 @@ fn call_then_chat(db: &TestDb, twilio: &Fake, chat: &Fake, wait: Duration) -> Se
     let mut s = settings(db);
     s.app.hostname = PUBLIC.into();
     s.app.path_prefix = "/oncall".into();
-    s.plugin.backends.insert(
-        "tw".into(),
-        BackendSettings::Twilio(twilio_at(&twilio.url, TOKEN_TW)),
-    );
-    add_webhook(&mut s, "chat", &chat.url);
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![
-            RouteSettings {
-                backend: "tw".into(),
-                require_answer: true,
-                answer_timeout: Some(wait),
-                ..RouteSettings::default()
-            },
-            RouteSettings {
-                backend: "chat".into(),
-                ..RouteSettings::default()
-            },
-        ],
-    );
+    let tw = BackendSettings::Twilio(twilio_at(&twilio.url, TOKEN_TW));
+    answer_then_chat(&mut s, "tw", tw, chat, wait);
     s
+}
+
+/// Calls go to `backend` (named `name`, answer required within `wait`), then to the `chat`
+/// webhook.
+fn answer_then_chat(
+    s: &mut Settings,
+    name: &str,
+    backend: BackendSettings,
+    chat: &Fake,
+    wait: Duration,
+) {
+    s.plugin.backends.insert(name.into(), backend);
+    add_webhook(s, "chat", &chat.url);
+    let answered = RouteSettings {
+        backend: name.into(),
+        require_answer: true,
+        answer_timeout: Some(wait),
+        ..RouteSettings::default()
+    };
+    let chat = RouteSettings {
+        backend: "chat".into(),
+        ..RouteSettings::default()
+    };
+    s.plugin.routes.insert("call".into(), vec![answered, chat]);
 }
 
 /// Twilio and the chat behind it, and an app with Alice calling through them: see
@@ -234,25 +240,8 @@ db_test!(a_call_status_is_recorded_without_require_answer);
 /// Calls go to Asterisk (`pbx`, answer required), then to the `chat` webhook.
 fn asterisk_then_chat(db: &TestDb, pbx: &FakeAsterisk, chat: &Fake) -> Settings {
     let mut s = settings(db);
-    s.plugin
-        .backends
-        .insert("pbx".into(), BackendSettings::Sip(pbx.backend()));
-    add_webhook(&mut s, "chat", &chat.url);
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![
-            RouteSettings {
-                backend: "pbx".into(),
-                require_answer: true,
-                answer_timeout: Some(Duration::from_secs(60)),
-                ..RouteSettings::default()
-            },
-            RouteSettings {
-                backend: "chat".into(),
-                ..RouteSettings::default()
-            },
-        ],
-    );
+    let pbx = BackendSettings::Sip(pbx.backend());
+    answer_then_chat(&mut s, "pbx", pbx, chat, Duration::from_secs(60));
     s
 }
 

@@ -63,13 +63,7 @@ async fn a_german_reader_in_berlin_gets_a_german_sms_with_local_time(db: TestDb)
         events.iter().all(|e| e.message == SMS),
         "OnCall's text is what is stored"
     );
-    let accepted = |email: &str| {
-        events
-            .iter()
-            .find(|e| e.email == email)
-            .expect("event")
-            .created_at
-    };
+    let accepted = |email: &str| event_where(&events, |e| e.email == email).created_at;
     let sent = |phone: &str| {
         gateway
             .requests()

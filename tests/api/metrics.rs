@@ -333,13 +333,7 @@ async fn metrics_token_protects_the_scrape(db: TestDb) {
         assert_eq!(status, 403, "{header:?}");
         assert_eq!(body["detail"], "Invalid token.");
     }
-    let resp = app
-        .client
-        .get(app.url("/metrics"))
-        .header("Authorization", "Bearer scrape-token-0123456789")
-        .send()
-        .await
-        .expect("answer");
+    let resp = app.get_as("scrape-token-0123456789", "/metrics").await;
     assert_eq!(resp.status().as_u16(), 200);
     assert!(
         resp.text()

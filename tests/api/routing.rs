@@ -20,7 +20,10 @@ fn assert_ended(e: &NotificationRecord, status: &str, attempts: &[(&str, &str)])
     assert_eq!(outcomes(e), attempts);
 }
 
-/// Alice sent `message` as `kind` (sms or call) over two webhooks routed in order, which
+/// What the two-step scenarios send.
+const MESSAGE: &str = "disk full";
+
+/// Alice sent [`MESSAGE`] as `kind` (sms or call) over two webhooks routed in order, which
 /// answer every request with their status; the one named in `twice` gets two attempts.
 /// The app, the final event and the two webhooks.
 async fn deliver_over_two_steps(
@@ -28,7 +31,6 @@ async fn deliver_over_two_steps(
     kind: &str,
     steps: [(&str, u16); 2],
     twice: &str,
-    message: &str,
 ) -> (TestApp, NotificationRecord, [Fake; 2]) {
     let fakes = [Fake::start().await, Fake::start().await];
     let mut s = settings(db);
@@ -49,7 +51,7 @@ async fn deliver_over_two_steps(
     } else {
         "/api/v1/make_call"
     };
-    let (app, events) = deliver_to_alice(s, path, message).await;
+    let (app, events) = deliver_to_alice(s, path, MESSAGE).await;
     let event = events.into_iter().next().expect("event");
     (app, event, fakes)
 }
@@ -89,14 +91,7 @@ async fn calls_for_admins_take_their_own_route(db: TestDb) {
         .await;
     let events = app.wait_until_settled(3).await;
     assert!(events.iter().all(|e| e.status == "delivered"));
-    let by_message = |m: &str| {
-        events
-            .iter()
-            .find(|e| e.message == m)
-            .expect("event")
-            .backend
-            .clone()
-    };
+    let by_message = |m: &str| event_where(&events, |e| e.message == m).backend.clone();
     assert_eq!(by_message("admin call").as_deref(), Some("voice"));
     assert_eq!(by_message("editor call").as_deref(), Some("other"));
     assert_eq!(by_message("sms").as_deref(), Some("stdout"));
@@ -108,50 +103,32 @@ async fn calls_for_admins_take_their_own_route(db: TestDb) {
 db_test!(calls_for_admins_take_their_own_route);
 
 async fn sms_falls_back_from_a_failing_gateway_once(db: TestDb) {
-    let (app, e, [gateway, chat]) = deliver_over_two_steps(
-        &db,
-        "sms",
-        [("gateway", 503), ("chat", 200)],
-        "gateway",
-        "disk full",
-    )
-    .await;
-    assert_ended(
-        &e,
-        "delivered",
-        &[
-            ("gateway", "retry"),
-            ("gateway", "fallback"),
-            ("chat", "delivered"),
-        ],
-    );
+    let steps = [("gateway", 503), ("chat", 200)];
+    let (app, e, [gateway, chat]) = deliver_over_two_steps(&db, "sms", steps, "gateway").await;
+    let attempts = [
+        ("gateway", "retry"),
+        ("gateway", "fallback"),
+        ("chat", "delivered"),
+    ];
+    assert_ended(&e, "delivered", &attempts);
     assert_eq!(e.backend.as_deref(), Some("chat"));
     assert_eq!(gateway.requests().len(), 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(chat.requests().len(), 1, "delivered once, not doubled");
-    assert_eq!(chat.requests()[0].json()["message"], "disk full");
+    assert_eq!(chat.requests()[0].json()["message"], MESSAGE);
     app.stop().await;
 }
 db_test!(sms_falls_back_from_a_failing_gateway_once);
 
 async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: TestDb) {
-    let (app, e, [first, _]) = deliver_over_two_steps(
-        &db,
-        "call",
-        [("first", 401), ("second", 500)],
-        "second",
-        "ring",
-    )
-    .await;
-    assert_ended(
-        &e,
-        "failed",
-        &[
-            ("first", "fallback"),
-            ("second", "retry"),
-            ("second", "failed"),
-        ],
-    );
+    let steps = [("first", 401), ("second", 500)];
+    let (app, e, [first, _]) = deliver_over_two_steps(&db, "call", steps, "second").await;
+    let attempts = [
+        ("first", "fallback"),
+        ("second", "retry"),
+        ("second", "failed"),
+    ];
+    assert_ended(&e, "failed", &attempts);
     assert_eq!(e.attempts, 3);
     assert_eq!(
         first.requests().len(),

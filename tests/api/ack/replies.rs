@@ -203,12 +203,8 @@ async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: TestDb) {
     );
     assert_eq!(calls[0].headers["authorization"], "alice-own-token");
     let listed = app
-        .client
-        .get(app.url("/api/admin/v1/users/alice@example.com"))
-        .header("Authorization", "Bearer admin")
-        .send()
+        .get_as("admin", "/api/admin/v1/users/alice@example.com")
         .await
-        .expect("sent")
         .text()
         .await
         .expect("body");

@@ -9,9 +9,7 @@ use oncall_relay::config::{BackendSettings, EmailSettings, Secret, Settings, Smt
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{
-    Conformance, Message, SMS, TRANSIENT_MESSAGE, refused, to_alice, to_bob, with_backend,
-};
+use super::{Conformance, Message, SMS, Spoil, TRANSIENT_MESSAGE, to_alice, to_bob, with_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -268,18 +266,25 @@ impl Row {
 }
 
 impl Conformance for Row {
+    type Settings = EmailSettings;
+    const WRAP: fn(EmailSettings) -> BackendSettings = BackendSettings::Email;
     const NAME: &'static str = "mail";
     const CONTACTS: &'static [(&'static str, &'static str)] =
         &[("email", "alice.pager@example.org")];
     const SENDS: &'static [Message] = &[to_alice(SMS, MULTILINE), to_bob(SMS, "CPU high")];
     const PERMANENT_ERROR: &'static [&'static str] = &["550"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["451"];
+    const SECRETS: &'static [&'static str] = &["s3cret"];
+    const SPOILED: &'static [Spoil<EmailSettings>] = &[
+        (|s| s.from = "not an address".into(), "`from`"),
+        (|s| s.host = " ".into(), "`host`"),
+        (|s| s.to = Some("nobody at all".into()), "`to`"),
+        (|s| s.password = None, "`password`"),
+        (|s| s.subject = Some("{{ title ".into()), "`subject`"),
+    ];
 
     async fn start() -> Self {
         Row(FakeSmtp::start().await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Email(self.email())
     }
     fn fail_permanently(&self) {
         self.0.script_rcpt(&[], "550 5.1.1 no such mailbox");
@@ -290,6 +295,9 @@ impl Conformance for Row {
     }
     fn seen(&self) -> usize {
         self.0.rcpt_seen()
+    }
+    fn base(&self) -> EmailSettings {
+        self.email()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let smtp = &self.0;
@@ -329,28 +337,6 @@ impl Conformance for Row {
             smtp.auth()
         );
         assert!(!smtp.auth().is_empty());
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["s3cret".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        refused(
-            BackendSettings::Email,
-            email_settings(&self.0),
-            &[
-                (|s| s.from = "not an address".into(), "`from`"),
-                (|s| s.host = " ".into(), "`host`"),
-                (|s| s.to = Some("nobody at all".into()), "`to`"),
-                (|s| s.username = Some("relay".into()), "`password`"),
-                (|s| s.subject = Some("{{ title ".into()), "`subject`"),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Email(EmailSettings {
-            timeout,
-            ..self.email()
-        })
     }
     fn after_permanent(&self) {
         assert!(self.0.mails().is_empty());

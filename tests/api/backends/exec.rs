@@ -8,7 +8,8 @@ use std::time::Duration;
 use oncall_relay::config::{BackendSettings, ExecSettings, Secret, Settings};
 
 use super::{
-    Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice, with_backend,
+    Conformance, LONG_SMS, Message, SMS, Spoil, assert_shortened_to_segments, refused, to_alice,
+    with_backend,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -253,10 +254,29 @@ pub struct Row {
 }
 
 impl Conformance for Row {
+    type Settings = ExecSettings;
+    const WRAP: fn(ExecSettings) -> BackendSettings = BackendSettings::Exec;
     const NAME: &'static str = "script";
     const SENDS: &'static [Message] = &[to_alice(SMS, TEXT)];
     const PERMANENT_ERROR: &'static [&'static str] = &["exit status 2", "gateway busy (run 1)"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["exit status 75"];
+    const SECRETS: &'static [&'static str] = &["k3y"];
+    const SPOILED: &'static [Spoil<ExecSettings>] = &[
+        (|s| s.command = "/nonexistent/notify.sh".into(), "`command`"),
+        (|s| s.args = vec!["{{ message ".into()], "`args[0]`"),
+        (
+            |s| {
+                let kind = Secret("x".into());
+                s.env.insert("ONCALL_RELAY_KIND".into(), kind);
+            },
+            "`env.ONCALL_RELAY_KIND`",
+        ),
+        (
+            |s| s.permanent_exit_codes = vec![0, 2],
+            "`permanent_exit_codes`",
+        ),
+        (|s| s.max_segments = Some(0), "`max_segments`"),
+    ];
 
     async fn start() -> Self {
         Row {
@@ -264,10 +284,10 @@ impl Conformance for Row {
             failing: Mutex::new(Vec::new()),
         }
     }
-    fn settings(&self) -> BackendSettings {
+    fn base(&self) -> ExecSettings {
         let mut env = vec![("GATEWAY_KEY", "k3y")];
         env.extend(self.failing.lock().expect("lock").iter().copied());
-        BackendSettings::Exec(self.program.settings(ARGS, &env))
+        self.program.settings(ARGS, &env)
     }
     fn fail_permanently(&self) {
         *self.failing.lock().expect("lock") = vec![("FAIL_TIMES", "99"), ("FAIL_CODE", "2")];
@@ -339,54 +359,12 @@ impl Conformance for Row {
             );
         }
     }
-    fn secrets(&self) -> Vec<String> {
-        vec!["k3y".into()]
-    }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let program = &self.program;
-        vec![
-            (
-                ExecSettings {
-                    command: "/nonexistent/notify.sh".into(),
-                    ..program.settings(&[], &[])
-                },
-                "`command`",
-            ),
-            (
-                ExecSettings {
-                    command: program.out().display().to_string(),
-                    ..program.settings(&[], &[])
-                },
-                "`command`",
-            ),
-            (program.settings(&["{{ message "], &[]), "`args[0]`"),
-            (
-                program.settings(&[], &[("ONCALL_RELAY_KIND", "x")]),
-                "`env.ONCALL_RELAY_KIND`",
-            ),
-            (
-                ExecSettings {
-                    permanent_exit_codes: vec![0, 2],
-                    ..program.settings(&[], &[])
-                },
-                "`permanent_exit_codes`",
-            ),
-            (
-                ExecSettings {
-                    max_segments: Some(0),
-                    ..program.settings(&[], &[])
-                },
-                "`max_segments`",
-            ),
-        ]
-        .into_iter()
-        .map(|(e, field)| (BackendSettings::Exec(e), field))
-        .collect()
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Exec(ExecSettings {
-            timeout,
-            ..self.program.settings(&[], &[])
-        })
+        // A folder, not a program: only this fake knows where one is.
+        let mut folder = self.base();
+        folder.command = self.program.out().display().to_string();
+        let mut cases = refused(Self::WRAP, self.base(), Self::SPOILED);
+        cases.push((BackendSettings::Exec(folder), "`command`"));
+        cases
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use oncall_relay::config::{BackendSettings, Settings};
+use oncall_relay::config::{self, BackendSettings, Settings};
 use oncall_relay::directory::NewUser;
 
 use crate::helpers::*;
@@ -42,6 +42,10 @@ pub const TRANSIENT_MESSAGE: &str = "second time lucky";
 /// must send, and how that fake answers "never" and "later". For HTTP backends those are a 4xx
 /// and a 5xx; for email an SMTP 5xx and 4xx; for exec a permanent and another exit code.
 pub trait Conformance: Sized {
+    /// The settings type of the backend.
+    type Settings: Clone + Timed + 'static;
+    /// Wraps its settings as `plugin.backends` holds them.
+    const WRAP: fn(Self::Settings) -> BackendSettings;
     /// The backend's key under `plugin.backends`, which every startup error must name.
     const NAME: &'static str;
     /// Alice's contacts.
@@ -54,11 +58,15 @@ pub trait Conformance: Sized {
     const PERMANENT_ERROR: &'static [&'static str];
     /// What the error of the first, transient attempt says.
     const TRANSIENT_ERROR: &'static [&'static str];
+    /// Text that must never show in an error (tokens, passwords).
+    const SECRETS: &'static [&'static str] = &[];
+    /// Ways to spoil [`Conformance::base`] that the backend refuses at start.
+    const SPOILED: &'static [Spoil<Self::Settings>];
 
     /// Starts the fake, answering with success.
     async fn start() -> Self;
     /// The backend's settings against the fake.
-    fn settings(&self) -> BackendSettings;
+    fn base(&self) -> Self::Settings;
     /// Every answer from now on is a permanent failure.
     fn fail_permanently(&self);
     /// The next answer is a transient failure, then success.
@@ -67,17 +75,58 @@ pub trait Conformance: Sized {
     fn seen(&self) -> usize;
     /// Asserts what the fake received for [`Self::SENDS`]; `events` are in the same order.
     fn assert_sent(&self, events: &[NotificationRecord], alice: &User);
-    /// Text that must never show in an error (tokens, passwords, secret URLs).
-    fn secrets(&self) -> Vec<String>;
-    /// Settings the backend refuses, each with the field the error names.
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)>;
-    /// The settings with another request timeout.
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings;
     /// Checks after the permanent failure, beyond the attempt count.
     fn after_permanent(&self) {}
     /// Checks after the transient failure was delivered, beyond the attempt count.
     fn after_transient(&self) {}
+
+    /// [`Conformance::base`] as `plugin.backends` holds it.
+    fn settings(&self) -> BackendSettings {
+        (Self::WRAP)(self.base())
+    }
+    /// Text that must never show in an error: [`Conformance::SECRETS`] unless the fake's
+    /// address is one.
+    fn secrets(&self) -> Vec<String> {
+        Self::SECRETS.iter().map(|s| s.to_string()).collect()
+    }
+    /// Settings the backend refuses, each with the field the error names.
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        refused(Self::WRAP, self.base(), Self::SPOILED)
+    }
+    /// The settings with another request timeout.
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        let mut settings = self.base();
+        settings.set_timeout(timeout);
+        (Self::WRAP)(settings)
+    }
 }
+
+/// Settings with a request timeout.
+pub trait Timed {
+    fn set_timeout(&mut self, timeout: Duration);
+}
+
+macro_rules! timed {
+    ($($settings:ty),*) => {$(
+        impl Timed for $settings {
+            fn set_timeout(&mut self, timeout: Duration) {
+                self.timeout = timeout;
+            }
+        }
+    )*};
+}
+
+timed!(
+    config::EmailSettings,
+    config::ExecSettings,
+    config::MattermostSettings,
+    config::NtfySettings,
+    config::SipSettings,
+    config::SlackSettings,
+    config::TelegramSettings,
+    config::TwilioSettings,
+    config::WebhookSettings
+);
 
 /// One way to spoil a backend's settings, and the field the error must name.
 pub type Spoil<T> = (fn(&mut T), &'static str);

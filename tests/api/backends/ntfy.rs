@@ -5,8 +5,8 @@ use std::time::Duration;
 use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
 
 use super::{
-    CALL, Conformance, Message, SMS, assert_each_post, http_fake, refused, sms_to_alice, to_alice,
-    to_bob,
+    CALL, Conformance, Message, SMS, Spoil, assert_each_post, http_fake, sms_to_alice, to_alice,
+    to_bob, with_backend,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -21,14 +21,11 @@ fn server(fake: &Fake) -> NtfySettings {
     }
 }
 
-/// The settings of `db` with `ntfy` as the only backend.
-fn ntfy_settings(db: &TestDb, ntfy: NtfySettings) -> Settings {
-    let mut s = settings(db);
-    s.plugin.backend = "alarm".into();
-    s.plugin
-        .backends
-        .insert("alarm".into(), BackendSettings::Ntfy(ntfy));
-    s
+/// The settings of `db` with ntfy at `fake` as the backend, changed by `change`.
+fn ntfy_settings(db: &TestDb, fake: &Fake, change: fn(&mut NtfySettings)) -> Settings {
+    let mut ntfy = server(fake);
+    change(&mut ntfy);
+    with_backend(db, "alarm", BackendSettings::Ntfy(ntfy))
 }
 
 fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
@@ -41,16 +38,12 @@ fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
 
 async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: TestDb) {
     let fake = Fake::start().await;
-    let s = ntfy_settings(
-        &db,
-        NtfySettings {
-            token: None,
-            user: Some("bot".into()),
-            password: Some(Secret("s3cret".into())),
-            priority: 2,
-            ..server(&fake)
-        },
-    );
+    let s = ntfy_settings(&db, &fake, |n| {
+        n.token = None;
+        n.user = Some("bot".into());
+        n.password = Some(Secret("s3cret".into()));
+        n.priority = 2;
+    });
     let (app, events) = sms_to_alice(s, &[], "Störung auf db-1").await;
     assert_eq!(events[0].status, "delivered");
     let r = &fake.requests()[0];
@@ -68,13 +61,7 @@ db_test!(ntfy_basic_auth_custom_priority_and_non_ascii_title);
 
 async fn ntfy_without_a_topic_fails_for_good(db: TestDb) {
     let fake = Fake::start().await;
-    let s = ntfy_settings(
-        &db,
-        NtfySettings {
-            topic: None,
-            ..server(&fake)
-        },
-    );
+    let s = ntfy_settings(&db, &fake, |n| n.topic = None);
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("alice@example.com", &[]).await;
     app.add_user_with_contacts("bob@example.com", &[("ntfy", "../admin")])
@@ -98,6 +85,8 @@ db_test!(ntfy_without_a_topic_fails_for_good);
 pub struct Row(Fake);
 
 impl Conformance for Row {
+    type Settings = NtfySettings;
+    const WRAP: fn(NtfySettings) -> BackendSettings = BackendSettings::Ntfy;
     const NAME: &'static str = "alarm";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("ntfy", "alice-phone")];
     const SENDS: &'static [Message] = &[
@@ -106,6 +95,27 @@ impl Conformance for Row {
     ];
     const PERMANENT_ERROR: &'static [&'static str] = &["403", "forbidden"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
+    const SECRETS: &'static [&'static str] = &["tk_testtoken"];
+    const SPOILED: &'static [Spoil<NtfySettings>] = &[
+        (|s| s.priority = 0, "`priority`"),
+        (|s| s.important_priority = 6, "`important_priority`"),
+        (|s| s.topic = Some("team/alerts".into()), "`topic`"),
+        (
+            |s| {
+                s.user = Some("bot".into());
+                s.password = Some(Secret("pw".into()));
+            },
+            "not both",
+        ),
+        (
+            |s| {
+                s.token = None;
+                s.user = Some("bot".into());
+            },
+            "`password`",
+        ),
+        (|s| s.server = "ntfy.example.com".into(), "`server`"),
+    ];
 
     http_fake!(
         Reply::Status(200),
@@ -115,8 +125,8 @@ impl Conformance for Row {
         ),
         Reply::Status(502),
     );
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Ntfy(server(&self.0))
+    fn base(&self) -> NtfySettings {
+        server(&self.0)
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -138,40 +148,5 @@ impl Conformance for Row {
             assert_eq!(headers, (priority, tags, title), "{path}");
             assert_eq!(&r.body[..], body.as_bytes(), "{path}");
         }
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["tk_testtoken".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        refused(
-            BackendSettings::Ntfy,
-            server(&self.0),
-            &[
-                (|s| s.priority = 0, "`priority`"),
-                (|s| s.important_priority = 6, "`important_priority`"),
-                (|s| s.topic = Some("team/alerts".into()), "`topic`"),
-                (
-                    |s| {
-                        s.user = Some("bot".into());
-                        s.password = Some(Secret("pw".into()));
-                    },
-                    "not both",
-                ),
-                (
-                    |s| {
-                        s.token = None;
-                        s.user = Some("bot".into());
-                    },
-                    "`password`",
-                ),
-                (|s| s.server = "ntfy.example.com".into(), "`server`"),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Ntfy(NtfySettings {
-            timeout,
-            ..server(&self.0)
-        })
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SipSettings};
 
-use super::{CALL, Conformance, Message, http_fake, pairs, refused, to_alice, with_backend};
+use super::{CALL, Conformance, Message, Spoil, http_fake, pairs, to_alice, with_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -70,6 +70,8 @@ impl Row {
 }
 
 impl Conformance for Row {
+    type Settings = SipSettings;
+    const WRAP: fn(SipSettings) -> BackendSettings = BackendSettings::Sip;
     const NAME: &'static str = "asterisk";
     const SENDS: &'static [Message] = &[to_alice(
         CALL,
@@ -78,14 +80,26 @@ impl Conformance for Row {
     const PATH: &'static str = CALL;
     const PERMANENT_ERROR: &'static [&'static str] = &["400", "Endpoint parameter"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["500", "Allocation failed"];
+    const SECRETS: &'static [&'static str] = &["ar1pass"];
+    const SPOILED: &'static [Spoil<SipSettings>] = &[
+        (|s| s.url = "".into(), "`url`"),
+        (|s| s.url = "asterisk:8088".into(), "`url`"),
+        (|s| s.username = "".into(), "`username`"),
+        (|s| s.password = Secret(String::new()), "`password`"),
+        (
+            |s| s.endpoint = "PJSIP/{{ phone @trunk".into(),
+            "`endpoint`",
+        ),
+        (|s| s.priority = 0, "`priority`"),
+    ];
 
     http_fake!(
         Reply::Json(200, CHANNEL),
         Reply::Json(400, r#"{"message": "Endpoint parameter not provided"}"#),
         Reply::Json(500, r#"{"message": "Allocation failed"}"#),
     );
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Sip(self.sip())
+    fn base(&self) -> SipSettings {
+        self.sip()
     }
     fn assert_sent(&self, events: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -114,31 +128,5 @@ impl Conformance for Row {
                 }
             })
         );
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["ar1pass".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        refused(
-            BackendSettings::Sip,
-            sip_settings(&self.0),
-            &[
-                (|s| s.url = "".into(), "`url`"),
-                (|s| s.url = "asterisk:8088".into(), "`url`"),
-                (|s| s.username = "".into(), "`username`"),
-                (|s| s.password = Secret(String::new()), "`password`"),
-                (
-                    |s| s.endpoint = "PJSIP/{{ phone @trunk".into(),
-                    "`endpoint`",
-                ),
-                (|s| s.priority = 0, "`priority`"),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Sip(SipSettings {
-            timeout,
-            ..self.sip()
-        })
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
 
 use super::{
-    CALL, Conformance, Message, SMS, assert_each_post, http_fake, refused, sms_to_alice, to_alice,
+    CALL, Conformance, Message, SMS, Spoil, assert_each_post, http_fake, sms_to_alice, to_alice,
     to_bob,
 };
 use crate::db_test;
@@ -117,6 +117,8 @@ db_test!(slack_webhook_retry_after_header_is_honoured);
 pub struct IncomingWebhook(Fake);
 
 impl Conformance for IncomingWebhook {
+    type Settings = SlackSettings;
+    const WRAP: fn(SlackSettings) -> BackendSettings = BackendSettings::Slack;
     const NAME: &'static str = "chat";
     const SENDS: &'static [Message] = &[
         to_alice(SMS, "load <5> & rising"),
@@ -124,10 +126,27 @@ impl Conformance for IncomingWebhook {
     ];
     const PERMANENT_ERROR: &'static [&'static str] = &["404"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+    const SPOILED: &'static [Spoil<SlackSettings>] = &[
+        (
+            |s| {
+                s.token = Some(Secret("xoxb-1".into()));
+                s.channel = Some("#oncall".into());
+            },
+            "not both",
+        ),
+        (|s| *s = SlackSettings::default(), "webhook_url"),
+        (
+            |s| {
+                *s = SlackSettings::default();
+                s.webhook_url = Some(Secret("not a url".into()));
+            },
+            "webhook_url",
+        ),
+    ];
 
     http_fake!(Reply::Status(200), Reply::Status(404), Reply::Status(503));
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Slack(incoming_webhook(&self.0))
+    fn base(&self) -> SlackSettings {
+        incoming_webhook(&self.0)
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -148,51 +167,25 @@ impl Conformance for IncomingWebhook {
     fn secrets(&self) -> Vec<String> {
         vec![self.0.url.clone()]
     }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let base = incoming_webhook(&self.0);
-        refused(
-            BackendSettings::Slack,
-            base,
-            &[
-                (
-                    |s| {
-                        s.token = Some(Secret("xoxb-1".into()));
-                        s.channel = Some("#oncall".into());
-                    },
-                    "not both",
-                ),
-                (|s| *s = SlackSettings::default(), "webhook_url"),
-                (
-                    |s| {
-                        *s = SlackSettings::default();
-                        s.webhook_url = Some(Secret("not a url".into()));
-                    },
-                    "webhook_url",
-                ),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Slack(SlackSettings {
-            timeout,
-            ..incoming_webhook(&self.0)
-        })
-    }
 }
 
 /// The conformance row for the Web API: a bot token, a default channel, Alice's own id.
 pub struct WebApi(Fake);
 
 impl Conformance for WebApi {
+    type Settings = SlackSettings;
+    const WRAP: fn(SlackSettings) -> BackendSettings = BackendSettings::Slack;
     const NAME: &'static str = "chat";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("slack", "U0ALICE")];
     const SENDS: &'static [Message] = &[to_alice(SMS, "for alice"), to_bob(SMS, "for bob")];
     const PERMANENT_ERROR: &'static [&'static str] = &["403"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+    const SECRETS: &'static [&'static str] = &["xoxb-test-token"];
+    const SPOILED: &'static [Spoil<SlackSettings>] = &[(|s| s.channel = None, "channel")];
 
     http_fake!(Reply::Json(200, OK), Reply::Status(403), Reply::Status(503));
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Slack(web_api(&self.0))
+    fn base(&self) -> SlackSettings {
+        web_api(&self.0)
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -212,21 +205,5 @@ impl Conformance for WebApi {
             requests[1].json(),
             serde_json::json!({"channel": "#oncall", "text": "for bob"})
         );
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["xoxb-test-token".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        refused(
-            BackendSettings::Slack,
-            web_api(&self.0),
-            &[(|s| s.channel = None, "channel")],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Slack(SlackSettings {
-            timeout,
-            ..web_api(&self.0)
-        })
     }
 }

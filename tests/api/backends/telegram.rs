@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TelegramSettings};
 
-use super::{Conformance, Message, SMS, http_fake, refused, sms_to_alice, to_alice, with_backend};
+use super::{Conformance, Message, SMS, Spoil, http_fake, sms_to_alice, to_alice, with_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -29,11 +29,18 @@ fn bot(db: &TestDb, fake: &Fake, chat_id: Option<&str>) -> Settings {
 pub struct Row(Fake);
 
 impl Conformance for Row {
+    type Settings = TelegramSettings;
+    const WRAP: fn(TelegramSettings) -> BackendSettings = BackendSettings::Telegram;
     const NAME: &'static str = "tg";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("telegram", "987654321")];
     const SENDS: &'static [Message] = &[to_alice(SMS, "Disk \"full\" on db-1")];
     const PERMANENT_ERROR: &'static [&'static str] = &["chat not found"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
+    const SECRETS: &'static [&'static str] = &[BOT_TOKEN];
+    const SPOILED: &'static [Spoil<TelegramSettings>] = &[
+        (|t| t.token = Secret(String::new()), "token"),
+        (|t| t.api_base = "ftp://example.com".into(), "api_base"),
+    ];
 
     http_fake!(
         Reply::Json(200, r#"{"ok":true}"#),
@@ -43,8 +50,8 @@ impl Conformance for Row {
         ),
         Reply::Status(502),
     );
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Telegram(telegram(&self.0, Some("@oncall_team")))
+    fn base(&self) -> TelegramSettings {
+        telegram(&self.0, Some("@oncall_team"))
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -59,25 +66,6 @@ impl Conformance for Row {
                 "disable_notification": true
             })
         );
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec![BOT_TOKEN.into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        refused(
-            BackendSettings::Telegram,
-            telegram(&self.0, None),
-            &[
-                (|t| t.token = Secret(String::new()), "token"),
-                (|t| t.api_base = "ftp://example.com".into(), "api_base"),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Telegram(TelegramSettings {
-            timeout,
-            ..telegram(&self.0, None)
-        })
     }
 }
 

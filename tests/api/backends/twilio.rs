@@ -5,8 +5,8 @@ use std::time::Duration;
 use oncall_relay::config::{BackendSettings, Secret, Settings, TwilioSettings};
 
 use super::{
-    CALL, Conformance, Message, SMS, assert_each_post, assert_shortened_to_segments, http_fake,
-    pairs, refused, to_alice, with_backend,
+    CALL, Conformance, Message, SMS, Spoil, assert_each_post, assert_shortened_to_segments,
+    http_fake, pairs, to_alice, with_backend,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -168,10 +168,24 @@ impl Row {
 }
 
 impl Conformance for Row {
+    type Settings = TwilioSettings;
+    const WRAP: fn(TwilioSettings) -> BackendSettings = BackendSettings::Twilio;
     const NAME: &'static str = "twilio";
     const SENDS: &'static [Message] = &[to_alice(SMS, SMS_TEXT), to_alice(CALL, CALL_TEXT)];
     const PERMANENT_ERROR: &'static [&'static str] = &["400", "21211"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+    const SECRETS: &'static [&'static str] = &["tw-t0ken"];
+    const SPOILED: &'static [Spoil<TwilioSettings>] = &[
+        (|s| s.account_sid = "".into(), "`account_sid`"),
+        (|s| s.account_sid = "AC../../x".into(), "`account_sid`"),
+        (|s| s.auth_token = Secret(String::new()), "`auth_token`"),
+        (|s| s.from = " ".into(), "`from`"),
+        (|s| s.api_base = "ftp://api.twilio.com".into(), "`api_base`"),
+        (|s| s.max_length = 5000, "`max_length`"),
+        (|s| s.max_segments = 0, "`max_segments`"),
+        (|s| s.repeat = 0, "`repeat`"),
+        (|s| s.voice = Some("alice\" onload=\"x".into()), "`voice`"),
+    ];
 
     http_fake!(
         Reply::Json(201, CREATED),
@@ -181,8 +195,8 @@ impl Conformance for Row {
         ),
         Reply::Json(503, r#"{"code": 20503, "message": "Service unavailable"}"#),
     );
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Twilio(self.twilio())
+    fn base(&self) -> TwilioSettings {
+        self.twilio()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -222,31 +236,5 @@ impl Conformance for Row {
                 ),
             ])
         );
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["tw-t0ken".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        refused(
-            BackendSettings::Twilio,
-            twilio_settings(&self.0),
-            &[
-                (|s| s.account_sid = "".into(), "`account_sid`"),
-                (|s| s.account_sid = "AC../../x".into(), "`account_sid`"),
-                (|s| s.auth_token = Secret(String::new()), "`auth_token`"),
-                (|s| s.from = " ".into(), "`from`"),
-                (|s| s.api_base = "ftp://api.twilio.com".into(), "`api_base`"),
-                (|s| s.max_length = 5000, "`max_length`"),
-                (|s| s.max_segments = 0, "`max_segments`"),
-                (|s| s.repeat = 0, "`repeat`"),
-                (|s| s.voice = Some("alice\" onload=\"x".into()), "`voice`"),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Twilio(TwilioSettings {
-            timeout,
-            ..self.twilio()
-        })
     }
 }

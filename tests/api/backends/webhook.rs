@@ -5,8 +5,8 @@ use std::time::Duration;
 use oncall_relay::config::{BackendSettings, Secret, WebhookSettings};
 
 use super::{
-    Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, http_fake, refused,
-    to_alice, with_backend,
+    Conformance, LONG_SMS, Message, SMS, Spoil, assert_shortened_to_segments, http_fake, to_alice,
+    with_backend,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -34,16 +34,23 @@ impl Row {
 }
 
 impl Conformance for Row {
+    type Settings = WebhookSettings;
+    const WRAP: fn(WebhookSettings) -> BackendSettings = BackendSettings::Webhook;
     const NAME: &'static str = "gateway";
     const SENDS: &'static [Message] = &[to_alice(SMS, QUOTED)];
     const PERMANENT_ERROR: &'static [&'static str] = &["HTTP 404"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["HTTP 502"];
+    const SECRETS: &'static [&'static str] = &["k3y"];
+    const SPOILED: &'static [Spoil<WebhookSettings>] = &[
+        (|w| w.body = Some("{{ phone ".into()), "body"),
+        (|w| w.max_segments = Some(0), "`max_segments`"),
+    ];
 
     http_fake!(Reply::Status(200), Reply::Status(404), Reply::Status(502));
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Webhook(self.webhook(
+    fn base(&self) -> WebhookSettings {
+        self.webhook(
             r#"{"to": {{ phone }}, "text": {{ message }}, "kind": {{ kind }}, "who": {{ user.email }}}"#,
-        ))
+        )
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -54,25 +61,6 @@ impl Conformance for Row {
             r.json(),
             serde_json::json!({"to": "+4930123456", "text": QUOTED, "kind": "sms", "who": "alice@example.com"})
         );
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["k3y".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        refused(
-            BackendSettings::Webhook,
-            self.webhook("{}"),
-            &[
-                (|w| w.body = Some("{{ phone ".into()), "body"),
-                (|w| w.max_segments = Some(0), "`max_segments`"),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Webhook(WebhookSettings {
-            timeout,
-            ..self.webhook("{}")
-        })
     }
 }
 

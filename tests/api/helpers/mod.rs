@@ -188,6 +188,14 @@ pub fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The notification in `events` that `matches`, which must be there.
+pub fn event_where(
+    events: &[NotificationRecord],
+    matches: impl Fn(&NotificationRecord) -> bool,
+) -> &NotificationRecord {
+    events.iter().find(|e| matches(e)).expect("event")
+}
+
 /// Asserts `e` was retried once, then delivered on its second attempt.
 pub fn assert_delivered_on_the_second_attempt(e: &NotificationRecord) {
     assert_eq!(e.status, "delivered", "{e:?}");
@@ -319,10 +327,15 @@ impl TestApp {
         self.plain_get(path).await.text().await.expect("text")
     }
 
-    /// Status and JSON body of a GET with `token` as a bearer token (the admin API).
-    pub async fn get_json_as(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+    /// A GET with `token` as a bearer token (the admin API, `/metrics`).
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
         let request = self.client.get(self.url(path)).bearer_auth(token);
-        json_of(request.send().await.expect("request")).await
+        request.send().await.expect("request")
+    }
+
+    /// Status and JSON body of a GET with `token` as a bearer token.
+    pub async fn get_json_as(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        json_of(self.get_as(token, path).await).await
     }
 
     /// GET with the raw token.
