@@ -335,12 +335,8 @@ async fn metrics_token_protects_the_scrape(db: TestDb) {
     }
     let resp = app.get_as("scrape-token-0123456789", "/metrics").await;
     assert_eq!(resp.status().as_u16(), 200);
-    assert!(
-        resp.text()
-            .await
-            .expect("text")
-            .contains("# TYPE oncall_relay_database_up gauge")
-    );
+    let scraped = resp.text().await.expect("text");
+    assert!(scraped.contains("# TYPE oncall_relay_database_up gauge"));
     app.stop().await;
 }
 db_test!(metrics_token_protects_the_scrape);

@@ -305,12 +305,8 @@ async fn a_one_click_link_confirms_then_acts_once(db: TestDb) {
     };
     let done = post(token.clone()).await;
     assert_eq!(done.status().as_u16(), 200);
-    assert!(
-        done.text()
-            .await
-            .expect("body")
-            .contains("#17 acknowledged.")
-    );
+    let page = done.text().await.expect("body");
+    assert!(page.contains("#17 acknowledged."), "{page}");
     assert_eq!(
         oncall.requests()[0].uri.path(),
         format!("/api/v1/alert_groups/{GROUP}/acknowledge")
