@@ -14,25 +14,45 @@ fn step(backend: &str) -> RouteSettings {
     }
 }
 
+/// A step only admins take.
+fn admins_only(backend: &str) -> RouteSettings {
+    RouteSettings {
+        roles: vec!["admin".into()],
+        ..step(backend)
+    }
+}
+
+/// Adds the admin boss@example.com (+4930123456) with `contacts`.
+async fn add_boss(app: &TestApp, contacts: &[(&str, &str)]) {
+    app.add(oncall_relay::directory::NewUser {
+        email: "boss@example.com".into(),
+        phone_number: Some("+4930123456".into()),
+        role: Some("admin".into()),
+        contacts: contact_map(contacts),
+        ..Default::default()
+    })
+    .await;
+}
+
 /// What the two-step scenarios send.
 const MESSAGE: &str = "disk full";
 
-/// Alice is sent [`MESSAGE`] as `kind` (sms or call) over two webhooks routed in order, which
-/// answer every request with their status; the one named in `twice` gets two attempts.
+/// Alice is sent [`MESSAGE`] as `kind` (sms or call) over two webhooks routed in order: each
+/// step is a name, the status its webhook answers every request with, and its attempts.
 /// The notification must end as `ended` says: its status, then each attempt's backend and
 /// outcome (`"delivered: gateway retry, chat delivered"`). Each webhook is asked once per
 /// attempt on it, no more, even a while later; the one that delivered got the message.
-async fn falls_back(db: &TestDb, kind: &str, steps: [(&str, u16); 2], twice: &str, ended: &str) {
+async fn falls_back(db: &TestDb, kind: &str, steps: [(&str, u16, u32); 2], ended: &str) {
     let fakes = [Fake::start().await, Fake::start().await];
     let mut s = settings(db);
-    for ((name, status), fake) in steps.iter().zip(&fakes) {
+    for ((name, status, _), fake) in steps.iter().zip(&fakes) {
         fake.script(&[], Reply::Status(*status));
         add_webhook(&mut s, name, &fake.url);
     }
     let route = steps
         .iter()
-        .map(|(name, _)| RouteSettings {
-            attempts: (*name == twice).then_some(2),
+        .map(|(name, _, attempts)| RouteSettings {
+            attempts: (*attempts > 1).then_some(*attempts),
             ..step(name)
         })
         .collect();
@@ -53,7 +73,7 @@ async fn falls_back(db: &TestDb, kind: &str, steps: [(&str, u16); 2], twice: &st
     assert_eq!(outcomes(e), attempts);
     assert_eq!(e.attempts as usize, attempts.len());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for ((name, _), fake) in steps.iter().zip(&fakes) {
+    for ((name, _, _), fake) in steps.iter().zip(&fakes) {
         let tried = attempts.iter().filter(|(b, _)| b == name).count();
         assert_eq!(fake.requests().len(), tried, "{name}: once per attempt");
     }
@@ -63,7 +83,7 @@ async fn falls_back(db: &TestDb, kind: &str, steps: [(&str, u16); 2], twice: &st
         let (_, fake) = steps
             .iter()
             .zip(&fakes)
-            .find(|((n, _), _)| n == last)
+            .find(|((n, _, _), _)| n == last)
             .expect("step");
         assert_eq!(fake.requests()[0].json()["message"], MESSAGE);
     }
@@ -75,26 +95,10 @@ async fn calls_for_admins_take_their_own_route(db: TestDb) {
     let mut s = settings(&db);
     add_webhook(&mut s, "voice", &voice.url);
     add_webhook(&mut s, "other", &other.url);
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![
-            RouteSettings {
-                roles: vec!["admin".into()],
-                ..step("voice")
-            },
-            step("other"),
-        ],
-    );
+    let route = vec![admins_only("voice"), step("other")];
+    s.plugin.routes.insert("call".into(), route);
     let app = TestApp::spawn(s).await;
-    app.directory
-        .add(oncall_relay::directory::NewUser {
-            email: "boss@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            role: Some("admin".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("admin");
+    add_boss(&app, &[]).await;
     app.add_user("dev@example.com", Some("+4930123457")).await;
     app.send_ok("/api/v1/make_call", "boss@example.com", "admin call")
         .await;
@@ -118,28 +122,14 @@ db_test!(calls_for_admins_take_their_own_route);
 
 async fn sms_falls_back_from_a_failing_gateway_once(db: TestDb) {
     let ended = "delivered: gateway retry, gateway fallback, chat delivered";
-    falls_back(
-        &db,
-        "sms",
-        [("gateway", 503), ("chat", 200)],
-        "gateway",
-        ended,
-    )
-    .await;
+    falls_back(&db, "sms", [("gateway", 503, 2), ("chat", 200, 1)], ended).await;
 }
 db_test!(sms_falls_back_from_a_failing_gateway_once);
 
 /// A 4xx is not retried on the same backend.
 async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: TestDb) {
     let ended = "failed: first fallback, second retry, second failed";
-    falls_back(
-        &db,
-        "call",
-        [("first", 401), ("second", 500)],
-        "second",
-        ended,
-    )
-    .await;
+    falls_back(&db, "call", [("first", 401, 1), ("second", 500, 2)], ended).await;
 }
 db_test!(a_client_error_falls_back_at_once_and_all_failing_ends_failed);
 
@@ -246,13 +236,9 @@ async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: TestDb) {
             ..Default::default()
         }),
     );
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![RouteSettings {
-            roles: vec!["admin".into()],
-            ..step("route_a")
-        }],
-    );
+    s.plugin
+        .routes
+        .insert("call".into(), vec![admins_only("route_a")]);
     s.plugin.routes.insert(
         "sms".into(),
         vec![
@@ -264,18 +250,7 @@ async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: TestDb) {
         ],
     );
     let app = TestApp::spawn(s).await;
-    app.directory
-        .add(oncall_relay::directory::NewUser {
-            email: "boss@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            role: Some("admin".into()),
-            contacts: [("telegram".to_string(), "777".to_string())]
-                .into_iter()
-                .collect(),
-            ..Default::default()
-        })
-        .await
-        .expect("admin");
+    add_boss(&app, &[("telegram", "777")]).await;
     app.send_ok("/api/v1/make_call", "boss@example.com", "wake up")
         .await;
     app.send_ok("/api/v1/send_sms", "boss@example.com", "disk full")

@@ -204,19 +204,14 @@ async fn spawn<B: Conformance>(db: &TestDb, fake: &B) -> (TestApp, User) {
     use_backend(&mut s, B::NAME, fake.settings());
     let app = TestApp::spawn(s).await;
     let alice = app
-        .directory
         .add(NewUser {
             email: ALICE.into(),
             name: Some("Alice".into()),
             phone_number: Some("+4930123456".into()),
-            contacts: B::CONTACTS
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            contacts: contact_map(B::CONTACTS),
             ..NewUser::default()
         })
-        .await
-        .expect("user added");
+        .await;
     app.add_user(BOB, Some("+4930123457")).await;
     (app, alice)
 }

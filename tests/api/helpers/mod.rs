@@ -408,14 +408,17 @@ impl TestApp {
     }
 
     pub async fn add_user(&self, email: &str, phone: Option<&str>) -> User {
-        self.directory
-            .add(NewUser {
-                email: email.into(),
-                phone_number: phone.map(str::to_string),
-                ..NewUser::default()
-            })
-            .await
-            .expect("user added")
+        self.add(NewUser {
+            email: email.into(),
+            phone_number: phone.map(str::to_string),
+            ..NewUser::default()
+        })
+        .await
+    }
+
+    /// Adds `user` to the directory, which must take it.
+    pub async fn add(&self, user: NewUser) -> User {
+        self.directory.add(user).await.expect("user added")
     }
 
     pub async fn events(&self) -> Vec<NotificationRecord> {
@@ -542,19 +545,22 @@ impl TestApp {
 
     /// Adds a user with a phone number and these backend contacts.
     pub async fn add_user_with_contacts(&self, email: &str, contacts: &[(&str, &str)]) -> User {
-        self.directory
-            .add(NewUser {
-                email: email.into(),
-                phone_number: Some("+4930123456".into()),
-                contacts: contacts
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                ..NewUser::default()
-            })
-            .await
-            .expect("user added")
+        self.add(NewUser {
+            email: email.into(),
+            phone_number: Some("+4930123456".into()),
+            contacts: contact_map(contacts),
+            ..NewUser::default()
+        })
+        .await
     }
+}
+
+/// Contacts as a user holds them.
+pub fn contact_map(contacts: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    contacts
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Adds Alice (+4930123456) to `db` from outside any app, as another replica would.
