@@ -44,38 +44,45 @@ async fn call(
     )
 }
 
-/// The admin API of an app, called with the admin token at paths below `/api/admin/v1`.
-struct Admin<'a>(&'a TestApp);
+/// The admin API, called with the admin token at paths below `/api/admin/v1`.
+trait AdminApi {
+    async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value);
 
-impl Admin<'_> {
-    async fn send(
+    async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.admin("GET", path, None).await
+    }
+
+    async fn admin_delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.admin("DELETE", path, None).await
+    }
+
+    async fn admin_post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.admin("POST", path, Some(body)).await
+    }
+
+    async fn admin_put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.admin("PUT", path, Some(body)).await
+    }
+
+    async fn admin_patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.admin("PATCH", path, Some(body)).await
+    }
+}
+
+impl AdminApi for TestApp {
+    async fn admin(
         &self,
         method: &str,
         path: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
         let path = format!("/api/admin/v1{path}");
-        call(self.0, method, &path, Some(ADMIN), body).await
-    }
-
-    async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        self.send("GET", path, None).await
-    }
-
-    async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
-        self.send("DELETE", path, None).await
-    }
-
-    async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        self.send("POST", path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        self.send("PUT", path, Some(body)).await
-    }
-
-    async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        self.send("PATCH", path, Some(body)).await
+        call(self, method, &path, Some(ADMIN), body).await
     }
 }
 
@@ -86,12 +93,11 @@ async fn admin_api_needs_its_own_token(db: TestDb) {
     app.stop().await;
 
     let app = TestApp::spawn(with_admin(&db)).await;
-    let api = Admin(&app);
     for token in [None, Some(TOKEN), Some("wrong")] {
         let (status, body) = call(&app, "GET", "/api/admin/v1/users", token, None).await;
         assert_eq!(status, 403, "{token:?}: {body}");
     }
-    let (status, _) = api.get("/users").await;
+    let (status, _) = app.admin_get("/users").await;
     assert_eq!(status, 200);
     // The admin token opens nothing on the OnCall side.
     let (status, _) = call(&app, "GET", "/api/v1/info/", Some(ADMIN), None).await;
@@ -102,24 +108,23 @@ db_test!(admin_api_needs_its_own_token);
 
 async fn users_and_devices_crud(db: TestDb) {
     let app = TestApp::spawn(with_admin(&db)).await;
-    let api = Admin(&app);
-    let (status, user) = api
-        .post(
+    let (status, user) = app
+        .admin_post(
             "/users",
             json!({"email": "Ann@Example.com", "phone_number": "+49 30 123456", "role": "admin"}),
         )
         .await;
     assert_eq!(status, 201, "{user}");
     assert_eq!(user["phone_number"], "+4930123456");
-    let (status, body) = api.post("/users", json!({"email": "bad"})).await;
+    let (status, body) = app.admin_post("/users", json!({"email": "bad"})).await;
     assert_eq!(status, 400);
     assert!(body["email"].is_array(), "{body}");
 
     let (_, sync) = app.get_json("/api/v1/users?email=ann@example.com").await;
     assert_eq!(sync["results"][0]["is_phone_number_verified"], true);
 
-    let (status, patched) = api
-        .patch(
+    let (status, patched) = app
+        .admin_patch(
             "/users/ann@example.com",
             json!({"phone_number": null, "contacts": {"telegram": "42"}}),
         )
@@ -134,19 +139,19 @@ async fn users_and_devices_crud(db: TestDb) {
     );
 
     let id = user["id"].as_str().expect("id");
-    let (status, _) = api
-        .put("/devices/tok-1", json!({"user": id, "label": "phone"}))
+    let (status, _) = app
+        .admin_put("/devices/tok-1", json!({"user": id, "label": "phone"}))
         .await;
     assert_eq!(status, 200);
-    let (_, devices) = api.get("/devices").await;
+    let (_, devices) = app.admin_get("/devices").await;
     assert_eq!(devices["count"], 1);
     assert_eq!(devices["results"][0]["user_id"], id);
-    let (status, _) = api.delete("/devices/tok-1").await;
+    let (status, _) = app.admin_delete("/devices/tok-1").await;
     assert_eq!(status, 204);
 
-    let (status, _) = api.delete(&format!("/users/{id}")).await;
+    let (status, _) = app.admin_delete(&format!("/users/{id}")).await;
     assert_eq!(status, 204);
-    let (status, body) = api.get(&format!("/users/{id}")).await;
+    let (status, body) = app.admin_get(&format!("/users/{id}")).await;
     assert_eq!(status, 404, "{body}");
     app.stop().await;
 }
@@ -154,25 +159,26 @@ db_test!(users_and_devices_crud);
 
 async fn events_are_filtered_and_paged(db: TestDb) {
     let app = TestApp::spawn(with_admin(&db)).await;
-    let api = Admin(&app);
     app.add_user("a@example.com", Some("+4930123456")).await;
     for i in 0..5 {
         app.send_ok("/api/v1/send_sms", "a@example.com", &format!("m{i}"))
             .await;
     }
-    let (status, page1) = api.get("/events?limit=2&status=queued").await;
+    let (status, page1) = app.admin_get("/events?limit=2&status=queued").await;
     assert_eq!(status, 200);
     assert_eq!(page1["count"], 2);
     assert_eq!(page1["results"][0]["message"], "m4", "newest first");
     let before = page1["next_before"].as_i64().expect("next page");
-    let (_, page2) = api.get(&format!("/events?limit=2&before={before}")).await;
+    let (_, page2) = app
+        .admin_get(&format!("/events?limit=2&before={before}"))
+        .await;
     assert_eq!(page2["results"][0]["message"], "m2");
-    let (_, last) = api.get("/events?limit=10&user=A@example.com").await;
+    let (_, last) = app.admin_get("/events?limit=10&user=A@example.com").await;
     assert_eq!(last["count"], 5);
     assert!(last["next_before"].is_null());
-    let (status, body) = api.get("/events?status=lost").await;
+    let (status, body) = app.admin_get("/events?status=lost").await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = api.get("/events?limit=many").await;
+    let (status, _) = app.admin_get("/events?limit=many").await;
     assert_eq!(status, 400);
     app.stop().await;
 }
@@ -255,8 +261,7 @@ fn the_admin_token_must_differ_from_oncalls() {
 async fn profiling_is_on_the_admin_side_only_and_only_with_debug() {
     let db = TestDb::new(Db::Sqlite).await;
     let app = TestApp::spawn(with_admin(&db)).await;
-    let api = Admin(&app);
-    let (status, _) = api.get("/debug/pprof/profile?seconds=1").await;
+    let (status, _) = app.admin_get("/debug/pprof/profile?seconds=1").await;
     assert_eq!(status, 404, "off without debug: true");
     app.stop().await;
 
@@ -292,25 +297,24 @@ async fn profiling_is_on_the_admin_side_only_and_only_with_debug() {
 
 async fn schedules_can_be_added_listed_and_removed(db: TestDb) {
     let app = TestApp::spawn(with_admin(&db)).await;
-    let api = Admin(&app);
-    let (status, created) = api.post("/schedules", json!({"key": "platform", "ical_url": "http://127.0.0.1:9/ical", "transport": "callback", "callback_url": "http://127.0.0.1:9/cb"})).await;
+    let (status, created) = app.admin_post("/schedules", json!({"key": "platform", "ical_url": "http://127.0.0.1:9/ical", "transport": "callback", "callback_url": "http://127.0.0.1:9/cb"})).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["transport"], "callback");
-    let (_, list) = api.get("/schedules").await;
+    let (_, list) = app.admin_get("/schedules").await;
     assert_eq!(list["count"], 1);
-    let (status, one) = api.get("/schedules/platform").await;
+    let (status, one) = app.admin_get("/schedules/platform").await;
     assert_eq!(status, 200);
     assert_eq!(one["key"], "platform");
-    let (status, _) = api
-        .post(
+    let (status, _) = app
+        .admin_post(
             "/schedules",
             json!({"key": "x", "ical_url": "http://h/i", "transport": "pigeon"}),
         )
         .await;
     assert_eq!(status, 400);
-    let (status, _) = api.delete("/schedules/platform").await;
+    let (status, _) = app.admin_delete("/schedules/platform").await;
     assert_eq!(status, 204);
-    let (status, _) = api.get("/schedules/platform").await;
+    let (status, _) = app.admin_get("/schedules/platform").await;
     assert_eq!(status, 404);
     app.stop().await;
 }
@@ -318,17 +322,16 @@ db_test!(schedules_can_be_added_listed_and_removed);
 
 async fn a_users_language_is_a_short_language_tag(db: TestDb) {
     let app = TestApp::spawn(with_admin(&db)).await;
-    let api = Admin(&app);
-    let (status, user) = api.post("/users", json!({"email": "ana@example.com", "language": "pt_br", "timezone": "America/Sao_Paulo"})).await;
+    let (status, user) = app.admin_post("/users", json!({"email": "ana@example.com", "language": "pt_br", "timezone": "America/Sao_Paulo"})).await;
     assert_eq!(status, 201, "{user}");
     assert_eq!(user["language"], "pt-BR");
-    let (status, body) = api
-        .patch("/users/ana@example.com", json!({"language": "portuguese"}))
+    let (status, body) = app
+        .admin_patch("/users/ana@example.com", json!({"language": "portuguese"}))
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body["language"].is_array(), "{body}");
-    let (status, user) = api
-        .patch("/users/ana@example.com", json!({"language": ""}))
+    let (status, user) = app
+        .admin_patch("/users/ana@example.com", json!({"language": ""}))
         .await;
     assert_eq!(status, 200, "{user}");
     assert!(

@@ -303,8 +303,7 @@ db_test!(who_is_on_call_answers_in_telegram_and_the_admin_api);
 async fn mattermost_buttons_act_for_the_paged_member_only(db: TestDb) {
     let oncall = Fake::start().await;
     let chat = Fake::start().await;
-    let mut s = ack_settings(&db, &oncall);
-    s.app.hostname = "https://relay.example.org".into();
+    let s = linked_ack_settings(&db, &oncall);
     let hook = BackendSettings::Mattermost(oncall_relay::config::MattermostSettings {
         url: Secret(chat.url.clone()),
         timeout: std::time::Duration::from_secs(2),
@@ -316,7 +315,7 @@ async fn mattermost_buttons_act_for_the_paged_member_only(db: TestDb) {
     assert_eq!(button["name"], "Acknowledge");
     assert_eq!(
         button["integration"]["url"],
-        "https://relay.example.org/hooks/mattermost"
+        format!("{PUBLIC}/hooks/mattermost")
     );
     let click = |user: &str| {
         let body = json!({"user_name": user, "context": button["integration"]["context"].clone()});

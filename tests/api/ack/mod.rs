@@ -37,6 +37,16 @@ pub(super) fn ack_settings(db: &TestDb, oncall: &Fake) -> Settings {
     s
 }
 
+/// The relay's public URL in the tests of links it sends.
+pub(super) const PUBLIC: &str = "https://relay.example.org";
+
+/// [`ack_settings`] with [`PUBLIC`] as the public URL, so pages carry links.
+pub(super) fn linked_ack_settings(db: &TestDb, oncall: &Fake) -> Settings {
+    let mut s = ack_settings(db, oncall);
+    s.app.hostname = PUBLIC.into();
+    s
+}
+
 /// A database, a fake OnCall and, with the usual settings, the app with Alice.
 pub(super) async fn start(db: Db) -> (TestDb, Fake, TestApp) {
     let db = TestDb::new(db).await;

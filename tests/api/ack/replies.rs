@@ -271,8 +271,7 @@ async fn a_one_click_link_confirms_then_acts_once(db: TestDb) {
     use oncall_relay::ack::command::Action;
     use oncall_relay::ack::links::LinkKey;
     let oncall = Fake::start().await;
-    let mut s = ack_settings(&db, &oncall);
-    s.app.hostname = "https://relay.example.org".into();
+    let s = linked_ack_settings(&db, &oncall);
     let app = TestApp::spawn_with_alice(s).await;
     paged(&app, GROUP, "Disk full").await;
     sms_about(&app, 17, "Disk full").await;
@@ -334,17 +333,14 @@ db_test!(a_one_click_link_confirms_then_acts_once);
 async fn delivered_pages_carry_their_one_click_links(db: TestDb) {
     let oncall = Fake::start().await;
     let gateway = Fake::start().await;
-    let mut s = ack_settings(&db, &oncall);
-    s.app.hostname = "https://relay.example.org".into();
+    let mut s = linked_ack_settings(&db, &oncall);
     use_webhook(&mut s, &gateway.url);
     let app = TestApp::spawn_with_alice(s).await;
     paged(&app, GROUP, "Disk full").await;
     sms_about(&app, 17, "Disk full").await;
     let sent = gateway.first_json().await;
     let link = str_of(&sent["links"]["resolve"]).to_string();
-    let path = link
-        .strip_prefix("https://relay.example.org")
-        .expect("under the public URL");
+    let path = link.strip_prefix(PUBLIC).expect("under the public URL");
     assert!(path.starts_with("/act/"), "{link}");
     let done = app.client.post(app.url(path)).send().await.expect("sent");
     assert_eq!(done.status().as_u16(), 200);
