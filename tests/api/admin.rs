@@ -46,6 +46,7 @@ async fn call(
 
 /// The admin API, called with the admin token at paths below `/api/admin/v1`.
 trait AdminApi {
+    /// Status and JSON body (null when empty) of a `method` request to `path`.
     async fn admin(
         &self,
         method: &str,

@@ -103,6 +103,7 @@ pub trait Conformance: Sized {
 
 /// Settings with a request timeout.
 pub trait Timed {
+    /// Sets the request timeout to `timeout`.
     fn set_timeout(&mut self, timeout: Duration);
 }
 

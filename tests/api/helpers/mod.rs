@@ -95,6 +95,7 @@ macro_rules! db_test {
 
 /// What a test run by `db_test!` takes: the database kind, or a fresh database of it.
 pub trait OnDb: Sized {
+    /// What the test gets on a `kind` database.
     fn make(kind: Db) -> impl std::future::Future<Output = Self>;
 }
 
