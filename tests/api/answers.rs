@@ -18,27 +18,48 @@ fn call_then_chat(db: &TestDb, twilio: &Fake, chat: &Fake, wait: Duration) -> Se
     let mut s = settings(db);
     s.app.hostname = PUBLIC.into();
     s.app.path_prefix = "/oncall".into();
-    s.plugin.backends.insert(
-        "tw".into(),
-        BackendSettings::Twilio(twilio_at(&twilio.url, TOKEN_TW)),
-    );
-    add_webhook(&mut s, "chat", &chat.url);
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![
-            RouteSettings {
-                backend: "tw".into(),
-                require_answer: true,
-                answer_timeout: Some(wait),
-                ..RouteSettings::default()
-            },
-            RouteSettings {
-                backend: "chat".into(),
-                ..RouteSettings::default()
-            },
-        ],
-    );
+    let tw = BackendSettings::Twilio(twilio_at(&twilio.url, TOKEN_TW));
+    answer_then_chat(&mut s, "tw", tw, chat, wait);
     s
+}
+
+/// Calls go to `backend` (named `name`, answer required within `wait`), then to the `chat`
+/// webhook.
+fn answer_then_chat(
+    s: &mut Settings,
+    name: &str,
+    backend: BackendSettings,
+    chat: &Fake,
+    wait: Duration,
+) {
+    s.plugin.backends.insert(name.into(), backend);
+    add_webhook(s, "chat", &chat.url);
+    let answered = RouteSettings {
+        backend: name.into(),
+        require_answer: true,
+        answer_timeout: Some(wait),
+        ..RouteSettings::default()
+    };
+    let chat = RouteSettings {
+        backend: "chat".into(),
+        ..RouteSettings::default()
+    };
+    s.plugin.routes.insert("call".into(), vec![answered, chat]);
+}
+
+/// Twilio and the chat behind it, and an app with Alice calling through them: see
+/// [`call_then_chat`].
+async fn start_call_then_chat(
+    db: &TestDb,
+    wait: Duration,
+    change: fn(&mut Settings),
+) -> (Fake, Fake, TestApp) {
+    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
+    let chat = Fake::start().await;
+    let mut s = call_then_chat(db, &twilio, &chat, wait);
+    change(&mut s);
+    let app = TestApp::spawn_with_alice(s).await;
+    (twilio, chat, app)
 }
 
 /// The form of a request Twilio received.
@@ -106,15 +127,10 @@ async fn post_status(
     .await
 }
 
-async fn call_not_answered_moves_on_and_answered_finishes(db: Db) {
-    let db = TestDb::new(db).await;
-    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
-    let chat = Fake::start().await;
-    let s = call_then_chat(&db, &twilio, &chat, Duration::from_secs(60));
-    let app = TestApp::spawn_with_alice(s).await;
+async fn call_not_answered_moves_on_and_answered_finishes(db: TestDb) {
+    let (twilio, chat, app) = start_call_then_chat(&db, Duration::from_secs(60), |_| {}).await;
 
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
-        .await;
+    app.call_alice("db-1 down").await;
     let waiting = wait_status(&app, 0, "awaiting_answer").await;
     assert_eq!(waiting.answer.as_deref(), Some("awaiting"));
     let url = callback_url(&twilio, 0);
@@ -148,31 +164,19 @@ async fn call_not_answered_moves_on_and_answered_finishes(db: Db) {
     let moved = wait_status(&app, 0, "delivered").await;
     assert_eq!(moved.backend.as_deref(), Some("chat"), "{moved:?}");
     assert_eq!(moved.answer.as_deref(), Some("no-answer"));
-    let log: Vec<_> = moved
-        .attempt_log
-        .iter()
-        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
-        .collect();
     assert_eq!(
-        log,
+        outcomes(&moved),
         [
             ("tw", "awaiting_answer"),
             ("tw", "fallback"),
             ("chat", "delivered")
         ]
     );
-    assert!(
-        moved.attempt_log[1]
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("no-answer")),
-        "{moved:?}"
-    );
+    assert!(attempt_error(&moved, 1).contains("no-answer"), "{moved:?}");
     assert_eq!(chat.requests().len(), 1);
 
     // Answered: the call itself is the delivery, the chat hears nothing.
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-2 down")
-        .await;
+    app.call_alice("db-2 down").await;
     wait_status(&app, 1, "awaiting_answer").await;
     let url = callback_url(&twilio, 1);
     let (status, _) = post_status(&app, &url, "in-progress", TOKEN_TW).await;
@@ -194,14 +198,9 @@ async fn call_not_answered_moves_on_and_answered_finishes(db: Db) {
 }
 db_test!(call_not_answered_moves_on_and_answered_finishes);
 
-async fn missing_call_status_times_out_to_the_next_step(db: Db) {
-    let db = TestDb::new(db).await;
-    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
-    let chat = Fake::start().await;
-    let s = call_then_chat(&db, &twilio, &chat, Duration::from_millis(500));
-    let app = TestApp::spawn_with_alice(s).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
-        .await;
+async fn missing_call_status_times_out_to_the_next_step(db: TestDb) {
+    let (twilio, chat, app) = start_call_then_chat(&db, Duration::from_millis(500), |_| {}).await;
+    app.call_alice("db-1 down").await;
     let moved = wait_status(&app, 0, "delivered").await;
     assert_eq!(moved.backend.as_deref(), Some("chat"), "{moved:?}");
     assert_eq!(moved.answer.as_deref(), Some("no-status"));
@@ -211,17 +210,15 @@ async fn missing_call_status_times_out_to_the_next_step(db: Db) {
 }
 db_test!(missing_call_status_times_out_to_the_next_step);
 
-async fn a_call_status_is_recorded_without_require_answer(db: Db) {
-    let db = TestDb::new(db).await;
-    let twilio = Fake::answering(Reply::Json(201, r#"{"sid": "CA0123"}"#)).await;
-    let chat = Fake::start().await;
-    let mut s = call_then_chat(&db, &twilio, &chat, Duration::from_secs(60));
-    if let Some(steps) = s.plugin.routes.get_mut("call") {
-        steps[0].require_answer = false;
-    }
-    let app = TestApp::spawn_with_alice(s).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
-        .await;
+async fn a_call_status_is_recorded_without_require_answer(db: TestDb) {
+    let without_require_answer = |s: &mut Settings| {
+        if let Some(steps) = s.plugin.routes.get_mut("call") {
+            steps[0].require_answer = false;
+        }
+    };
+    let (twilio, chat, app) =
+        start_call_then_chat(&db, Duration::from_secs(60), without_require_answer).await;
+    app.call_alice("db-1 down").await;
     let delivered = wait_status(&app, 0, "delivered").await;
     assert_eq!(delivered.answer, None);
     let url = callback_url(&twilio, 0);
@@ -243,30 +240,12 @@ db_test!(a_call_status_is_recorded_without_require_answer);
 /// Calls go to Asterisk (`pbx`, answer required), then to the `chat` webhook.
 fn asterisk_then_chat(db: &TestDb, pbx: &FakeAsterisk, chat: &Fake) -> Settings {
     let mut s = settings(db);
-    s.plugin
-        .backends
-        .insert("pbx".into(), BackendSettings::Sip(pbx.backend()));
-    add_webhook(&mut s, "chat", &chat.url);
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![
-            RouteSettings {
-                backend: "pbx".into(),
-                require_answer: true,
-                answer_timeout: Some(Duration::from_secs(60)),
-                ..RouteSettings::default()
-            },
-            RouteSettings {
-                backend: "chat".into(),
-                ..RouteSettings::default()
-            },
-        ],
-    );
+    let pbx = BackendSettings::Sip(pbx.backend());
+    answer_then_chat(&mut s, "pbx", pbx, chat, Duration::from_secs(60));
     s
 }
 
-async fn asterisk_events_tell_answered_from_busy(db: Db) {
-    let db = TestDb::new(db).await;
+async fn asterisk_events_tell_answered_from_busy(db: TestDb) {
     let pbx = FakeAsterisk::start().await;
     let chat = Fake::start().await;
     // No `app.hostname`: Asterisk's events need no public URL.
@@ -274,8 +253,7 @@ async fn asterisk_events_tell_answered_from_busy(db: Db) {
     pbx.wait_listening("oncall-relay").await;
 
     // Picked up: recorded as answered, and handed to the dialplan that says the message.
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-1 down")
-        .await;
+    app.call_alice("db-1 down").await;
     let waiting = wait_status(&app, 0, "awaiting_answer").await;
     let channel = format!("oncall-{}-1", waiting.id);
     let originate = pbx.wait_request("/ari/channels").await;
@@ -303,8 +281,7 @@ async fn asterisk_events_tell_answered_from_busy(db: Db) {
     pbx.destroyed(&channel, 16);
 
     // Busy: the step fails and the chat takes over.
-    app.send_ok("/api/v1/make_call", "alice@example.com", "db-2 down")
-        .await;
+    app.call_alice("db-2 down").await;
     let waiting = wait_status(&app, 1, "awaiting_answer").await;
     pbx.destroyed(&format!("oncall-{}-1", waiting.id), 17);
     let moved = wait_status(&app, 1, "delivered").await;

@@ -6,8 +6,7 @@ use crate::helpers::*;
 const CALL: &str = "You are invited to check an Alert Group from Grafana OnCall. Alert via Grafana Alerting with title \"CPU high\" triggered 3 times";
 const SMS: &str = "Grafana OnCall: Alert group #2\"CPU high\" from stack: \"prod\", integration: Grafana Alerting, alerts registered: 1.";
 
-async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
-    let db = TestDb::new(db).await;
+async fn accepted_calls_and_sms_reach_the_webhook(db: TestDb) {
     let fake = Fake::start().await;
     let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;
@@ -30,7 +29,7 @@ async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
         assert_eq!(body["phone"], "+4930123456");
         assert_eq!(body["user"]["id"], user.id.as_str());
         assert_eq!(body["email"], "alice@example.com");
-        kinds.push(body["kind"].as_str().expect("kind").to_string());
+        kinds.push(str_of(&body["kind"]).to_string());
         let expected = if body["kind"] == "call" { CALL } else { SMS };
         assert_eq!(body["message"], expected, "message passed through intact");
     }
@@ -40,21 +39,28 @@ async fn accepted_calls_and_sms_reach_the_webhook(db: Db) {
 }
 db_test!(accepted_calls_and_sms_reach_the_webhook);
 
-async fn unknown_user_is_404_user_not_found(db: Db) {
-    let db = TestDb::new(db).await;
-    let app = TestApp::spawn(settings(&db)).await;
-    for path in ["/api/v1/make_call", "/api/v1/send_sms"] {
-        let (status, body) = app.send(path, "ghost@example.com", "hi").await;
-        assert_eq!(status, 404, "{path}");
-        assert_eq!(body, serde_json::json!({"error": "user-not-found"}));
+/// Every form to each of `emails` on each of `paths` is answered `status` with
+/// `{"error": error}`, and nothing is queued.
+async fn assert_refused(app: &TestApp, emails: &[&str], paths: &[&str], status: u16, error: &str) {
+    for email in emails {
+        for path in paths {
+            let answer = app.send(path, email, "hi").await;
+            let expected = (status, serde_json::json!({ "error": error }));
+            assert_eq!(answer, expected, "{path} {email}");
+        }
     }
     assert!(app.accepted_events().await.is_empty(), "nothing queued");
+}
+
+async fn unknown_user_is_404_user_not_found(db: TestDb) {
+    let app = TestApp::spawn(settings(&db)).await;
+    let paths = ["/api/v1/make_call", "/api/v1/send_sms"];
+    assert_refused(&app, &["ghost@example.com"], &paths, 404, "user-not-found").await;
     app.stop().await;
 }
 db_test!(unknown_user_is_404_user_not_found);
 
-async fn user_without_phone_or_inactive_is_400_number_not_verified(db: Db) {
-    let db = TestDb::new(db).await;
+async fn user_without_phone_or_inactive_is_400_number_not_verified(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     app.add_user("nophone@example.com", None).await;
     app.directory
@@ -66,20 +72,14 @@ async fn user_without_phone_or_inactive_is_400_number_not_verified(db: Db) {
         })
         .await
         .expect("add");
-    for email in ["nophone@example.com", "GONE@example.com"] {
-        for path in ["/api/v1/make_call/", "/api/v1/send_sms"] {
-            let (status, body) = app.send(path, email, "hi").await;
-            assert_eq!(status, 400, "{path} {email}");
-            assert_eq!(body, serde_json::json!({"error": "number-not-verified"}));
-        }
-    }
-    assert!(app.accepted_events().await.is_empty(), "nothing queued");
+    let emails = ["nophone@example.com", "GONE@example.com"];
+    let paths = ["/api/v1/make_call/", "/api/v1/send_sms"];
+    assert_refused(&app, &emails, &paths, 400, "number-not-verified").await;
     app.stop().await;
 }
 db_test!(user_without_phone_or_inactive_is_400_number_not_verified);
 
-async fn invalid_input_is_400_json_naming_the_field(db: Db) {
-    let db = TestDb::new(db).await;
+async fn invalid_input_is_400_json_naming_the_field(db: TestDb) {
     let app = TestApp::spawn_with_alice(settings(&db)).await;
     let cases: &[(&str, &str)] = &[
         ("email=not-an-email&message=hi", "email"),
@@ -94,28 +94,16 @@ async fn invalid_input_is_400_json_naming_the_field(db: Db) {
         assert!(json[field].is_array(), "{body} → {json}");
     }
     // Not valid UTF-8: still a JSON 400, never a 500.
-    let resp = app
-        .client
-        .post(app.url("/api/v1/send_sms"))
-        .header("Authorization", TOKEN)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(vec![b'e', b'm', b'=', 0xff, 0xfe])
-        .send()
-        .await
-        .expect("send");
+    let not_utf8 = vec![b'e', b'm', b'=', 0xff, 0xfe];
+    let resp = app.post_raw("/api/v1/send_sms", FORM, not_utf8).await;
     let (status, json) = json_of(resp).await;
     assert_eq!(status, 400);
     assert!(json["detail"].is_string());
     // Broken JSON body.
+    let broken = "{\"email\": ";
     let resp = app
-        .client
-        .post(app.url("/api/v1/make_call"))
-        .header("Authorization", TOKEN)
-        .header("Content-Type", "application/json")
-        .body("{\"email\": ")
-        .send()
-        .await
-        .expect("send");
+        .post_raw("/api/v1/make_call", "application/json", broken)
+        .await;
     let (status, _) = json_of(resp).await;
     assert_eq!(status, 400);
     assert!(app.accepted_events().await.is_empty(), "nothing queued");
@@ -123,8 +111,7 @@ async fn invalid_input_is_400_json_naming_the_field(db: Db) {
 }
 db_test!(invalid_input_is_400_json_naming_the_field);
 
-async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: Db) {
-    let db = TestDb::new(db).await;
+async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: TestDb) {
     let fake = Fake::start().await;
     let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn_with_alice(s).await;
@@ -145,7 +132,7 @@ async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: Db) {
     let resp = reqwest::Client::new()
         .post(app.url("/api/v1/send_sms"))
         .header("Authorization", TOKEN)
-        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Content-Type", FORM)
         .body(
             serde_urlencoded::to_string([("email", "alice@example.com"), ("message", &long)])
                 .expect("encode"),
@@ -164,49 +151,21 @@ async fn one_mebibyte_body_is_413_json_and_16k_message_is_kept(db: Db) {
 }
 db_test!(one_mebibyte_body_is_413_json_and_16k_message_is_kept);
 
-async fn json_bodies_are_accepted_too(db: Db) {
-    let db = TestDb::new(db).await;
+async fn json_bodies_are_accepted_too(db: TestDb) {
     let app = TestApp::spawn_with_alice(settings(&db)).await;
-    assert_eq!(
-        status_of(
-            app.client
-                .post(app.url("/api/v1/make_call/"))
-                .header("Authorization", TOKEN)
-                .json(&serde_json::json!({"email": "Alice@Example.com", "message": "hi"}))
-        )
-        .await,
-        200
-    );
+    let call = serde_json::json!({"email": "Alice@Example.com", "message": "hi"});
+    let answer = app.post_json("/api/v1/make_call/", &call).await;
+    assert_eq!(answer.status().as_u16(), 200);
     app.stop().await;
 }
 db_test!(json_bodies_are_accepted_too);
 
-async fn accepted_means_committed_before_the_answer(db: Db) {
-    let db = TestDb::new(db).await;
+async fn accepted_means_committed_before_the_answer(db: TestDb) {
     let mut s = settings(&db);
     // No workers: the row must already be there, queued, when 200 arrives.
     s.queue.deliver = false;
     let app = TestApp::spawn_with_alice(s).await;
-    let mut handles = Vec::new();
-    for i in 0..50 {
-        let client = app.client.clone();
-        let url = app.url("/api/v1/make_call");
-        handles.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("Authorization", TOKEN)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(format!("email=alice%40example.com&message=call+{i}"))
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }));
-    }
-    for h in handles {
-        assert_eq!(h.await.expect("join"), 200);
-    }
+    call_alice_at_once(&[&app], 50, |i| format!("call+{i}")).await;
     // Read through a separate connection pool, as a crash-restarted process would.
     let other = oncall_relay::store::Store::connect(&db.settings)
         .await

@@ -45,14 +45,11 @@ async fn load(addr: String) -> usize {
                 if i >= CALLS {
                     return accepted;
                 }
-                let resp = client
-                    .post(format!("http://{addr}/api/v1/make_call"))
-                    .header("Authorization", TOKEN)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(format!("email=alice%40example.com&message=c{c}n{i}"))
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await;
+                let resp =
+                    make_call_request(&client, &format!("http://{addr}"), &format!("c{c}n{i}"))
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
                 match resp {
                     Ok(r) if r.status().as_u16() == 200 => accepted += 1,
                     Ok(_) => {}
@@ -69,8 +66,7 @@ async fn load(addr: String) -> usize {
     total
 }
 
-async fn sigkill_under_load_repeats_at_most_the_deliveries_in_flight(db: Db) {
-    let db = TestDb::new(db).await;
+async fn sigkill_under_load_repeats_at_most_the_deliveries_in_flight(db: TestDb) {
     let fake = Fake::start().await;
     let queue = format!("  concurrency: {CONCURRENCY}\n");
     let mut relay = RelayProcess::spawn_with_queue(&db, &fake.url, &queue, "").await;

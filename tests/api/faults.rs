@@ -26,16 +26,7 @@ fn add_webhook_timing_out(s: &mut Settings, name: &str, url: &str, timeout: Dura
     }
 }
 
-/// Each attempt's backend and outcome, in order.
-fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
-    e.attempt_log
-        .iter()
-        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
-        .collect()
-}
-
-async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: Db) {
-    let db = TestDb::new(db).await;
+async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: TestDb) {
     let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
     let mut s = settings(&db);
     add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_secs(8));
@@ -45,16 +36,14 @@ async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: Db) {
     s.queue.concurrency = 4;
     let app = TestApp::spawn_with_alice(s).await;
     for i in 0..20 {
-        app.send_ok("/api/v1/send_sms", "alice@example.com", &format!("sms {i}"))
-            .await;
+        app.sms_alice(&format!("sms {i}")).await;
     }
     // The hung gateway has taken all it may: its own share of the slots.
     wait_for(Duration::from_secs(5), || async {
         (hung.requests().len() >= 2).then_some(())
     })
     .await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "call")
-        .await;
+    app.call_alice("call").await;
     let events = wait_for(Duration::from_secs(5), || async {
         let events = app.events().await;
         events
@@ -86,17 +75,29 @@ async fn calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one(db: Db) {
 }
 db_test!(calls_to_a_healthy_backend_do_not_wait_behind_a_hung_one);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_moves_to_the_next_step_at_once() {
-    let db = TestDb::new(Db::Sqlite).await;
+/// Alice's SMS through `first` (the gateway `sms_gw`, which never answers and times out after
+/// `timeout`), then the healthy `chat`: the app, the final events and the hung gateway.
+async fn sms_past_a_hung_gateway(
+    db: &TestDb,
+    timeout: Duration,
+    first: RouteSettings,
+) -> (TestApp, Vec<NotificationRecord>, Fake) {
     let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
-    let mut s = settings(&db);
-    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_millis(500));
+    let mut s = settings(db);
+    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, timeout);
     add_webhook(&mut s, "chat", &healthy.url);
     s.plugin
         .routes
-        .insert("sms".into(), vec![step("sms_gw"), step("chat")]);
-    let (_app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
+        .insert("sms".into(), vec![first, step("chat")]);
+    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
+    (app, events, hung)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_moves_to_the_next_step_at_once() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let (_app, events, hung) =
+        sms_past_a_hung_gateway(&db, Duration::from_millis(500), step("sms_gw")).await;
     let e = &events[0];
     assert_eq!(e.status, "delivered");
     assert_eq!(
@@ -104,32 +105,20 @@ async fn a_timeout_moves_to_the_next_step_at_once() {
         [("sms_gw", "fallback"), ("chat", "delivered")],
         "one timeout, then the next step, not every retry first"
     );
-    assert!(
-        e.attempt_log[0]
-            .error
-            .as_deref()
-            .is_some_and(|m| m.contains("next step takes over")),
-        "{e:?}"
-    );
+    let error = attempt_error(e, 0);
+    assert!(error.contains("next step takes over"), "{e:?}");
     assert_eq!(hung.requests().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_timeout_retry_keeps_retrying_the_step() {
     let db = TestDb::new(Db::Sqlite).await;
-    let (hung, healthy) = (Fake::answering(Reply::Hang).await, Fake::start().await);
-    let mut s = settings(&db);
-    add_webhook_timing_out(&mut s, "sms_gw", &hung.url, Duration::from_millis(300));
-    add_webhook(&mut s, "chat", &healthy.url);
     let first = RouteSettings {
         attempts: Some(2),
         on_timeout: Some(OnTimeout::Retry),
         ..step("sms_gw")
     };
-    s.plugin
-        .routes
-        .insert("sms".into(), vec![first, step("chat")]);
-    let (_app, events) = deliver_to_alice(s, "/api/v1/send_sms", "disk full").await;
+    let (_app, events, _) = sms_past_a_hung_gateway(&db, Duration::from_millis(300), first).await;
     assert_eq!(
         outcomes(&events[0]),
         [
@@ -142,13 +131,11 @@ async fn on_timeout_retry_keeps_retrying_the_step() {
 
 /// Sends call number `n` (message `c<n>`) and waits until all `n` are final.
 async fn call(app: &TestApp, n: usize) -> Vec<NotificationRecord> {
-    app.send_ok("/api/v1/make_call", "alice@example.com", &format!("c{n}"))
-        .await;
+    app.call_alice(&format!("c{n}")).await;
     app.wait_until_settled(n).await
 }
 
-async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: TestDb) {
     let (flaky, healthy) = (
         Fake::answering(Reply::Status(503)).await,
         Fake::start().await,
@@ -182,10 +169,7 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
         [("voice", "fallback"), ("sms_gw", "delivered")]
     );
     assert!(
-        skipped.attempt_log[0]
-            .error
-            .as_deref()
-            .is_some_and(|m| m.contains("circuit breaker is open")),
+        attempt_error(skipped, 0).contains("circuit breaker is open"),
         "{skipped:?}"
     );
 
@@ -213,14 +197,9 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
     circuits_when(&app, "closed").await;
 
     // Every change stays on record: opened (and why), half-open, closed.
-    let resp = app
-        .client
-        .get(app.url("/api/admin/v1/circuits/changes?backend=voice"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("changes");
-    let (status, body) = json_of(resp).await;
+    let (status, body) = app
+        .get_json_as(ADMIN, "/api/admin/v1/circuits/changes?backend=voice")
+        .await;
     assert_eq!(status, 200, "{body}");
     let states: Vec<&str> = body["results"]
         .as_array()
@@ -230,9 +209,7 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
         .collect();
     assert_eq!(states, ["closed", "half_open", "open"], "{body}");
     assert!(
-        body["results"][2]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("503")),
+        str_of(&body["results"][2]["error"]).contains("503"),
         "{body}"
     );
     let bad_limit = app
@@ -247,19 +224,8 @@ async fn a_failing_backend_is_skipped_for_a_cool_down_then_probed(db: Db) {
 }
 db_test!(a_failing_backend_is_skipped_for_a_cool_down_then_probed);
 
-async fn notify_test_shows_the_recorded_circuit_breakers(db: Db) {
-    let db = TestDb::new(db).await;
-    ok(&relay(
-        &db,
-        &[
-            "users",
-            "add",
-            "--email",
-            "ann@example.com",
-            "--phone",
-            "+4930123456",
-        ],
-    ));
+async fn notify_test_shows_the_recorded_circuit_breakers(db: TestDb) {
+    users_add(&db, "ann@example.com", &["--phone", "+4930123456"]);
     // As a server records an open breaker.
     let store = oncall_relay::store::Store::connect(&db.settings)
         .await
@@ -272,18 +238,7 @@ async fn notify_test_shows_the_recorded_circuit_breakers(db: Db) {
     .await
     .expect("insert");
     store.close().await;
-    let out = relay(
-        &db,
-        &[
-            "notify",
-            "test",
-            "--user",
-            "ann@example.com",
-            "--kind",
-            "sms",
-        ],
-    );
-    let text = ok(&out);
+    let text = ok(&relay(&db, &notify_test_sms("ann@example.com")));
     assert!(
         text.contains("circuit breaker sms_gw: open until 2100-01-01")
             && text.contains("after 5 failures in a row (HTTP 503)"),
@@ -295,14 +250,7 @@ db_test!(notify_test_shows_the_recorded_circuit_breakers);
 /// The admin API's circuit breakers, once the first one is in `state`.
 async fn circuits_when(app: &TestApp, state: &str) -> serde_json::Value {
     wait_for(Duration::from_secs(5), || async {
-        let resp = app
-            .client
-            .get(app.url("/api/admin/v1/circuits"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .expect("circuits");
-        let (status, body) = json_of(resp).await;
+        let (status, body) = app.get_json_as(ADMIN, "/api/admin/v1/circuits").await;
         assert_eq!(status, 200, "{body}");
         (body["results"][0]["state"] == state).then_some(body)
     })

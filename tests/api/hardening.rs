@@ -1,7 +1,5 @@
 //! Requests from anyone: odd `Authorization` values and methods never crash or bloat the relay.
 
-use std::sync::{Arc, Mutex};
-
 use reqwest::header::HeaderValue;
 
 use crate::db_test;
@@ -9,21 +7,8 @@ use crate::helpers::*;
 
 /// Everything logged at any level in this test process (each test runs in its own process
 /// under nextest; elsewhere another test may have installed its subscriber first).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> Option<Captured> {
-    let captured = Captured::default();
+fn capture_all_logs() -> Option<LogSink> {
+    let captured = LogSink::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -34,7 +19,7 @@ fn capture_logs() -> Option<Captured> {
 }
 
 async fn non_ascii_authorization_is_an_invalid_token(db: Db) {
-    let logs = capture_logs();
+    let logs = capture_all_logs();
     let db = TestDb::new(db).await;
     let mut s = settings(&db);
     s.app.admin_token = oncall_relay::config::Tokens(vec![oncall_relay::config::Secret(
@@ -91,8 +76,7 @@ async fn non_ascii_authorization_is_an_invalid_token(db: Db) {
 }
 db_test!(non_ascii_authorization_is_an_invalid_token);
 
-async fn readiness_probes_share_one_query_per_second(db: Db) {
-    let db = TestDb::new(db).await;
+async fn readiness_probes_share_one_query_per_second(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let ready = || async { app.plain_get_status("/readyz").await };
     assert_eq!(ready().await, 200);

@@ -25,8 +25,7 @@ pub(crate) fn path_of(link: &str) -> String {
     format!("/{}", rest.split_once('/').expect("path").1)
 }
 
-async fn creating_twice_returns_the_same_integration(db: Db) {
-    let db = TestDb::new(db).await;
+async fn creating_twice_returns_the_same_integration(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let first = create(&app).await;
     let again = create(&app).await;
@@ -63,7 +62,7 @@ async fn creating_twice_returns_the_same_integration(db: Db) {
     assert_eq!(body["count"], 1);
     assert_eq!(body["results"][0]["id"], first["id"]);
     assert!(body["next"].is_null());
-    let (_, body) = json_of(app.get("/api/v1/integrations/?name=nothing").await).await;
+    let (_, body) = app.get_json("/api/v1/integrations/?name=nothing").await;
     assert_eq!(body["count"], 0);
     app.stop().await;
 }
@@ -73,8 +72,7 @@ fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-async fn bad_integration_requests_are_400_with_detail(db: Db) {
-    let db = TestDb::new(db).await;
+async fn bad_integration_requests_are_400_with_detail(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let (status, body) = app
         .post_fields_json(
@@ -105,8 +103,7 @@ async fn bad_integration_requests_are_400_with_detail(db: Db) {
 }
 db_test!(bad_integration_requests_are_400_with_detail);
 
-async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: Db) {
-    let db = TestDb::new(db).await;
+async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let created = create(&app).await;
     let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));
@@ -119,14 +116,8 @@ async fn heartbeat_link_needs_no_token_and_unknown_links_are_403(db: Db) {
         status_of(app.client.get(app.url(beat.trim_end_matches('/')))).await,
         200
     );
-    let (status, body) = json_of(
-        app.client
-            .get(app.url("/integrations/v1/formatted_webhook/not-a-real-token/heartbeat/"))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let unknown = "/integrations/v1/formatted_webhook/not-a-real-token/heartbeat/";
+    let (status, body) = json_of(app.plain_get(unknown).await).await;
     assert_eq!(status, 403);
     assert!(body["detail"].is_string());
     app.stop().await;
@@ -148,8 +139,7 @@ pub(crate) fn heartbeat_alerts(fake: &Fake) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
-    let db = TestDb::new(db).await;
+async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: TestDb) {
     let fake = Fake::start().await;
     let s = watchdog_settings(&db, &fake);
     let app = TestApp::spawn(s.clone()).await;
@@ -189,18 +179,8 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
         admin.id.as_str(),
         "admins are told by default"
     );
-    assert!(
-        alerts[0]["message"]
-            .as_str()
-            .expect("message")
-            .contains("stopped sending heartbeats")
-    );
-    assert!(
-        alerts[0]["message"]
-            .as_str()
-            .expect("message")
-            .contains("http://oncall-engine:8080")
-    );
+    assert!(str_of(&alerts[0]["message"]).contains("stopped sending heartbeats"));
+    assert!(str_of(&alerts[0]["message"]).contains("http://oncall-engine:8080"));
 
     // Still silent, and a restart: no second alert.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -225,12 +205,7 @@ async fn watchdog_alerts_once_when_silent_and_once_when_restored(db: Db) {
         (a.len() >= 2).then_some(a)
     })
     .await;
-    assert!(
-        alerts[1]["message"]
-            .as_str()
-            .expect("message")
-            .contains("sending heartbeats again")
-    );
+    assert!(str_of(&alerts[1]["message"]).contains("sending heartbeats again"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(heartbeat_alerts(&fake).len(), 2);
     app.stop().await;
@@ -301,8 +276,7 @@ async fn last_beat_at(conn: &mut sqlx::AnyConnection) -> i64 {
         .expect("last beat")
 }
 
-async fn heartbeat_links_are_checked_before_any_write(db: Db) {
-    let db = TestDb::new(db).await;
+async fn heartbeat_links_are_checked_before_any_write(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let created = create(&app).await;
     let beat = path_of(created["heartbeat"]["link"].as_str().expect("link"));

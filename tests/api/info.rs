@@ -3,11 +3,10 @@
 use crate::db_test;
 use crate::helpers::*;
 
-async fn info_answers_with_and_without_slash(db: Db) {
-    let db = TestDb::new(db).await;
+async fn info_answers_with_and_without_slash(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for path in ["/api/v1/info/", "/api/v1/info"] {
-        let (status, body) = json_of(app.get(path).await).await;
+        let (status, body) = app.get_json(path).await;
         assert_eq!(status, 200, "{path}");
         let url = body["url"].as_str().expect("url is a string");
         assert_eq!(url, format!("http://{}/", app.addr));
@@ -17,8 +16,7 @@ async fn info_answers_with_and_without_slash(db: Db) {
 }
 db_test!(info_answers_with_and_without_slash);
 
-async fn bad_or_missing_token_is_403_invalid_token(db: Db) {
-    let db = TestDb::new(db).await;
+async fn bad_or_missing_token_is_403_invalid_token(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for token in [Some("wrong"), Some(""), None, Some("Bearer wrong")] {
         let mut req = app.client.get(app.url("/api/v1/info/"));
@@ -50,8 +48,7 @@ async fn bad_or_missing_token_is_403_invalid_token(db: Db) {
 }
 db_test!(bad_or_missing_token_is_403_invalid_token);
 
-async fn raw_uppercase_authorization_header_and_bearer_are_accepted(db: Db) {
-    let db = TestDb::new(db).await;
+async fn raw_uppercase_authorization_header_and_bearer_are_accepted(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let answer = raw_http(
         app.addr,
@@ -73,16 +70,15 @@ async fn raw_uppercase_authorization_header_and_bearer_are_accepted(db: Db) {
 }
 db_test!(raw_uppercase_authorization_header_and_bearer_are_accepted);
 
-async fn path_prefix_and_hostname_shape_the_public_url(db: Db) {
-    let db = TestDb::new(db).await;
+async fn path_prefix_and_hostname_shape_the_public_url(db: TestDb) {
     let mut s = settings(&db);
     s.app.path_prefix = "/oncall".into();
     let app = TestApp::spawn(s).await;
-    let (status, body) = json_of(app.get("/oncall/api/v1/info/").await).await;
+    let (status, body) = app.get_json("/oncall/api/v1/info/").await;
     assert_eq!(status, 200);
     assert_eq!(body["url"], format!("http://{}/oncall/", app.addr));
     // Engines before v1.0.12 dropped the prefix: the root keeps working.
-    let (status, body) = json_of(app.get("/api/v1/info").await).await;
+    let (status, body) = app.get_json("/api/v1/info").await;
     assert_eq!(status, 200);
     assert_eq!(body["url"], format!("http://{}/", app.addr));
     app.stop().await;
@@ -90,22 +86,21 @@ async fn path_prefix_and_hostname_shape_the_public_url(db: Db) {
     let mut s = settings(&db);
     s.app.hostname = "https://relay.example.com/oncall".into();
     let app = TestApp::spawn(s).await;
-    let (_, body) = json_of(app.get("/api/v1/info/").await).await;
+    let (_, body) = app.get_json("/api/v1/info/").await;
     assert_eq!(body["url"], "https://relay.example.com/oncall/");
     app.stop().await;
 }
 db_test!(path_prefix_and_hostname_shape_the_public_url);
 
-async fn errors_are_json_and_nothing_redirects(db: Db) {
-    let db = TestDb::new(db).await;
+async fn errors_are_json_and_nothing_redirects(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
-    let (status, body) = json_of(app.get("/api/v1/nothing-here").await).await;
+    let (status, body) = app.get_json("/api/v1/nothing-here").await;
     assert_eq!(status, 404);
     assert!(body["detail"].is_string());
-    let (status, _) = json_of(app.get("/").await).await;
+    let (status, _) = app.get_json("/").await;
     assert_eq!(status, 404);
     // Wrong method on a real route.
-    let (status, body) = json_of(app.get("/api/v1/make_call/").await).await;
+    let (status, body) = app.get_json("/api/v1/make_call/").await;
     assert_eq!(status, 405, "{body}");
     let (status, _) = json_of(app.post_form("/api/v1/info/", "").await).await;
     assert_eq!(status, 405);
@@ -126,8 +121,7 @@ const ONCALL_LINKS: [&str; 4] = [
     "/a/grafana-oncall-app/integrations/X1",
 ];
 
-async fn oncall_ui_links_get_a_page_not_a_404(db: Db) {
-    let db = TestDb::new(db).await;
+async fn oncall_ui_links_get_a_page_not_a_404(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for path in ONCALL_LINKS {
         // The console's sign-in, coming back to the link afterwards.
@@ -167,8 +161,7 @@ async fn oncall_ui_links_get_a_page_not_a_404(db: Db) {
 }
 db_test!(oncall_ui_links_get_a_page_not_a_404);
 
-async fn allow_any_token_accepts_anything_only_without_configured_tokens(db: Db) {
-    let db = TestDb::new(db).await;
+async fn allow_any_token_accepts_anything_only_without_configured_tokens(db: TestDb) {
     let mut s = settings(&db);
     s.app.auth_token = oncall_relay::config::Tokens(vec![]);
     s.app.allow_any_token = true;

@@ -5,8 +5,7 @@ use std::time::Duration;
 use crate::db_test;
 use crate::helpers::*;
 
-async fn caps_answer_limit_exceeded_and_send_nothing(db: Db) {
-    let db = TestDb::new(db).await;
+async fn caps_answer_limit_exceeded_and_send_nothing(db: TestDb) {
     let mut s = settings(&db);
     s.queue.deliver = false;
     s.limits.call.per_user = 2;
@@ -46,8 +45,7 @@ async fn caps_answer_limit_exceeded_and_send_nothing(db: Db) {
 }
 db_test!(caps_answer_limit_exceeded_and_send_nothing);
 
-async fn a_repeat_within_the_window_is_recorded_not_delivered(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_repeat_within_the_window_is_recorded_not_delivered(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = webhook_settings(&db, &fake.url);
     s.dedup.window = Duration::from_secs(30);
@@ -80,8 +78,7 @@ async fn a_repeat_within_the_window_is_recorded_not_delivered(db: Db) {
 }
 db_test!(a_repeat_within_the_window_is_recorded_not_delivered);
 
-async fn without_a_window_repeats_are_delivered(db: Db) {
-    let db = TestDb::new(db).await;
+async fn without_a_window_repeats_are_delivered(db: TestDb) {
     let fake = Fake::start().await;
     let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn(s).await;

@@ -18,8 +18,7 @@ fn local_time(ms: i64, zone: chrono_tz::Tz) -> String {
         .to_string()
 }
 
-async fn a_german_reader_in_berlin_gets_a_german_sms_with_local_time(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_german_reader_in_berlin_gets_a_german_sms_with_local_time(db: TestDb) {
     let gateway = Fake::start().await;
     let mut s = webhook_settings(&db, &gateway.url);
     if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
@@ -64,13 +63,7 @@ async fn a_german_reader_in_berlin_gets_a_german_sms_with_local_time(db: Db) {
         events.iter().all(|e| e.message == SMS),
         "OnCall's text is what is stored"
     );
-    let accepted = |email: &str| {
-        events
-            .iter()
-            .find(|e| e.email == email)
-            .expect("event")
-            .created_at
-    };
+    let accepted = |email: &str| event_where(&events, |e| e.email == email).created_at;
     let sent = |phone: &str| {
         gateway
             .requests()
@@ -97,8 +90,7 @@ async fn a_german_reader_in_berlin_gets_a_german_sms_with_local_time(db: Db) {
 }
 db_test!(a_german_reader_in_berlin_gets_a_german_sms_with_local_time);
 
-async fn a_lost_heartbeat_is_told_in_the_admins_language_and_time_zone(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_lost_heartbeat_is_told_in_the_admins_language_and_time_zone(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = crate::heartbeat::watchdog_settings(&db, &fake);
     s.plugin
@@ -136,10 +128,7 @@ async fn a_lost_heartbeat_is_told_in_the_admins_language_and_time_zone(db: Db) {
         format!("OnCall http://oncall-engine:8080: немає heartbeat з {kyiv}.")
     );
     assert!(
-        alert["message"]
-            .as_str()
-            .expect("message")
-            .contains("stopped sending heartbeats"),
+        str_of(&alert["message"]).contains("stopped sending heartbeats"),
         "templates still see OnCall's own text as `message`: {alert}"
     );
     app.stop().await;

@@ -22,11 +22,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         })
 }
 
-async fn metrics_parse_and_count_what_happened(db: Db) {
-    let db = TestDb::new(db).await;
+async fn metrics_parse_and_count_what_happened(db: TestDb) {
     let app = TestApp::spawn_with_alice(settings(&db)).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "hi")
-        .await;
+    app.call_alice("hi").await;
     app.wait_until_settled(1).await;
     let (_, created) = app
         .post_fields_json(
@@ -37,10 +35,7 @@ async fn metrics_parse_and_count_what_happened(db: Db) {
             ],
         )
         .await;
-    let link = created["heartbeat"]["link"]
-        .as_str()
-        .expect("link")
-        .to_string();
+    let link = str_of(&created["heartbeat"]["link"]).to_string();
     let secret = link
         .trim_end_matches("/heartbeat/")
         .rsplit('/')
@@ -60,12 +55,7 @@ async fn metrics_parse_and_count_what_happened(db: Db) {
 
     // Database-backed gauges are sampled in the background: wait for a sample after the beat.
     let text = wait_for(Duration::from_secs(10), || async {
-        let resp = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics");
+        let resp = app.plain_get("/metrics").await;
         assert_eq!(resp.status().as_u16(), 200);
         assert!(
             resp.headers()["content-type"]
@@ -205,8 +195,7 @@ fn strict_families(text: &str) -> BTreeMap<String, usize> {
     samples
 }
 
-async fn metrics_write_each_family_once(db: Db) {
-    let db = TestDb::new(db).await;
+async fn metrics_write_each_family_once(db: TestDb) {
     let cal = CalendarServer::start(calendar(&["alice"])).await;
     let mut s = settings(&db);
     s.grafana.oncall.schedule_poll_interval = Duration::from_millis(100);
@@ -276,8 +265,7 @@ async fn metrics_write_each_family_once(db: Db) {
 }
 db_test!(metrics_write_each_family_once);
 
-async fn metrics_labels_stay_bounded(db: Db) {
-    let db = TestDb::new(db).await;
+async fn metrics_labels_stay_bounded(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(20_000);
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -330,8 +318,7 @@ async fn metrics_labels_stay_bounded(db: Db) {
 }
 db_test!(metrics_labels_stay_bounded);
 
-async fn metrics_token_protects_the_scrape(db: Db) {
-    let db = TestDb::new(db).await;
+async fn metrics_token_protects_the_scrape(db: TestDb) {
     let mut s = settings(&db);
     s.app.metrics_token = oncall_relay::config::Tokens(vec![oncall_relay::config::Secret(
         "scrape-token-0123456789".into(),
@@ -346,26 +333,15 @@ async fn metrics_token_protects_the_scrape(db: Db) {
         assert_eq!(status, 403, "{header:?}");
         assert_eq!(body["detail"], "Invalid token.");
     }
-    let resp = app
-        .client
-        .get(app.url("/metrics"))
-        .header("Authorization", "Bearer scrape-token-0123456789")
-        .send()
-        .await
-        .expect("answer");
+    let resp = app.get_as("scrape-token-0123456789", "/metrics").await;
     assert_eq!(resp.status().as_u16(), 200);
-    assert!(
-        resp.text()
-            .await
-            .expect("text")
-            .contains("# TYPE oncall_relay_database_up gauge")
-    );
+    let scraped = resp.text().await.expect("text");
+    assert!(scraped.contains("# TYPE oncall_relay_database_up gauge"));
     app.stop().await;
 }
 db_test!(metrics_token_protects_the_scrape);
 
-async fn scrape_flood_leaves_make_call_at_full_success(db: Db) {
-    let db = TestDb::new(db).await;
+async fn scrape_flood_leaves_make_call_at_full_success(db: TestDb) {
     let mut s = settings(&db);
     s.dedup.window = Duration::ZERO;
     s.db.pool.max_open_connections = 4;

@@ -54,8 +54,7 @@ fn routed(db: &TestDb, personal: &Fake, team: &Fake) -> oncall_relay::config::Se
     s
 }
 
-async fn a_push_for_an_assigned_device_reaches_its_user(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_push_for_an_assigned_device_reaches_its_user(db: TestDb) {
     let (personal, team) = (Fake::start().await, Fake::start().await);
     let app = TestApp::spawn(routed(&db, &personal, &team)).await;
     let user = app.add_user("alice@example.com", Some("+4930123456")).await;
@@ -89,8 +88,7 @@ async fn a_push_for_an_assigned_device_reaches_its_user(db: Db) {
 }
 db_test!(a_push_for_an_assigned_device_reaches_its_user);
 
-async fn an_unknown_device_goes_to_the_fallback_and_is_registered(db: Db) {
-    let db = TestDb::new(db).await;
+async fn an_unknown_device_goes_to_the_fallback_and_is_registered(db: TestDb) {
     let (personal, team) = (Fake::start().await, Fake::start().await);
     let app = TestApp::spawn(routed(&db, &personal, &team)).await;
     // A test push: title, orgName and sound keys only.
@@ -128,8 +126,7 @@ async fn an_unknown_device_goes_to_the_fallback_and_is_registered(db: Db) {
 }
 db_test!(an_unknown_device_goes_to_the_fallback_and_is_registered);
 
-async fn malformed_pushes_are_400_json(db: Db) {
-    let db = TestDb::new(db).await;
+async fn malformed_pushes_are_400_json(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     for field in ["token", "data", "apns"] {
         let mut msg = firebase_message("t");
@@ -140,14 +137,8 @@ async fn malformed_pushes_are_400_json(db: Db) {
     }
     for raw in ["not json", "[1, 2]", ""] {
         let resp = app
-            .client
-            .post(app.url("/mobile_app/v1/fcm_relay/"))
-            .header("Authorization", TOKEN)
-            .header("Content-Type", "application/json")
-            .body(raw)
-            .send()
-            .await
-            .expect("send");
+            .post_raw("/mobile_app/v1/fcm_relay/", "application/json", raw)
+            .await;
         let (status, body) = json_of(resp).await;
         assert_eq!(status, 400, "{raw:?}");
         assert!(body["detail"].is_string());

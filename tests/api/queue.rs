@@ -6,8 +6,7 @@ use std::time::Duration;
 use crate::db_test;
 use crate::helpers::*;
 
-async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
-    let db = TestDb::new(db).await;
+async fn transient_failures_are_retried_with_every_attempt_recorded(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::Status(500), Reply::Status(503), Reply::Hang],
@@ -25,24 +24,9 @@ async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
     assert_eq!(e.attempts, 4);
     let outcomes: Vec<&str> = e.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["retry", "retry", "retry", "delivered"]);
+    assert!(attempt_error(e, 0).contains("500"));
     assert!(
-        e.attempt_log[0]
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("500")
-    );
-    assert!(
-        e.attempt_log[2]
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("timed out")
-            || e.attempt_log[2]
-                .error
-                .as_deref()
-                .unwrap_or("")
-                .contains("request failed"),
+        attempt_error(e, 2).contains("timed out") || attempt_error(e, 2).contains("request failed"),
         "{:?}",
         e.attempt_log[2]
     );
@@ -56,8 +40,7 @@ async fn transient_failures_are_retried_with_every_attempt_recorded(db: Db) {
 }
 db_test!(transient_failures_are_retried_with_every_attempt_recorded);
 
-async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: Db) {
-    let db = TestDb::new(db).await;
+async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(&[Reply::Status(404)], Reply::Status(500));
     let mut s = settings(&db);
@@ -74,8 +57,7 @@ async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: Db) {
             .contains("404")
     );
 
-    app.send_ok("/api/v1/make_call", "alice@example.com", "second")
-        .await;
+    app.call_alice("second").await;
     let events = app.wait_until_settled(2).await;
     let second = events
         .iter()
@@ -90,8 +72,7 @@ async fn client_errors_fail_at_once_and_retries_stop_at_the_budget(db: Db) {
 }
 db_test!(client_errors_fail_at_once_and_retries_stop_at_the_budget);
 
-async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_notification_survives_the_process_being_killed_mid_delivery(db: TestDb) {
     let fake = Fake::answering(Reply::Hang).await;
 
     let mut relay = RelayProcess::spawn(&db, &fake.url, "").await;
@@ -133,14 +114,12 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: Db) {
 }
 db_test!(a_notification_survives_the_process_being_killed_mid_delivery);
 
-async fn graceful_stop_drains_accepted_notifications(db: Db) {
-    let db = TestDb::new(db).await;
+async fn graceful_stop_drains_accepted_notifications(db: TestDb) {
     let fake = Fake::start().await;
     let s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn_with_alice(s.clone()).await;
     for i in 0..20 {
-        app.send_ok("/api/v1/make_call", "alice@example.com", &format!("m{i}"))
-            .await;
+        app.call_alice(&format!("m{i}")).await;
     }
     app.stop().await;
     let app = TestApp::spawn(s).await;
@@ -172,29 +151,7 @@ async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
     a.add_user("alice@example.com", Some("+4930123456")).await;
 
     let total = 400;
-    let mut tasks = Vec::new();
-    for i in 0..total {
-        let (client, url) = if i % 2 == 0 {
-            (a.client.clone(), a.url("/api/v1/make_call"))
-        } else {
-            (b.client.clone(), b.url("/api/v1/make_call"))
-        };
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("Authorization", TOKEN)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(format!("email=alice%40example.com&message=n{i}"))
-                .send()
-                .await
-                .expect("send")
-                .status()
-                .as_u16()
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.expect("join"), 200);
-    }
+    call_alice_at_once(&[&a, &b], total, |i| format!("n{i}")).await;
     let events = a.wait_until_settled(total).await;
     assert_eq!(events.len(), total);
     assert!(
@@ -214,22 +171,18 @@ async fn two_instances_deliver_each_notification_exactly_once_on_postgres() {
     b.stop().await;
 }
 
-async fn purge_removes_only_finished_notifications(db: Db) {
-    let db = TestDb::new(db).await;
+async fn purge_removes_only_finished_notifications(db: TestDb) {
     let fake = Fake::start().await;
     let mut s = webhook_settings(&db, &fake.url);
     let app = TestApp::spawn_with_alice(s.clone()).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "one")
-        .await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "two")
-        .await;
+    app.call_alice("one").await;
+    app.call_alice("two").await;
     app.wait_until_settled(2).await;
     app.stop().await;
 
     s.queue.deliver = false;
     let app = TestApp::spawn(s).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "still queued")
-        .await;
+    app.call_alice("still queued").await;
     let now = oncall_relay::store::now_ms();
     let deleted = oncall_relay::notify::purge_finished(&app.store, now - 60_000)
         .await
@@ -246,8 +199,7 @@ async fn purge_removes_only_finished_notifications(db: Db) {
 }
 db_test!(purge_removes_only_finished_notifications);
 
-async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db) {
-    let db = TestDb::new(db).await;
+async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: TestDb) {
     let fake = Fake::answering(Reply::Hang).await;
     let mut s = webhook_settings(&db, &fake.url);
     if let Some(oncall_relay::config::BackendSettings::Webhook(w)) =
@@ -258,8 +210,7 @@ async fn shutdown_ends_within_the_grace_period_despite_a_hanging_backend(db: Db)
     s.queue.lease = Duration::from_secs(30);
     s.app.shutdown_grace = Duration::from_millis(500);
     let app = TestApp::spawn_with_alice(s).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "stuck")
-        .await;
+    app.call_alice("stuck").await;
     wait_for(Duration::from_secs(10), || async {
         (!fake.requests().is_empty()).then_some(())
     })

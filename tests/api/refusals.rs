@@ -8,8 +8,7 @@ use crate::helpers::*;
 
 const ADMIN: &str = "admin-token-987";
 
-async fn every_refusal_is_on_record_with_the_email_as_sent(db: Db) {
-    let db = TestDb::new(db).await;
+async fn every_refusal_is_on_record_with_the_email_as_sent(db: TestDb) {
     let mut s = settings(&db);
     s.app.admin_token =
         oncall_relay::config::Tokens(vec![oncall_relay::config::Secret(ADMIN.into())]);
@@ -33,8 +32,7 @@ async fn every_refusal_is_on_record_with_the_email_as_sent(db: Db) {
         (status, body),
         (400, json!({"error": "number-not-verified"}))
     );
-    app.send_ok("/api/v1/make_call", "alice@example.com", "first")
-        .await;
+    app.call_alice("first").await;
     let (status, body) = app
         .send("/api/v1/make_call", "alice@example.com", "second")
         .await;
@@ -47,14 +45,8 @@ async fn every_refusal_is_on_record_with_the_email_as_sent(db: Db) {
         (400, json!({"message": ["This field is required."]}))
     );
     let push = app
-        .client
-        .post(app.url("/mobile_app/v1/fcm_relay"))
-        .header("Authorization", TOKEN)
-        .header("Content-Type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .expect("push");
+        .post_raw("/mobile_app/v1/fcm_relay", "application/json", "{}")
+        .await;
     assert_eq!(push.status().as_u16(), 400);
 
     // Refusals are written with the next group commit, not before the answer.

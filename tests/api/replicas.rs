@@ -34,11 +34,7 @@ async fn killing_a_replica_mid_way_loses_nothing_on_postgres() {
                     return accepted;
                 }
                 let addr = if (i + c) % 2 == 0 { &addr_a } else { &addr_b };
-                let resp = client
-                    .post(format!("http://{addr}/api/v1/make_call"))
-                    .header("Authorization", TOKEN)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(format!("email=alice%40example.com&message=n{i}"))
+                let resp = make_call_request(&client, &format!("http://{addr}"), &format!("n{i}"))
                     .timeout(Duration::from_secs(5))
                     .send()
                     .await;

@@ -89,18 +89,11 @@ async fn database_outage_gives_quick_503s_and_recovers_without_restart_on_postgr
         started.elapsed()
     );
     let started = Instant::now();
-    let (status, _) = json_of(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz"),
-    )
-    .await;
+    let (status, _) = json_of(app.plain_get("/readyz").await).await;
     assert_eq!(status, 503);
     assert!(started.elapsed() < Duration::from_secs(5));
     // The user sync keeps answering from memory.
-    let (status, body) = json_of(app.get("/api/v1/users?email=alice@example.com").await).await;
+    let (status, body) = app.get_json("/api/v1/users?email=alice@example.com").await;
     assert_eq!(status, 200);
     assert_eq!(body["count"], 1);
 
@@ -109,12 +102,7 @@ async fn database_outage_gives_quick_503s_and_recovers_without_restart_on_postgr
         (call().await.status().as_u16() == 200).then_some(())
     })
     .await;
-    let resp = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
+    let resp = app.plain_get("/readyz").await;
     assert_eq!(resp.status().as_u16(), 200);
     let events = app.wait_until_settled(2).await;
     assert!(events.iter().all(|e| e.status == "delivered"), "{events:?}");

@@ -14,40 +14,45 @@ fn step(backend: &str) -> RouteSettings {
     }
 }
 
-/// Each attempt's backend and outcome, in order.
-fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
-    e.attempt_log
-        .iter()
-        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
-        .collect()
+/// A step only admins take.
+fn admins_only(backend: &str) -> RouteSettings {
+    RouteSettings {
+        roles: vec!["admin".into()],
+        ..step(backend)
+    }
 }
 
-/// `e` ended as `status` after these attempts (backend, outcome), in order.
-fn assert_ended(e: &NotificationRecord, status: &str, attempts: &[(&str, &str)]) {
-    assert_eq!(e.status, status);
-    assert_eq!(outcomes(e), attempts);
+/// Adds the admin boss@example.com (+4930123456) with `contacts`.
+async fn add_boss(app: &TestApp, contacts: &[(&str, &str)]) {
+    app.add(oncall_relay::directory::NewUser {
+        email: "boss@example.com".into(),
+        phone_number: Some("+4930123456".into()),
+        role: Some("admin".into()),
+        contacts: contact_map(contacts),
+        ..Default::default()
+    })
+    .await;
 }
 
-/// Alice sent `message` as `kind` (sms or call) over two webhooks routed in order, which
-/// answer every request with their status; the one named in `twice` gets two attempts.
-/// The app, the final event and the two webhooks.
-async fn deliver_over_two_steps(
-    db: &TestDb,
-    kind: &str,
-    steps: [(&str, u16); 2],
-    twice: &str,
-    message: &str,
-) -> (TestApp, NotificationRecord, [Fake; 2]) {
+/// What the two-step scenarios send.
+const MESSAGE: &str = "disk full";
+
+/// Alice is sent [`MESSAGE`] as `kind` (sms or call) over two webhooks routed in order: each
+/// step is a name, the status its webhook answers every request with, and its attempts.
+/// The notification must end as `ended` says: its status, then each attempt's backend and
+/// outcome (`"delivered: gateway retry, chat delivered"`). Each webhook is asked once per
+/// attempt on it, no more, even a while later; the one that delivered got the message.
+async fn falls_back(db: &TestDb, kind: &str, steps: [(&str, u16, u32); 2], ended: &str) {
     let fakes = [Fake::start().await, Fake::start().await];
     let mut s = settings(db);
-    for ((name, status), fake) in steps.iter().zip(&fakes) {
+    for ((name, status, _), fake) in steps.iter().zip(&fakes) {
         fake.script(&[], Reply::Status(*status));
         add_webhook(&mut s, name, &fake.url);
     }
     let route = steps
         .iter()
-        .map(|(name, _)| RouteSettings {
-            attempts: (*name == twice).then_some(2),
+        .map(|(name, _, attempts)| RouteSettings {
+            attempts: (*attempts > 1).then_some(*attempts),
             ..step(name)
         })
         .collect();
@@ -57,37 +62,43 @@ async fn deliver_over_two_steps(
     } else {
         "/api/v1/make_call"
     };
-    let (app, events) = deliver_to_alice(s, path, message).await;
-    let event = events.into_iter().next().expect("event");
-    (app, event, fakes)
+    let (app, events) = deliver_to_alice(s, path, MESSAGE).await;
+    let e = &events[0];
+    let (status, attempts) = ended.split_once(": ").expect("status: attempts");
+    let attempts: Vec<(&str, &str)> = attempts
+        .split(", ")
+        .map(|a| a.split_once(' ').expect("backend outcome"))
+        .collect();
+    assert_eq!(e.status, status, "{e:?}");
+    assert_eq!(outcomes(e), attempts);
+    assert_eq!(e.attempts as usize, attempts.len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for ((name, _, _), fake) in steps.iter().zip(&fakes) {
+        let tried = attempts.iter().filter(|(b, _)| b == name).count();
+        assert_eq!(fake.requests().len(), tried, "{name}: once per attempt");
+    }
+    if status == "delivered" {
+        let (last, _) = attempts.last().expect("an attempt");
+        assert_eq!(e.backend.as_deref(), Some(*last));
+        let (_, fake) = steps
+            .iter()
+            .zip(&fakes)
+            .find(|((n, _, _), _)| n == last)
+            .expect("step");
+        assert_eq!(fake.requests()[0].json()["message"], MESSAGE);
+    }
+    app.stop().await;
 }
 
-async fn calls_for_admins_take_their_own_route(db: Db) {
-    let db = TestDb::new(db).await;
+async fn calls_for_admins_take_their_own_route(db: TestDb) {
     let (voice, other) = (Fake::start().await, Fake::start().await);
     let mut s = settings(&db);
     add_webhook(&mut s, "voice", &voice.url);
     add_webhook(&mut s, "other", &other.url);
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![
-            RouteSettings {
-                roles: vec!["admin".into()],
-                ..step("voice")
-            },
-            step("other"),
-        ],
-    );
+    let route = vec![admins_only("voice"), step("other")];
+    s.plugin.routes.insert("call".into(), route);
     let app = TestApp::spawn(s).await;
-    app.directory
-        .add(oncall_relay::directory::NewUser {
-            email: "boss@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            role: Some("admin".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("admin");
+    add_boss(&app, &[]).await;
     app.add_user("dev@example.com", Some("+4930123457")).await;
     app.send_ok("/api/v1/make_call", "boss@example.com", "admin call")
         .await;
@@ -98,14 +109,7 @@ async fn calls_for_admins_take_their_own_route(db: Db) {
         .await;
     let events = app.wait_until_settled(3).await;
     assert!(events.iter().all(|e| e.status == "delivered"));
-    let by_message = |m: &str| {
-        events
-            .iter()
-            .find(|e| e.message == m)
-            .expect("event")
-            .backend
-            .clone()
-    };
+    let by_message = |m: &str| event_where(&events, |e| e.message == m).backend.clone();
     assert_eq!(by_message("admin call").as_deref(), Some("voice"));
     assert_eq!(by_message("editor call").as_deref(), Some("other"));
     assert_eq!(by_message("sms").as_deref(), Some("stdout"));
@@ -116,60 +120,16 @@ async fn calls_for_admins_take_their_own_route(db: Db) {
 }
 db_test!(calls_for_admins_take_their_own_route);
 
-async fn sms_falls_back_from_a_failing_gateway_once(db: Db) {
-    let db = TestDb::new(db).await;
-    let (app, e, [gateway, chat]) = deliver_over_two_steps(
-        &db,
-        "sms",
-        [("gateway", 503), ("chat", 200)],
-        "gateway",
-        "disk full",
-    )
-    .await;
-    assert_ended(
-        &e,
-        "delivered",
-        &[
-            ("gateway", "retry"),
-            ("gateway", "fallback"),
-            ("chat", "delivered"),
-        ],
-    );
-    assert_eq!(e.backend.as_deref(), Some("chat"));
-    assert_eq!(gateway.requests().len(), 2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(chat.requests().len(), 1, "delivered once, not doubled");
-    assert_eq!(chat.requests()[0].json()["message"], "disk full");
-    app.stop().await;
+async fn sms_falls_back_from_a_failing_gateway_once(db: TestDb) {
+    let ended = "delivered: gateway retry, gateway fallback, chat delivered";
+    falls_back(&db, "sms", [("gateway", 503, 2), ("chat", 200, 1)], ended).await;
 }
 db_test!(sms_falls_back_from_a_failing_gateway_once);
 
-async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: Db) {
-    let db = TestDb::new(db).await;
-    let (app, e, [first, _]) = deliver_over_two_steps(
-        &db,
-        "call",
-        [("first", 401), ("second", 500)],
-        "second",
-        "ring",
-    )
-    .await;
-    assert_ended(
-        &e,
-        "failed",
-        &[
-            ("first", "fallback"),
-            ("second", "retry"),
-            ("second", "failed"),
-        ],
-    );
-    assert_eq!(e.attempts, 3);
-    assert_eq!(
-        first.requests().len(),
-        1,
-        "a 4xx is not retried on the same backend"
-    );
-    app.stop().await;
+/// A 4xx is not retried on the same backend.
+async fn a_client_error_falls_back_at_once_and_all_failing_ends_failed(db: TestDb) {
+    let ended = "failed: first fallback, second retry, second failed";
+    falls_back(&db, "call", [("first", 401, 1), ("second", 500, 2)], ended).await;
 }
 db_test!(a_client_error_falls_back_at_once_and_all_failing_ends_failed);
 
@@ -187,8 +147,7 @@ fn a_route_to_an_unknown_backend_is_a_startup_error() {
     assert!(s.validate().is_err());
 }
 
-async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_users_preferred_route_and_contacts_reach_the_backend(db: TestDb) {
     let (personal, default) = (Fake::start().await, Fake::start().await);
     let mut s = webhook_settings(&db, &default.url);
     s.plugin.backends.insert(
@@ -256,9 +215,8 @@ async fn a_users_preferred_route_and_contacts_reach_the_backend(db: Db) {
 }
 db_test!(a_users_preferred_route_and_contacts_reach_the_backend);
 
-async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: Db) {
+async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: TestDb) {
     use oncall_relay::config::{BackendSettings, Secret, TelegramSettings};
-    let db = TestDb::new(db).await;
     let (route_a, gateway, telegram) = (
         Fake::start().await,
         Fake::start().await,
@@ -278,13 +236,9 @@ async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: Db) {
             ..Default::default()
         }),
     );
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![RouteSettings {
-            roles: vec!["admin".into()],
-            ..step("route_a")
-        }],
-    );
+    s.plugin
+        .routes
+        .insert("call".into(), vec![admins_only("route_a")]);
     s.plugin.routes.insert(
         "sms".into(),
         vec![
@@ -296,18 +250,7 @@ async fn admin_calls_take_route_a_and_sms_falls_back_to_telegram(db: Db) {
         ],
     );
     let app = TestApp::spawn(s).await;
-    app.directory
-        .add(oncall_relay::directory::NewUser {
-            email: "boss@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            role: Some("admin".into()),
-            contacts: [("telegram".to_string(), "777".to_string())]
-                .into_iter()
-                .collect(),
-            ..Default::default()
-        })
-        .await
-        .expect("admin");
+    add_boss(&app, &[("telegram", "777")]).await;
     app.send_ok("/api/v1/make_call", "boss@example.com", "wake up")
         .await;
     app.send_ok("/api/v1/send_sms", "boss@example.com", "disk full")

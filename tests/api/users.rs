@@ -1,6 +1,6 @@
 //! E2/E3 `api/v1/users`: bulk sync pages and the single-user lookup.
 
-use oncall_relay::directory::{NewUser, UserPatch};
+use oncall_relay::directory::UserPatch;
 
 use crate::db_test;
 use crate::helpers::*;
@@ -17,8 +17,7 @@ async fn seed(app: &TestApp, n: usize) {
     app.directory.import(rows).await.expect("import");
 }
 
-async fn bulk_sync_pages_until_next_is_null(db: Db) {
-    let db = TestDb::new(db).await;
+async fn bulk_sync_pages_until_next_is_null(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     seed(&app, 250).await;
 
@@ -48,7 +47,7 @@ async fn bulk_sync_pages_until_next_is_null(db: Db) {
             assert!(u["is_phone_number_verified"].is_boolean());
             assert!(["admin", "editor"].contains(&u["role"].as_str().expect("role")));
             assert!(u.get("name").is_none(), "short form");
-            seen.push(u["email"].as_str().expect("email").to_string());
+            seen.push(str_of(&u["email"]).to_string());
         }
         match body["next"].as_str() {
             Some(next) => {
@@ -74,16 +73,11 @@ async fn bulk_sync_pages_until_next_is_null(db: Db) {
     assert_eq!(status, 200);
     assert_eq!(body["current_page_number"], 2);
     assert!(body["next"].is_null());
-    assert!(
-        body["previous"]
-            .as_str()
-            .expect("previous")
-            .contains("page=1")
-    );
+    assert!(str_of(&body["previous"]).contains("page=1"));
     assert_eq!(body["results"].as_array().expect("results").len(), 67);
 
     // perpage and the viewer role.
-    let (_, body) = json_of(app.get("/api/v1/users?perpage=10&roles=2").await).await;
+    let (_, body) = app.get_json("/api/v1/users?perpage=10&roles=2").await;
     assert_eq!(body["count"], 83);
     assert_eq!(body["results"].as_array().expect("results").len(), 10);
     assert_eq!(body["total_pages"], 9);
@@ -91,8 +85,7 @@ async fn bulk_sync_pages_until_next_is_null(db: Db) {
 }
 db_test!(bulk_sync_pages_until_next_is_null);
 
-async fn single_lookup_by_email_with_plus_sent_as_space(db: Db) {
-    let db = TestDb::new(db).await;
+async fn single_lookup_by_email_with_plus_sent_as_space(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     let john = app
         .add_user("John+OnCall@Example.com", Some("+49 30 123456"))
@@ -105,7 +98,7 @@ async fn single_lookup_by_email_with_plus_sent_as_space(db: Db) {
         "/api/v1/users?email=john+oncall@example.com&roles=0&roles=1&short=true",
         "/api/v1/users/?email=JOHN%2BONCALL@EXAMPLE.COM&roles=0&roles=1&short=true",
     ] {
-        let (status, body) = json_of(app.get(path).await).await;
+        let (status, body) = app.get_json(path).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(body["count"], 1, "{path}: {body}");
         let u = &body["results"][0];
@@ -128,21 +121,20 @@ async fn single_lookup_by_email_with_plus_sent_as_space(db: Db) {
     )
     .await;
     assert_eq!(body["count"], 0);
-    let (_, body) = json_of(app.get("/api/v1/users/?username=JOHN").await).await;
+    let (_, body) = app.get_json("/api/v1/users/?username=JOHN").await;
     assert_eq!(body["count"], 1);
     assert_eq!(body["results"][0]["email"], "john@example.com");
     app.stop().await;
 }
 db_test!(single_lookup_by_email_with_plus_sent_as_space);
 
-async fn verified_tracks_phone_and_active_flag(db: Db) {
-    let db = TestDb::new(db).await;
+async fn verified_tracks_phone_and_active_flag(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     app.add_user("a@example.com", Some("+12025550143")).await;
     let check = |expected: bool| {
         let app = &app;
         async move {
-            let (_, body) = json_of(app.get("/api/v1/users?email=a@example.com").await).await;
+            let (_, body) = app.get_json("/api/v1/users?email=a@example.com").await;
             assert_eq!(
                 body["results"][0]["is_phone_number_verified"], expected,
                 "{body}"
@@ -185,44 +177,28 @@ async fn verified_tracks_phone_and_active_flag(db: Db) {
 }
 db_test!(verified_tracks_phone_and_active_flag);
 
-async fn bad_query_parameters_are_400_json(db: Db) {
-    let db = TestDb::new(db).await;
+async fn bad_query_parameters_are_400_json(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
-    let (status, body) = json_of(app.get("/api/v1/users?roles=0&roles=9").await).await;
+    let (status, body) = app.get_json("/api/v1/users?roles=0&roles=9").await;
     assert_eq!(status, 400);
     assert!(body["roles"].is_array(), "{body}");
-    let (status, body) = json_of(app.get("/api/v1/users?page=abc").await).await;
+    let (status, body) = app.get_json("/api/v1/users?page=abc").await;
     assert_eq!(status, 400);
     assert!(body["page"].is_array(), "{body}");
     app.stop().await;
 }
 db_test!(bad_query_parameters_are_400_json);
 
-async fn a_user_added_by_another_process_is_seen(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_user_added_by_another_process_is_seen(db: TestDb) {
     let app = TestApp::spawn(settings(&db)).await;
     // A second directory handle on the same database stands for the CLI.
-    let other = oncall_relay::directory::Directory::load(
-        oncall_relay::store::Store::connect(&db.settings)
-            .await
-            .expect("connect"),
-    )
-    .await
-    .expect("load");
-    other
-        .add(NewUser {
-            email: "late@example.com".into(),
-            phone_number: Some("+4930123456".into()),
-            ..Default::default()
-        })
-        .await
-        .expect("add");
+    add_user_to(&db, "late@example.com", "+4930123456").await;
     // make_call re-checks a miss against the database at once.
     app.send_ok("/api/v1/make_call", "late@example.com", "hi")
         .await;
     // The sync sees it after the refresh interval.
     wait_for(std::time::Duration::from_secs(5), || async {
-        let (_, body) = json_of(app.get("/api/v1/users?email=late@example.com").await).await;
+        let (_, body) = app.get_json("/api/v1/users?email=late@example.com").await;
         (body["count"] == 1).then_some(())
     })
     .await;

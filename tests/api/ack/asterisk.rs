@@ -8,8 +8,7 @@ use serde_json::json;
 use super::*;
 use crate::db_test;
 
-async fn asterisk_call_keys_act_on_the_page(db: Db) {
-    let db = TestDb::new(db).await;
+async fn asterisk_call_keys_act_on_the_page(db: TestDb) {
     let oncall = Fake::start().await;
     let pbx = FakeAsterisk::start().await;
     let mut s = ack_settings(&db, &oncall);
@@ -26,12 +25,7 @@ async fn asterisk_call_keys_act_on_the_page(db: Db) {
     paged(&app, GROUP, "Disk full").await;
     paged(&app, OTHER, "CPU high").await;
 
-    app.send_ok(
-        "/api/v1/make_call",
-        "alice@example.com",
-        "You are invited to check an Alert Group from Grafana OnCall. Alert via Prom with title Disk full triggered 1 times",
-    )
-    .await;
+    app.call_alice("You are invited to check an Alert Group from Grafana OnCall. Alert via Prom with title Disk full triggered 1 times").await;
     pbx.wait_request("/ari/channels").await;
     let id = app.events().await[0].id;
     let channel = format!("oncall-{id}-1");
@@ -49,13 +43,7 @@ async fn asterisk_call_keys_act_on_the_page(db: Db) {
         (Some("ONCALL_REPLY"), Some("That is not a choice. Goodbye."))
     );
     pbx.stasis_start(&channel, &["key", "2"]);
-    let said = wait_for(std::time::Duration::from_secs(10), || async {
-        pbx.requests()
-            .into_iter()
-            .filter(|r| r.path.ends_with("/variable"))
-            .nth(1)
-    })
-    .await;
+    let said = pbx.wait_nth_request("/variable", 1).await;
     assert_eq!(said.param("value"), Some("Disk full resolved."));
     assert_eq!(
         acted(&oncall),
@@ -77,13 +65,7 @@ async fn asterisk_call_keys_act_on_the_page(db: Db) {
     pbx.dtmf(&channel, "1");
     pbx.stasis_start(&channel, &["keys"]);
     pbx.dtmf(&channel, "1");
-    let said = wait_for(std::time::Duration::from_secs(10), || async {
-        pbx.requests()
-            .into_iter()
-            .filter(|r| r.path.ends_with("/variable"))
-            .nth(2)
-    })
-    .await;
+    let said = pbx.wait_nth_request("/variable", 2).await;
     assert!(
         said.param("value")
             .is_some_and(|v| v.contains("acknowledge")),

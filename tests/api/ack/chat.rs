@@ -89,8 +89,7 @@ fn button_press(update_id: i64, from: i64, data: &str) -> Value {
     }})
 }
 
-async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_buttons_and_replies_act_for_the_paged_person_only(db: TestDb) {
     let oncall = Fake::start().await;
     let (telegram, api_base) = FakeTelegram::start().await;
     let s = ack_settings(&db, &oncall);
@@ -145,8 +144,7 @@ async fn status_change(app: &TestApp, action: &str, state: &str, who: &str) {
     assert_eq!(oncall_webhook(app, WEBHOOK_TOKEN, body).await, 200);
 }
 
-async fn telegram_page_is_edited_when_oncall_reports_the_group_acknowledged(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_page_is_edited_when_oncall_reports_the_group_acknowledged(db: TestDb) {
     let oncall = Fake::start().await;
     let (telegram, api_base) = FakeTelegram::start().await;
     let s = ack_settings(&db, &oncall);
@@ -185,8 +183,7 @@ async fn telegram_page_is_edited_when_oncall_reports_the_group_acknowledged(db: 
 }
 db_test!(telegram_page_is_edited_when_oncall_reports_the_group_acknowledged);
 
-async fn slack_web_api_page_is_edited_when_oncall_reports_the_group_resolved(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_web_api_page_is_edited_when_oncall_reports_the_group_resolved(db: TestDb) {
     let oncall = Fake::start().await;
     let slack = Fake::answering(Reply::Json(
         200,
@@ -232,8 +229,7 @@ async fn slack_web_api_page_is_edited_when_oncall_reports_the_group_resolved(db:
 }
 db_test!(slack_web_api_page_is_edited_when_oncall_reports_the_group_resolved);
 
-async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_buttons_act_for_the_paged_person_only(db: TestDb) {
     let oncall = Fake::start().await;
     let slack = Fake::start().await;
     let s = ack_settings(&db, &oncall);
@@ -243,10 +239,7 @@ async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
         ..Default::default()
     });
     let (app, id) = paged_through(s, "chat", slack_app, ("slack", "U0ALICE")).await;
-    let page = wait_for(std::time::Duration::from_secs(10), || async {
-        slack.requests().first().map(|r| r.json())
-    })
-    .await;
+    let page = slack.first_json().await;
     assert_eq!(page["blocks"][1]["elements"][0]["value"], format!("a:{id}"));
     assert_eq!(page["blocks"][1]["elements"][1]["text"]["text"], "Resolve");
     let click = |member: &str, signed_with: &str, age: i64| {
@@ -325,23 +318,29 @@ async fn slack_buttons_act_for_the_paged_person_only(db: Db) {
 }
 db_test!(slack_buttons_act_for_the_paged_person_only);
 
-async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
+/// Adds the admin token `admin` and the schedule `platform` read from `ical_url`, polled
+/// every 100 ms.
+fn with_platform_schedule(s: &mut oncall_relay::config::Settings, ical_url: &str) {
+    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
+    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
+    let platform = oncall_relay::config::ScheduleSettings {
+        name: "Platform".into(),
+        ical_url: ical_url.to_string(),
+        ..Default::default()
+    };
+    s.grafana
+        .oncall
+        .schedules
+        .insert("platform".into(), platform);
+}
+
+async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: TestDb) {
     use crate::schedules::{CalendarServer, calendar};
-    let db = TestDb::new(db).await;
     let oncall = Fake::start().await;
     let (telegram, api_base) = FakeTelegram::start().await;
     let ical = CalendarServer::start(calendar(&["alice@example.com"])).await;
     let mut s = ack_settings(&db, &oncall);
-    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
-    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
-    s.grafana.oncall.schedules.insert(
-        "platform".into(),
-        oncall_relay::config::ScheduleSettings {
-            name: "Platform".into(),
-            ical_url: ical.url.clone(),
-            ..Default::default()
-        },
-    );
+    with_platform_schedule(&mut s, &ical.url);
     s.plugin.backends.insert("tg".into(), bot(api_base));
     s.plugin.backends.insert(
         "mm".into(),
@@ -395,9 +394,7 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
         (200, &json!("ephemeral"))
     );
     assert!(
-        answer["text"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("Platform: ")),
+        str_of(&answer["text"]).starts_with("Platform: "),
         "{answer}"
     );
     let (status, refused) = json_of(slash("guess").send().await.expect("sent")).await;
@@ -411,27 +408,22 @@ async fn who_is_on_call_answers_in_telegram_and_the_admin_api(db: Db) {
 }
 db_test!(who_is_on_call_answers_in_telegram_and_the_admin_api);
 
-async fn mattermost_buttons_act_for_the_paged_member_only(db: Db) {
-    let db = TestDb::new(db).await;
+async fn mattermost_buttons_act_for_the_paged_member_only(db: TestDb) {
     let oncall = Fake::start().await;
     let chat = Fake::start().await;
-    let mut s = ack_settings(&db, &oncall);
-    s.app.hostname = "https://relay.example.org".into();
+    let s = linked_ack_settings(&db, &oncall);
     let hook = BackendSettings::Mattermost(oncall_relay::config::MattermostSettings {
         url: Secret(chat.url.clone()),
         timeout: std::time::Duration::from_secs(2),
         ..Default::default()
     });
     let (app, _) = paged_through(s, "mm", hook, ("mattermost", "@alice")).await;
-    let post = wait_for(std::time::Duration::from_secs(10), || async {
-        chat.requests().first().map(|r| r.json())
-    })
-    .await;
+    let post = chat.first_json().await;
     let button = &post["attachments"][0]["actions"][0];
     assert_eq!(button["name"], "Acknowledge");
     assert_eq!(
         button["integration"]["url"],
-        "https://relay.example.org/hooks/mattermost"
+        format!("{PUBLIC}/hooks/mattermost")
     );
     let click = |user: &str| {
         let body = json!({"user_name": user, "context": button["integration"]["context"].clone()});
@@ -509,24 +501,14 @@ async fn oncall_with_schedules() -> String {
 
 use axum::response::IntoResponse;
 
-async fn who_is_on_call_includes_oncalls_own_schedules(db: Db) {
+async fn who_is_on_call_includes_oncalls_own_schedules(db: TestDb) {
     use crate::schedules::{CalendarServer, calendar};
-    let db = TestDb::new(db).await;
     let oncall = oncall_with_schedules().await;
     let ical = CalendarServer::start(calendar(&["alice@example.com"])).await;
     let mut s = settings(&db);
     s.grafana.oncall.url = oncall;
     s.grafana.oncall.header_token = Secret("relay-api-token".into());
-    s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
-    s.grafana.oncall.schedule_poll_interval = std::time::Duration::from_millis(100);
-    s.grafana.oncall.schedules.insert(
-        "platform".into(),
-        oncall_relay::config::ScheduleSettings {
-            name: "Platform".into(),
-            ical_url: ical.url.clone(),
-            ..Default::default()
-        },
-    );
+    with_platform_schedule(&mut s, &ical.url);
     let app = TestApp::spawn_with_alice(s).await;
     let listed = wait_for(std::time::Duration::from_secs(10), || async {
         let page = on_call_page(&app).await;

@@ -10,8 +10,7 @@ const GROUP_JSON: &str = r#"{"id": "IABCDEFGH1234", "title": "Disk full", "state
     "permalinks": {"web": "https://oncall.example.org/alert-groups/IABCDEFGH1234"},
     "labels": [{"key": {"name": "team", "id": "k1"}, "value": {"name": "db", "id": "v1"}}]}"#;
 
-async fn linked_pages_carry_the_alert_groups_details(db: Db) {
-    let db = TestDb::new(db).await;
+async fn linked_pages_carry_the_alert_groups_details(db: TestDb) {
     let oncall = Fake::answering(Reply::Json(200, GROUP_JSON)).await;
     let chat = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);
@@ -29,10 +28,7 @@ async fn linked_pages_carry_the_alert_groups_details(db: Db) {
     // Linked by OnCall's personal-notification webhook and the title: details are there.
     paged(&app, GROUP, "Disk full").await;
     sms_about(&app, 17, "Disk full").await;
-    let sent = wait_for(std::time::Duration::from_secs(10), || async {
-        chat.requests().first().map(|r| r.json())
-    })
-    .await;
+    let sent = chat.first_json().await;
     assert_eq!(
         sent,
         json!({"state": "acknowledged", "link": "https://oncall.example.org/alert-groups/IABCDEFGH1234", "team": "db", "id": GROUP}),

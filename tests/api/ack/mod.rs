@@ -37,6 +37,16 @@ pub(super) fn ack_settings(db: &TestDb, oncall: &Fake) -> Settings {
     s
 }
 
+/// The relay's public URL in the tests of links it sends.
+pub(super) const PUBLIC: &str = "https://relay.example.org";
+
+/// [`ack_settings`] with [`PUBLIC`] as the public URL, so pages carry links.
+pub(super) fn linked_ack_settings(db: &TestDb, oncall: &Fake) -> Settings {
+    let mut s = ack_settings(db, oncall);
+    s.app.hostname = PUBLIC.into();
+    s
+}
+
 /// A database, a fake OnCall and, with the usual settings, the app with Alice.
 pub(super) async fn start(db: Db) -> (TestDb, Fake, TestApp) {
     let db = TestDb::new(db).await;
@@ -50,8 +60,7 @@ pub(super) async fn sms_about(app: &TestApp, n: u32, title: &str) {
     let text = format!(
         "Grafana OnCall: Alert group #{n}\"{title}\" from stack: \"acme\", integration: Prom, alerts registered: 1."
     );
-    app.send_ok("/api/v1/send_sms", "alice@example.com", &text)
-        .await;
+    app.sms_alice(&text).await;
 }
 
 pub(super) async fn oncall_webhook(app: &TestApp, token: &str, body: Value) -> u16 {

@@ -31,17 +31,12 @@ async fn oncall_webhook_needs_its_token(db: Db) {
     )
     .await;
     assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("alert_group_id"))
-    );
+    assert!(str_of(&answer["detail"]).contains("alert_group_id"));
     app.stop().await;
 }
 db_test!(oncall_webhook_needs_its_token);
 
-async fn sms_reply_acknowledges_the_latest_page(db: Db) {
-    let db = TestDb::new(db).await;
+async fn sms_reply_acknowledges_the_latest_page(db: TestDb) {
     let oncall = Fake::start().await;
     oncall.script(
         &[Reply::Status(200), Reply::Json(201, "{}")],
@@ -127,8 +122,7 @@ async fn strangers_and_forged_replies_do_nothing(db: Db) {
 }
 db_test!(strangers_and_forged_replies_do_nothing);
 
-async fn oncall_refusals_are_told_to_the_person(db: Db) {
-    let db = TestDb::new(db).await;
+async fn oncall_refusals_are_told_to_the_person(db: TestDb) {
     let oncall = Fake::start().await;
     oncall.script(
         &[
@@ -186,17 +180,12 @@ async fn a_number_picks_the_page_named_in_the_sms(db: Db) {
     let (_, unknown) = reply(&app, ALICE_PHONE, "a 99").await;
     assert_eq!(unknown["reply"], "No open alert #99 for you. Open: #18.");
     let (_, help) = reply(&app, ALICE_PHONE, "what?").await;
-    assert!(
-        help["reply"]
-            .as_str()
-            .is_some_and(|h| h.starts_with("Reply 1 or a"))
-    );
+    assert!(str_of(&help["reply"]).starts_with("Reply 1 or a"));
     app.stop().await;
 }
 db_test!(a_number_picks_the_page_named_in_the_sms);
 
-async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: TestDb) {
     let oncall = Fake::start().await;
     let mut s = ack_settings(&db, &oncall);
     s.app.admin_token = oncall_relay::config::Tokens(vec![Secret("admin".into())]);
@@ -214,12 +203,8 @@ async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: Db) {
     );
     assert_eq!(calls[0].headers["authorization"], "alice-own-token");
     let listed = app
-        .client
-        .get(app.url("/api/admin/v1/users/alice@example.com"))
-        .header("Authorization", "Bearer admin")
-        .send()
+        .get_as("admin", "/api/admin/v1/users/alice@example.com")
         .await
-        .expect("sent")
         .text()
         .await
         .expect("body");
@@ -229,8 +214,7 @@ async fn a_personal_token_acts_as_the_person_and_is_never_shown(db: Db) {
 }
 db_test!(a_personal_token_acts_as_the_person_and_is_never_shown);
 
-async fn a_status_change_stops_pending_retries(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_status_change_stops_pending_retries(db: TestDb) {
     let oncall = Fake::start().await;
     // The SMS gateway is down: Alice's SMS waits for its retry.
     let gateway = Fake::answering(Reply::Status(503)).await;
@@ -283,13 +267,11 @@ async fn a_status_change_stops_pending_retries(db: Db) {
 }
 db_test!(a_status_change_stops_pending_retries);
 
-async fn a_one_click_link_confirms_then_acts_once(db: Db) {
+async fn a_one_click_link_confirms_then_acts_once(db: TestDb) {
     use oncall_relay::ack::command::Action;
     use oncall_relay::ack::links::LinkKey;
-    let db = TestDb::new(db).await;
     let oncall = Fake::start().await;
-    let mut s = ack_settings(&db, &oncall);
-    s.app.hostname = "https://relay.example.org".into();
+    let s = linked_ack_settings(&db, &oncall);
     let app = TestApp::spawn_with_alice(s).await;
     paged(&app, GROUP, "Disk full").await;
     sms_about(&app, 17, "Disk full").await;
@@ -322,12 +304,8 @@ async fn a_one_click_link_confirms_then_acts_once(db: Db) {
     };
     let done = post(token.clone()).await;
     assert_eq!(done.status().as_u16(), 200);
-    assert!(
-        done.text()
-            .await
-            .expect("body")
-            .contains("#17 acknowledged.")
-    );
+    let page = done.text().await.expect("body");
+    assert!(page.contains("#17 acknowledged."), "{page}");
     assert_eq!(
         oncall.requests()[0].uri.path(),
         format!("/api/v1/alert_groups/{GROUP}/acknowledge")
@@ -352,27 +330,17 @@ async fn a_one_click_link_confirms_then_acts_once(db: Db) {
 }
 db_test!(a_one_click_link_confirms_then_acts_once);
 
-async fn delivered_pages_carry_their_one_click_links(db: Db) {
-    let db = TestDb::new(db).await;
+async fn delivered_pages_carry_their_one_click_links(db: TestDb) {
     let oncall = Fake::start().await;
     let gateway = Fake::start().await;
-    let mut s = ack_settings(&db, &oncall);
-    s.app.hostname = "https://relay.example.org".into();
+    let mut s = linked_ack_settings(&db, &oncall);
     use_webhook(&mut s, &gateway.url);
     let app = TestApp::spawn_with_alice(s).await;
     paged(&app, GROUP, "Disk full").await;
     sms_about(&app, 17, "Disk full").await;
-    let sent = wait_for(std::time::Duration::from_secs(10), || async {
-        gateway.requests().first().map(|r| r.json())
-    })
-    .await;
-    let link = sent["links"]["resolve"]
-        .as_str()
-        .expect("a resolve link")
-        .to_string();
-    let path = link
-        .strip_prefix("https://relay.example.org")
-        .expect("under the public URL");
+    let sent = gateway.first_json().await;
+    let link = str_of(&sent["links"]["resolve"]).to_string();
+    let path = link.strip_prefix(PUBLIC).expect("under the public URL");
     assert!(path.starts_with("/act/"), "{link}");
     let done = app.client.post(app.url(path)).send().await.expect("sent");
     assert_eq!(done.status().as_u16(), 200);

@@ -37,8 +37,7 @@ async fn post_signed(
     (answer.status().as_u16(), answer.text().await.expect("body"))
 }
 
-async fn twilio_sms_replies_and_call_keys_act_on_the_page(db: Db) {
-    let db = TestDb::new(db).await;
+async fn twilio_sms_replies_and_call_keys_act_on_the_page(db: TestDb) {
     let oncall = Fake::start().await;
     let twilio = Fake::answering(crate::helpers::Reply::Json(201, r#"{"sid": "CA1"}"#)).await;
     let mut s = ack_settings(&db, &oncall);
@@ -76,12 +75,7 @@ async fn twilio_sms_replies_and_call_keys_act_on_the_page(db: Db) {
     assert_eq!(silent, "<Response></Response>");
 
     // A call offers OnCall's menu; pressing 2 resolves the alert group it was about.
-    app.send_ok(
-        "/api/v1/make_call",
-        "alice@example.com",
-        "You are invited to check an Alert Group from Grafana OnCall. Alert via Prom with title Disk full triggered 1 times",
-    )
-    .await;
+    app.call_alice("You are invited to check an Alert Group from Grafana OnCall. Alert via Prom with title Disk full triggered 1 times").await;
     let call = wait_for(Duration::from_secs(10), || async {
         twilio
             .requests()

@@ -9,7 +9,7 @@ use oncall_relay::config::{BackendSettings, EmailSettings, Secret, Settings, Smt
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{Conformance, Message, SMS, TRANSIENT_MESSAGE, refused, to_alice, to_bob};
+use super::{Conformance, Message, SMS, Spoil, TRANSIENT_MESSAGE, to_alice, to_bob, with_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -104,6 +104,11 @@ async fn session(stream: tokio::net::TcpStream, state: Arc<Mutex<SmtpState>>) {
             .map(|(addr, _)| addr.to_string())
             .unwrap_or_default()
     };
+    // Records how the client signed in; the answer that accepts it.
+    let authenticated = |how: String| -> String {
+        state.lock().expect("lock").auth.push(how);
+        "235 2.7.0 accepted\r\n".into()
+    };
     while let Ok(Some(line)) = lines.next_line().await {
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
@@ -116,23 +121,13 @@ async fn session(stream: tokio::net::TcpStream, state: Arc<Mutex<SmtpState>>) {
                 let _ = write.write_all(b"334 \r\n").await;
                 token = lines.next_line().await.ok().flatten().unwrap_or_default();
             }
-            state
-                .lock()
-                .expect("lock")
-                .auth
-                .push(format!("PLAIN {token}"));
-            "235 2.7.0 accepted\r\n".into()
+            authenticated(format!("PLAIN {token}"))
         } else if upper.starts_with("AUTH LOGIN") {
             let _ = write.write_all(b"334 VXNlcm5hbWU6\r\n").await;
             let user = lines.next_line().await.ok().flatten().unwrap_or_default();
             let _ = write.write_all(b"334 UGFzc3dvcmQ6\r\n").await;
             let pass = lines.next_line().await.ok().flatten().unwrap_or_default();
-            state
-                .lock()
-                .expect("lock")
-                .auth
-                .push(format!("LOGIN {user} {pass}"));
-            "235 2.7.0 accepted\r\n".into()
+            authenticated(format!("LOGIN {user} {pass}"))
         } else if upper.starts_with("MAIL FROM:") {
             from = angle(&line);
             to.clear();
@@ -198,19 +193,15 @@ fn email_settings(smtp: &FakeSmtp) -> EmailSettings {
     }
 }
 
-fn use_email(s: &mut Settings, e: EmailSettings) {
-    s.plugin.backend = "mail".into();
-    s.plugin
-        .backends
-        .insert("mail".into(), BackendSettings::Email(e));
+/// The settings of `db`, delivering by email as `e` says.
+fn use_email(db: &TestDb, e: EmailSettings) -> Settings {
+    with_backend(db, "mail", BackendSettings::Email(e))
 }
 
-async fn email_subject_template_and_fallback_recipient(db: Db) {
-    let db = TestDb::new(db).await;
+async fn email_subject_template_and_fallback_recipient(db: TestDb) {
     let smtp = FakeSmtp::start().await;
-    let mut s = settings(&db);
-    use_email(
-        &mut s,
+    let s = use_email(
+        &db,
         EmailSettings {
             subject: Some("{{ kind|upper }} for {{ email }}: {{ title }}".into()),
             to: Some("fallback@example.com".into()),
@@ -233,23 +224,21 @@ async fn email_subject_template_and_fallback_recipient(db: Db) {
 }
 db_test!(email_subject_template_and_fallback_recipient);
 
-async fn email_unreachable_server_is_transient(db: Db) {
-    let db = TestDb::new(db).await;
+async fn email_unreachable_server_is_transient(db: TestDb) {
     // A port nobody listens on.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
     let smtp = FakeSmtp::start().await;
-    let mut s = settings(&db);
-    s.queue.max_attempts = 2;
-    use_email(
-        &mut s,
+    let mut s = use_email(
+        &db,
         EmailSettings {
             port: Some(port),
             ..email_settings(&smtp)
         },
     );
+    s.queue.max_attempts = 2;
     let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "nobody home").await;
     let outcomes: Vec<&str> = events[0]
         .attempt_log
@@ -277,18 +266,25 @@ impl Row {
 }
 
 impl Conformance for Row {
+    type Settings = EmailSettings;
+    const WRAP: fn(EmailSettings) -> BackendSettings = BackendSettings::Email;
     const NAME: &'static str = "mail";
     const CONTACTS: &'static [(&'static str, &'static str)] =
         &[("email", "alice.pager@example.org")];
     const SENDS: &'static [Message] = &[to_alice(SMS, MULTILINE), to_bob(SMS, "CPU high")];
     const PERMANENT_ERROR: &'static [&'static str] = &["550"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["451"];
+    const SECRETS: &'static [&'static str] = &["s3cret"];
+    const SPOILED: &'static [Spoil<EmailSettings>] = &[
+        (|s| s.from = "not an address".into(), "`from`"),
+        (|s| s.host = " ".into(), "`host`"),
+        (|s| s.to = Some("nobody at all".into()), "`to`"),
+        (|s| s.password = None, "`password`"),
+        (|s| s.subject = Some("{{ title ".into()), "`subject`"),
+    ];
 
     async fn start() -> Self {
         Row(FakeSmtp::start().await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Email(self.email())
     }
     fn fail_permanently(&self) {
         self.0.script_rcpt(&[], "550 5.1.1 no such mailbox");
@@ -299,6 +295,9 @@ impl Conformance for Row {
     }
     fn seen(&self) -> usize {
         self.0.rcpt_seen()
+    }
+    fn base(&self) -> EmailSettings {
+        self.email()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let smtp = &self.0;
@@ -338,58 +337,6 @@ impl Conformance for Row {
             smtp.auth()
         );
         assert!(!smtp.auth().is_empty());
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["s3cret".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let base = || email_settings(&self.0);
-        refused(
-            BackendSettings::Email,
-            [
-                (
-                    EmailSettings {
-                        from: "not an address".into(),
-                        ..base()
-                    },
-                    "`from`",
-                ),
-                (
-                    EmailSettings {
-                        host: " ".into(),
-                        ..base()
-                    },
-                    "`host`",
-                ),
-                (
-                    EmailSettings {
-                        to: Some("nobody at all".into()),
-                        ..base()
-                    },
-                    "`to`",
-                ),
-                (
-                    EmailSettings {
-                        username: Some("relay".into()),
-                        ..base()
-                    },
-                    "`password`",
-                ),
-                (
-                    EmailSettings {
-                        subject: Some("{{ title ".into()),
-                        ..base()
-                    },
-                    "`subject`",
-                ),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Email(EmailSettings {
-            timeout,
-            ..self.email()
-        })
     }
     fn after_permanent(&self) {
         assert!(self.0.mails().is_empty());

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, ExecSettings, Secret, Settings};
 
-use super::{Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice};
+use super::{
+    Conformance, LONG_SMS, Message, SMS, Spoil, assert_shortened_to_segments, refused, to_alice,
+    with_backend,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -103,24 +106,20 @@ impl Program {
     }
 }
 
-fn use_exec(s: &mut Settings, e: ExecSettings) {
-    s.plugin.backend = "script".into();
-    s.plugin
-        .backends
-        .insert("script".into(), BackendSettings::Exec(e));
+/// The settings of `db`, delivering through the program `e` describes.
+fn use_exec(db: &TestDb, e: ExecSettings) -> Settings {
+    with_backend(db, "script", BackendSettings::Exec(e))
 }
 
-async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: Db) {
-    let db = TestDb::new(db).await;
+async fn exec_shell_metacharacters_arrive_verbatim_and_run_nothing(db: TestDb) {
     let program = Program::new();
     let canary = program.out().join("pwned");
     let message = format!(
         r#"$(touch {0}); rm -rf / ; `touch {0}` "quotes" 'single' | & > < $HOME ${{PATH}} \n"#,
         canary.display()
     );
-    let mut s = settings(&db);
-    use_exec(
-        &mut s,
+    let s = use_exec(
+        &db,
         program.settings(&["{{ message }}", "{{ title }}"], &[]),
     );
     let (app, events) = deliver_to_alice(s, "/api/v1/make_call", &message).await;
@@ -143,12 +142,10 @@ db_test!(exec_shell_metacharacters_arrive_verbatim_and_run_nothing);
 
 /// A program feeding an SMS gateway gets the text shortened to its `max_segments`, in its
 /// arguments, its environment and its stdin alike.
-async fn exec_sms_gateway_gets_text_within_max_segments(db: Db) {
-    let db = TestDb::new(db).await;
+async fn exec_sms_gateway_gets_text_within_max_segments(db: TestDb) {
     let program = Program::new();
-    let mut s = settings(&db);
-    use_exec(
-        &mut s,
+    let s = use_exec(
+        &db,
         ExecSettings {
             max_segments: Some(3),
             ..program.settings(&["{{ message }}"], &[])
@@ -166,18 +163,16 @@ async fn exec_sms_gateway_gets_text_within_max_segments(db: Db) {
 }
 db_test!(exec_sms_gateway_gets_text_within_max_segments);
 
-async fn exec_a_hanging_program_is_killed_and_retried(db: Db) {
-    let db = TestDb::new(db).await;
+async fn exec_a_hanging_program_is_killed_and_retried(db: TestDb) {
     let program = Program::new();
-    let mut s = settings(&db);
     let mut e = program.settings(&[], &[("HANG_TIMES", "1")]);
     e.timeout = Duration::from_millis(500);
-    use_exec(&mut s, e);
+    let s = use_exec(&db, e);
     let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "slow").await;
     let e = &events[0];
     assert_eq!(e.status, "delivered", "{e:?}");
     assert_eq!(e.attempts, 2);
-    let first = e.attempt_log[0].error.as_deref().unwrap_or("");
+    let first = attempt_error(e, 0);
     assert!(first.contains("killed"), "{first}");
     app.stop().await;
 }
@@ -194,11 +189,9 @@ fn running(pid: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn exec_a_timeout_ends_what_the_program_started(db: Db) {
-    let db = TestDb::new(db).await;
+async fn exec_a_timeout_ends_what_the_program_started(db: TestDb) {
     let program = Program::new();
     let pidfile = program.out().join("child.pid");
-    let mut s = settings(&db);
     let mut e = program.settings(
         &[],
         &[
@@ -207,7 +200,7 @@ async fn exec_a_timeout_ends_what_the_program_started(db: Db) {
         ],
     );
     e.timeout = Duration::from_millis(500);
-    use_exec(&mut s, e);
+    let s = use_exec(&db, e);
     let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", "slow").await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     let pid = program.read("child.pid").trim().to_string();
@@ -232,9 +225,8 @@ db_test!(exec_a_timeout_ends_what_the_program_started);
 async fn exec_a_shell_with_a_templated_script_is_warned_about_at_start() {
     let (logs, _guard) = capture_logs();
     let db = TestDb::new(Db::Sqlite).await;
-    let mut s = settings(&db);
-    use_exec(
-        &mut s,
+    let s = use_exec(
+        &db,
         ExecSettings {
             command: "sh".into(),
             args: vec!["-c".into(), "echo '{{ message }}'".into()],
@@ -262,10 +254,29 @@ pub struct Row {
 }
 
 impl Conformance for Row {
+    type Settings = ExecSettings;
+    const WRAP: fn(ExecSettings) -> BackendSettings = BackendSettings::Exec;
     const NAME: &'static str = "script";
     const SENDS: &'static [Message] = &[to_alice(SMS, TEXT)];
     const PERMANENT_ERROR: &'static [&'static str] = &["exit status 2", "gateway busy (run 1)"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["exit status 75"];
+    const SECRETS: &'static [&'static str] = &["k3y"];
+    const SPOILED: &'static [Spoil<ExecSettings>] = &[
+        (|s| s.command = "/nonexistent/notify.sh".into(), "`command`"),
+        (|s| s.args = vec!["{{ message ".into()], "`args[0]`"),
+        (
+            |s| {
+                let kind = Secret("x".into());
+                s.env.insert("ONCALL_RELAY_KIND".into(), kind);
+            },
+            "`env.ONCALL_RELAY_KIND`",
+        ),
+        (
+            |s| s.permanent_exit_codes = vec![0, 2],
+            "`permanent_exit_codes`",
+        ),
+        (|s| s.max_segments = Some(0), "`max_segments`"),
+    ];
 
     async fn start() -> Self {
         Row {
@@ -273,10 +284,10 @@ impl Conformance for Row {
             failing: Mutex::new(Vec::new()),
         }
     }
-    fn settings(&self) -> BackendSettings {
+    fn base(&self) -> ExecSettings {
         let mut env = vec![("GATEWAY_KEY", "k3y")];
         env.extend(self.failing.lock().expect("lock").iter().copied());
-        BackendSettings::Exec(self.program.settings(ARGS, &env))
+        self.program.settings(ARGS, &env)
     }
     fn fail_permanently(&self) {
         *self.failing.lock().expect("lock") = vec![("FAIL_TIMES", "99"), ("FAIL_CODE", "2")];
@@ -348,54 +359,12 @@ impl Conformance for Row {
             );
         }
     }
-    fn secrets(&self) -> Vec<String> {
-        vec!["k3y".into()]
-    }
     fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let program = &self.program;
-        vec![
-            (
-                ExecSettings {
-                    command: "/nonexistent/notify.sh".into(),
-                    ..program.settings(&[], &[])
-                },
-                "`command`",
-            ),
-            (
-                ExecSettings {
-                    command: program.out().display().to_string(),
-                    ..program.settings(&[], &[])
-                },
-                "`command`",
-            ),
-            (program.settings(&["{{ message "], &[]), "`args[0]`"),
-            (
-                program.settings(&[], &[("ONCALL_RELAY_KIND", "x")]),
-                "`env.ONCALL_RELAY_KIND`",
-            ),
-            (
-                ExecSettings {
-                    permanent_exit_codes: vec![0, 2],
-                    ..program.settings(&[], &[])
-                },
-                "`permanent_exit_codes`",
-            ),
-            (
-                ExecSettings {
-                    max_segments: Some(0),
-                    ..program.settings(&[], &[])
-                },
-                "`max_segments`",
-            ),
-        ]
-        .into_iter()
-        .map(|(e, field)| (BackendSettings::Exec(e), field))
-        .collect()
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Exec(ExecSettings {
-            timeout,
-            ..self.program.settings(&[], &[])
-        })
+        // A folder, not a program: only this fake knows where one is.
+        let mut folder = self.base();
+        folder.command = self.program.out().display().to_string();
+        let mut cases = refused(Self::WRAP, self.base(), Self::SPOILED);
+        cases.push((BackendSettings::Exec(folder), "`command`"));
+        cases
     }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, MattermostSettings, Overrides, Secret, Settings};
 
-use super::{CALL, Conformance, Message, SMS, assert_each_post, to_alice, to_bob};
+use super::{
+    CALL, Conformance, Message, SMS, Spoil, assert_each_post, http_fake, to_alice, to_bob,
+};
 use crate::helpers::*;
 
 fn hook(fake: &Fake) -> MattermostSettings {
@@ -95,60 +97,36 @@ fn assert_rocketchat(fake: &Fake) {
 macro_rules! hook_row {
     ($row:ident, $name:literal, $variant:ident, $settings:ident, $assert:ident, $contact:expr, $sends:expr) => {
         impl Conformance for $row {
+            type Settings = MattermostSettings;
+            const WRAP: fn(MattermostSettings) -> BackendSettings = BackendSettings::$variant;
             const NAME: &'static str = $name;
             const CONTACTS: &'static [(&'static str, &'static str)] = &[$contact];
             const SENDS: &'static [Message] = &$sends;
             const PERMANENT_ERROR: &'static [&'static str] = &["400", "find the channel"];
             const TRANSIENT_ERROR: &'static [&'static str] = &["500"];
+            const SPOILED: &'static [Spoil<MattermostSettings>] = &[
+                (|s| s.url = Secret("".into()), "`url`"),
+                (|s| s.url = Secret("chat.example.com/hooks/abc".into()), "`url`"),
+                (|s| s.url = Secret("ftp://chat.example.com/hooks/abc".into()), "`url`"),
+            ];
 
-            async fn start() -> Self {
-                $row(Fake::start().await)
-            }
-            fn settings(&self) -> BackendSettings {
-                BackendSettings::$variant($settings(&self.0))
-            }
-            fn fail_permanently(&self) {
-                self.0.script(
-                    &[],
-                    Reply::Json(
-                        400,
-                        r#"{"id":"web.incoming_webhook.channel.app_error","message":"Couldn't find the channel.","status_code":400}"#,
-                    ),
-                );
-            }
-            fn fail_once(&self) {
-                self.0.script(&[Reply::Status(500)], Reply::Status(200));
-            }
-            fn seen(&self) -> usize {
-                self.0.requests().len()
+
+            http_fake!(
+                Reply::Status(200),
+                Reply::Json(
+                    400,
+                    r#"{"id":"web.incoming_webhook.channel.app_error","message":"Couldn't find the channel.","status_code":400}"#,
+                ),
+                Reply::Status(500),
+            );
+            fn base(&self) -> MattermostSettings {
+                $settings(&self.0)
             }
             fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
                 $assert(&self.0)
             }
             fn secrets(&self) -> Vec<String> {
                 vec![self.0.url.clone()]
-            }
-            fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-                [
-                    "",
-                    "chat.example.com/hooks/abc",
-                    "ftp://chat.example.com/hooks/abc",
-                ]
-                .into_iter()
-                .map(|url| {
-                    let settings = MattermostSettings {
-                        url: Secret(url.into()),
-                        ..$settings(&self.0)
-                    };
-                    (BackendSettings::$variant(settings), "`url`")
-                })
-                .collect()
-            }
-            fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-                BackendSettings::$variant(MattermostSettings {
-                    timeout,
-                    ..$settings(&self.0)
-                })
             }
         }
     };

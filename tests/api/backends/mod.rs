@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use oncall_relay::config::{BackendSettings, Settings};
+use oncall_relay::config::{self, BackendSettings, Settings};
 use oncall_relay::directory::NewUser;
 
 use crate::helpers::*;
@@ -42,6 +42,10 @@ pub const TRANSIENT_MESSAGE: &str = "second time lucky";
 /// must send, and how that fake answers "never" and "later". For HTTP backends those are a 4xx
 /// and a 5xx; for email an SMTP 5xx and 4xx; for exec a permanent and another exit code.
 pub trait Conformance: Sized {
+    /// The settings type of the backend.
+    type Settings: Clone + Timed + 'static;
+    /// Wraps its settings as `plugin.backends` holds them.
+    const WRAP: fn(Self::Settings) -> BackendSettings;
     /// The backend's key under `plugin.backends`, which every startup error must name.
     const NAME: &'static str;
     /// Alice's contacts.
@@ -54,11 +58,15 @@ pub trait Conformance: Sized {
     const PERMANENT_ERROR: &'static [&'static str];
     /// What the error of the first, transient attempt says.
     const TRANSIENT_ERROR: &'static [&'static str];
+    /// Text that must never show in an error (tokens, passwords).
+    const SECRETS: &'static [&'static str] = &[];
+    /// Ways to spoil [`Conformance::base`] that the backend refuses at start.
+    const SPOILED: &'static [Spoil<Self::Settings>];
 
     /// Starts the fake, answering with success.
     async fn start() -> Self;
     /// The backend's settings against the fake.
-    fn settings(&self) -> BackendSettings;
+    fn base(&self) -> Self::Settings;
     /// Every answer from now on is a permanent failure.
     fn fail_permanently(&self);
     /// The next answer is a transient failure, then success.
@@ -67,28 +75,98 @@ pub trait Conformance: Sized {
     fn seen(&self) -> usize;
     /// Asserts what the fake received for [`Self::SENDS`]; `events` are in the same order.
     fn assert_sent(&self, events: &[NotificationRecord], alice: &User);
-    /// Text that must never show in an error (tokens, passwords, secret URLs).
-    fn secrets(&self) -> Vec<String>;
-    /// Settings the backend refuses, each with the field the error names.
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)>;
-    /// The settings with another request timeout.
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings;
     /// Checks after the permanent failure, beyond the attempt count.
     fn after_permanent(&self) {}
     /// Checks after the transient failure was delivered, beyond the attempt count.
     fn after_transient(&self) {}
+
+    /// [`Conformance::base`] as `plugin.backends` holds it.
+    fn settings(&self) -> BackendSettings {
+        (Self::WRAP)(self.base())
+    }
+    /// Text that must never show in an error: [`Conformance::SECRETS`] unless the fake's
+    /// address is one.
+    fn secrets(&self) -> Vec<String> {
+        Self::SECRETS.iter().map(|s| s.to_string()).collect()
+    }
+    /// Settings the backend refuses, each with the field the error names.
+    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
+        refused(Self::WRAP, self.base(), Self::SPOILED)
+    }
+    /// The settings with another request timeout.
+    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
+        let mut settings = self.base();
+        settings.set_timeout(timeout);
+        (Self::WRAP)(settings)
+    }
 }
 
-/// Bad settings cases of one backend type, each wrapped in its `BackendSettings` variant.
-pub fn refused<T>(
+/// Settings with a request timeout.
+pub trait Timed {
+    /// Sets the request timeout to `timeout`.
+    fn set_timeout(&mut self, timeout: Duration);
+}
+
+macro_rules! timed {
+    ($($settings:ty),*) => {$(
+        impl Timed for $settings {
+            fn set_timeout(&mut self, timeout: Duration) {
+                self.timeout = timeout;
+            }
+        }
+    )*};
+}
+
+timed!(
+    config::EmailSettings,
+    config::ExecSettings,
+    config::MattermostSettings,
+    config::NtfySettings,
+    config::SipSettings,
+    config::SlackSettings,
+    config::TelegramSettings,
+    config::TwilioSettings,
+    config::WebhookSettings
+);
+
+/// One way to spoil a backend's settings, and the field the error must name.
+pub type Spoil<T> = (fn(&mut T), &'static str);
+
+/// Bad settings of one backend type: each case changes `base` in one way.
+pub fn refused<T: Clone>(
     variant: fn(T) -> BackendSettings,
-    cases: impl IntoIterator<Item = (T, &'static str)>,
+    base: T,
+    cases: &[Spoil<T>],
 ) -> Vec<(BackendSettings, &'static str)> {
     cases
-        .into_iter()
-        .map(|(settings, field)| (variant(settings), field))
+        .iter()
+        .map(|(change, field)| {
+            let mut settings = base.clone();
+            change(&mut settings);
+            (variant(settings), *field)
+        })
         .collect()
 }
+
+/// The [`Conformance`] methods of a row that wraps one HTTP [`Fake`]: how it answers a
+/// delivery, a permanent failure and a transient one.
+macro_rules! http_fake {
+    ($ok:expr, $permanent:expr, $transient:expr $(,)?) => {
+        async fn start() -> Self {
+            Self(Fake::answering($ok).await)
+        }
+        fn fail_permanently(&self) {
+            self.0.script(&[], $permanent);
+        }
+        fn fail_once(&self) {
+            self.0.script(&[$transient], $ok);
+        }
+        fn seen(&self) -> usize {
+            self.0.requests().len()
+        }
+    };
+}
+pub(crate) use http_fake;
 
 /// A message to Alice.
 pub const fn to_alice(path: &'static str, message: &'static str) -> Message {
@@ -108,9 +186,17 @@ pub const fn to_bob(path: &'static str, message: &'static str) -> Message {
     }
 }
 
-fn use_backend(s: &mut Settings, name: &str, backend: BackendSettings) {
+/// Delivers through the backend `name`, declared as `backend`.
+pub fn use_backend(s: &mut Settings, name: &str, backend: BackendSettings) {
     s.plugin.backend = name.into();
     s.plugin.backends.insert(name.into(), backend);
+}
+
+/// The settings of `db`, delivering through the backend `name`, declared as `backend`.
+pub fn with_backend(db: &TestDb, name: &str, backend: BackendSettings) -> Settings {
+    let mut s = settings(db);
+    use_backend(&mut s, name, backend);
+    s
 }
 
 /// An app delivering through `B` against `fake`, with Alice and Bob in its directory.
@@ -119,19 +205,14 @@ async fn spawn<B: Conformance>(db: &TestDb, fake: &B) -> (TestApp, User) {
     use_backend(&mut s, B::NAME, fake.settings());
     let app = TestApp::spawn(s).await;
     let alice = app
-        .directory
         .add(NewUser {
             email: ALICE.into(),
             name: Some("Alice".into()),
             phone_number: Some("+4930123456".into()),
-            contacts: B::CONTACTS
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            contacts: contact_map(B::CONTACTS),
             ..NewUser::default()
         })
-        .await
-        .expect("user added");
+        .await;
     app.add_user(BOB, Some("+4930123457")).await;
     (app, alice)
 }
@@ -199,8 +280,7 @@ fn assert_error_names(error: &str, expected: &[&str], secrets: &[String]) {
 }
 
 /// Each message arrives as exactly the request the backend's service expects, at once.
-pub async fn sends_the_exact_request<B: Conformance>(db: Db) {
-    let db = TestDb::new(db).await;
+pub async fn sends_the_exact_request<B: Conformance>(db: TestDb) {
     let fake = B::start().await;
     let (app, alice) = spawn(&db, &fake).await;
     let mut events = Vec::new();
@@ -226,8 +306,7 @@ pub async fn sends_the_exact_request<B: Conformance>(db: Db) {
 }
 
 /// A permanent failure (4xx) fails the notification at its first attempt, without retry.
-pub async fn permanent_failure_is_not_retried<B: Conformance>(db: Db) {
-    let db = TestDb::new(db).await;
+pub async fn permanent_failure_is_not_retried<B: Conformance>(db: TestDb) {
     let fake = B::start().await;
     fake.fail_permanently();
     let (app, _) = spawn(&db, &fake).await;
@@ -246,8 +325,7 @@ pub async fn permanent_failure_is_not_retried<B: Conformance>(db: Db) {
 }
 
 /// A transient failure (5xx) is retried, and the retry delivers.
-pub async fn transient_failure_is_retried_then_delivered<B: Conformance>(db: Db) {
-    let db = TestDb::new(db).await;
+pub async fn transient_failure_is_retried_then_delivered<B: Conformance>(db: TestDb) {
     let fake = B::start().await;
     fake.fail_once();
     let (app, _) = spawn(&db, &fake).await;
@@ -258,7 +336,7 @@ pub async fn transient_failure_is_retried_then_delivered<B: Conformance>(db: Db)
     assert_eq!(e.attempts, 2);
     let outcomes: Vec<&str> = e.attempt_log.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["retry", "delivered"]);
-    let first = e.attempt_log[0].error.as_deref().unwrap_or_default();
+    let first = attempt_error(e, 0);
     assert_error_names(first, B::TRANSIENT_ERROR, &fake.secrets());
     assert_eq!(fake.seen(), 2);
     fake.after_transient();
@@ -300,19 +378,19 @@ macro_rules! conformance {
             mod $row {
                 use crate::backends as suite;
                 use crate::db_test;
-                use crate::helpers::Db;
+                use crate::helpers::TestDb;
 
-                async fn sends_the_exact_request(db: Db) {
+                async fn sends_the_exact_request(db: TestDb) {
                     suite::sends_the_exact_request::<$backend>(db).await
                 }
                 db_test!(sends_the_exact_request);
 
-                async fn permanent_failure_is_not_retried(db: Db) {
+                async fn permanent_failure_is_not_retried(db: TestDb) {
                     suite::permanent_failure_is_not_retried::<$backend>(db).await
                 }
                 db_test!(permanent_failure_is_not_retried);
 
-                async fn transient_failure_is_retried_then_delivered(db: Db) {
+                async fn transient_failure_is_retried_then_delivered(db: TestDb) {
                     suite::transient_failure_is_retried_then_delivered::<$backend>(db).await
                 }
                 db_test!(transient_failure_is_retried_then_delivered);

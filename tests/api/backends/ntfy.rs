@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, NtfySettings, Secret, Settings};
 
-use super::{CALL, Conformance, Message, SMS, refused, sms_to_alice, to_alice, to_bob};
+use super::{
+    CALL, Conformance, Message, SMS, Spoil, assert_each_post, http_fake, sms_to_alice, to_alice,
+    to_bob, with_backend,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -18,14 +21,11 @@ fn server(fake: &Fake) -> NtfySettings {
     }
 }
 
-/// The settings of `db` with `ntfy` as the only backend.
-fn ntfy_settings(db: &TestDb, ntfy: NtfySettings) -> Settings {
-    let mut s = settings(db);
-    s.plugin.backend = "alarm".into();
-    s.plugin
-        .backends
-        .insert("alarm".into(), BackendSettings::Ntfy(ntfy));
-    s
+/// The settings of `db` with ntfy at `fake` as the backend, changed by `change`.
+fn ntfy_settings(db: &TestDb, fake: &Fake, change: fn(&mut NtfySettings)) -> Settings {
+    let mut ntfy = server(fake);
+    change(&mut ntfy);
+    with_backend(db, "alarm", BackendSettings::Ntfy(ntfy))
 }
 
 fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
@@ -36,19 +36,14 @@ fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
         .expect("ASCII header")
 }
 
-async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
-    let db = TestDb::new(db).await;
+async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: TestDb) {
     let fake = Fake::start().await;
-    let s = ntfy_settings(
-        &db,
-        NtfySettings {
-            token: None,
-            user: Some("bot".into()),
-            password: Some(Secret("s3cret".into())),
-            priority: 2,
-            ..server(&fake)
-        },
-    );
+    let s = ntfy_settings(&db, &fake, |n| {
+        n.token = None;
+        n.user = Some("bot".into());
+        n.password = Some(Secret("s3cret".into()));
+        n.priority = 2;
+    });
     let (app, events) = sms_to_alice(s, &[], "Störung auf db-1").await;
     assert_eq!(events[0].status, "delivered");
     let r = &fake.requests()[0];
@@ -64,22 +59,14 @@ async fn ntfy_basic_auth_custom_priority_and_non_ascii_title(db: Db) {
 }
 db_test!(ntfy_basic_auth_custom_priority_and_non_ascii_title);
 
-async fn ntfy_without_a_topic_fails_for_good(db: Db) {
-    let db = TestDb::new(db).await;
+async fn ntfy_without_a_topic_fails_for_good(db: TestDb) {
     let fake = Fake::start().await;
-    let s = ntfy_settings(
-        &db,
-        NtfySettings {
-            topic: None,
-            ..server(&fake)
-        },
-    );
+    let s = ntfy_settings(&db, &fake, |n| n.topic = None);
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("alice@example.com", &[]).await;
     app.add_user_with_contacts("bob@example.com", &[("ntfy", "../admin")])
         .await;
-    app.send_ok("/api/v1/send_sms", "alice@example.com", "hello")
-        .await;
+    app.sms_alice("hello").await;
     app.send_ok("/api/v1/send_sms", "bob@example.com", "hello")
         .await;
     let events = app.wait_until_settled(2).await;
@@ -98,6 +85,8 @@ db_test!(ntfy_without_a_topic_fails_for_good);
 pub struct Row(Fake);
 
 impl Conformance for Row {
+    type Settings = NtfySettings;
+    const WRAP: fn(NtfySettings) -> BackendSettings = BackendSettings::Ntfy;
     const NAME: &'static str = "alarm";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("ntfy", "alice-phone")];
     const SENDS: &'static [Message] = &[
@@ -106,107 +95,58 @@ impl Conformance for Row {
     ];
     const PERMANENT_ERROR: &'static [&'static str] = &["403", "forbidden"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
+    const SECRETS: &'static [&'static str] = &["tk_testtoken"];
+    const SPOILED: &'static [Spoil<NtfySettings>] = &[
+        (|s| s.priority = 0, "`priority`"),
+        (|s| s.important_priority = 6, "`important_priority`"),
+        (|s| s.topic = Some("team/alerts".into()), "`topic`"),
+        (
+            |s| {
+                s.user = Some("bot".into());
+                s.password = Some(Secret("pw".into()));
+            },
+            "not both",
+        ),
+        (
+            |s| {
+                s.token = None;
+                s.user = Some("bot".into());
+            },
+            "`password`",
+        ),
+        (|s| s.server = "ntfy.example.com".into(), "`server`"),
+    ];
 
-    async fn start() -> Self {
-        Row(Fake::start().await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Ntfy(server(&self.0))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(
-            &[],
-            Reply::Json(
-                403,
-                r#"{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}"#,
-            ),
-        );
-    }
-    fn fail_once(&self) {
-        self.0.script(&[Reply::Status(502)], Reply::Status(200));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
+    http_fake!(
+        Reply::Status(200),
+        Reply::Json(
+            403,
+            r#"{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}"#,
+        ),
+        Reply::Status(502),
+    );
+    fn base(&self) -> NtfySettings {
+        server(&self.0)
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
-        let call = &requests[0];
-        assert_eq!(call.uri.path(), "/hook/alice-phone", "Alice's own topic");
-        assert_eq!(call.method, "POST");
-        assert_eq!(header(call, "priority"), "5");
-        assert_eq!(header(call, "tags"), "rotating_light,call");
-        assert_eq!(header(call, "title"), "CPU high");
-        assert_eq!(header(call, "authorization"), "Bearer tk_testtoken");
-        assert_eq!(&call.body[..], b"CPU high\non db-1");
-
-        let sms = &requests[1];
-        assert_eq!(sms.uri.path(), "/hook/team-alerts", "the configured topic");
-        assert_eq!(sms.method, "POST");
-        assert_eq!(header(sms, "priority"), "3");
-        assert_eq!(header(sms, "tags"), "sms");
-        assert_eq!(header(sms, "title"), "Disk full");
-        assert_eq!(header(sms, "authorization"), "Bearer tk_testtoken");
-        assert_eq!(&sms.body[..], b"Disk full");
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["tk_testtoken".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let base = || server(&self.0);
-        refused(
-            BackendSettings::Ntfy,
-            [
-                (
-                    NtfySettings {
-                        priority: 0,
-                        ..base()
-                    },
-                    "`priority`",
-                ),
-                (
-                    NtfySettings {
-                        important_priority: 6,
-                        ..base()
-                    },
-                    "`important_priority`",
-                ),
-                (
-                    NtfySettings {
-                        topic: Some("team/alerts".into()),
-                        ..base()
-                    },
-                    "`topic`",
-                ),
-                (
-                    NtfySettings {
-                        user: Some("bot".into()),
-                        password: Some(Secret("pw".into())),
-                        ..base()
-                    },
-                    "not both",
-                ),
-                (
-                    NtfySettings {
-                        token: None,
-                        user: Some("bot".into()),
-                        ..base()
-                    },
-                    "`password`",
-                ),
-                (
-                    NtfySettings {
-                        server: "ntfy.example.com".into(),
-                        ..base()
-                    },
-                    "`server`",
-                ),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Ntfy(NtfySettings {
-            timeout,
-            ..server(&self.0)
-        })
+        assert_each_post(&requests, None, &[("authorization", "Bearer tk_testtoken")]);
+        // Alice's own topic for her call, the configured one for Bob's SMS.
+        let expected = [
+            (
+                "/hook/alice-phone",
+                "5",
+                "rotating_light,call",
+                "CPU high",
+                "CPU high\non db-1",
+            ),
+            ("/hook/team-alerts", "3", "sms", "Disk full", "Disk full"),
+        ];
+        for (r, (path, priority, tags, title, body)) in requests.iter().zip(expected) {
+            assert_eq!(r.uri.path(), path);
+            let headers = (header(r, "priority"), header(r, "tags"), header(r, "title"));
+            assert_eq!(headers, (priority, tags, title), "{path}");
+            assert_eq!(&r.body[..], body.as_bytes(), "{path}");
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, SipSettings};
 
-use super::{CALL, Conformance, Message, pairs, refused, to_alice};
+use super::{CALL, Conformance, Message, Spoil, http_fake, pairs, to_alice, with_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -15,23 +15,19 @@ fn sip_settings(fake: &Fake) -> SipSettings {
     sip_at(fake.url.trim_end_matches("/hook"))
 }
 
-fn use_sip(s: &mut Settings, t: SipSettings) {
-    s.plugin.backend = "asterisk".into();
-    s.plugin
-        .backends
-        .insert("asterisk".into(), BackendSettings::Sip(t));
+/// The settings of `db`, calling through Asterisk as `t` says.
+fn use_sip(db: &TestDb, t: SipSettings) -> Settings {
+    with_backend(db, "asterisk", BackendSettings::Sip(t))
 }
 
 fn query(r: &Recorded) -> Vec<(String, String)> {
     serde_urlencoded::from_str(r.uri.query().unwrap_or("")).expect("query")
 }
 
-async fn sip_endpoint_template_and_ari_suffix(db: Db) {
-    let db = TestDb::new(db).await;
+async fn sip_endpoint_template_and_ari_suffix(db: TestDb) {
     let fake = Fake::answering(Reply::Json(200, CHANNEL)).await;
-    let mut s = settings(&db);
-    use_sip(
-        &mut s,
+    let s = use_sip(
+        &db,
         SipSettings {
             // `/ari` at the end of the URL is accepted too.
             url: format!("{}/ari/", fake.url.trim_end_matches("/hook")),
@@ -74,6 +70,8 @@ impl Row {
 }
 
 impl Conformance for Row {
+    type Settings = SipSettings;
+    const WRAP: fn(SipSettings) -> BackendSettings = BackendSettings::Sip;
     const NAME: &'static str = "asterisk";
     const SENDS: &'static [Message] = &[to_alice(
         CALL,
@@ -82,27 +80,26 @@ impl Conformance for Row {
     const PATH: &'static str = CALL;
     const PERMANENT_ERROR: &'static [&'static str] = &["400", "Endpoint parameter"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["500", "Allocation failed"];
+    const SECRETS: &'static [&'static str] = &["ar1pass"];
+    const SPOILED: &'static [Spoil<SipSettings>] = &[
+        (|s| s.url = "".into(), "`url`"),
+        (|s| s.url = "asterisk:8088".into(), "`url`"),
+        (|s| s.username = "".into(), "`username`"),
+        (|s| s.password = Secret(String::new()), "`password`"),
+        (
+            |s| s.endpoint = "PJSIP/{{ phone @trunk".into(),
+            "`endpoint`",
+        ),
+        (|s| s.priority = 0, "`priority`"),
+    ];
 
-    async fn start() -> Self {
-        Row(Fake::answering(Reply::Json(200, CHANNEL)).await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Sip(self.sip())
-    }
-    fn fail_permanently(&self) {
-        self.0.script(
-            &[],
-            Reply::Json(400, r#"{"message": "Endpoint parameter not provided"}"#),
-        );
-    }
-    fn fail_once(&self) {
-        self.0.script(
-            &[Reply::Json(500, r#"{"message": "Allocation failed"}"#)],
-            Reply::Json(200, CHANNEL),
-        );
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
+    http_fake!(
+        Reply::Json(200, CHANNEL),
+        Reply::Json(400, r#"{"message": "Endpoint parameter not provided"}"#),
+        Reply::Json(500, r#"{"message": "Allocation failed"}"#),
+    );
+    fn base(&self) -> SipSettings {
+        self.sip()
     }
     fn assert_sent(&self, events: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -131,64 +128,5 @@ impl Conformance for Row {
                 }
             })
         );
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["ar1pass".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let base = || sip_settings(&self.0);
-        refused(
-            BackendSettings::Sip,
-            [
-                (
-                    SipSettings {
-                        url: "".into(),
-                        ..base()
-                    },
-                    "`url`",
-                ),
-                (
-                    SipSettings {
-                        url: "asterisk:8088".into(),
-                        ..base()
-                    },
-                    "`url`",
-                ),
-                (
-                    SipSettings {
-                        username: "".into(),
-                        ..base()
-                    },
-                    "`username`",
-                ),
-                (
-                    SipSettings {
-                        password: Secret(String::new()),
-                        ..base()
-                    },
-                    "`password`",
-                ),
-                (
-                    SipSettings {
-                        endpoint: "PJSIP/{{ phone @trunk".into(),
-                        ..base()
-                    },
-                    "`endpoint`",
-                ),
-                (
-                    SipSettings {
-                        priority: 0,
-                        ..base()
-                    },
-                    "`priority`",
-                ),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Sip(SipSettings {
-            timeout,
-            ..self.sip()
-        })
     }
 }

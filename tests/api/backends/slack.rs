@@ -5,7 +5,8 @@ use std::time::Duration;
 use oncall_relay::config::{BackendSettings, Secret, Settings, SlackSettings};
 
 use super::{
-    CALL, Conformance, Message, SMS, assert_each_post, refused, sms_to_alice, to_alice, to_bob,
+    CALL, Conformance, Message, SMS, Spoil, assert_each_post, http_fake, sms_to_alice, to_alice,
+    to_bob,
 };
 use crate::db_test;
 use crate::helpers::*;
@@ -37,8 +38,7 @@ fn web_api(fake: &Fake) -> SlackSettings {
     }
 }
 
-async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_api_error_in_a_200_answer_fails_for_good(db: TestDb) {
     let fake = Fake::answering(Reply::Json(
         200,
         r#"{"ok":false,"error":"channel_not_found"}"#,
@@ -59,8 +59,7 @@ async fn slack_api_error_in_a_200_answer_fails_for_good(db: Db) {
 }
 db_test!(slack_api_error_in_a_200_answer_fails_for_good);
 
-async fn slack_ratelimited_is_retried(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_ratelimited_is_retried(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::Json(200, r#"{"ok":false,"error":"ratelimited"}"#)],
@@ -71,19 +70,12 @@ async fn slack_ratelimited_is_retried(db: Db) {
     let (app, events) = sms_to_alice(s, &[], "hello").await;
     let e = &events[0];
     assert_delivered_on_the_second_attempt(e);
-    assert!(
-        e.attempt_log[0]
-            .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("ratelimited")
-    );
+    assert!(attempt_error(e, 0).contains("ratelimited"));
     app.stop().await;
 }
 db_test!(slack_ratelimited_is_retried);
 
-async fn slack_retry_after_header_is_honoured(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_retry_after_header_is_honoured(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::RetryAfter(
@@ -104,8 +96,7 @@ async fn slack_retry_after_header_is_honoured(db: Db) {
 }
 db_test!(slack_retry_after_header_is_honoured);
 
-async fn slack_webhook_retry_after_header_is_honoured(db: Db) {
-    let db = TestDb::new(db).await;
+async fn slack_webhook_retry_after_header_is_honoured(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::RetryAfter(429, "2", r#""rate_limited""#)],
@@ -126,6 +117,8 @@ db_test!(slack_webhook_retry_after_header_is_honoured);
 pub struct IncomingWebhook(Fake);
 
 impl Conformance for IncomingWebhook {
+    type Settings = SlackSettings;
+    const WRAP: fn(SlackSettings) -> BackendSettings = BackendSettings::Slack;
     const NAME: &'static str = "chat";
     const SENDS: &'static [Message] = &[
         to_alice(SMS, "load <5> & rising"),
@@ -133,21 +126,27 @@ impl Conformance for IncomingWebhook {
     ];
     const PERMANENT_ERROR: &'static [&'static str] = &["404"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+    const SPOILED: &'static [Spoil<SlackSettings>] = &[
+        (
+            |s| {
+                s.token = Some(Secret("xoxb-1".into()));
+                s.channel = Some("#oncall".into());
+            },
+            "not both",
+        ),
+        (|s| *s = SlackSettings::default(), "webhook_url"),
+        (
+            |s| {
+                *s = SlackSettings::default();
+                s.webhook_url = Some(Secret("not a url".into()));
+            },
+            "webhook_url",
+        ),
+    ];
 
-    async fn start() -> Self {
-        IncomingWebhook(Fake::start().await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Slack(incoming_webhook(&self.0))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(&[], Reply::Status(404));
-    }
-    fn fail_once(&self) {
-        self.0.script(&[Reply::Status(503)], Reply::Status(200));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
+    http_fake!(Reply::Status(200), Reply::Status(404), Reply::Status(503));
+    fn base(&self) -> SlackSettings {
+        incoming_webhook(&self.0)
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -168,61 +167,25 @@ impl Conformance for IncomingWebhook {
     fn secrets(&self) -> Vec<String> {
         vec![self.0.url.clone()]
     }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        refused(
-            BackendSettings::Slack,
-            [
-                (
-                    SlackSettings {
-                        token: Some(Secret("xoxb-1".into())),
-                        channel: Some("#oncall".into()),
-                        ..incoming_webhook(&self.0)
-                    },
-                    "not both",
-                ),
-                (SlackSettings::default(), "webhook_url"),
-                (
-                    SlackSettings {
-                        webhook_url: Some(Secret("not a url".into())),
-                        ..SlackSettings::default()
-                    },
-                    "webhook_url",
-                ),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Slack(SlackSettings {
-            timeout,
-            ..incoming_webhook(&self.0)
-        })
-    }
 }
 
 /// The conformance row for the Web API: a bot token, a default channel, Alice's own id.
 pub struct WebApi(Fake);
 
 impl Conformance for WebApi {
+    type Settings = SlackSettings;
+    const WRAP: fn(SlackSettings) -> BackendSettings = BackendSettings::Slack;
     const NAME: &'static str = "chat";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("slack", "U0ALICE")];
     const SENDS: &'static [Message] = &[to_alice(SMS, "for alice"), to_bob(SMS, "for bob")];
     const PERMANENT_ERROR: &'static [&'static str] = &["403"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+    const SECRETS: &'static [&'static str] = &["xoxb-test-token"];
+    const SPOILED: &'static [Spoil<SlackSettings>] = &[(|s| s.channel = None, "channel")];
 
-    async fn start() -> Self {
-        WebApi(Fake::answering(Reply::Json(200, OK)).await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Slack(web_api(&self.0))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(&[], Reply::Status(403));
-    }
-    fn fail_once(&self) {
-        self.0.script(&[Reply::Status(503)], Reply::Json(200, OK));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
+    http_fake!(Reply::Json(200, OK), Reply::Status(403), Reply::Status(503));
+    fn base(&self) -> SlackSettings {
+        web_api(&self.0)
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -242,23 +205,5 @@ impl Conformance for WebApi {
             requests[1].json(),
             serde_json::json!({"channel": "#oncall", "text": "for bob"})
         );
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["xoxb-test-token".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        vec![(
-            BackendSettings::Slack(SlackSettings {
-                channel: None,
-                ..web_api(&self.0)
-            }),
-            "channel",
-        )]
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Slack(SlackSettings {
-            timeout,
-            ..web_api(&self.0)
-        })
     }
 }

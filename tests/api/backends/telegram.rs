@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TelegramSettings};
 
-use super::{Conformance, Message, SMS, sms_to_alice, to_alice};
+use super::{Conformance, Message, SMS, Spoil, http_fake, sms_to_alice, to_alice, with_backend};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -20,45 +20,38 @@ fn telegram(fake: &Fake, chat_id: Option<&str>) -> TelegramSettings {
     }
 }
 
-fn bot(s: &mut Settings, fake: &Fake, chat_id: Option<&str>) {
-    s.plugin.backend = "tg".into();
-    s.plugin.backends.insert(
-        "tg".into(),
-        BackendSettings::Telegram(telegram(fake, chat_id)),
-    );
+/// The settings of `db`, delivering through a bot at `fake` with `chat_id` as its default.
+fn bot(db: &TestDb, fake: &Fake, chat_id: Option<&str>) -> Settings {
+    with_backend(db, "tg", BackendSettings::Telegram(telegram(fake, chat_id)))
 }
 
 /// The conformance row: a bot with a default chat; Alice has her own chat id.
 pub struct Row(Fake);
 
 impl Conformance for Row {
+    type Settings = TelegramSettings;
+    const WRAP: fn(TelegramSettings) -> BackendSettings = BackendSettings::Telegram;
     const NAME: &'static str = "tg";
     const CONTACTS: &'static [(&'static str, &'static str)] = &[("telegram", "987654321")];
     const SENDS: &'static [Message] = &[to_alice(SMS, "Disk \"full\" on db-1")];
     const PERMANENT_ERROR: &'static [&'static str] = &["chat not found"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["502"];
+    const SECRETS: &'static [&'static str] = &[BOT_TOKEN];
+    const SPOILED: &'static [Spoil<TelegramSettings>] = &[
+        (|t| t.token = Secret(String::new()), "token"),
+        (|t| t.api_base = "ftp://example.com".into(), "api_base"),
+    ];
 
-    async fn start() -> Self {
-        Row(Fake::start().await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Telegram(telegram(&self.0, Some("@oncall_team")))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(
-            &[],
-            Reply::Json(
-                400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
-            ),
-        );
-    }
-    fn fail_once(&self) {
-        self.0
-            .script(&[Reply::Status(502)], Reply::Json(200, r#"{"ok":true}"#));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
+    http_fake!(
+        Reply::Json(200, r#"{"ok":true}"#),
+        Reply::Json(
+            400,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+        ),
+        Reply::Status(502),
+    );
+    fn base(&self) -> TelegramSettings {
+        telegram(&self.0, Some("@oncall_team"))
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -74,37 +67,12 @@ impl Conformance for Row {
             })
         );
     }
-    fn secrets(&self) -> Vec<String> {
-        vec![BOT_TOKEN.into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let with = |f: fn(&mut TelegramSettings)| {
-            let mut t = telegram(&self.0, None);
-            f(&mut t);
-            BackendSettings::Telegram(t)
-        };
-        vec![
-            (with(|t| t.token = Secret(String::new())), "token"),
-            (
-                with(|t| t.api_base = "ftp://example.com".into()),
-                "api_base",
-            ),
-        ]
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Telegram(TelegramSettings {
-            timeout,
-            ..telegram(&self.0, None)
-        })
-    }
 }
 
 /// A user without a telegram contact gets the configured chat; a call rings.
-async fn telegram_call_rings_in_the_default_chat(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_call_rings_in_the_default_chat(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    bot(&mut s, &fake, Some("@oncall_team"));
+    let s = bot(&db, &fake, Some("@oncall_team"));
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("bob@example.com", &[]).await;
     app.send_ok("/api/v1/make_call", "bob@example.com", "CPU high")
@@ -125,19 +93,16 @@ async fn telegram_call_rings_in_the_default_chat(db: Db) {
 }
 db_test!(telegram_call_rings_in_the_default_chat);
 
-async fn telegram_splits_a_long_message_into_ordered_parts(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_splits_a_long_message_into_ordered_parts(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    bot(&mut s, &fake, None);
+    let s = bot(&db, &fake, None);
     let app = TestApp::spawn(s).await;
     app.add_user_with_contacts("alice@example.com", &[("telegram", "42")])
         .await;
     let words: Vec<String> = (0..2000).map(|i| format!("word{i}")).collect();
     let message = words.join(" ");
     assert!(message.chars().count() > 2 * 4096);
-    app.send_ok("/api/v1/send_sms", "alice@example.com", &message)
-        .await;
+    app.sms_alice(&message).await;
     let events = app.wait_until_settled(1).await;
     assert_eq!(events[0].status, "delivered");
     assert_eq!(events[0].attempts, 1);
@@ -161,13 +126,11 @@ db_test!(telegram_splits_a_long_message_into_ordered_parts);
 
 /// Telegram takes part 1 and fails part 2 once: the retry starts at part 2, so the chat
 /// shows each part once.
-async fn telegram_retry_resends_no_part_already_sent(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_retry_resends_no_part_already_sent(db: TestDb) {
     let fake = Fake::start().await;
     let ok = Reply::Json(200, r#"{"ok":true}"#);
     fake.script(&[ok, Reply::Status(502)], ok);
-    let mut s = settings(&db);
-    bot(&mut s, &fake, None);
+    let s = bot(&db, &fake, None);
     let message = (0..1500)
         .map(|i| format!("word{i}"))
         .collect::<Vec<_>>()
@@ -181,10 +144,7 @@ async fn telegram_retry_resends_no_part_already_sent(db: Db) {
         .collect();
     let count = texts.len() - 1;
     assert!(count >= 3, "{count} parts");
-    let first = events[0].attempt_log[0]
-        .error
-        .as_deref()
-        .unwrap_or_default();
+    let first = attempt_error(&events[0], 0);
     assert!(first.starts_with(&format!("part 2/{count}: ")), "{first}");
     // The failed request was part 2; what Telegram accepted is every part once, in order.
     assert_eq!(texts[1], texts[2]);
@@ -204,8 +164,7 @@ async fn telegram_retry_resends_no_part_already_sent(db: Db) {
 }
 db_test!(telegram_retry_resends_no_part_already_sent);
 
-async fn telegram_flood_control_is_retried(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_flood_control_is_retried(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(
         &[Reply::Json(
@@ -214,13 +173,12 @@ async fn telegram_flood_control_is_retried(db: Db) {
         )],
         Reply::Status(200),
     );
-    let mut s = settings(&db);
+    let mut s = bot(&db, &fake, None);
     quick_retries(&mut s);
-    bot(&mut s, &fake, None);
     let (app, events) = sms_to_alice(s, &[("telegram", "42")], "hello").await;
     let e = &events[0];
     assert_delivered_on_the_second_attempt(e);
-    let first = e.attempt_log[0].error.as_deref().unwrap_or_default();
+    let first = attempt_error(e, 0);
     assert!(
         first.contains("429") && first.contains("retry after 2s"),
         "{first}"
@@ -230,11 +188,9 @@ async fn telegram_flood_control_is_retried(db: Db) {
 }
 db_test!(telegram_flood_control_is_retried);
 
-async fn telegram_without_any_chat_fails_for_good(db: Db) {
-    let db = TestDb::new(db).await;
+async fn telegram_without_any_chat_fails_for_good(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    bot(&mut s, &fake, None);
+    let s = bot(&db, &fake, None);
     let (app, events) = sms_to_alice(s, &[], "hello").await;
     assert_eq!(events[0].status, "failed");
     assert_eq!(events[0].attempts, 1);

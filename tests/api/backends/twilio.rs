@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, Settings, TwilioSettings};
 
-use super::{CALL, Conformance, Message, SMS, assert_each_post, pairs, refused, to_alice};
+use super::{
+    CALL, Conformance, Message, SMS, Spoil, assert_each_post, assert_shortened_to_segments,
+    http_fake, pairs, to_alice, with_backend,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -29,52 +32,47 @@ fn twilio_settings(fake: &Fake) -> TwilioSettings {
     }
 }
 
-fn use_twilio(s: &mut Settings, t: TwilioSettings) {
-    s.plugin.backend = "twilio".into();
-    s.plugin
-        .backends
-        .insert("twilio".into(), BackendSettings::Twilio(t));
+/// The settings of `db`, delivering through Twilio at `fake`, changed by `change`.
+fn with_twilio(db: &TestDb, fake: &Fake, change: fn(&mut TwilioSettings)) -> Settings {
+    let mut t = twilio_settings(fake);
+    change(&mut t);
+    with_backend(db, "twilio", BackendSettings::Twilio(t))
+}
+
+/// The value of `key` in a request's form body.
+fn field(r: &Recorded, key: &str) -> String {
+    form(r)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {key}"))
 }
 
 fn form(r: &Recorded) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes(&r.body).expect("form body")
 }
 
-async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
-    let db = TestDb::new(db).await;
+/// The SMS texts Twilio was asked to send, in order.
+fn bodies(fake: &Fake) -> Vec<String> {
+    fake.requests().iter().map(|r| field(r, "Body")).collect()
+}
+
+/// An alert that takes three parts of at most 60 characters.
+const LONG: &str = "Grafana OnCall: alert group #7 firing, CPU above 95 percent on db-1, db-2 and db-3 for ten minutes; runbook at the usual place.";
+/// [`LONG`] split at word boundaries, each part numbered.
+const PARTS: [&str; 3] = [
+    "(1/3) Grafana OnCall: alert group #7 firing, CPU above 95",
+    "(2/3) percent on db-1, db-2 and db-3 for ten minutes;",
+    "(3/3) runbook at the usual place.",
+];
+
+async fn twilio_long_sms_arrives_as_ordered_parts(db: TestDb) {
     let fake = Fake::answering(Reply::Json(201, CREATED)).await;
-    let mut s = settings(&db);
-    use_twilio(
-        &mut s,
-        TwilioSettings {
-            max_length: 60,
-            ..twilio_settings(&fake)
-        },
-    );
-    let app = TestApp::spawn_with_alice(s).await;
-    let message = "Grafana OnCall: alert group #7 firing, CPU above 95 percent on db-1, db-2 and db-3 for ten minutes; runbook at the usual place.";
-    app.send_ok("/api/v1/send_sms", "alice@example.com", message)
-        .await;
-    let events = app.wait_until_settled(1).await;
+    let s = with_twilio(&db, &fake, |t| t.max_length = 60);
+    let (app, events) = deliver_to_alice(s, SMS, LONG).await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
-    // Split at word boundaries, each part numbered and at most 60 characters long.
-    let expected = [
-        "(1/3) Grafana OnCall: alert group #7 firing, CPU above 95",
-        "(2/3) percent on db-1, db-2 and db-3 for ten minutes;",
-        "(3/3) runbook at the usual place.",
-    ];
-    let bodies: Vec<String> = fake
-        .requests()
-        .iter()
-        .map(|r| {
-            form(r)
-                .into_iter()
-                .find(|(k, _)| k == "Body")
-                .map(|(_, v)| v)
-                .expect("Body")
-        })
-        .collect();
-    assert_eq!(bodies, expected);
+    let bodies = bodies(&fake);
+    assert_eq!(bodies, PARTS);
     for (i, body) in bodies.iter().enumerate() {
         assert!(body.chars().count() <= 60, "{body}");
         assert!(
@@ -86,42 +84,17 @@ async fn twilio_long_sms_arrives_as_ordered_parts(db: Db) {
 }
 db_test!(twilio_long_sms_arrives_as_ordered_parts);
 
-fn bodies(fake: &Fake) -> Vec<String> {
-    fake.requests()
-        .iter()
-        .map(|r| {
-            form(r)
-                .into_iter()
-                .find(|(k, _)| k == "Body")
-                .map(|(_, v)| v)
-                .expect("Body")
-        })
-        .collect()
-}
-
 /// Twilio accepts part 1, fails part 2 once: the retry starts at part 2, so the phone gets
 /// each part once.
-async fn twilio_retry_resends_no_part_already_sent(db: Db) {
-    let db = TestDb::new(db).await;
+async fn twilio_retry_resends_no_part_already_sent(db: TestDb) {
     let fake = Fake::start().await;
     let created = Reply::Json(201, CREATED);
     let unavailable = Reply::Json(503, r#"{"code": 20503, "message": "Service unavailable"}"#);
     fake.script(&[created, unavailable], created);
-    let mut s = settings(&db);
-    use_twilio(
-        &mut s,
-        TwilioSettings {
-            max_length: 60,
-            ..twilio_settings(&fake)
-        },
-    );
-    let message = "Grafana OnCall: alert group #7 firing, CPU above 95 percent on db-1, db-2 and db-3 for ten minutes; runbook at the usual place.";
-    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", message).await;
+    let s = with_twilio(&db, &fake, |t| t.max_length = 60);
+    let (app, events) = deliver_to_alice(s, SMS, LONG).await;
     assert_delivered_on_the_second_attempt(&events[0]);
-    let first = events[0].attempt_log[0]
-        .error
-        .as_deref()
-        .unwrap_or_default();
+    let first = attempt_error(&events[0], 0);
     assert!(first.starts_with("part 2/3: "), "{first}");
     let sent = bodies(&fake);
     let accepted: Vec<&str> = sent
@@ -130,72 +103,41 @@ async fn twilio_retry_resends_no_part_already_sent(db: Db) {
         .filter(|(i, _)| *i != 1)
         .map(|(_, b)| b.as_str())
         .collect();
-    assert_eq!(
-        accepted,
-        [
-            "(1/3) Grafana OnCall: alert group #7 firing, CPU above 95",
-            "(2/3) percent on db-1, db-2 and db-3 for ten minutes;",
-            "(3/3) runbook at the usual place.",
-        ],
-        "all requests: {sent:#?}"
-    );
+    assert_eq!(accepted, PARTS, "all requests: {sent:#?}");
     app.stop().await;
 }
 db_test!(twilio_retry_resends_no_part_already_sent);
 
 /// A long UCS-2 text (Cyrillic and emoji) is shortened at a word to the configured segments,
 /// counted as the carrier counts them, not in characters.
-async fn twilio_sms_is_shortened_to_max_segments(db: Db) {
+async fn twilio_sms_is_shortened_to_max_segments(db: TestDb) {
     use oncall_relay::notify::sms;
-    let db = TestDb::new(db).await;
     let fake = Fake::answering(Reply::Json(201, CREATED)).await;
-    let mut s = settings(&db);
-    use_twilio(
-        &mut s,
-        TwilioSettings {
-            max_segments: 2,
-            ..twilio_settings(&fake)
-        },
-    );
+    let s = with_twilio(&db, &fake, |t| t.max_segments = 2);
     let message = "🚨 Сервер db-1 недоступен, диск заполнен. ".repeat(10);
-    assert!(message.chars().count() < 1600 && sms::segments(&message) > 2);
-    let (app, events) = deliver_to_alice(s, "/api/v1/send_sms", &message).await;
+    assert!(message.chars().count() < 1600, "fits in max_length");
+    let (app, events) = deliver_to_alice(s, SMS, &message).await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     let sent = bodies(&fake);
     assert_eq!(sent.len(), 1, "{sent:?}");
-    let length = sms::measure(&sent[0]);
-    assert_eq!((length.encoding, length.segments), (sms::Encoding::Ucs2, 2));
-    let kept = sent[0].strip_suffix(sms::SHORTENED).expect("marker");
-    assert!(message.starts_with(kept), "{kept}");
-    assert!(
-        message[kept.len()..].starts_with(' '),
-        "cut inside a word: {kept}"
-    );
+    assert_eq!(sms::measure(&sent[0]).encoding, sms::Encoding::Ucs2);
+    assert_shortened_to_segments(&message, &sent[0], 2);
     app.stop().await;
 }
 db_test!(twilio_sms_is_shortened_to_max_segments);
 
-async fn twilio_a_long_call_is_shortened_to_fit_the_twiml_limit(db: Db) {
-    let db = TestDb::new(db).await;
+async fn twilio_a_long_call_is_shortened_to_fit_the_twiml_limit(db: TestDb) {
     let fake = Fake::answering(Reply::Json(201, CREATED)).await;
-    let mut s = settings(&db);
-    use_twilio(&mut s, twilio_settings(&fake));
+    let s = with_twilio(&db, &fake, |_| {});
     let message = "Disk & inode usage above 95 percent on db-1 ".repeat(137);
     let message = &message[..6000];
-    let (app, events) = deliver_to_alice(s, "/api/v1/make_call", message).await;
+    let (app, events) = deliver_to_alice(s, CALL, message).await;
     assert_eq!(events[0].status, "delivered", "{:?}", events[0]);
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
-    let twiml = form(&requests[0])
-        .into_iter()
-        .find(|(k, _)| k == "Twiml")
-        .map(|(_, v)| v)
-        .expect("Twiml");
-    assert!(
-        twiml.chars().count() <= 4000,
-        "{} characters",
-        twiml.chars().count()
-    );
+    let twiml = field(&requests[0], "Twiml");
+    let length = twiml.chars().count();
+    assert!(length <= 4000, "{length} characters");
     assert!(
         twiml.ends_with("… message shortened.</Say></Response>"),
         "{twiml}"
@@ -226,37 +168,35 @@ impl Row {
 }
 
 impl Conformance for Row {
+    type Settings = TwilioSettings;
+    const WRAP: fn(TwilioSettings) -> BackendSettings = BackendSettings::Twilio;
     const NAME: &'static str = "twilio";
     const SENDS: &'static [Message] = &[to_alice(SMS, SMS_TEXT), to_alice(CALL, CALL_TEXT)];
     const PERMANENT_ERROR: &'static [&'static str] = &["400", "21211"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["503"];
+    const SECRETS: &'static [&'static str] = &["tw-t0ken"];
+    const SPOILED: &'static [Spoil<TwilioSettings>] = &[
+        (|s| s.account_sid = "".into(), "`account_sid`"),
+        (|s| s.account_sid = "AC../../x".into(), "`account_sid`"),
+        (|s| s.auth_token = Secret(String::new()), "`auth_token`"),
+        (|s| s.from = " ".into(), "`from`"),
+        (|s| s.api_base = "ftp://api.twilio.com".into(), "`api_base`"),
+        (|s| s.max_length = 5000, "`max_length`"),
+        (|s| s.max_segments = 0, "`max_segments`"),
+        (|s| s.repeat = 0, "`repeat`"),
+        (|s| s.voice = Some("alice\" onload=\"x".into()), "`voice`"),
+    ];
 
-    async fn start() -> Self {
-        Row(Fake::answering(Reply::Json(201, CREATED)).await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Twilio(self.twilio())
-    }
-    fn fail_permanently(&self) {
-        self.0.script(
-            &[],
-            Reply::Json(
-                400,
-                r#"{"code": 21211, "message": "The 'To' number +4930123456 is not a valid phone number.", "status": 400}"#,
-            ),
-        );
-    }
-    fn fail_once(&self) {
-        self.0.script(
-            &[Reply::Json(
-                503,
-                r#"{"code": 20503, "message": "Service unavailable"}"#,
-            )],
-            Reply::Json(201, CREATED),
-        );
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
+    http_fake!(
+        Reply::Json(201, CREATED),
+        Reply::Json(
+            400,
+            r#"{"code": 21211, "message": "The 'To' number +4930123456 is not a valid phone number.", "status": 400}"#,
+        ),
+        Reply::Json(503, r#"{"code": 20503, "message": "Service unavailable"}"#),
+    );
+    fn base(&self) -> TwilioSettings {
+        self.twilio()
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let requests = self.0.requests();
@@ -296,85 +236,5 @@ impl Conformance for Row {
                 ),
             ])
         );
-    }
-    fn secrets(&self) -> Vec<String> {
-        vec!["tw-t0ken".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        let base = || twilio_settings(&self.0);
-        refused(
-            BackendSettings::Twilio,
-            [
-                (
-                    TwilioSettings {
-                        account_sid: "".into(),
-                        ..base()
-                    },
-                    "`account_sid`",
-                ),
-                (
-                    TwilioSettings {
-                        account_sid: "AC../../x".into(),
-                        ..base()
-                    },
-                    "`account_sid`",
-                ),
-                (
-                    TwilioSettings {
-                        auth_token: Secret(String::new()),
-                        ..base()
-                    },
-                    "`auth_token`",
-                ),
-                (
-                    TwilioSettings {
-                        from: " ".into(),
-                        ..base()
-                    },
-                    "`from`",
-                ),
-                (
-                    TwilioSettings {
-                        api_base: "ftp://api.twilio.com".into(),
-                        ..base()
-                    },
-                    "`api_base`",
-                ),
-                (
-                    TwilioSettings {
-                        max_length: 5000,
-                        ..base()
-                    },
-                    "`max_length`",
-                ),
-                (
-                    TwilioSettings {
-                        max_segments: 0,
-                        ..base()
-                    },
-                    "`max_segments`",
-                ),
-                (
-                    TwilioSettings {
-                        repeat: 0,
-                        ..base()
-                    },
-                    "`repeat`",
-                ),
-                (
-                    TwilioSettings {
-                        voice: Some("alice\" onload=\"x".into()),
-                        ..base()
-                    },
-                    "`voice`",
-                ),
-            ],
-        )
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Twilio(TwilioSettings {
-            timeout,
-            ..self.twilio()
-        })
     }
 }

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use oncall_relay::config::{BackendSettings, Secret, WebhookSettings};
 
-use super::{Conformance, LONG_SMS, Message, SMS, assert_shortened_to_segments, to_alice};
+use super::{
+    Conformance, LONG_SMS, Message, SMS, Spoil, assert_shortened_to_segments, http_fake, to_alice,
+    with_backend,
+};
 use crate::db_test;
 use crate::helpers::*;
 
@@ -31,27 +34,23 @@ impl Row {
 }
 
 impl Conformance for Row {
+    type Settings = WebhookSettings;
+    const WRAP: fn(WebhookSettings) -> BackendSettings = BackendSettings::Webhook;
     const NAME: &'static str = "gateway";
     const SENDS: &'static [Message] = &[to_alice(SMS, QUOTED)];
     const PERMANENT_ERROR: &'static [&'static str] = &["HTTP 404"];
     const TRANSIENT_ERROR: &'static [&'static str] = &["HTTP 502"];
+    const SECRETS: &'static [&'static str] = &["k3y"];
+    const SPOILED: &'static [Spoil<WebhookSettings>] = &[
+        (|w| w.body = Some("{{ phone ".into()), "body"),
+        (|w| w.max_segments = Some(0), "`max_segments`"),
+    ];
 
-    async fn start() -> Self {
-        Row(Fake::start().await)
-    }
-    fn settings(&self) -> BackendSettings {
-        BackendSettings::Webhook(self.webhook(
+    http_fake!(Reply::Status(200), Reply::Status(404), Reply::Status(502));
+    fn base(&self) -> WebhookSettings {
+        self.webhook(
             r#"{"to": {{ phone }}, "text": {{ message }}, "kind": {{ kind }}, "who": {{ user.email }}}"#,
-        ))
-    }
-    fn fail_permanently(&self) {
-        self.0.script(&[], Reply::Status(404));
-    }
-    fn fail_once(&self) {
-        self.0.script(&[Reply::Status(502)], Reply::Status(200));
-    }
-    fn seen(&self) -> usize {
-        self.0.requests().len()
+        )
     }
     fn assert_sent(&self, _: &[NotificationRecord], _: &User) {
         let r = &self.0.requests()[0];
@@ -63,42 +62,29 @@ impl Conformance for Row {
             serde_json::json!({"to": "+4930123456", "text": QUOTED, "kind": "sms", "who": "alice@example.com"})
         );
     }
-    fn secrets(&self) -> Vec<String> {
-        vec!["k3y".into()]
-    }
-    fn bad_settings(&self) -> Vec<(BackendSettings, &'static str)> {
-        vec![
-            (BackendSettings::Webhook(self.webhook("{{ phone ")), "body"),
-            (
-                BackendSettings::Webhook(WebhookSettings {
-                    max_segments: Some(0),
-                    ..self.webhook("{}")
-                }),
-                "`max_segments`",
-            ),
-        ]
-    }
-    fn with_timeout(&self, timeout: Duration) -> BackendSettings {
-        BackendSettings::Webhook(WebhookSettings {
-            timeout,
-            ..self.webhook("{}")
-        })
-    }
 }
 
-fn hook(s: &mut oncall_relay::config::Settings, w: WebhookSettings) {
-    s.plugin.backend = "gateway".into();
+/// The settings of `db`, delivering to the webhook `w`.
+fn hook(db: &TestDb, w: WebhookSettings) -> oncall_relay::config::Settings {
+    with_backend(db, "gateway", BackendSettings::Webhook(w))
+}
+
+/// Declares the webhook backend `name` and routes every call to it.
+fn route_calls_to(s: &mut oncall_relay::config::Settings, name: &str, w: WebhookSettings) {
     s.plugin
         .backends
-        .insert("gateway".into(), BackendSettings::Webhook(w));
+        .insert(name.into(), BackendSettings::Webhook(w));
+    let route = oncall_relay::config::RouteSettings {
+        backend: name.into(),
+        ..Default::default()
+    };
+    s.plugin.routes.insert("call".into(), vec![route]);
 }
 
-async fn templated_url_and_form_body(db: Db) {
-    let db = TestDb::new(db).await;
+async fn templated_url_and_form_body(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    hook(
-        &mut s,
+    let s = hook(
+        &db,
         WebhookSettings {
             url: format!(
                 "{}?to={{{{ phone|urlencode }}}}&type={{{{ kind }}}}",
@@ -113,8 +99,7 @@ async fn templated_url_and_form_body(db: Db) {
         },
     );
     let app = TestApp::spawn_with_alice(s).await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "a&b=c d")
-        .await;
+    app.call_alice("a&b=c d").await;
     app.wait_until_settled(1).await;
     let r = &fake.requests()[0];
     assert_eq!(r.uri.query(), Some("to=%2B4930123456&type=call"));
@@ -132,13 +117,11 @@ db_test!(templated_url_and_form_body);
 
 /// An alert text printed into the URL (and a form body) cannot add parameters, unless the
 /// backend opts out with `url_encode: false`.
-async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
-    let db = TestDb::new(db).await;
+async fn values_in_a_url_template_cannot_add_parameters(db: TestDb) {
     let fake = Fake::start().await;
     let unencoded = Fake::start().await;
-    let mut s = settings(&db);
-    hook(
-        &mut s,
+    let mut s = hook(
+        &db,
         WebhookSettings {
             url: format!("{}?to={{{{ phone }}}}&text={{{{ message }}}}", fake.url),
             body: Some("to={{ phone }}&text={{ message }}".into()),
@@ -147,29 +130,18 @@ async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
             ..Default::default()
         },
     );
-    s.plugin.backends.insert(
-        "raw".into(),
-        BackendSettings::Webhook(WebhookSettings {
-            url: format!("{}?{{{{ message }}}}", unencoded.url),
-            method: "GET".into(),
-            timeout: Duration::from_secs(2),
-            url_encode: false,
-            ..Default::default()
-        }),
-    );
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![oncall_relay::config::RouteSettings {
-            backend: "raw".into(),
-            ..Default::default()
-        }],
-    );
+    let raw = WebhookSettings {
+        url: format!("{}?{{{{ message }}}}", unencoded.url),
+        method: "GET".into(),
+        timeout: Duration::from_secs(2),
+        url_encode: false,
+        ..Default::default()
+    };
+    route_calls_to(&mut s, "raw", raw);
     let app = TestApp::spawn_with_alice(s).await;
     let attack = "x&to=%2B1999000#";
-    app.send_ok("/api/v1/send_sms", "alice@example.com", attack)
-        .await;
-    app.send_ok("/api/v1/make_call", "alice@example.com", "a=1&b=2")
-        .await;
+    app.sms_alice(attack).await;
+    app.call_alice("a=1&b=2").await;
     app.wait_until_settled(2).await;
 
     let r = &fake.requests()[0];
@@ -189,13 +161,11 @@ async fn values_in_a_url_template_cannot_add_parameters(db: Db) {
 }
 db_test!(values_in_a_url_template_cannot_add_parameters);
 
-async fn bearer_basic_auth_and_signature_headers(db: Db) {
+async fn bearer_basic_auth_and_signature_headers(db: TestDb) {
     use hmac::{Hmac, Mac};
-    let db = TestDb::new(db).await;
     let (signed, basic) = (Fake::start().await, Fake::start().await);
-    let mut s = settings(&db);
-    hook(
-        &mut s,
+    let mut s = hook(
+        &db,
         WebhookSettings {
             url: signed.url.clone(),
             bearer_token: Some(Secret("tok-123".into())),
@@ -203,24 +173,16 @@ async fn bearer_basic_auth_and_signature_headers(db: Db) {
             ..Default::default()
         },
     );
-    s.plugin.backends.insert(
-        "basic".into(),
-        BackendSettings::Webhook(WebhookSettings {
-            url: basic.url.clone(),
-            basic_auth: Some(oncall_relay::config::BasicAuth {
-                username: "relay".into(),
-                password: Secret("pw".into()),
-            }),
-            ..Default::default()
-        }),
-    );
-    s.plugin.routes.insert(
-        "call".into(),
-        vec![oncall_relay::config::RouteSettings {
-            backend: "basic".into(),
-            ..Default::default()
-        }],
-    );
+    let basic_auth = oncall_relay::config::BasicAuth {
+        username: "relay".into(),
+        password: Secret("pw".into()),
+    };
+    let with_basic_auth = WebhookSettings {
+        url: basic.url.clone(),
+        basic_auth: Some(basic_auth),
+        ..Default::default()
+    };
+    route_calls_to(&mut s, "basic", with_basic_auth);
     let app = TestApp::spawn_with_alice(s).await;
     for path in ["/api/v1/send_sms", "/api/v1/make_call"] {
         app.send_ok(path, "alice@example.com", "hi").await;
@@ -258,14 +220,11 @@ async fn bearer_basic_auth_and_signature_headers(db: Db) {
 db_test!(bearer_basic_auth_and_signature_headers);
 
 /// Every HTTP backend waits as long as a 503's `Retry-After` asks, not the queue's backoff.
-async fn webhook_retry_after_on_503_is_honoured(db: Db) {
-    let db = TestDb::new(db).await;
+async fn webhook_retry_after_on_503_is_honoured(db: TestDb) {
     let fake = Fake::start().await;
     fake.script(&[Reply::RetryAfter(503, "2", "{}")], Reply::Status(200));
-    let mut s = settings(&db);
-    quick_retries(&mut s);
-    hook(
-        &mut s,
+    let mut s = hook(
+        &db,
         WebhookSettings {
             url: fake.url.clone(),
             method: "POST".into(),
@@ -273,6 +232,7 @@ async fn webhook_retry_after_on_503_is_honoured(db: Db) {
             ..Default::default()
         },
     );
+    quick_retries(&mut s);
     let app = TestApp::spawn_with_alice(s).await;
     app.send_ok(SMS, "alice@example.com", "hello").await;
     let events = app.wait_until_settled(1).await;
@@ -284,12 +244,10 @@ async fn webhook_retry_after_on_503_is_honoured(db: Db) {
 db_test!(webhook_retry_after_on_503_is_honoured);
 
 /// A webhook feeding an SMS gateway gets the text shortened to its `max_segments`.
-async fn webhook_sms_gateway_gets_text_within_max_segments(db: Db) {
-    let db = TestDb::new(db).await;
+async fn webhook_sms_gateway_gets_text_within_max_segments(db: TestDb) {
     let fake = Fake::start().await;
-    let mut s = settings(&db);
-    hook(
-        &mut s,
+    let s = hook(
+        &db,
         WebhookSettings {
             url: fake.url.clone(),
             max_segments: Some(2),

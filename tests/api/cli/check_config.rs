@@ -2,11 +2,13 @@
 
 use std::process::Output;
 
-use super::{relay_in, relay_in_without_token, write_config};
+use super::{config_dir, relay_in, relay_in_without_token};
+use crate::helpers::ok;
 
-/// `check-config` on `yaml`, written to a file in `dir`, with no token in the environment.
-fn check_config(dir: &tempfile::TempDir, yaml: &str) -> Output {
-    let config = write_config(dir, yaml);
+/// `check-config` on `yaml`, written to a file in a fresh folder, with no token in the
+/// environment.
+fn check_config(yaml: &str) -> Output {
+    let (dir, config) = config_dir(yaml);
     relay_in_without_token(dir.path(), ["--config", &config, "check-config"])
 }
 
@@ -26,24 +28,15 @@ fn unknown_option_is_a_startup_error_naming_it() {
 
 #[test]
 fn check_config_reports_a_broken_template_and_passes_a_good_file() {
-    let dir = tempfile::tempdir().expect("dir");
     let out = check_config(
-        &dir,
         "app:\n  auth_token: x\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n      body: '{{ phone '\n",
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("gw") && err.contains("body"), "{err}");
-    let out = check_config(
-        &dir,
+    let text = ok(&check_config(
         "app:\n  auth_token: x\nplugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n  routes:\n    sms:\n      - backend: gw\n",
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
     assert!(
         text.contains("configuration OK") && text.contains("route sms: gw"),
         "{text}"
@@ -52,14 +45,10 @@ fn check_config_reports_a_broken_template_and_passes_a_good_file() {
 
 #[test]
 fn check_config_warns_about_a_shell_running_a_templated_script() {
-    let dir = tempfile::tempdir().expect("dir");
     let run = |args: &str| {
-        let out = check_config(
-            &dir,
-            &format!(
-                "app:\n  auth_token: x\nplugin:\n  backend: script\n  backends:\n    script:\n      type: exec\n      command: sh\n      args: {args}\n"
-            ),
-        );
+        let out = check_config(&format!(
+            "app:\n  auth_token: x\nplugin:\n  backend: script\n  backends:\n    script:\n      type: exec\n      command: sh\n      args: {args}\n"
+        ));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let unsafe_form = run(r#"["-c", "send --text '{{ message }}'"]"#);
@@ -74,9 +63,7 @@ fn check_config_warns_about_a_shell_running_a_templated_script() {
 
 #[test]
 fn config_command_hides_every_secret() {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = write_config(
-        &dir,
+    let (dir, config) = config_dir(
         "app:\n  auth_token: tok-AAAA\ndb:\n  password: pw-BBBB\n  url: 'postgres://u:pw-CCCC@db/x'\nplugin:\n  backends:\n    gw:\n      type: webhook\n      url: 'https://gw.example/send?key=key-DDDD'\n      headers:\n        X-Api-Key: hdr-EEEE\n      bearer_token: tok-FFFF\n      signing_secret: sec-GGGG\n",
     );
     let out = relay_in(dir.path(), ["--config", &config, "config"]);
@@ -91,7 +78,6 @@ fn config_command_hides_every_secret() {
 
 #[test]
 fn check_config_fails_for_whatever_stops_serve() {
-    let dir = tempfile::tempdir().expect("dir");
     for (yaml, reason) in [
         ("app:\n  log_level: info\n", "app.auth_token"),
         (
@@ -107,14 +93,14 @@ fn check_config_fails_for_whatever_stops_serve() {
             "callback_url",
         ),
     ] {
-        let out = check_config(&dir, yaml);
+        let out = check_config(yaml);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{yaml}: {stdout}");
         assert!(!stdout.contains("configuration OK"), "{yaml}: {stdout}");
         assert!(stderr.contains(reason), "{yaml}: {stderr}");
     }
-    let out = check_config(&dir, "app:\n  allow_any_token: true\n");
+    let out = check_config("app:\n  allow_any_token: true\n");
     assert!(
         out.status.success(),
         "allow_any_token starts without a token"
@@ -130,7 +116,7 @@ fn check_config_names_the_file_line_and_variable_of_a_bad_message_template() {
         "app:\n  auth_token: x\nplugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n  messages:\n    gw:\n      language: de\n      templates:\n        sms:\n          de:\n            file: {}\n",
         file.display()
     );
-    let out = check_config(&dir, &yaml);
+    let out = check_config(&yaml);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -141,12 +127,6 @@ fn check_config_names_the_file_line_and_variable_of_a_bad_message_template() {
         "{err}"
     );
     std::fs::write(&file, "Alarm #{{ alert.number }}\n{{ alert.title }}\n").expect("write");
-    let out = check_config(&dir, &yaml);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = ok(&check_config(&yaml));
     assert!(text.contains("messages gw: de"), "{text}");
 }

@@ -2,12 +2,11 @@
 
 use std::process::Output;
 
-use super::{users_add, write_config};
+use super::write_config;
 use crate::db_test;
 use crate::helpers::*;
 
-async fn events_list_filters_by_user_and_status(db: Db) {
-    let db = TestDb::new(db).await;
+async fn events_list_filters_by_user_and_status(db: TestDb) {
     let mut s = settings(&db);
     s.queue.deliver = false;
     let app = TestApp::spawn(s).await;
@@ -45,8 +44,7 @@ async fn events_list_filters_by_user_and_status(db: Db) {
 }
 db_test!(events_list_filters_by_user_and_status);
 
-async fn notify_test_walks_the_real_route(db: Db) {
-    let db = TestDb::new(db).await;
+async fn notify_test_walks_the_real_route(db: TestDb) {
     let (broken, working) = (Fake::start().await, Fake::start().await);
     broken.script(&[], Reply::Status(500));
     let dir = tempfile::tempdir().expect("dir");
@@ -58,19 +56,11 @@ async fn notify_test_walks_the_real_route(db: Db) {
         ),
     );
     users_add(&db, "ann@example.com", &["--phone", "+4930123456"]);
-    let args: Vec<String> = [
-        "--config",
-        &config,
-        "notify",
-        "test",
-        "--user",
-        "ann@example.com",
-        "--kind",
-        "sms",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args: Vec<String> = ["--config", &config]
+        .into_iter()
+        .chain(notify_test_sms("ann@example.com"))
+        .map(str::to_string)
+        .collect();
     let db_args = db.cli_args();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
@@ -122,8 +112,7 @@ fn update_ann(db: &TestDb, args: &[&str]) {
     ok(&relay(db, &all));
 }
 
-async fn notify_test_and_contacts_say_what_is_wrong(db: Db) {
-    let db = TestDb::new(db).await;
+async fn notify_test_and_contacts_say_what_is_wrong(db: TestDb) {
     let out = relay(
         &db,
         &[

@@ -1,6 +1,6 @@
 //! Help texts, the README's quick start, and output to a closed pipe.
 
-use super::{relay_in, users_add};
+use super::relay_in;
 use crate::db_test;
 use crate::helpers::*;
 
@@ -74,8 +74,7 @@ fn help_documents_every_subcommand() {
     assert_eq!(nested, 18, "nested subcommands found in the help texts");
 }
 
-async fn printing_to_a_closed_pipe_exits_quietly(db: Db) {
-    let db = TestDb::new(db).await;
+async fn printing_to_a_closed_pipe_exits_quietly(db: TestDb) {
     users_add(&db, "ann@example.com", &[]);
     for args in [
         &["users", "list", "--json"][..],

@@ -1,6 +1,6 @@
 //! `users import --from-emu-oncall`: moving users over from the Go service's table.
 
-use super::{user_with_email, users_add};
+use super::{user_with_email, users_list};
 use crate::helpers::*;
 
 /// A fresh PostgreSQL database holding the Go service's `oncall_users` table.
@@ -45,11 +45,8 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
          ('UZED8', 'Other', 'other', 'other@example.com', '+4930123460', true, 'user')",
     )
     .await;
-    let source = source_db.url.clone();
-    let first = ok(&relay(
-        &db,
-        &["users", "import", "--from-emu-oncall", &source],
-    ));
+    let import_from = |source: &str| relay(&db, &["users", "import", "--from-emu-oncall", source]);
+    let first = ok(&import_from(&source_db.url));
     assert!(
         first.contains("(8 rows): 3 added, 1 updated, 0 unchanged, 4 skipped"),
         "{first}"
@@ -69,7 +66,7 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
     }
     assert!(first.contains("UEVE7 is not applied"), "{first}");
 
-    let list = relay_json(&db, &["users", "list", "--json"]);
+    let list = users_list(&db);
     let user = |email: &str| user_with_email(&list, email);
     assert_eq!(list.as_array().expect("list").len(), 5);
     let ann = user("ann@example.com");
@@ -89,26 +86,15 @@ async fn users_move_over_from_the_go_service_table(db: Db) {
     assert_eq!(eve["phone_number"], "+4930123459");
     assert_eq!(eve["role"], "admin");
 
-    let again = ok(&relay(
-        &db,
-        &["users", "import", "--from-emu-oncall", &source],
-    ));
+    let again = ok(&import_from(&source_db.url));
     assert!(
         again.contains("0 added, 0 updated, 4 unchanged, 4 skipped"),
         "idempotent: {again}"
     );
-    let after = relay_json(&db, &["users", "list", "--json"]);
+    let after = users_list(&db);
     assert_eq!(after, list, "a second run changes nothing");
 
-    let out = relay(
-        &db,
-        &[
-            "users",
-            "import",
-            "--from-emu-oncall",
-            "postgres://postgres:s3cret-pw@127.0.0.1:1/none",
-        ],
-    );
+    let out = import_from("postgres://postgres:s3cret-pw@127.0.0.1:1/none");
     assert!(!out.status.success());
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("s3cret-pw"),

@@ -39,6 +39,38 @@ fn command_in(dir: &std::path::Path) -> std::process::Command {
     cmd
 }
 
+/// `users list --json` on `db`.
+fn users_list(db: &crate::helpers::TestDb) -> serde_json::Value {
+    crate::helpers::relay_json(db, &["users", "list", "--json"])
+}
+
+/// The entry for `email` in `users list --json` on `db`, which must be there.
+fn listed_user(db: &crate::helpers::TestDb, email: &str) -> serde_json::Value {
+    user_with_email(&users_list(db), email)
+}
+
+/// Writes `content` to `name` in `dir` and runs `users import` on it, which must succeed.
+fn users_import(
+    db: &crate::helpers::TestDb,
+    dir: &tempfile::TempDir,
+    name: &str,
+    content: &str,
+) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).expect("write");
+    crate::helpers::ok(&crate::helpers::relay(
+        db,
+        &["users", "import", path.to_str().expect("path")],
+    ))
+}
+
+/// `users update {email} {more}` on `db`: the output, whether it succeeded or not.
+fn users_update(db: &crate::helpers::TestDb, email: &str, more: &[&str]) -> Output {
+    let mut args = vec!["users", "update", email];
+    args.extend_from_slice(more);
+    crate::helpers::relay(db, &args)
+}
+
 /// The entry for `email` in the JSON of `users list --json`, which must be there.
 fn user_with_email(list: &serde_json::Value, email: &str) -> serde_json::Value {
     list.as_array()
@@ -55,9 +87,9 @@ fn write_config(dir: &tempfile::TempDir, yaml: &str) -> String {
     path.display().to_string()
 }
 
-/// `users add --email {email} {more}` on `db`, which must succeed: its output.
-fn users_add(db: &crate::helpers::TestDb, email: &str, more: &[&str]) -> String {
-    let mut args = vec!["users", "add", "--email", email];
-    args.extend_from_slice(more);
-    crate::helpers::ok(&crate::helpers::relay(db, &args))
+/// A fresh folder holding `yaml` as its configuration file, and that file's path.
+fn config_dir(yaml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(&dir, yaml);
+    (dir, config)
 }

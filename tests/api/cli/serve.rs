@@ -1,7 +1,7 @@
 //! `serve`: what stops it, and what it ignores.
 
 use super::{command_in, relay_in_without_token};
-use crate::helpers::TOKEN;
+use crate::helpers::{TOKEN, spawn_serve, str_of};
 
 #[test]
 fn serve_refuses_to_start_without_a_token() {
@@ -28,30 +28,22 @@ const SERVICE_LINK_VARS: [(&str, &str); 7] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_starts_with_kubernetes_service_variables_set() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let dir = tempfile::tempdir().expect("dir");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-        .current_dir(dir.path())
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
+    cmd.current_dir(dir.path())
         .env_remove("AUTH_TOKEN")
         .envs(SERVICE_LINK_VARS)
         .env("ONCALL_RELAY_APP__AUTH_TOKEN", TOKEN)
         .env("ONCALL_RELAY_APP__PORT", "127.0.0.1:0")
         .env("ONCALL_RELAY_APP__LOG_LEVEL", "info")
-        .env("ONCALL_RELAY_DB__PATH", dir.path().join("relay.db"))
-        .arg("serve")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn relay");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+        .env("ONCALL_RELAY_DB__PATH", dir.path().join("relay.db"));
+    let (mut child, mut lines) = spawn_serve(&mut cmd, std::process::Stdio::piped());
     let mut log = Vec::new();
     let addr = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         while let Ok(Some(line)) = lines.next_line().await {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             if v["message"] == "oncall-relay listening" {
-                return Some(v["address"].as_str().expect("address").to_string());
+                return Some(str_of(&v["address"]).to_string());
             }
             log.push(line);
         }

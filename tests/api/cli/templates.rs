@@ -1,14 +1,13 @@
 //! `templates render`: what a person would receive, and its SMS segment count.
 
-use super::{relay_in, write_config};
+use super::{config_dir, relay_in};
+use crate::helpers::ok;
 
 const SMS: &str = "Grafana OnCall: Alert group #2\"CPU high\" from stack: \"prod\", integration: Grafana Alerting, alerts registered: 1.";
 
 #[test]
 fn templates_render_shows_the_text_and_its_segments() {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = write_config(
-        &dir,
+    let (dir, config) = config_dir(
         "app:\n  auth_token: x\nplugin:\n  backend: gw\n  backends:\n    gw:\n      type: webhook\n      url: http://127.0.0.1:9/\n  messages:\n    gw: {}\n",
     );
     let render = |lang: &str| {
@@ -31,13 +30,7 @@ fn templates_render_shows_the_text_and_its_segments() {
                 SMS,
             ],
         );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
+        ok(&out)
     };
     let de = render("de");
     assert!(

@@ -19,11 +19,11 @@ async fn in_a_browser_an_admin_edits_a_person_and_verifies_a_phone(db: Db) {
         return;
     }
     let db = TestDb::new(db).await;
-    let gateway = Fake::start().await;
-    let mut s = console_settings(&db, &gateway);
-    s.app.path_prefix = "/relay".into();
-    let app = TestApp::spawn_with_alice(s).await;
-    let alice = app.directory.get("alice@example.com").await.expect("alice");
+    let Console {
+        gateway,
+        app,
+        alice,
+    } = Console::start(&db, |s| s.app.path_prefix = "/relay".into()).await;
     let browser = Browser::start().await;
 
     // OnCall's link: `urljoin(info.url, "a/grafana-oncall-app/users?p=1&id=<id>")`.
@@ -68,12 +68,7 @@ async fn in_a_browser_an_admin_edits_a_person_and_verifies_a_phone(db: Db) {
     browser.click("form[action$='/phone/confirm'] button").await;
     browser.wait_text("+4930765432 is verified").await;
     assert_eq!(
-        app.directory
-            .get(&alice.id)
-            .await
-            .expect("alice")
-            .phone_number
-            .as_deref(),
+        app.phone_of(&alice.id).await.as_deref(),
         Some("+4930765432")
     );
     screenshot(&browser, "profile").await;
@@ -120,9 +115,11 @@ async fn in_a_browser_a_person_signs_in_with_a_code_and_sends_a_test() {
         return;
     }
     let db = TestDb::new(Db::Sqlite).await;
-    let gateway = Fake::start().await;
-    let app = TestApp::spawn_with_alice(console_settings(&db, &gateway)).await;
-    let alice = app.directory.get("alice@example.com").await.expect("alice");
+    let Console {
+        gateway,
+        app,
+        alice,
+    } = Console::start(&db, |_| {}).await;
     let browser = Browser::start().await;
     browser
         .goto(&format!(

@@ -31,10 +31,47 @@ pub(super) async fn code_sent(gateway: &Fake) -> String {
     .await
 }
 
-/// A visitor without a browser: keeps the cookies it is given and reads form tokens.
+/// A console app with Alice in its directory, every code going to `gateway`.
+pub(super) struct Console {
+    pub gateway: Fake,
+    pub app: TestApp,
+    pub alice: User,
+}
+
+impl Console {
+    /// Starts the app on [`console_settings`], changed by `change`.
+    pub async fn start(db: &TestDb, change: impl FnOnce(&mut Settings)) -> Console {
+        let gateway = Fake::start().await;
+        let mut s = console_settings(db, &gateway);
+        change(&mut s);
+        let app = TestApp::spawn_with_alice(s).await;
+        let alice = app.directory.get("alice@example.com").await.expect("alice");
+        Console {
+            gateway,
+            app,
+            alice,
+        }
+    }
+
+    /// Stops the app gracefully.
+    pub async fn stop(self) {
+        self.app.stop().await;
+    }
+
+    /// A visitor signed in with the admin token.
+    pub async fn admin(&self) -> Visitor<'_> {
+        let mut admin = Visitor::new(&self.app);
+        admin.sign_in_admin().await;
+        admin
+    }
+}
+
+/// A visitor without a browser: keeps the cookies it is given and the last form token it read.
 pub(super) struct Visitor<'a> {
     pub app: &'a TestApp,
     pub cookies: BTreeMap<String, String>,
+    /// The form token of the last page read with [`Visitor::open_form`].
+    pub csrf: String,
 }
 
 impl<'a> Visitor<'a> {
@@ -42,7 +79,40 @@ impl<'a> Visitor<'a> {
         Visitor {
             app,
             cookies: BTreeMap::new(),
+            csrf: String::new(),
         }
+    }
+
+    /// GETs the page at `path` and keeps its form token for [`Visitor::submit`].
+    pub async fn open_form(&mut self, path: &str) -> String {
+        let (_, _, page) = self.get(path).await;
+        self.csrf = form_token(&page);
+        self.csrf.clone()
+    }
+
+    /// POSTs `fields` to `path` with the kept form token first.
+    pub async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
+        let csrf = self.csrf.clone();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(path, &all).await
+    }
+
+    /// Asks for a sign-in code for `email` from the sign-in form: the post's status, where it
+    /// sent the browser, and the page there.
+    pub async fn ask_for_code(&mut self, email: &str) -> (u16, String, String) {
+        self.open_form("/console/signin").await;
+        let (status, location, _) = self.submit("/console/signin", &[("email", email)]).await;
+        let (_, _, page) = self.get(&location).await;
+        (status, location, page)
+    }
+
+    /// Signs in as `email` with `code`; the status and the Location.
+    pub async fn enter_code(&mut self, email: &str, code: &str) -> (u16, String) {
+        let (status, location, _) = self
+            .submit("/console/signin/code", &[("email", email), ("code", code)])
+            .await;
+        (status, location)
     }
 
     fn keep(&mut self, response: &reqwest::Response) {
@@ -117,13 +187,9 @@ impl<'a> Visitor<'a> {
 
     /// Signs in with the admin token.
     pub async fn sign_in_admin(&mut self) {
-        let (_, _, page) = self.get("/console/signin").await;
-        let csrf = form_token(&page);
+        self.open_form("/console/signin").await;
         let (status, location, _) = self
-            .post(
-                "/console/signin",
-                &[("csrf", &csrf), ("token", ADMIN_TOKEN)],
-            )
+            .submit("/console/signin", &[("token", ADMIN_TOKEN)])
             .await;
         assert_eq!((status, location.as_str()), (303, "/console"));
     }

@@ -143,10 +143,16 @@ impl FakeAsterisk {
 
     /// Waits for a request whose path ends with `suffix`; returns it.
     pub async fn wait_request(&self, suffix: &str) -> AriRequest {
+        self.wait_nth_request(suffix, 0).await
+    }
+
+    /// Waits for the `n`th request (0 first) whose path ends with `suffix`; returns it.
+    pub async fn wait_nth_request(&self, suffix: &str, n: usize) -> AriRequest {
         wait_for(Duration::from_secs(10), || async {
             self.requests()
                 .into_iter()
-                .find(|r| r.path.ends_with(suffix))
+                .filter(|r| r.path.ends_with(suffix))
+                .nth(n)
         })
         .await
     }

@@ -101,6 +101,12 @@ impl Browser {
         }
     }
 
+    /// WebDriver's whole answer to `request`.
+    async fn answer(request: reqwest::RequestBuilder) -> Value {
+        let response = request.send().await.expect("webdriver request");
+        response.json().await.expect("webdriver JSON")
+    }
+
     async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         match self.try_command(method, path, body).await {
             Ok(value) => value,
@@ -122,13 +128,7 @@ impl Browser {
         } else {
             request.json(&body)
         };
-        let answer: Value = request
-            .send()
-            .await
-            .expect("webdriver request")
-            .json()
-            .await
-            .expect("webdriver JSON");
+        let answer = Browser::answer(request).await;
         if answer["value"]["error"].is_string() {
             return Err(answer["value"].clone());
         }
@@ -193,16 +193,9 @@ impl Browser {
 
     /// The element `css` selects (the first one).
     pub async fn find(&self, css: &str) -> String {
-        let answer: Value = self
-            .http
-            .post(format!("{}/element", self.session))
-            .json(&json!({"using": "css selector", "value": css}))
-            .send()
-            .await
-            .expect("webdriver request")
-            .json()
-            .await
-            .expect("webdriver JSON");
+        let query = json!({"using": "css selector", "value": css});
+        let request = self.http.post(format!("{}/element", self.session));
+        let answer = Browser::answer(request.json(&query)).await;
         match answer["value"][ELEMENT].as_str() {
             Some(id) => id.to_string(),
             None => {
@@ -217,32 +210,23 @@ impl Browser {
         }
     }
 
+    /// POSTs `body` to the element `el`'s endpoint `action` (clear, value, click).
+    async fn element(&self, el: &str, action: &str, body: Value) {
+        let path = format!("/element/{el}/{action}");
+        self.command(reqwest::Method::POST, &path, body).await;
+    }
+
     /// Replaces the text of the field `css` selects with `text`, as typed.
     pub async fn fill(&self, css: &str, text: &str) {
         let el = self.find(css).await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{el}/clear"),
-            json!({}),
-        )
-        .await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{el}/value"),
-            json!({"text": text}),
-        )
-        .await;
+        self.element(&el, "clear", json!({})).await;
+        self.element(&el, "value", json!({"text": text})).await;
     }
 
     /// Clicks what `css` selects (a submit button waits for the next page).
     pub async fn click(&self, css: &str) {
         let el = self.find(css).await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{el}/click"),
-            json!({}),
-        )
-        .await;
+        self.element(&el, "click", json!({})).await;
     }
 
     /// Renders pages as for a visitor who asked for a dark theme.

@@ -87,6 +87,14 @@ impl Fake {
         self.state.lock().expect("lock").requests.clone()
     }
 
+    /// The JSON body of the first request, once one has come (within 10 s).
+    pub async fn first_json(&self) -> serde_json::Value {
+        super::wait_for(Duration::from_secs(10), || async {
+            self.requests().first().map(|r| r.json())
+        })
+        .await
+    }
+
     /// Asserts exactly two requests arrived, the second no sooner than the 2 s that `who`
     /// asked for (with 50 ms of clock slack).
     pub fn assert_second_request_waited_2s(&self, who: &str) {

@@ -32,6 +32,39 @@ pub use process::*;
 /// The token every test app accepts.
 pub const TOKEN: &str = "test-token-0123456789";
 
+/// The content type of OnCall's form posts.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A make_call form for Alice saying `message`, with the token, to the relay at `base`: for
+/// callers that send from many tasks at once.
+pub fn make_call_request(
+    client: &reqwest::Client,
+    base: &str,
+    message: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/api/v1/make_call"))
+        .header("Authorization", TOKEN)
+        .header("Content-Type", FORM)
+        .body(format!("email=alice%40example.com&message={message}"))
+}
+
+/// Calls Alice `count` times at once, spread over `apps` in turn, the `i`th call saying
+/// `message(i)`; asserts every call was answered 200.
+pub async fn call_alice_at_once(apps: &[&TestApp], count: usize, message: fn(usize) -> String) {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let app = apps[i % apps.len()];
+            let request = make_call_request(&app.client, &app.base, &message(i));
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for task in tasks {
+        let status = task.await.expect("join").expect("send");
+        assert_eq!(status, 200);
+    }
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -39,24 +72,48 @@ pub enum Db {
     Postgres,
 }
 
-/// Runs `$name(Db)` once on SQLite and once on PostgreSQL.
+/// Runs `$name` once on SQLite and once on PostgreSQL. It takes a fresh [`TestDb`], or the
+/// [`Db`] kind when it makes its database itself.
 #[macro_export]
 macro_rules! db_test {
     ($name:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$name($crate::helpers::Db::Sqlite).await
+                $crate::helpers::run_on($crate::helpers::Db::Sqlite, super::$name).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if $crate::helpers::skip_postgres() {
                     return;
                 }
-                super::$name($crate::helpers::Db::Postgres).await
+                $crate::helpers::run_on($crate::helpers::Db::Postgres, super::$name).await
             }
         }
     };
+}
+
+/// What a test run by `db_test!` takes: the database kind, or a fresh database of it.
+pub trait OnDb: Sized {
+    /// What the test gets on a `kind` database.
+    fn make(kind: Db) -> impl std::future::Future<Output = Self>;
+}
+
+impl OnDb for Db {
+    async fn make(kind: Db) -> Db {
+        kind
+    }
+}
+
+impl OnDb for TestDb {
+    async fn make(kind: Db) -> TestDb {
+        TestDb::new(kind).await
+    }
+}
+
+/// Runs `test` on a `kind` database; the database outlives everything the test made.
+pub async fn run_on<T: OnDb, F: std::future::Future<Output = ()>>(kind: Db, test: fn(T) -> F) {
+    test(T::make(kind).await).await
 }
 
 /// A fresh, empty database.
@@ -117,6 +174,27 @@ impl TestDb {
             Db::Postgres => vec!["--db-url".into(), self.settings.url.expose().to_string()],
         }
     }
+}
+
+/// The error of attempt `i` of `e`; empty when it has none.
+pub fn attempt_error(e: &NotificationRecord, i: usize) -> &str {
+    e.attempt_log[i].error.as_deref().unwrap_or_default()
+}
+
+/// Each attempt's backend and outcome, in order.
+pub fn outcomes(e: &NotificationRecord) -> Vec<(&str, &str)> {
+    e.attempt_log
+        .iter()
+        .map(|a| (a.backend.as_str(), a.outcome.as_str()))
+        .collect()
+}
+
+/// The notification in `events` that `matches`, which must be there.
+pub fn event_where(
+    events: &[NotificationRecord],
+    matches: impl Fn(&NotificationRecord) -> bool,
+) -> &NotificationRecord {
+    events.iter().find(|e| matches(e)).expect("event")
 }
 
 /// Asserts `e` was retried once, then delivered on its second attempt.
@@ -231,27 +309,34 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// The status of a GET without a token (heartbeat links, `/metrics`, probes).
-    pub async fn plain_get_status(&self, path: &str) -> u16 {
+    /// A GET without a token (heartbeat links, `/metrics`, probes).
+    pub async fn plain_get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
             .send()
             .await
             .expect("request")
-            .status()
-            .as_u16()
+    }
+
+    /// The status of a GET without a token.
+    pub async fn plain_get_status(&self, path: &str) -> u16 {
+        self.plain_get(path).await.status().as_u16()
     }
 
     /// The body of a GET without a token (`/metrics`).
     pub async fn plain_get_text(&self, path: &str) -> String {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
-            .text()
-            .await
-            .expect("text")
+        self.plain_get(path).await.text().await.expect("text")
+    }
+
+    /// A GET with `token` as a bearer token (the admin API, `/metrics`).
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        let request = self.client.get(self.url(path)).bearer_auth(token);
+        request.send().await.expect("request")
+    }
+
+    /// Status and JSON body of a GET with `token` as a bearer token.
+    pub async fn get_json_as(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        json_of(self.get_as(token, path).await).await
     }
 
     /// GET with the raw token.
@@ -264,16 +349,42 @@ impl TestApp {
             .expect("request")
     }
 
-    /// POST a URL-encoded form body, exactly as given, with the raw token.
-    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+    /// POST `body` exactly as given, as `content_type`, with the raw token.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(path))
             .header("Authorization", TOKEN)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body.to_string())
+            .header("Content-Type", content_type)
+            .body(body)
             .send()
             .await
             .expect("request")
+    }
+
+    /// Status and JSON body of a GET with the raw token.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        json_of(self.get(path).await).await
+    }
+
+    /// POST `body` as JSON with the raw token.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("Authorization", TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST a URL-encoded form body, exactly as given, with the raw token.
+    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+        self.post_raw(path, FORM, body.to_string()).await
     }
 
     /// POST a form the way python-requests encodes `data={...}`.
@@ -298,14 +409,17 @@ impl TestApp {
     }
 
     pub async fn add_user(&self, email: &str, phone: Option<&str>) -> User {
-        self.directory
-            .add(NewUser {
-                email: email.into(),
-                phone_number: phone.map(str::to_string),
-                ..NewUser::default()
-            })
-            .await
-            .expect("user added")
+        self.add(NewUser {
+            email: email.into(),
+            phone_number: phone.map(str::to_string),
+            ..NewUser::default()
+        })
+        .await
+    }
+
+    /// Adds `user` to the directory, which must take it.
+    pub async fn add(&self, user: NewUser) -> User {
+        self.directory.add(user).await.expect("user added")
     }
 
     pub async fn events(&self) -> Vec<NotificationRecord> {
@@ -380,6 +494,11 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The text of a JSON string; empty for anything else.
+pub fn str_of(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
 /// Status code and JSON body of a response (panics when the body is not JSON).
 pub async fn json_of(resp: reqwest::Response) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
@@ -408,31 +527,56 @@ impl TestApp {
         assert_eq!(resp.status().as_u16(), 200, "{path} for {email}");
     }
 
+    /// The phone number the directory holds for the user `id`.
+    pub async fn phone_of(&self, id: &str) -> Option<String> {
+        self.directory.get(id).await.expect("user").phone_number
+    }
+
+    /// Calls Alice with `message` as OnCall does, and expects 200.
+    pub async fn call_alice(&self, message: &str) {
+        self.send_ok("/api/v1/make_call", "alice@example.com", message)
+            .await;
+    }
+
+    /// Sends Alice `message` as an SMS as OnCall does, and expects 200.
+    pub async fn sms_alice(&self, message: &str) {
+        self.send_ok("/api/v1/send_sms", "alice@example.com", message)
+            .await;
+    }
+
     /// Adds a user with a phone number and these backend contacts.
     pub async fn add_user_with_contacts(&self, email: &str, contacts: &[(&str, &str)]) -> User {
-        self.directory
-            .add(NewUser {
-                email: email.into(),
-                phone_number: Some("+4930123456".into()),
-                contacts: contacts
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                ..NewUser::default()
-            })
-            .await
-            .expect("user added")
+        self.add(NewUser {
+            email: email.into(),
+            phone_number: Some("+4930123456".into()),
+            contacts: contact_map(contacts),
+            ..NewUser::default()
+        })
+        .await
     }
+}
+
+/// Contacts as a user holds them.
+pub fn contact_map(contacts: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    contacts
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Adds Alice (+4930123456) to `db` from outside any app, as another replica would.
 pub async fn add_alice_to(db: &TestDb) {
+    add_user_to(db, "alice@example.com", "+4930123456").await;
+}
+
+/// Adds a user with `phone` to `db` from outside any app, as another replica or the CLI would.
+pub async fn add_user_to(db: &TestDb, email: &str, phone: &str) {
     let store = Store::connect(&db.settings).await.expect("connect");
     let directory = Directory::load(store).await.expect("directory");
     directory
         .add(NewUser {
-            email: "alice@example.com".into(),
-            phone_number: Some("+4930123456".into()),
+            email: email.into(),
+            phone_number: Some(phone.into()),
             ..NewUser::default()
         })
         .await
@@ -452,21 +596,24 @@ pub async fn deliver_to_alice(
     (app, events)
 }
 
+/// A log writer that keeps everything written to it.
+#[derive(Clone, Default)]
+pub struct LogSink(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Log lines written while the returned guard lives on this thread, at `info` (the default).
 pub fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    #[derive(Clone)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let sink = Sink(buf.clone());
+    let sink = LogSink::default();
+    let buf = sink.0.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_max_level(tracing::Level::INFO)

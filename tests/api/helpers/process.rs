@@ -27,7 +27,6 @@ impl RelayProcess {
         queue_yaml: &str,
         extra_yaml: &str,
     ) -> RelayProcess {
-        use tokio::io::{AsyncBufReadExt, BufReader};
         let dir = tempfile::tempdir().expect("dir");
         let config = dir.path().join("relay.yml");
         let db_yaml = match db.kind {
@@ -47,17 +46,9 @@ impl RelayProcess {
             ),
         )
         .expect("config");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn relay");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
+        cmd.arg("--config").arg(&config);
+        let (child, mut lines) = spawn_serve(&mut cmd, std::process::Stdio::inherit());
         let addr = tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.next_line().await.expect("read") {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
@@ -86,11 +77,44 @@ impl RelayProcess {
     }
 }
 
+/// The lines the binary logs to stdout.
+pub type LogLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `cmd` (the binary, set up) as `serve`, its stderr going to `stderr`: the process
+/// and the lines of its log.
+pub fn spawn_serve(
+    cmd: &mut tokio::process::Command,
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, LogLines) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn relay");
+    let stdout = child.stdout.take().expect("stdout");
+    (child, tokio::io::BufReader::new(stdout).lines())
+}
+
 /// The binary with `db`'s database flags and `args`, waited for.
 pub fn relay(db: &TestDb, args: &[&str]) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-relay"));
     cmd.args(db.cli_args()).args(args).env_remove("AUTH_TOKEN");
     cmd.output().expect("run oncall-relay")
+}
+
+/// `users add --email {email} {more}` on `db`, which must succeed: its output.
+pub fn users_add(db: &TestDb, email: &str, more: &[&str]) -> String {
+    let mut args = vec!["users", "add", "--email", email];
+    args.extend_from_slice(more);
+    ok(&relay(db, &args))
+}
+
+/// The arguments of `notify test` sending an SMS to `email`.
+pub fn notify_test_sms(email: &str) -> [&str; 6] {
+    ["notify", "test", "--user", email, "--kind", "sms"]
 }
 
 /// The stdout of a run that must have succeeded.

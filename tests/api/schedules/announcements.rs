@@ -2,8 +2,7 @@
 
 use super::*;
 
-async fn changes_are_announced_once_and_restarts_are_quiet(db: Db) {
-    let db = TestDb::new(db).await;
+async fn changes_are_announced_once_and_restarts_are_quiet(db: TestDb) {
     let hook = Fake::start().await;
     let callback = Fake::start().await;
     let cal = CalendarServer::start(calendar(&["alice"])).await;

@@ -12,8 +12,7 @@ fn cut_in_last_event(text: &str) -> String {
 
 const ADMIN: &str = "admin-token-schedules";
 
-async fn a_truncated_calendar_keeps_the_last_good_state(db: Db) {
-    let db = TestDb::new(db).await;
+async fn a_truncated_calendar_keeps_the_last_good_state(db: TestDb) {
     let hook = Fake::start().await;
     let cal = CalendarServer::start(calendar(&["alice"])).await;
     let mut s = test_settings(&db, &hook);
@@ -65,8 +64,7 @@ async fn a_truncated_calendar_keeps_the_last_good_state(db: Db) {
 }
 db_test!(a_truncated_calendar_keeps_the_last_good_state);
 
-async fn status_reports_ambiguous_names_and_zones_read_as_utc(db: Db) {
-    let db = TestDb::new(db).await;
+async fn status_reports_ambiguous_names_and_zones_read_as_utc(db: TestDb) {
     let hook = Fake::start().await;
     let mut text = calendar(&["Sam"]);
     text = text.replace(

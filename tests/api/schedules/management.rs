@@ -2,8 +2,7 @@
 
 use super::*;
 
-async fn schedules_are_managed_from_the_cli_without_restart(db: Db) {
-    let db = TestDb::new(db).await;
+async fn schedules_are_managed_from_the_cli_without_restart(db: TestDb) {
     let hook = Fake::start().await;
     let cal = CalendarServer::start(calendar(&["zoe"])).await;
     let s = test_settings(&db, &hook);

@@ -4,8 +4,7 @@ use super::*;
 
 /// OnCall's and Grafana's tokens go only to their own origins, never to a calendar or a
 /// callback URL elsewhere (an admin may add any URL).
-async fn tokens_go_only_to_their_own_origin(db: Db) {
-    let db = TestDb::new(db).await;
+async fn tokens_go_only_to_their_own_origin(db: TestDb) {
     let hook = Fake::start().await;
     let oncall = CalendarServer::start(calendar(&["alice"])).await;
     let elsewhere = CalendarServer::start(calendar(&["alice"])).await;

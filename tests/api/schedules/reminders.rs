@@ -2,8 +2,7 @@
 
 use super::*;
 
-async fn reminders_are_sent_once_before_a_shift(db: Db) {
-    let db = TestDb::new(db).await;
+async fn reminders_are_sent_once_before_a_shift(db: TestDb) {
     let hook = Fake::start().await;
     let upcoming = format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:soon\r\nDTSTART:{}\r\nDTEND:{}\r\nSUMMARY:bob\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
