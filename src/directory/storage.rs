@@ -233,7 +233,7 @@ async fn upsert(tx: &mut sqlx::AnyConnection, row: ImportRow) -> Result<Upserted
 
 impl Directory {
     /// Ends a write: bumps the directory version in the same transaction, commits, and
-    /// reloads the snapshot, so that every process sees the change.
+    /// empties the cache, so that every process sees the change.
     pub(super) async fn commit_change(&self, mut tx: WriteTx) -> Result<(), DirectoryError> {
         bump_version(&mut tx).await?;
         tx.commit().await?;
