@@ -23,6 +23,11 @@ struct Inner {
     users: HashMap<String, Arc<User>>,
     /// Email key → public id.
     emails: HashMap<String, String>,
+    /// Push token → owner's public id (`None`: unassigned or unknown).
+    devices: HashMap<String, Option<String>>,
+    /// How many people have one of these roles (the key lists them), for the user sync's
+    /// pages: the same for every page until the directory changes.
+    counts: HashMap<String, usize>,
 }
 
 impl Cache {
@@ -60,6 +65,39 @@ impl Cache {
         inner.generation += 1;
         inner.users = HashMap::new();
         inner.emails = HashMap::new();
+        inner.devices = HashMap::new();
+        inner.counts = HashMap::new();
+    }
+
+    /// The owner of a push token as last read: `Some(None)` for a token nobody owns.
+    pub(super) fn device(&self, token: &str) -> Option<Option<String>> {
+        self.lock().devices.get(token).cloned()
+    }
+
+    /// Holds who owns `token`, read at `generation`.
+    pub(super) fn insert_device(&self, generation: u64, token: &str, owner: Option<String>) {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.devices.len() >= CAPACITY {
+            // Pushes name few devices: starting over costs little.
+            inner.devices.clear();
+        }
+        inner.devices.insert(token.to_string(), owner);
+    }
+
+    /// A count held under `key`.
+    pub(super) fn count(&self, key: &str) -> Option<usize> {
+        self.lock().counts.get(key).copied()
+    }
+
+    /// Holds a count read at `generation`.
+    pub(super) fn insert_count(&self, generation: u64, key: String, count: usize) {
+        let mut inner = self.lock();
+        if inner.generation == generation && inner.counts.len() < CAPACITY {
+            inner.counts.insert(key, count);
+        }
     }
 
     /// The person with this public id, if held.

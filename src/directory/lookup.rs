@@ -269,15 +269,27 @@ impl Directory {
             .map(Arc::new))
     }
 
-    /// The person a push token is assigned to.
+    /// The person a push token is assigned to. Remembered: assigning a device moves the
+    /// directory's version, registering an unassigned one does not need to.
     pub async fn device_owner(&self, token: &str) -> Result<Option<Arc<User>>, DirectoryError> {
-        let users = self
-            .read(
-                "public_id = (SELECT user_id FROM devices WHERE token = $1)",
-                &[token],
-            )
-            .await?;
-        Ok(users.into_iter().next().map(Arc::new))
+        let owner = match self.cache.device(token) {
+            Some(owner) => owner,
+            None => {
+                let generation = self.cache.generation();
+                let owner: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT user_id FROM devices WHERE token = $1")
+                        .bind(token.to_string())
+                        .fetch_optional(self.store.pool())
+                        .await?;
+                let owner = owner.flatten();
+                self.cache.insert_device(generation, token, owner.clone());
+                owner
+            }
+        };
+        match owner {
+            Some(id) => self.by_id(&id).await,
+            None => Ok(None),
+        }
     }
 
     /// One page of the people with one of `roles` (any role when empty), in creation order.
@@ -297,13 +309,21 @@ impl Directory {
         } else {
             format!("role IN ({})", placeholders(1, names.len()))
         };
-        let count: i64 = {
-            let sql = format!("SELECT COUNT(*) FROM directory_users WHERE {condition}");
-            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
-            for name in &names {
-                query = query.bind(*name);
+        // Every page of a sync asks the same count: read once per directory version.
+        let key = names.join(",");
+        let count = match self.cache.count(&key) {
+            Some(count) => count,
+            None => {
+                let generation = self.cache.generation();
+                let sql = format!("SELECT COUNT(*) FROM directory_users WHERE {condition}");
+                let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+                for name in &names {
+                    query = query.bind(*name);
+                }
+                let count = usize::try_from(query.fetch_one(self.store.pool()).await?).unwrap_or(0);
+                self.cache.insert_count(generation, key, count);
+                count
             }
-            query.fetch_one(self.store.pool()).await?
         };
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM directory_users WHERE {condition} ORDER BY id LIMIT {limit} OFFSET {offset}"
@@ -312,10 +332,7 @@ impl Directory {
             .store
             .fetch_all(sqlx::AssertSqlSafe(sql), &names)
             .await?;
-        Ok(Page {
-            count: usize::try_from(count).unwrap_or(0),
-            users,
-        })
+        Ok(Page { count, users })
     }
 
     /// One page of the people `keep` accepts, in creation order: every row is read, one at
