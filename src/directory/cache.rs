@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{User, email_key};
 
-/// Most people held. A make_call for someone outside them costs one indexed read.
-const CAPACITY: usize = 2048;
+/// Most people held (about 2 MiB of them). A make_call for someone outside them costs one
+/// indexed read.
+const CAPACITY: usize = 4096;
 
 /// People recently looked up, by public id and by email key.
 #[derive(Debug)]

@@ -106,6 +106,7 @@ impl Directory {
             }
         }
         self.commit_change(tx).await?;
+        self.analyze_after_import(report.added).await;
         Ok(report)
     }
 
@@ -180,6 +181,7 @@ impl Directory {
             }
         }
         self.commit_change(tx).await?;
+        self.analyze_after_import(report.added.len()).await;
         Ok(report)
     }
 }
@@ -239,6 +241,26 @@ impl Directory {
         tx.commit().await?;
         self.refresh().await?;
         Ok(())
+    }
+}
+
+/// Rows added at once from which PostgreSQL's statistics are brought up to date at once.
+const ANALYZE_AFTER: usize = 1000;
+
+impl Directory {
+    /// After a large import, PostgreSQL's planner would go on believing the table small (until
+    /// autovacuum comes by) and sort the whole directory for each page of the user sync.
+    async fn analyze_after_import(&self, added: usize) {
+        if added < ANALYZE_AFTER || self.store.driver() != crate::config::Driver::Postgres {
+            return;
+        }
+        if let Err(e) = sqlx::query("ANALYZE directory_users")
+            .execute(self.store.pool())
+            .await
+        {
+            // Autovacuum does the same a little later.
+            tracing::debug!(error = %e, "cannot analyze the directory after an import");
+        }
     }
 }
 
