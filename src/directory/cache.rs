@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{User, email_key};
 
-/// Most people held (about 2 MiB of them). A make_call for someone outside them costs one
-/// indexed read.
-const CAPACITY: usize = 4096;
+/// Most people held (a few MiB when full, and only once looked up). A make_call for someone
+/// outside them costs one indexed read.
+const CAPACITY: usize = 10_000;
 
 /// People recently looked up, by public id and by email key.
 #[derive(Debug)]

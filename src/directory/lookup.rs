@@ -172,7 +172,8 @@ impl Directory {
     pub async fn by_ids(&self, ids: &[&str]) -> Result<HashMap<String, Arc<User>>, DirectoryError> {
         let mut found = HashMap::new();
         let mut missing: Vec<&str> = Vec::new();
-        for &id in ids {
+        // Notifications to nobody (a push to an unassigned device) name no id.
+        for &id in ids.iter().filter(|id| !id.is_empty()) {
             match self.cache.by_id(id) {
                 Some(user) => {
                     found.insert(id.to_string(), user);
