@@ -463,7 +463,7 @@ fn spawn_directory_refresh(
                 Ok(_) => failing.store(false, Ordering::Relaxed),
                 Err(e) => {
                     if !failing.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(error = %e, "cannot refresh the user directory; answering from the last copy");
+                        tracing::warn!(error = %e, "cannot refresh the user directory; recent look-ups may be stale");
                     }
                 }
             }

@@ -42,6 +42,15 @@ pub enum HeartbeatError {
     Notify(#[from] crate::notify::NotifyError),
 }
 
+impl From<crate::directory::DirectoryError> for HeartbeatError {
+    fn from(e: crate::directory::DirectoryError) -> Self {
+        match e {
+            crate::directory::DirectoryError::Store(e) => HeartbeatError::Store(e),
+            other => HeartbeatError::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for HeartbeatError {
     fn from(e: sqlx::Error) -> Self {
         HeartbeatError::Store(StoreError::Query(e))
@@ -312,7 +321,9 @@ impl Heartbeats {
                 humantime::format_duration(std::time::Duration::from_secs(silent_for as u64))
             );
             tracing::warn!(integration = %integration.name, "heartbeat restored");
-            let alerts = self.alerts(&integration, "restored", message);
+            let alerts = self
+                .alerts(&mut tx, &integration, "restored", message)
+                .await?;
             notify::enqueue_in(&mut tx, &alerts, now).await?;
             tx.commit().await?;
             self.wake.notify_one();
@@ -357,7 +368,10 @@ impl Heartbeats {
                 format_ms(last)
             );
             tracing::error!(integration = %integration.name, "heartbeat lost");
-            alerts.extend(self.alerts(&integration, "silent", message));
+            alerts.extend(
+                self.alerts(&mut tx, &integration, "silent", message)
+                    .await?,
+            );
         }
         notify::enqueue_in(&mut tx, &alerts, now).await?;
         tx.commit().await?;
@@ -369,29 +383,28 @@ impl Heartbeats {
 
     /// One alert per recipient: the configured users, else the active admins; with nobody to
     /// tell, one alert without a user still goes to the backend (and the events log).
-    fn alerts(
+    async fn alerts(
         &self,
+        tx: &mut sqlx::AnyConnection,
         integration: &Integration,
         state: &str,
         message: String,
-    ) -> Vec<NewNotification> {
-        let snapshot = self.directory.snapshot();
+    ) -> Result<Vec<NewNotification>, HeartbeatError> {
         let users: Vec<_> = if self.settings.notify_users.is_empty() {
-            snapshot.admins().cloned().collect()
+            self.directory.admins_in(tx).await?
         } else {
-            self.settings
-                .notify_users
-                .iter()
-                .filter_map(|who| {
-                    let found = snapshot.by_email(who).or_else(|| snapshot.by_id(who)).cloned();
-                    if found.is_none() {
+            let mut users = Vec::new();
+            for who in &self.settings.notify_users {
+                match self.directory.by_email_or_id_in(tx, who).await? {
+                    Some(user) => users.push(user),
+                    None => {
                         // Who is personal data: only at debug.
                         tracing::warn!(integration = %integration.name, "heartbeat.notify_users names a user missing from the directory");
                         tracing::debug!(integration = %integration.name, user = %who, "heartbeat.notify_users names no directory user");
                     }
-                    found
-                })
-                .collect()
+                }
+            }
+            users
         };
         let payload = serde_json::json!({
             "title": format!("OnCall heartbeat {state}"),
@@ -410,9 +423,9 @@ impl Heartbeats {
             ..NewNotification::to_nobody(Kind::Heartbeat, message)
         };
         if users.is_empty() {
-            return vec![base];
+            return Ok(vec![base]);
         }
-        users
+        Ok(users
             .iter()
             .map(|u| NewNotification {
                 user_id: u.id.clone(),
@@ -421,7 +434,7 @@ impl Heartbeats {
                 phone_number: u.phone_number.clone(),
                 ..base.clone()
             })
-            .collect()
+            .collect())
     }
 
     /// Runs [`Heartbeats::check`] every `heartbeat.check_interval` until shutdown.

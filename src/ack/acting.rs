@@ -87,12 +87,7 @@ impl Ack {
             .await?
             .map(|(email, _)| email)
             .ok_or(AckError::Link(links::LinkError::Invalid))?;
-        let user = self
-            .directory
-            .snapshot()
-            .by_email(&email)
-            .cloned()
-            .filter(|u| u.active);
+        let user = self.directory.by_email(&email).await?.filter(|u| u.active);
         let sender_matches = |u: &User| match sender {
             None => true,
             Some((key, value)) => u.contacts.get(key).is_some_and(|c| {

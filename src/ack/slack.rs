@@ -117,11 +117,13 @@ impl Ack {
     /// Strangers' clicks do nothing.
     pub async fn slack_click(&self, backend: &str, click: Click) {
         let channel = format!("slack:{backend}");
-        let user = self
-            .directory
-            .snapshot()
-            .by_contact("slack", &click.member)
-            .cloned();
+        let user = match self.directory.by_contact("slack", &click.member).await {
+            Ok(user) => user,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot find who clicked in Slack");
+                return;
+            }
+        };
         let Some(user) = user else {
             self.log(
                 &channel,

@@ -199,13 +199,17 @@ impl Bot {
             let (Some(text), Some(from)) = (message.text.as_deref(), message.from.as_ref()) else {
                 return;
             };
-            let Some(user) = ack
+            let user = match ack
                 .directory
-                .snapshot()
                 .by_contact("telegram", &from.id.to_string())
-                .cloned()
-            else {
-                return;
+                .await
+            {
+                Ok(Some(user)) => user,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot find who wrote on Telegram");
+                    return;
+                }
             };
             // `/oncall` (or `/oncall@BotName` in a group) asks who is on duty.
             let command = text.trim().split(['@', ' ']).next().unwrap_or("");
@@ -231,12 +235,17 @@ impl Bot {
     /// The answer to a button press, `None` for a stranger's.
     async fn on_button(&self, ack: &Ack, channel: &str, query: &CallbackQuery) -> Option<String> {
         let (action, id) = Action::from_button(query.data.as_deref()?)?;
-        let user = ack
+        let user = match ack
             .directory
-            .snapshot()
             .by_contact("telegram", &query.from.id.to_string())
-            .cloned()
-            .filter(|u| u.active)?;
+            .await
+        {
+            Ok(user) => user.filter(|u| u.active)?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot find who pressed a Telegram button");
+                return Some("Something went wrong; try again.".into());
+            }
+        };
         match ack.act_on_notification(channel, &user, id, action).await {
             Ok(answer) => Some(answer),
             Err(e) => {

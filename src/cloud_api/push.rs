@@ -113,8 +113,7 @@ async fn accept(state: &AppState, body: Bytes) -> Result<Response, ApiError> {
         message.push_str(&format!(" (alert group {g})"));
     }
 
-    let snapshot = state.directory.snapshot();
-    let owner = snapshot.device_owner(&token).cloned();
+    let owner = state.directory.device_owner(&token).await?;
     if owner.is_none()
         && let Err(e) = state.directory.see_device(&token).await
     {

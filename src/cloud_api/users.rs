@@ -1,9 +1,7 @@
 //! E2/E3: `GET api/v1/users`, the user sync.
 //!
-//! Answers from the directory snapshot, in the paginated shape of Grafana Cloud's API
+//! Answers from the database (one page at a time), in the paginated shape of Grafana Cloud's API
 //! (`count`, `next`, `previous`, `results`, ...). `next` and `previous` are absolute URLs.
-
-use std::sync::Arc;
 
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, Uri, header};
@@ -11,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::{ApiError, AppState, prefix_of};
-use crate::directory::{Role, User, email_key};
+use crate::directory::{Page as DirPage, Role, User, email_key};
 
 /// Largest and default page size.
 const MAX_PAGE_SIZE: usize = 100;
@@ -145,6 +143,41 @@ struct Page<'a> {
     total_pages: usize,
 }
 
+/// Page `page` of the users the query's roles, email and username select.
+async fn select(state: &AppState, q: &Query, page: usize) -> Result<DirPage, ApiError> {
+    let offset = (page - 1) * q.perpage;
+    let username = q.username.as_deref().map(str::to_lowercase);
+    let matches = |u: &User| {
+        (q.roles.is_empty() || q.roles.contains(&u.role))
+            && username
+                .as_deref()
+                .is_none_or(|name| u.username.to_lowercase() == name)
+    };
+    if let Some(email) = q.email.as_deref() {
+        // The email filter goes through the index; the rest filter the one match.
+        let users: Vec<User> = state
+            .directory
+            .by_email(&email_key(email))
+            .await?
+            .filter(|u| matches(u))
+            .map(|u| (*u).clone())
+            .into_iter()
+            .collect();
+        let count = users.len();
+        return Ok(DirPage {
+            count,
+            users: users.into_iter().skip(offset).take(q.perpage).collect(),
+        });
+    }
+    if username.is_some() {
+        return Ok(state.directory.scan(matches, offset, q.perpage).await?);
+    }
+    Ok(state
+        .directory
+        .page_by_roles(&q.roles, offset, q.perpage)
+        .await?)
+}
+
 /// Lists users page by page, filtered by roles, email and username.
 pub async fn list(
     State(state): State<AppState>,
@@ -153,31 +186,16 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let q = parse_query(uri.query())?;
-    let snapshot = state.directory.snapshot();
-    let email = q.email.as_deref().map(email_key);
-    let username = q.username.as_deref().map(str::to_lowercase);
-    let matches = |u: &&Arc<User>| {
-        (q.roles.is_empty() || q.roles.contains(&u.role))
-            && username
-                .as_deref()
-                .is_none_or(|name| u.username.to_lowercase() == name)
-    };
-    let selected: Vec<&Arc<User>> = match &email {
-        // The email filter goes through the index; the rest filter the one match.
-        Some(email) => snapshot
-            .by_email(email)
-            .into_iter()
-            .filter(matches)
-            .collect(),
-        None => snapshot.users().iter().filter(matches).collect(),
-    };
-
-    let count = selected.len();
+    let mut found = select(&state, &q, q.page).await?;
+    let count = found.count;
     let total_pages = count.div_ceil(q.perpage).max(1);
     // Past the end answers the last page, as the engine expects, never a 404.
     let page = q.page.min(total_pages);
-    let start = (page - 1) * q.perpage;
-    let results = selected[start.min(count)..(start + q.perpage).min(count)]
+    if page != q.page {
+        found = select(&state, &q, page).await?;
+    }
+    let results = found
+        .users
         .iter()
         .map(|u| UserOut::new(u, q.short))
         .collect();
@@ -211,7 +229,7 @@ pub async fn list(
         current_page_number: page,
         total_pages,
     };
-    // Serialised here because the page borrows from the snapshot.
+    // Serialised here because the page borrows the users read.
     let bytes = serde_json::to_vec(&body)
         .map_err(|e| ApiError::Internal(format!("cannot encode users page: {e}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())

@@ -13,7 +13,7 @@ use super::render::ctx;
 use super::session::Admin;
 use super::{Base, ConsoleError, render};
 use crate::cloud_api::AppState;
-use crate::directory::{ImportFormat, NewUser, User, UserPatch, parse_import};
+use crate::directory::{ImportFormat, NewUser, Page, User, UserPatch, parse_import};
 
 /// People per page of the list.
 const PER_PAGE: usize = 50;
@@ -140,7 +140,31 @@ fn non_empty(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-/// `GET /console/people?q=&page=`: searched and paged in memory (the directory snapshot).
+/// One page of the people whose email, name, username or phone contains `needle` (already
+/// lower-case), or whose id it is; everyone for an empty needle.
+async fn search(
+    state: &AppState,
+    needle: &str,
+    page: usize,
+) -> Result<Page, crate::directory::DirectoryError> {
+    let offset = (page - 1) * PER_PAGE;
+    if needle.is_empty() {
+        return state.directory.page_by_roles(&[], offset, PER_PAGE).await;
+    }
+    let matches = |u: &User| {
+        contains_folded(&u.email, needle)
+            || contains_folded(&u.name, needle)
+            || contains_folded(&u.username, needle)
+            || u.phone_number
+                .as_deref()
+                .is_some_and(|p| p.contains(needle))
+            || u.id.eq_ignore_ascii_case(needle)
+    };
+    state.directory.scan(matches, offset, PER_PAGE).await
+}
+
+/// `GET /console/people?q=&page=`: searched and paged by the database (a search reads every
+/// row once, holding only the page).
 pub async fn list(
     State(state): State<AppState>,
     base: Base,
@@ -148,21 +172,6 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let needle = q.q.as_deref().unwrap_or("").trim().to_lowercase();
-    let snapshot = state.directory.snapshot();
-    let matching: Vec<&std::sync::Arc<User>> = snapshot
-        .users()
-        .iter()
-        .filter(|u| {
-            needle.is_empty()
-                || contains_folded(&u.email, &needle)
-                || contains_folded(&u.name, &needle)
-                || contains_folded(&u.username, &needle)
-                || u.phone_number
-                    .as_deref()
-                    .is_some_and(|p| p.contains(&needle))
-                || u.id.eq_ignore_ascii_case(&needle)
-        })
-        .collect();
     // After an import: its counts, read as numbers so a link cannot make the page say more.
     let count = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
     let imported = match (count(&q.added), count(&q.updated), count(&q.unchanged)) {
@@ -171,26 +180,32 @@ pub async fn list(
         )),
         _ => None,
     };
-    let pages = matching.len().div_ceil(PER_PAGE).max(1);
-    let page = q
+    let wanted = q
         .page
         .as_deref()
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(1)
-        .clamp(1, pages);
-    let shown: Vec<&User> = matching
-        .iter()
-        .skip((page - 1) * PER_PAGE)
-        .take(PER_PAGE)
-        .map(|u| u.as_ref())
-        .collect();
+        .max(1);
+    let mut found = match search(&state, &needle, wanted).await {
+        Ok(found) => found,
+        Err(e) => return ConsoleError::from(e).page(&base),
+    };
+    let pages = found.count.div_ceil(PER_PAGE).max(1);
+    let page = wanted.min(pages);
+    if page != wanted {
+        // Past the end shows the last page.
+        found = match search(&state, &needle, page).await {
+            Ok(found) => found,
+            Err(e) => return ConsoleError::from(e).page(&base),
+        };
+    }
     render::page(
         StatusCode::OK,
         &base,
         "people.html",
         ctx! {
-            title => "People", session => session.view(), people => shown,
-            total => matching.len(), page, pages, q => q.q.unwrap_or_default(),
+            title => "People", session => session.view(), people => found.users,
+            total => found.count, page, pages, q => q.q.unwrap_or_default(),
             notice => imported.map(|text| ctx! { kind => "ok", text }),
         },
     )
@@ -374,10 +389,13 @@ pub async fn import(
             Err(e) => ConsoleError::from(e).page(&base),
         };
     }
-    let snapshot = state.directory.snapshot();
-    let plan: Vec<Planned> = rows
-        .iter()
-        .map(|row| match snapshot.by_email(&row.email) {
+    let mut plan: Vec<Planned> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let user = match state.directory.by_email(&row.email).await {
+            Ok(user) => user,
+            Err(e) => return ConsoleError::from(e).page(&base),
+        };
+        plan.push(match user {
             None => Planned {
                 email: row.email.clone(),
                 action: "add",
@@ -413,8 +431,8 @@ pub async fn import(
                     changes,
                 }
             }
-        })
-        .collect();
+        });
+    }
     render::page(
         StatusCode::OK,
         &base,

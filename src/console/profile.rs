@@ -54,27 +54,29 @@ impl ProfileForm {
 const RECENT: usize = 20;
 
 /// Finds a person by public id, email or OnCall's `grafana_id` (the directory's sequence).
-fn find(state: &AppState, id: &str) -> Option<Arc<User>> {
-    let snapshot = state.directory.snapshot();
+async fn find(state: &AppState, id: &str) -> Result<Option<Arc<User>>, ConsoleError> {
+    let directory = &state.directory;
     let id = id.trim();
-    snapshot
-        .by_id(id)
-        .or_else(|| snapshot.by_email(id))
-        .or_else(|| {
-            let seq: i64 = id.parse().ok()?;
-            snapshot.users().iter().find(|u| u.seq == seq)
-        })
-        .cloned()
+    if let Some(user) = directory.by_id(id).await? {
+        return Ok(Some(user));
+    }
+    if let Some(user) = directory.by_email(id).await? {
+        return Ok(Some(user));
+    }
+    Ok(match id.parse::<i64>() {
+        Ok(seq) => directory.by_seq(seq).await?.map(Arc::new),
+        Err(_) => None,
+    })
 }
 
 /// The person `id` names, if the session may see them; otherwise the page to answer.
-fn visible(
+async fn visible(
     state: &AppState,
     base: &Base,
     session: &Session,
     id: &str,
 ) -> Result<Arc<User>, Box<Response>> {
-    match find(state, id) {
+    match find(state, id).await.map_err(|e| Box::new(e.page(base)))? {
         Some(user) if session.may_see(&user) => Ok(user),
         Some(_) => Err(Box::new(render::message(
             StatusCode::FORBIDDEN,
@@ -108,7 +110,9 @@ impl FromRequest<AppState> for ProfilePosted {
         };
         let Posted { session, form } =
             Posted::<ProfileForm>::from_request(Request::from_parts(parts, body), state).await?;
-        let user = visible(state, &base, &session, &id).map_err(|page| *page)?;
+        let user = visible(state, &base, &session, &id)
+            .await
+            .map_err(|page| *page)?;
         Ok(ProfilePosted(base, user, session, form))
     }
 }
@@ -145,7 +149,7 @@ pub async fn page(
     Path(id): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> Response {
-    let user = match visible(&state, &base, &session, &id) {
+    let user = match visible(&state, &base, &session, &id).await {
         Ok(user) => user,
         Err(page) => return *page,
     };
@@ -183,7 +187,7 @@ async fn show(
     id: &str,
     notice: Option<(&str, &str)>,
 ) -> Response {
-    match visible(state, base, session, id) {
+    match visible(state, base, session, id).await {
         Ok(user) => show_user(state, base, session, user, notice).await,
         Err(page) => *page,
     }

@@ -154,8 +154,8 @@ pub async fn current(
     let user = if user_id.is_empty() {
         None
     } else {
-        match state.directory.snapshot().by_id(&user_id) {
-            Some(user) if user.active => Some(user.clone()),
+        match state.directory.by_id(&user_id).await? {
+            Some(user) if user.active => Some(user),
             // Removed or deactivated since signing in: the session is over.
             _ => return Ok(None),
         }

@@ -55,11 +55,24 @@ fn safe_next(base: &Base, next: Option<&str>) -> String {
 }
 
 /// The person a trusted proxy names, when the request comes from one.
-fn proxied_user(
+async fn proxied_user(
     state: &AppState,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
-) -> Option<Arc<User>> {
+) -> Result<Option<Arc<User>>, ConsoleError> {
+    let Some(name) = proxied_name(state, headers, peer) else {
+        return Ok(None);
+    };
+    let user = state.directory.by_email_or_username(name).await?;
+    Ok(user.filter(|u| u.active))
+}
+
+/// What a trusted proxy's header names, when the request comes from one.
+fn proxied_name<'h>(
+    state: &AppState,
+    headers: &'h HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<&'h str> {
     let settings = &state.console.settings;
     let peer = peer?;
     if settings.trusted_proxies.is_empty() || !settings.trusted_proxies.contains(&peer.ip()) {
@@ -70,14 +83,7 @@ fn proxied_user(
         .to_str()
         .ok()?
         .trim();
-    let snapshot = state.directory.snapshot();
-    let user = snapshot.by_email(name).or_else(|| {
-        snapshot
-            .users()
-            .iter()
-            .find(|u| u.username.eq_ignore_ascii_case(name))
-    })?;
-    user.active.then(|| user.clone())
+    Some(name)
 }
 
 /// The address the connection came from (absent when served without connection info).
@@ -153,8 +159,10 @@ pub async fn form(
     Query(q): Query<Next>,
 ) -> Response {
     let next = safe_next(&base, q.next.as_deref());
-    if let Some(user) = proxied_user(&state, &headers, peer) {
-        return signed_in(&state, &base, Some(&user), false, &next).await;
+    match proxied_user(&state, &headers, peer).await {
+        Ok(Some(user)) => return signed_in(&state, &base, Some(&user), false, &next).await,
+        Ok(None) => {}
+        Err(e) => return e.page(&base),
     }
     let code_for = q
         .code_for
@@ -209,7 +217,10 @@ pub async fn submit(
             Some("Enter the admin token, or your email to get a code."),
         );
     }
-    let user = state.directory.snapshot().by_email(&email).cloned();
+    let user = match state.directory.by_email(&email).await {
+        Ok(user) => user,
+        Err(e) => return ConsoleError::from(e).page(&base),
+    };
     // The same answer whether or not the email is known, so the form does not tell who is.
     if let Some(user) = user.filter(|u| u.active) {
         match send_code(&state, &user).await {
@@ -264,12 +275,10 @@ pub async fn with_code(
 ) -> Response {
     let next = safe_next(&base, f.next.as_deref());
     let email = f.email.as_deref().unwrap_or("").trim().to_string();
-    let user = state
-        .directory
-        .snapshot()
-        .by_email(&email)
-        .cloned()
-        .filter(|u| u.active);
+    let user = match state.directory.by_email(&email).await {
+        Ok(user) => user.filter(|u| u.active),
+        Err(e) => return ConsoleError::from(e).page(&base),
+    };
     let redeemed = match &user {
         Some(user) => {
             codes::redeem(

@@ -3,10 +3,7 @@
 //! OnCall's push relay names only a device token. An operator assigns tokens to users; a token
 //! seen for the first time is registered unassigned so that it shows up in `devices list`.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{Directory, DirectoryError};
 use crate::store::now_ms;
@@ -45,17 +42,6 @@ fn check_token(token: &str) -> Result<String, DirectoryError> {
         });
     }
     Ok(token.to_string())
-}
-
-pub(super) async fn assigned(
-    conn: &mut sqlx::AnyConnection,
-) -> Result<HashMap<String, String>, sqlx::Error> {
-    let rows = sqlx::query("SELECT token, user_id FROM devices WHERE user_id IS NOT NULL")
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("token")?, r.try_get("user_id")?)))
-        .collect()
 }
 
 impl Directory {

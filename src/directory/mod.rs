@@ -1,18 +1,19 @@
 //! The user directory: who OnCall may call, and at which number.
 //!
-//! Servers answer from an in-memory snapshot (user sync and every call look users up) and
-//! reload it when the `directory_version` row moves, which every write bumps in the same
-//! transaction. A miss is re-checked against that version first, so a user added a moment ago
-//! by another process is found at once.
+//! People are read from the database as they are needed; a small cache holds the ones looked
+//! up lately (every call looks one up) and is emptied when the `directory_version` row moves,
+//! which every write bumps in the same transaction. A miss always reads the database, so a
+//! user added a moment ago by another process is found at once.
 
+mod cache;
 mod devices;
 mod import;
-mod snapshot;
+mod lookup;
 mod storage;
 mod validation;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,7 @@ pub use devices::Device;
 pub use import::{
     ImportFormat, ImportReport, ImportRow, MigrationReport, Skipped, parse_import, read_emu_oncall,
 };
-pub use snapshot::Snapshot;
+pub use lookup::{Page, People};
 pub use validation::{
     email_key, generate_public_id, parse_contact_key, parse_email, parse_language, parse_phone,
     parse_public_id,
@@ -196,11 +197,11 @@ pub struct UserPatch {
     pub contacts: BTreeMap<String, String>,
 }
 
-/// The directory: a snapshot for fast reads and the database for writes.
+/// The directory: the database, with a small cache for single look-ups.
 #[derive(Debug, Clone)]
 pub struct Directory {
     store: Store,
-    snapshot: Arc<RwLock<Arc<Snapshot>>>,
+    cache: Arc<cache::Cache>,
     reload: Arc<tokio::sync::Mutex<()>>,
     /// Unassigned push tokens recently recorded, so that a stream of pushes to one device
     /// does not write to the database each time.

@@ -106,6 +106,7 @@ impl Directory {
             }
         }
         self.commit_change(tx).await?;
+        self.analyze_after_import(report.added).await;
         Ok(report)
     }
 
@@ -180,6 +181,7 @@ impl Directory {
             }
         }
         self.commit_change(tx).await?;
+        self.analyze_after_import(report.added.len()).await;
         Ok(report)
     }
 }
@@ -233,12 +235,32 @@ async fn upsert(tx: &mut sqlx::AnyConnection, row: ImportRow) -> Result<Upserted
 
 impl Directory {
     /// Ends a write: bumps the directory version in the same transaction, commits, and
-    /// reloads the snapshot, so that every process sees the change.
+    /// empties the cache, so that every process sees the change.
     pub(super) async fn commit_change(&self, mut tx: WriteTx) -> Result<(), DirectoryError> {
         bump_version(&mut tx).await?;
         tx.commit().await?;
         self.refresh().await?;
         Ok(())
+    }
+}
+
+/// Rows added at once from which PostgreSQL's statistics are brought up to date at once.
+const ANALYZE_AFTER: usize = 1000;
+
+impl Directory {
+    /// After a large import, PostgreSQL's planner would go on believing the table small (until
+    /// autovacuum comes by) and sort the whole directory for each page of the user sync.
+    async fn analyze_after_import(&self, added: usize) {
+        if added < ANALYZE_AFTER || self.store.driver() != crate::config::Driver::Postgres {
+            return;
+        }
+        if let Err(e) = sqlx::query("ANALYZE directory_users")
+            .execute(self.store.pool())
+            .await
+        {
+            // Autovacuum does the same a little later.
+            tracing::debug!(error = %e, "cannot analyze the directory after an import");
+        }
     }
 }
 

@@ -122,7 +122,7 @@ impl Dispatcher {
                     // On record: only now are their slots free again.
                     pending = Pending::default();
                     backlog = limit > 0 && rows.len() == limit;
-                    self.start(rows, lease.tag, &slots, &guards, &done_tx);
+                    self.start(rows, lease.tag, &slots, &guards, &done_tx).await;
                 }
                 Err(e) => {
                     failures += 1;
@@ -224,7 +224,7 @@ impl Dispatcher {
     }
 
     /// Starts the delivery of each claimed row in its own task, on a slot of its own.
-    fn start(
+    async fn start(
         &self,
         rows: Vec<Notification>,
         claim: i64,
@@ -235,7 +235,15 @@ impl Dispatcher {
         if rows.is_empty() {
             return;
         }
-        let snapshot = self.directory.snapshot();
+        let ids: Vec<&str> = rows.iter().map(|n| n.user_id.as_str()).collect();
+        let users = match self.directory.by_ids(&ids).await {
+            Ok(users) => users,
+            Err(e) => {
+                // Nothing started: the leases run out and the rows are claimed again.
+                tracing::warn!(error = %e, "cannot read the directory for claimed notifications");
+                return;
+            }
+        };
         for mut n in rows {
             // The claim counted the slots free after the commit; only this loop takes them.
             let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -246,12 +254,13 @@ impl Dispatcher {
                 );
                 continue;
             };
-            let chain = self.backends.chain(&n, &snapshot);
+            let user = users.get(&n.user_id);
+            let chain = self.backends.chain(&n, user.map(|u| u.as_ref()));
             let done = done_tx.clone();
             let settings = self.settings.clone();
             let metrics = self.metrics.clone();
             let guards = guards.clone();
-            if let Some(user) = snapshot.by_id(&n.user_id) {
+            if let Some(user) = user {
                 n.contacts = user.contacts.clone();
                 n.reader = super::Reader::of(user);
             }

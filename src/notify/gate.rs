@@ -60,12 +60,16 @@ impl Gate {
         let dedup_key = (!self.dedup.window.is_zero()).then(|| dedup_key(kind, user_id, message));
         if let Some(key) = &dedup_key {
             let since = now - self.dedup.window.as_millis() as i64;
+            // The key hashes user and kind: their index finds the window's rows, and the key
+            // is read from it.
             let earlier: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM notifications WHERE dedup_key = $1 AND created_at >= $2 AND status <> 'duplicate' \
-                 ORDER BY id LIMIT 1",
+                "SELECT id FROM notifications WHERE user_id = $1 AND kind = $2 AND created_at >= $3 \
+                 AND dedup_key = $4 AND status <> 'duplicate' ORDER BY id LIMIT 1",
             )
-            .bind(key.clone())
+            .bind(user_id.to_string())
+            .bind(kind.as_str())
             .bind(since)
+            .bind(key.clone())
             .fetch_optional(self.store.pool())
             .await?;
             if let Some(of) = earlier {

@@ -69,6 +69,16 @@ pub enum NotifyError {
     Store(#[from] StoreError),
 }
 
+/// Only reads reach the directory from here: a failure is the database's.
+impl From<crate::directory::DirectoryError> for NotifyError {
+    fn from(e: crate::directory::DirectoryError) -> Self {
+        match e {
+            crate::directory::DirectoryError::Store(e) => NotifyError::Store(e),
+            other => NotifyError::Unavailable(other.to_string()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for NotifyError {
     fn from(e: sqlx::Error) -> Self {
         NotifyError::Store(StoreError::Query(e))

@@ -336,9 +336,9 @@ pub async fn deliver_test(
         let Some(mut n) = queue::claim_id(store, id, now, now + lease_ms, tag).await? else {
             break;
         };
-        let snapshot = directory.snapshot();
-        let chain = backends.chain(&n, &snapshot);
-        if let Some(user) = snapshot.by_id(&n.user_id) {
+        let user = directory.by_id(&n.user_id).await?;
+        let chain = backends.chain(&n, user.as_deref());
+        if let Some(user) = &user {
             n.contacts = user.contacts.clone();
             n.reader = super::Reader::of(user);
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::state::{Change, resolve};
+use super::state::{Change, resolve, wanted};
 use super::{Schedule, ScheduleError, Schedules, Transport, fetch::same_origin, ical};
 use crate::notify::{self, Kind, NewNotification};
 use crate::store::{format_ms, now_ms};
@@ -34,19 +34,19 @@ impl Schedules {
             name,
             previous_keys,
             current: on_duty,
+            people,
             now,
             ..
         } = *change;
         let previous_labels = &change.previous_labels;
         match Transport::parse(&schedule.transport)? {
             Transport::Local => {
-                let snapshot = self.directory.snapshot();
                 let items: Vec<NewNotification> = on_duty
                     .people
                     .values()
                     .filter(|p| !previous_keys.contains(&p.key))
                     .filter_map(|p| {
-                        let user = p.user_id.as_deref().and_then(|id| snapshot.by_id(id))?;
+                        let user = p.user_id.as_deref().and_then(|id| people.by_id(id))?;
                         Some((user, p.shift_end))
                     })
                     .map(|(u, end)| {
@@ -110,12 +110,14 @@ impl Schedules {
         if upcoming.is_empty() {
             return Ok(());
         }
-        let snapshot = self.directory.snapshot();
+        let (emails, names) = wanted(&upcoming);
+        let directory = self.directory.people(&emails, &names).await?;
         let name = schedule.display_name().to_string();
         for shift in &upcoming {
-            let people = resolve(std::slice::from_ref(shift), &snapshot);
+            let people = resolve(std::slice::from_ref(shift), &directory);
             for person in people.people.values() {
-                let Some(user) = person.user_id.as_deref().and_then(|id| snapshot.by_id(id)) else {
+                let Some(user) = person.user_id.as_deref().and_then(|id| directory.by_id(id))
+                else {
                     continue;
                 };
                 let mut tx = self.store.begin_write().await?;

@@ -58,6 +58,15 @@ pub enum ScheduleError {
     Notify(#[from] notify::NotifyError),
 }
 
+impl From<crate::directory::DirectoryError> for ScheduleError {
+    fn from(e: crate::directory::DirectoryError) -> Self {
+        match e {
+            crate::directory::DirectoryError::Store(e) => ScheduleError::Store(e),
+            other => ScheduleError::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ScheduleError {
     fn from(e: sqlx::Error) -> Self {
         ScheduleError::Store(StoreError::Query(e))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::{NewSchedule, Schedule, ScheduleError, Schedules, Transport, ical};
-use crate::directory::{Snapshot, User};
+use crate::directory::{People, User};
 use crate::store::now_ms;
 
 /// One person on duty, as stored in the state's details.
@@ -67,7 +67,7 @@ pub fn next_change(
     shifts: &[ical::Shift],
     now: i64,
     current: &[String],
-    directory: &Snapshot,
+    directory: &People,
 ) -> Option<NextDuty> {
     let mut moments: Vec<i64> = shifts
         .iter()
@@ -98,8 +98,37 @@ impl OnDuty {
     }
 }
 
+/// A SUMMARY without its `[L1] ` tag: OnCall's exports put the username after one.
+fn bare_summary(text: &str) -> &str {
+    text.strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .map_or(text, |(_, rest)| rest.trim())
+}
+
+/// The emails and names [`resolve`] looks up for these shifts.
+pub fn wanted(shifts: &[ical::Shift]) -> (Vec<&str>, Vec<&str>) {
+    let (mut emails, mut names) = (Vec::new(), Vec::new());
+    for shift in shifts {
+        emails.extend(shift.emails.iter().map(String::as_str));
+        if shift.emails.is_empty() && !shift.summary.is_empty() {
+            let text = shift.summary.as_str();
+            let bare = bare_summary(text);
+            if bare.contains('@') {
+                emails.push(bare);
+            }
+            names.extend([text, bare]);
+        }
+    }
+    emails.sort_unstable();
+    emails.dedup();
+    names.sort_unstable();
+    names.dedup();
+    (emails, names)
+}
+
 /// Resolves shifts to people: ATTENDEE/ORGANIZER email, else SUMMARY as username or name.
-pub fn resolve(shifts: &[ical::Shift], directory: &Snapshot) -> OnDuty {
+/// `directory` holds at least everyone [`wanted`] names.
+pub fn resolve(shifts: &[ical::Shift], directory: &People) -> OnDuty {
     let mut out = OnDuty::default();
     for shift in shifts {
         // (key, directory user)
@@ -114,10 +143,7 @@ pub fn resolve(shifts: &[ical::Shift], directory: &Snapshot) -> OnDuty {
         if shift.emails.is_empty() && !shift.summary.is_empty() {
             // OnCall's exports put the username in SUMMARY, sometimes after a `[L1] ` tag.
             let text = shift.summary.as_str();
-            let bare = text
-                .strip_prefix('[')
-                .and_then(|rest| rest.split_once(']'))
-                .map_or(text, |(_, rest)| rest.trim());
+            let bare = bare_summary(text);
             // A SUMMARY that is an email (OnCall writes the username, people write either)
             // is looked up as one first.
             let by_email = bare
@@ -351,15 +377,17 @@ impl Schedules {
         // Evaluated after the fetch: a replica whose evaluation is older than the stored
         // change (`changed_at`) must not move the state back (see the UPDATEs below).
         let now = now_ms();
-        let directory = self.directory.snapshot();
         let upcoming = calendar.shifts(now, now.saturating_add(NEXT_HORIZON_MS));
         let current: Vec<ical::Shift> = upcoming
             .iter()
             .filter(|s| s.start_ms <= now && now < s.end_ms)
             .cloned()
             .collect();
-        let mut on_duty = resolve(&current, &directory);
-        on_duty.next = next_change(&upcoming, now, &on_duty.keys(), &directory);
+        // The people of the month ahead are read too, to tell who comes next.
+        let (emails, names) = wanted(&upcoming);
+        let people = self.directory.people(&emails, &names).await?;
+        let mut on_duty = resolve(&current, &people);
+        on_duty.next = next_change(&upcoming, now, &on_duty.keys(), &people);
         on_duty.warnings.clone_from(&calendar.warnings);
         if !on_duty.ambiguous.is_empty() {
             tracing::warn!(schedule = %schedule.key, count = on_duty.ambiguous.len(), "calendar names that match several people: nobody assumed");
@@ -447,6 +475,7 @@ impl Schedules {
             previous_keys: &previous_keys,
             previous_labels,
             current: &on_duty,
+            people: &people,
             now,
         };
         self.announce(&mut tx, &change).await?;
@@ -468,6 +497,8 @@ pub(super) struct Change<'a> {
     pub previous_labels: Vec<String>,
     /// Who is on duty now.
     pub current: &'a OnDuty,
+    /// The directory's people `current` was resolved against.
+    pub people: &'a People,
     /// When the change was observed (Unix ms).
     pub now: i64,
 }
@@ -517,10 +548,7 @@ mod tests {
             "END:VCALENDAR\r\n"
         ))
         .expect("calendar");
-        let directory = Snapshot::of_users(vec![
-            (*user("alice", "Alice")).clone(),
-            (*user("bob", "Bob")).clone(),
-        ]);
+        let directory = People::new(vec![user("alice", "Alice"), user("bob", "Bob")]);
         let hour = 3_600_000;
         let jan_7_10h = 1_767_744_000_000 + 10 * hour; // 2026-01-07 10:00 UTC
         let now = resolve(&calendar.at(jan_7_10h), &directory);
@@ -541,7 +569,7 @@ mod tests {
 
     /// Who a SUMMARY resolves to: a username, `nobody`, or the ambiguity reported.
     fn matched(text: &str, users: &[Arc<User>]) -> String {
-        let directory = Snapshot::of_users(users.iter().map(|u| (**u).clone()).collect());
+        let directory = People::new(users.to_vec());
         let on_duty = resolve(&[shift(&[], text, 10)], &directory);
         if let Some(a) = on_duty.ambiguous.first() {
             return a.clone();
@@ -593,7 +621,7 @@ mod tests {
 
     #[test]
     fn schedules_resolve_keys_do_not_depend_on_the_directory() {
-        let empty = Snapshot::default();
+        let empty = People::default();
         let shifts = [
             shift(&[], "[L1] Alice", 10),
             shift(&[], "alice", 20),

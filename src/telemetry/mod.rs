@@ -115,7 +115,7 @@ pub fn limit_malloc_arenas() {
 
 /// Hands memory freed by the allocator back to the system.
 ///
-/// glibc keeps freed blocks for reuse, so after a directory reload or a burst of requests
+/// glibc keeps freed blocks for reuse, so after a burst of requests
 /// the process would stay at its peak size; trimming brings it back to what is in use.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -205,3 +205,72 @@ async fn a_user_added_by_another_process_is_seen(db: TestDb) {
     app.stop().await;
 }
 db_test!(a_user_added_by_another_process_is_seen);
+
+async fn a_change_by_another_process_reaches_looked_up_users(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    app.add_user("cached@example.com", Some("+4930123456"))
+        .await;
+    let admins = || async {
+        let (_, body) = json_of(
+            app.get("/api/v1/users?email=cached@example.com&roles=0")
+                .await,
+        )
+        .await;
+        body["count"].clone()
+    };
+    // Looked up once, so the relay now holds this person.
+    assert_eq!(admins().await, 0);
+    let other = oncall_relay::directory::Directory::load(
+        oncall_relay::store::Store::connect(&db.settings)
+            .await
+            .expect("connect"),
+    )
+    .await
+    .expect("load");
+    other
+        .update(
+            "cached@example.com",
+            UserPatch {
+                role: Some("admin".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    // The version moved: the next refresh forgets what was held.
+    wait_for(std::time::Duration::from_secs(5), || async {
+        (admins().await == 1).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+db_test!(a_change_by_another_process_reaches_looked_up_users);
+
+async fn start_up_reads_no_user_rows(db: Db) {
+    let db = TestDb::new(db).await;
+    let app = TestApp::spawn(settings(&db)).await;
+    app.add_user("fine@example.com", Some("+4930123456")).await;
+    // A row no look-up can decode: reading the whole directory at start would fail on it.
+    sqlx::query(
+        "INSERT INTO directory_users (public_id, email, email_key, contacts, created_at, updated_at) \
+         VALUES ('Ubroken', 'broken@example.com', 'broken@example.com', 'not json', 0, 0)",
+    )
+    .execute(app.store.pool())
+    .await
+    .expect("insert");
+    let directory = oncall_relay::directory::Directory::load(
+        oncall_relay::store::Store::connect(&db.settings)
+            .await
+            .expect("connect"),
+    )
+    .await
+    .expect("a directory opens without reading its people");
+    let found = directory.by_email("FINE@example.com").await.expect("read");
+    assert_eq!(
+        found.map(|u| u.email.clone()).as_deref(),
+        Some("fine@example.com")
+    );
+    app.stop().await;
+}
+db_test!(start_up_reads_no_user_rows);

@@ -64,11 +64,7 @@ async fn command_answer(
     command: &str,
     member: &str,
 ) -> Result<Response, ApiError> {
-    let known = state
-        .directory
-        .snapshot()
-        .by_contact("slack", member)
-        .is_some();
+    let known = state.directory.by_contact("slack", member).await?.is_some();
     let text = match command.trim() {
         _ if !known => "Only people in the relay's directory can ask.".to_string(),
         "/oncall" => state.ack.on_call_text().await?,

@@ -39,7 +39,7 @@ use webhook::Webhook;
 use super::texts::{Reworded, Texts};
 use super::{Notification, NotifyError};
 use crate::config::{BackendSettings, OnTimeout, PluginSettings, RouteSettings};
-use crate::directory::{Role, Snapshot, User};
+use crate::directory::{Role, User};
 
 /// A boxed future, so that backends can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -322,7 +322,8 @@ impl Backends {
 
     /// The backends to try for `n`, in order: the one chosen at acceptance (push and
     /// heartbeat settings), then the kind's matching routes, else the default backend.
-    pub fn chain(&self, n: &Notification, directory: &Snapshot) -> Vec<Step> {
+    /// `user` is the directory entry of `n`'s user, when there is one.
+    pub fn chain(&self, n: &Notification, user: Option<&User>) -> Vec<Step> {
         fn add(steps: &mut Vec<Step>, backend: &Arc<dyn Backend>, route: Option<&RouteSettings>) {
             if !steps.iter().any(|s| Arc::ptr_eq(&s.backend, backend)) {
                 steps.push(Step {
@@ -337,7 +338,6 @@ impl Backends {
         if let Some(explicit) = n.route.as_deref().and_then(|name| self.all.get(name)) {
             add(&mut steps, explicit, None);
         }
-        let user = directory.by_id(&n.user_id);
         if let Some(preferred) = user
             .and_then(|u| u.contacts.get("route"))
             .and_then(|name| self.all.get(name))
@@ -345,7 +345,7 @@ impl Backends {
             add(&mut steps, preferred, None);
         }
         for route in self.routes.get(&n.kind).into_iter().flatten() {
-            if route_matches(route, n, user.map(|u| u.as_ref()))
+            if route_matches(route, n, user)
                 && let Some(backend) = self.all.get(&route.backend)
             {
                 add(&mut steps, backend, Some(route));
