@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::state::{Change, resolve, wanted};
+use super::on_duty::{resolve, wanted};
+use super::state::Change;
 use super::{Schedule, ScheduleError, Schedules, Transport, fetch::same_origin, ical};
 use crate::notify::{self, Kind, NewNotification};
 use crate::store::{format_ms, now_ms};

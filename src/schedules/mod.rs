@@ -14,6 +14,7 @@ mod announce;
 mod fetch;
 pub mod ical;
 pub mod on_call;
+mod on_duty;
 mod state;
 
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ use crate::tasks::{FirstRun, spawn_periodic};
 
 use fetch::{Cached, HTTP_TIMEOUT};
 pub use on_call::{OnCallNow, Source as OnCallSource};
-pub use state::{NEXT_HORIZON_MS, NextDuty, OnDuty, OnDutyPerson, next_change, resolve};
+pub use on_duty::{NEXT_HORIZON_MS, NextDuty, OnDuty, OnDutyPerson, next_change, resolve};
 
 /// Errors of the schedules module.
 #[derive(Debug, thiserror::Error)]
