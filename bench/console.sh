@@ -5,7 +5,7 @@
 # Run from anywhere:   bash bench/console.sh              (SQLite)
 #                      DB=postgres bash bench/console.sh  (a fresh database on PG_URL, dropped after)
 # Knobs (environment): DB (sqlite), PG_URL (postgres://postgres@127.0.0.1:5432), PROFILE
-# (release; `debug` reuses the test build), PEOPLE (10000), NOTIFICATIONS (100000),
+# (release; `debug` reuses the test build), BIN (a binary to use instead of building), PEOPLE (10000), NOTIFICATIONS (100000),
 # REQUESTS (100), PORT (18990).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +17,9 @@ PORT=${PORT:-18990}
 DB=${DB:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 cd "$ROOT"
-if [ "$PROFILE" = release ]; then
+if [ -n "${BIN:-}" ]; then
+    RELAY=$BIN
+elif [ "$PROFILE" = release ]; then
     cargo build --release --bin oncall-relay >&2
     RELAY=${CARGO_TARGET_DIR:-$ROOT/target}/release/oncall-relay
 else

@@ -151,6 +151,10 @@ async fn search(
     if needle.is_empty() {
         return state.directory.page_by_roles(&[], offset, PER_PAGE).await;
     }
+    // The database folds ASCII case alike everywhere; other letters are compared here.
+    if needle.is_ascii() {
+        return state.directory.search(needle, offset, PER_PAGE).await;
+    }
     let matches = |u: &User| {
         contains_folded(&u.email, needle)
             || contains_folded(&u.name, needle)

@@ -73,9 +73,14 @@ fn contact_pattern(value: &str) -> String {
         .strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or("");
-    let mut pattern = String::with_capacity(inner.len() + 2);
+    contains_pattern(inner)
+}
+
+/// `%text%` for `LIKE … ESCAPE '\'`, with the pattern's own characters escaped.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');
-    for c in inner.chars() {
+    for c in text.chars() {
         if matches!(c, '\\' | '%' | '_') {
             pattern.push('\\');
         }
@@ -336,6 +341,39 @@ impl Directory {
         Ok(Page { count, users })
     }
 
+    /// One page of the people whose email, name, username or phone contains `needle` (ASCII,
+    /// lower case), or whose id it is, in creation order: found by the database.
+    pub async fn search(
+        &self,
+        needle: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page, DirectoryError> {
+        const MATCHES: &str = "lower(email) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\' \
+             OR lower(username) LIKE $1 ESCAPE '\\' OR phone_number LIKE $1 ESCAPE '\\' \
+             OR lower(public_id) = $2";
+        let pattern = contains_pattern(needle);
+        let params = [pattern.as_str(), needle];
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM directory_users WHERE {MATCHES}"
+        )))
+        .bind(pattern.clone())
+        .bind(needle.to_string())
+        .fetch_one(self.store.pool())
+        .await?;
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM directory_users WHERE {MATCHES} ORDER BY id LIMIT {limit} OFFSET {offset}"
+        );
+        let users = self
+            .store
+            .fetch_all(sqlx::AssertSqlSafe(sql), &params)
+            .await?;
+        Ok(Page {
+            count: usize::try_from(count).unwrap_or(0),
+            users,
+        })
+    }
+
     /// One page of the people `keep` accepts, in creation order: every row is read, one at
     /// a time, and only the page is held. For searches too loose for an index.
     pub async fn scan(
@@ -417,6 +455,12 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contains_patterns_escape_like() {
+        assert_eq!(contains_pattern("ali"), "%ali%");
+        assert_eq!(contains_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
+    }
 
     #[test]
     fn contact_patterns_escape_like_and_json() {
