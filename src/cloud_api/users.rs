@@ -153,29 +153,30 @@ async fn select(state: &AppState, q: &Query, page: usize) -> Result<DirPage, Api
                 .as_deref()
                 .is_none_or(|name| u.username.to_lowercase() == name)
     };
-    if let Some(email) = q.email.as_deref() {
-        // The email filter goes through the index; the rest filter the one match.
-        let users: Vec<User> = state
+    // The few people an email or an ASCII username names come from an index; the roles and
+    // the exact match are checked here. Case folding beyond ASCII needs every row read.
+    let candidates: Vec<User> = match (q.email.as_deref(), username.as_deref()) {
+        (Some(email), _) => state
             .directory
             .by_email(&email_key(email))
             .await?
-            .filter(|u| matches(u))
             .map(|u| (*u).clone())
             .into_iter()
-            .collect();
-        let count = users.len();
-        return Ok(DirPage {
-            count,
-            users: users.into_iter().skip(offset).take(q.perpage).collect(),
-        });
-    }
-    if username.is_some() {
-        return Ok(state.directory.scan(matches, offset, q.perpage).await?);
-    }
-    Ok(state
-        .directory
-        .page_by_roles(&q.roles, offset, q.perpage)
-        .await?)
+            .collect(),
+        (None, Some(name)) if name.is_ascii() => state.directory.by_username(name).await?,
+        (None, Some(_)) => return Ok(state.directory.scan(matches, offset, q.perpage).await?),
+        (None, None) => {
+            return Ok(state
+                .directory
+                .page_by_roles(&q.roles, offset, q.perpage)
+                .await?);
+        }
+    };
+    let users: Vec<User> = candidates.into_iter().filter(|u| matches(u)).collect();
+    Ok(DirPage {
+        count: users.len(),
+        users: users.into_iter().skip(offset).take(q.perpage).collect(),
+    })
 }
 
 /// Lists users page by page, filtered by roles, email and username.

@@ -243,11 +243,17 @@ impl Directory {
         if let Some(user) = self.by_email(name).await? {
             return Ok(Some(user));
         }
-        let users = self.read("lower(username) = lower($1)", &[name]).await?;
+        let users = self.by_username(name).await?;
         Ok(users
             .into_iter()
             .find(|u| u.username.eq_ignore_ascii_case(name))
             .map(Arc::new))
+    }
+
+    /// Everyone whose username is `name`, ignoring ASCII case (other letters as the database
+    /// folds them), in creation order.
+    pub async fn by_username(&self, name: &str) -> Result<Vec<User>, DirectoryError> {
+        self.read("lower(username) = lower($1)", &[name]).await
     }
 
     /// Active admins, the default audience of heartbeat alerts, read on `conn` (a write in
