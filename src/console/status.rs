@@ -152,25 +152,24 @@ pub async fn queue(
     Admin(session): Admin,
     Query(q): Query<QueueQuery>,
 ) -> Response {
-    let mut lists = Vec::new();
-    for status in ["queued", "awaiting_answer", "delivering", "failed"] {
+    let list = |status: &str| {
         let filter = EventFilter {
             status: Some(status.to_string()),
             limit: QUEUE_ROWS,
             ..EventFilter::default()
         };
-        match events::list(&state.store, &filter).await {
-            Ok(records) => lists.push(records),
-            Err(e) => return ConsoleError::from(e).page(&base),
-        }
-    }
-    let mut lists = lists.into_iter();
-    let (queued, awaiting, delivering, failed) = (
-        lists.next().unwrap_or_default(),
-        lists.next().unwrap_or_default(),
-        lists.next().unwrap_or_default(),
-        lists.next().unwrap_or_default(),
-    );
+        let store = state.store.clone();
+        async move { events::list(&store, &filter).await }
+    };
+    let (queued, awaiting, delivering, failed) = match tokio::try_join!(
+        list("queued"),
+        list("awaiting_answer"),
+        list("delivering"),
+        list("failed")
+    ) {
+        Ok(lists) => lists,
+        Err(e) => return ConsoleError::from(e).page(&base),
+    };
     // A queued row that was tried before is a retry waiting for its time.
     let (retrying, waiting): (Vec<_>, Vec<_>) = queued.into_iter().partition(|r| r.attempts > 0);
     let notice = match (q.done.as_deref(), q.id) {
