@@ -19,7 +19,7 @@ use crate::cloud_api::{self, AppState, Inner, TokenCheck};
 use crate::config::{ConfigError, Settings};
 use crate::directory::{Directory, DirectoryError};
 use crate::heartbeat::Heartbeats;
-use crate::notify::{Acceptor, Backends, Gate, NotifyError, worker};
+use crate::notify::{Acceptor, Backends, Gate, NotifyError, handoff, worker};
 use crate::store::{Store, StoreError};
 use crate::tasks::{FirstRun, spawn_periodic};
 use crate::telemetry::metrics::Metrics;
@@ -137,20 +137,30 @@ impl Application {
 
         let wake = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::default());
+        // A process that delivers takes the rows it accepts straight to its deliveries.
+        let (handoff, inbox) = if settings.queue.deliver {
+            let (handoff, inbox) =
+                handoff::channel(settings.queue.concurrency, settings.queue.lease);
+            (Some(handoff), Some(inbox))
+        } else {
+            (None, None)
+        };
         let (acceptor, committer) = Acceptor::spawn(
             store.clone(),
             &settings.queue,
             wake.clone(),
+            handoff,
             metrics.clone(),
         );
         let stop_workers = CancellationToken::new();
-        let workers = settings.queue.deliver.then(|| {
+        let workers = inbox.map(|inbox| {
             worker::spawn(
                 store.clone(),
                 directory.clone(),
                 backends.clone(),
                 settings.queue.clone(),
                 wake.clone(),
+                inbox,
                 stop_workers.clone(),
                 metrics.clone(),
             )

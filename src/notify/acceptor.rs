@@ -7,6 +7,9 @@
 //!
 //! Refused requests ride on the same commits ([`super::refusals`]): handed over without
 //! waiting, through a bounded buffer that drops (and counts) what does not fit.
+//!
+//! Notifications for which this process has a free delivery slot are inserted already
+//! claimed and handed to its dispatcher ([`super::handoff`]); the rest wait in the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +18,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::handoff::{Claimed, Handoff};
 use super::refusals::{self, Refusal};
-use super::{NewNotification, NotifyError, queue};
+use super::{NewNotification, Notification, NotifyError, queue};
 use crate::config::QueueSettings;
 use crate::store::{Store, now_ms};
 use crate::telemetry::metrics::Metrics;
@@ -42,11 +46,13 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Starts the committer; it stops once every `Acceptor` clone is dropped and the
-    /// channel is drained, so nothing handed over is left behind at shutdown.
+    /// channel is drained, so nothing handed over is left behind at shutdown. With a
+    /// `handoff` (this process delivers), rows it has slots for go straight to its deliveries.
     pub fn spawn(
         store: Store,
         settings: &QueueSettings,
         wake: Arc<Notify>,
+        handoff: Option<Handoff>,
         metrics: Arc<Metrics>,
     ) -> (Acceptor, JoinHandle<()>) {
         let batch = settings.batch_size.max(1);
@@ -64,10 +70,13 @@ impl Acceptor {
         let handle = tokio::spawn(commit_loop(
             store,
             inbox,
-            batch,
-            writers,
-            wake,
-            metrics.clone(),
+            Committer {
+                batch,
+                writers,
+                wake,
+                handoff,
+                metrics: metrics.clone(),
+            },
         ));
         (
             Acceptor {
@@ -167,76 +176,116 @@ impl Inbox {
     }
 }
 
-/// Inserts accepted notifications and refusals in one transaction.
+/// Inserts accepted notifications and refusals in one transaction: `now` already claimed
+/// for `lease` (returned as claimed), `queued` for any worker.
 async fn commit(
     store: &Store,
-    items: &[NewNotification],
+    now: &[NewNotification],
+    lease: Option<queue::Lease>,
+    queued: &[NewNotification],
     refused: &[Refusal],
-) -> Result<(), sqlx::Error> {
-    let now = now_ms();
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let at = lease.map_or_else(now_ms, |l| l.now);
     let mut tx = store.begin_write().await?;
-    if !items.is_empty() {
-        queue::insert_rows(&mut tx, items, now).await?;
+    let mut claimed = Vec::new();
+    if let Some(lease) = lease.filter(|_| !now.is_empty()) {
+        claimed = queue::insert_claimed(&mut tx, store, now, lease).await?;
+    }
+    if !queued.is_empty() {
+        queue::insert_rows(&mut tx, queued, at).await?;
     }
     if !refused.is_empty() {
-        refusals::insert_rows(&mut tx, refused, now).await?;
+        refusals::insert_rows(&mut tx, refused, at).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(claimed)
 }
 
-async fn commit_loop(
-    store: Store,
-    mut inbox: Inbox,
+/// How the committer works: its limits and whom it tells.
+struct Committer {
     batch: usize,
     writers: usize,
     wake: Arc<Notify>,
+    handoff: Option<Handoff>,
     metrics: Arc<Metrics>,
-) {
-    let slots = Arc::new(Semaphore::new(writers));
+}
+
+impl Committer {
+    /// Commits one batch and answers its waiters.
+    async fn run(&self, store: &Store, pending: Vec<Pending>, refused: Vec<Refusal>) {
+        // Requests whose caller already gave up (timed out) are still committed: the
+        // engine treats them as failed, but a page that rings anyway beats a lost one.
+        let (items, waiters): (Vec<_>, Vec<_>) =
+            pending.into_iter().map(|p| (p.item, p.done)).unzip();
+        // A duplicate is final at once: nothing to deliver.
+        let (mut now, mut queued): (Vec<_>, Vec<_>) =
+            items.into_iter().partition(|n| n.duplicate_of.is_none());
+        let permits = match &self.handoff {
+            Some(handoff) => handoff.reserve(now.len()),
+            None => Vec::new(),
+        };
+        queued.extend(now.split_off(permits.len()));
+        let lease = self.handoff.as_ref().map(|h| h.lease(now_ms()));
+        let result = commit(store, &now, lease, &queued, &refused).await;
+        match &result {
+            Ok(claimed) => {
+                tracing::debug!(
+                    claimed = claimed.len(),
+                    queued = queued.len(),
+                    refused = refused.len(),
+                    "committed notifications"
+                );
+                if queued.iter().any(|n| n.duplicate_of.is_none()) {
+                    self.wake.notify_one();
+                }
+                for n in now.iter().chain(&queued) {
+                    self.metrics.count(
+                        "oncall_relay_notifications_accepted_total",
+                        &[("kind", n.kind.as_str())],
+                        1,
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, count = now.len() + queued.len(), refused = refused.len(), "cannot commit notifications")
+            }
+        }
+        let answer = match result {
+            Ok(rows) => {
+                if let (Some(handoff), Some(lease)) = (&self.handoff, lease) {
+                    handoff.send(Claimed {
+                        rows,
+                        permits,
+                        claim: lease.tag,
+                    });
+                }
+                Ok(())
+            }
+            // The slots reserved for the rows go back with `permits`.
+            Err(e) => Err(e.to_string()),
+        };
+        for w in waiters {
+            let _ = w.send(answer.clone());
+        }
+    }
+}
+
+async fn commit_loop(store: Store, mut inbox: Inbox, committer: Committer) {
+    let committer = Arc::new(committer);
+    let slots = Arc::new(Semaphore::new(committer.writers));
     let mut running = tokio::task::JoinSet::new();
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
-        let Some((pending, refused)) = inbox.next(batch).await else {
+        let Some((pending, refused)) = inbox.next(committer.batch).await else {
             break;
         };
         let store = store.clone();
-        let wake = wake.clone();
-        let metrics = metrics.clone();
+        let committer = committer.clone();
         running.spawn(async move {
             let _permit = permit;
-            // Requests whose caller already gave up (timed out) are still committed: the
-            // engine treats them as failed, but a page that rings anyway beats a lost one.
-            let (items, waiters): (Vec<_>, Vec<_>) =
-                pending.into_iter().map(|p| (p.item, p.done)).unzip();
-            let result = commit(&store, &items, &refused).await;
-            match &result {
-                Ok(()) => {
-                    tracing::debug!(
-                        count = items.len(),
-                        refused = refused.len(),
-                        "committed notifications"
-                    );
-                    if !items.is_empty() {
-                        wake.notify_one();
-                    }
-                    for n in &items {
-                        metrics.count(
-                            "oncall_relay_notifications_accepted_total",
-                            &[("kind", n.kind.as_str())],
-                            1,
-                        );
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, count = items.len(), refused = refused.len(), "cannot commit notifications")
-                }
-            }
-            let answer = result.map_err(|e| e.to_string());
-            for w in waiters {
-                let _ = w.send(answer.clone());
-            }
+            committer.run(&store, pending, refused).await;
         });
         // Reap finished commits so the set does not grow.
         while running.try_join_next().is_some() {}
@@ -250,9 +299,7 @@ mod tests {
     use crate::notify::Kind;
     use crate::notify::refusals::Reason;
 
-    #[tokio::test]
-    async fn refusals_beyond_the_buffer_are_dropped_and_counted() {
-        let dir = tempfile::tempdir().expect("dir");
+    async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
         let db = crate::config::DbSettings {
             driver: crate::config::Driver::Sqlite,
             path: dir.path().join("r.db").display().to_string(),
@@ -260,11 +307,86 @@ mod tests {
         };
         let store = Store::connect(&db).await.expect("connect");
         store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// Status, attempts and claim tag of every row, in id order.
+    async fn rows(store: &Store) -> Vec<(String, i64, Option<i64>)> {
+        sqlx::query_as("SELECT status, attempts, claim FROM notifications ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .expect("rows")
+    }
+
+    #[tokio::test]
+    async fn with_a_free_slot_a_notification_is_committed_claimed_and_handed_over() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = sqlite_store(&dir).await;
+        let (handoff, mut inbox) = super::super::handoff::channel(1, Duration::from_secs(60));
+        let (acceptor, _committer) = Acceptor::spawn(
+            store.clone(),
+            &QueueSettings::default(),
+            Arc::new(Notify::new()),
+            Some(handoff),
+            Arc::new(Metrics::default()),
+        );
+        for message in ["first", "second"] {
+            acceptor
+                .accept(NewNotification::to_nobody(Kind::Call, message.into()))
+                .await
+                .expect("accepted");
+        }
+        let claimed = inbox.rx.try_recv().expect("the first is handed over");
+        assert_eq!(claimed.rows.len(), 1);
+        assert_eq!(claimed.permits.len(), 1);
+        assert_eq!(claimed.rows[0].message, "first");
+        assert_eq!(claimed.rows[0].attempt, 1);
+        assert!(
+            inbox.rx.try_recv().is_err(),
+            "no slot was left for the second"
+        );
+        // The first as a claim leaves it (its lease guards it against a crash); the second
+        // waits in the queue for any worker.
+        assert_eq!(
+            rows(&store).await,
+            vec![
+                ("delivering".to_string(), 1, Some(claimed.claim)),
+                ("queued".to_string(), 0, None),
+            ]
+        );
+        assert_eq!(inbox.slots.available_permits(), 0);
+        drop(claimed);
+        assert_eq!(inbox.slots.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_deliveries_in_this_process_everything_is_queued() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = sqlite_store(&dir).await;
+        let (acceptor, _committer) = Acceptor::spawn(
+            store.clone(),
+            &QueueSettings::default(),
+            Arc::new(Notify::new()),
+            None,
+            Arc::new(Metrics::default()),
+        );
+        acceptor
+            .accept(NewNotification::to_nobody(Kind::Sms, "hello".into()))
+            .await
+            .expect("accepted");
+        assert_eq!(rows(&store).await, vec![("queued".to_string(), 0, None)]);
+    }
+
+    #[tokio::test]
+    async fn refusals_beyond_the_buffer_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = sqlite_store(&dir).await;
         let metrics = Arc::new(Metrics::default());
         let (acceptor, committer) = Acceptor::spawn(
             store.clone(),
             &QueueSettings::default(),
             Arc::new(Notify::new()),
+            None,
             metrics.clone(),
         );
         // On this single-threaded runtime the committer cannot run during the loop, so the

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Notification;
 use super::backends::Backends;
 use super::breaker::Guards;
+use super::handoff::{Claimed, Inbox, take_slots};
 use super::queue::{self, Lease, Outcome};
 use super::worker::{deliver, gate, record_metrics};
 use crate::config::QueueSettings;
@@ -78,9 +79,11 @@ impl Pending {
 
 impl Dispatcher {
     /// Runs until `shutdown`, then lets the deliveries in flight finish and records them.
-    pub async fn run(self) {
+    /// `inbox` holds the slots every delivery takes and the rows claimed as they were
+    /// accepted.
+    pub async fn run(self, mut inbox: Inbox) {
         let settings = self.settings.clone();
-        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        let slots = inbox.slots.clone();
         // Each outcome travels with its slot, so the channel never holds more than the slots.
         let (done_tx, mut done_rx) = mpsc::channel::<Finished>(settings.concurrency.max(1));
         let guards = Arc::new(Guards::new(
@@ -99,17 +102,27 @@ impl Dispatcher {
                 tokio::select! {
                     biased;
                     _ = self.shutdown.cancelled() => break,
+                    Some(claimed) = inbox.rx.recv() => {
+                        self.start_claimed(claimed, &guards, &done_tx).await;
+                        continue;
+                    }
                     Some(f) = done_rx.recv() => pending.push(f),
                     _ = self.wake.notified(), if free && !backlog => {}
                     _ = tokio::time::sleep(settings.poll_interval), if free && !backlog => {}
                     _ = std::future::ready(()), if free && backlog => {}
                 }
             }
+            // Rows accepted meanwhile are claimed already: they go first.
+            while let Ok(claimed) = inbox.rx.try_recv() {
+                self.start_claimed(claimed, &guards, &done_tx).await;
+            }
             pending.gather(&mut done_rx);
             self.linger(&mut pending, &mut done_rx, &slots).await;
             // The slots this commit frees count for its claim: the claim is what uses them.
-            let free = slots.available_permits() + pending.permits.len();
-            let limit = free.min(settings.batch_size);
+            // The others are taken before claiming, as the acceptor takes them too.
+            let reused = pending.permits.len().min(settings.batch_size);
+            let extra = take_slots(&slots, settings.batch_size - reused);
+            let limit = reused + extra.len();
             let now = now_ms();
             let lease = Lease {
                 now,
@@ -119,10 +132,13 @@ impl Dispatcher {
             match self.commit(&pending.outcomes, limit, lease).await {
                 Ok(rows) => {
                     failures = 0;
-                    // On record: only now are their slots free again.
-                    pending = Pending::default();
+                    // On record: only now are their slots free again, for the rows claimed.
+                    let mut permits = std::mem::take(&mut pending).permits;
+                    permits.extend(extra);
+                    permits.truncate(rows.len());
                     backlog = limit > 0 && rows.len() == limit;
-                    self.start(rows, lease.tag, &slots, &guards, &done_tx).await;
+                    self.start(rows, permits, lease.tag, &guards, &done_tx)
+                        .await;
                 }
                 Err(e) => {
                     failures += 1;
@@ -145,6 +161,11 @@ impl Dispatcher {
             }
         }
 
+        // Rows accepted before the acceptor stopped are claimed by this process: delivered
+        // now rather than after their lease.
+        while let Ok(claimed) = inbox.rx.try_recv() {
+            self.start_claimed(claimed, &guards, &done_tx).await;
+        }
         // Let deliveries in flight finish so their outcomes are recorded; what does not finish
         // in time stays claimed and is picked up again after its lease.
         drop(done_tx);
@@ -223,12 +244,29 @@ impl Dispatcher {
         Ok(rows)
     }
 
-    /// Starts the delivery of each claimed row in its own task, on a slot of its own.
+    /// Starts the rows the acceptor claimed, on the slots it reserved for them.
+    async fn start_claimed(
+        &self,
+        claimed: Claimed,
+        guards: &Arc<Guards>,
+        done_tx: &mpsc::Sender<Finished>,
+    ) {
+        self.start(
+            claimed.rows,
+            claimed.permits,
+            claimed.claim,
+            guards,
+            done_tx,
+        )
+        .await;
+    }
+
+    /// Starts the delivery of each claimed row in its own task, on the slot given for it.
     async fn start(
         &self,
         rows: Vec<Notification>,
+        permits: Vec<OwnedSemaphorePermit>,
         claim: i64,
-        slots: &Arc<Semaphore>,
         guards: &Arc<Guards>,
         done_tx: &mpsc::Sender<Finished>,
     ) {
@@ -244,9 +282,10 @@ impl Dispatcher {
                 return;
             }
         };
+        let mut permits = permits.into_iter();
         for mut n in rows {
-            // The claim counted the slots free after the commit; only this loop takes them.
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Slots are taken before claiming, one per row.
+            let Some(permit) = permits.next() else {
                 // Unreachable by construction; the row's lease runs out and it is claimed again.
                 tracing::warn!(
                     id = n.id,

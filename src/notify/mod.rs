@@ -17,6 +17,7 @@ pub mod chat_messages;
 mod dispatch;
 pub mod events;
 mod gate;
+pub mod handoff;
 pub mod oncall_text;
 pub mod parts;
 mod queue;

@@ -15,6 +15,8 @@ const MAX_ROWS_PER_STATEMENT: usize = 128;
 pub(crate) const QUEUED: &str = "queued";
 /// Status of a notification that repeats an earlier one within the dedup window.
 pub(crate) const DUPLICATE: &str = "duplicate";
+/// Status of a claimed notification.
+const DELIVERING: &str = "delivering";
 
 /// Inserts `items` as due now on `conn` (inside the caller's transaction).
 pub(crate) async fn insert_rows(
@@ -55,6 +57,45 @@ pub(crate) async fn insert_rows(
         offset += size;
     }
     Ok(())
+}
+
+/// Inserts `items` already claimed for `lease` on `conn` (inside the caller's transaction):
+/// the rows as [`claim`] would leave and return them, for this process to deliver at once.
+pub(crate) async fn insert_claimed(
+    conn: &mut sqlx::AnyConnection,
+    store: &Store,
+    items: &[NewNotification],
+    lease: Lease,
+) -> Result<Vec<Notification>, sqlx::Error> {
+    const COLS: usize = 16;
+    let mut claimed = Vec::with_capacity(items.len());
+    let mut offset = 0;
+    for size in pow2_chunks(items.len(), MAX_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO notifications (kind, user_id, email, name, phone_number, message, payload, route, dedup_key, \
+             status, due_at, claim, attempts, stage_attempts, created_at, updated_at) VALUES {} RETURNING {CLAIMED}",
+            values_placeholders(size, COLS, 1)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for n in &items[offset..offset + size] {
+            // The first attempt, as a claim counts it.
+            q = bind_new(q, n)
+                .bind(n.dedup_key.clone())
+                .bind(DELIVERING)
+                .bind(lease.until)
+                .bind(lease.tag)
+                .bind(1_i64)
+                .bind(1_i64)
+                .bind(lease.now)
+                .bind(lease.now);
+        }
+        let rows = q.fetch_all(&mut *conn).await?;
+        for row in &rows {
+            claimed.push(self::claimed(store, row, lease.tag)?);
+        }
+        offset += size;
+    }
+    Ok(claimed)
 }
 
 /// One claim: when it is taken, until when its lease holds, and the tag it leaves on rows.

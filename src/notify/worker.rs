@@ -35,13 +35,16 @@ const BULKHEAD_WAIT: Duration = Duration::from_millis(50);
 /// little early or late).
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
-/// Starts the delivery workers of this process.
+/// Starts the delivery workers of this process; `inbox` is the delivering side of the
+/// [`super::handoff::channel`] whose other side the acceptor holds.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     store: Store,
     directory: Directory,
     backends: Arc<Backends>,
     settings: QueueSettings,
     wake: Arc<Notify>,
+    inbox: super::handoff::Inbox,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
@@ -54,7 +57,7 @@ pub fn spawn(
         shutdown,
         metrics,
     };
-    tokio::spawn(dispatcher.run())
+    tokio::spawn(dispatcher.run(inbox))
 }
 
 /// Delay before retry number `attempt` (from 1): doubling from `base`, capped, with ±20 % jitter
