@@ -374,6 +374,25 @@ fn default_twilio_api_base() -> String {
     "https://api.twilio.com".into()
 }
 
+impl Default for TwilioSettings {
+    fn default() -> Self {
+        TwilioSettings {
+            account_sid: String::new(),
+            auth_token: Secret::default(),
+            from: String::new(),
+            api_base: default_twilio_api_base(),
+            max_length: number::<_, 1600>(),
+            split: true,
+            max_segments: number::<_, 10>(),
+            voice: None,
+            language: None,
+            repeat: number::<_, 2>(),
+            timeout: default_timeout(),
+            replies: false,
+        }
+    }
+}
+
 /// A `sip` backend: calls originated through Asterisk ARI.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -446,6 +465,13 @@ mod tests {
         );
         assert_eq!(t.api_base, "https://api.twilio.com");
         assert!(t.voice.is_none() && t.language.is_none());
+        // Tests build settings from `Default`: it must agree with what omitting gives.
+        let d = TwilioSettings::default();
+        assert_eq!(
+            (d.max_length, d.split, d.max_segments, d.repeat, d.timeout),
+            (t.max_length, t.split, t.max_segments, t.repeat, t.timeout)
+        );
+        assert_eq!(d.api_base, t.api_base);
 
         let BackendSettings::Sip(s) = backend(
             json!({"type": "sip", "url": "http://pbx:8088", "username": "u", "password": "p"}),
