@@ -1,8 +1,8 @@
 //! Assembling and running the service: `serve` and the tests both go through [`Application`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::future::IntoFuture;
 
@@ -16,12 +16,12 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::cloud_api::{self, AppState, Inner, TokenCheck};
-use crate::config::{ConfigError, Settings};
+use crate::config::{BackendSettings, ConfigError, Secret, Settings, Tokens};
 use crate::directory::{Directory, DirectoryError};
 use crate::heartbeat::Heartbeats;
 use crate::notify::{Acceptor, Backends, Gate, NotifyError, handoff, worker};
 use crate::store::{Store, StoreError};
-use crate::tasks::{FirstRun, spawn_periodic};
+use crate::tasks::{spawn_directory_refresh, spawn_memory_trim, spawn_purge};
 use crate::telemetry::metrics::Metrics;
 
 /// Why the service could not start.
@@ -101,13 +101,7 @@ impl Application {
     /// Connects, migrates, loads the directory, starts the queue and binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let backends = Arc::new(preflight(&settings)?);
-        let tokens: Vec<String> = settings
-            .app
-            .auth_token
-            .0
-            .iter()
-            .map(|s| s.expose().to_string())
-            .collect();
+        let tokens = exposed(&settings.app.auth_token);
         if tokens.is_empty() {
             tracing::warn!(
                 "app.allow_any_token is on and no token is configured: ANY caller can place calls and read the directory"
@@ -282,30 +276,8 @@ impl Application {
         let state = AppState::new(Inner {
             tokens: TokenCheck::new(tokens, settings.app.allow_any_token),
             debug: settings.debug,
-            admin_tokens: (!settings.app.admin_token.0.is_empty()).then(|| {
-                TokenCheck::new(
-                    settings
-                        .app
-                        .admin_token
-                        .0
-                        .iter()
-                        .map(|s| s.expose().to_string())
-                        .collect(),
-                    false,
-                )
-            }),
-            metrics_tokens: (!settings.app.metrics_token.0.is_empty()).then(|| {
-                TokenCheck::new(
-                    settings
-                        .app
-                        .metrics_token
-                        .0
-                        .iter()
-                        .map(|s| s.expose().to_string())
-                        .collect(),
-                    false,
-                )
-            }),
+            admin_tokens: optional_check(&settings.app.admin_token),
+            metrics_tokens: optional_check(&settings.app.metrics_token),
             public_url: settings.public_url(),
             directory: directory.clone(),
             acceptor,
@@ -338,32 +310,14 @@ impl Application {
                 })
                 .collect(),
             console: crate::console::ConsoleConfig::new(&settings),
-            slack_secrets: settings
-                .plugin
-                .backends
-                .iter()
-                .filter_map(|(name, b)| match b {
-                    crate::config::BackendSettings::Slack(slack) => slack
-                        .signing_secret
-                        .clone()
-                        .filter(|s| !s.expose().is_empty())
-                        .map(|s| (name.clone(), s)),
-                    _ => None,
-                })
-                .collect(),
-            mattermost_commands: settings
-                .plugin
-                .backends
-                .iter()
-                .filter_map(|(name, b)| match b {
-                    crate::config::BackendSettings::Mattermost(m) => m
-                        .command_token
-                        .clone()
-                        .filter(|s| !s.expose().is_empty())
-                        .map(|s| (name.clone(), s)),
-                    _ => None,
-                })
-                .collect(),
+            slack_secrets: backend_secrets(&settings, |b| match b {
+                BackendSettings::Slack(slack) => slack.signing_secret.as_ref(),
+                _ => None,
+            }),
+            mattermost_commands: backend_secrets(&settings, |b| match b {
+                BackendSettings::Mattermost(m) => m.command_token.as_ref(),
+                _ => None,
+            }),
         });
         let router = cloud_api::router(state, &settings.app.path_prefix, settings.app.body_limit);
         Ok(Application {
@@ -459,28 +413,6 @@ impl Application {
     }
 }
 
-fn spawn_directory_refresh(
-    directory: Directory,
-    every: std::time::Duration,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    // Warn once per outage, not once per interval.
-    let failing = Arc::new(AtomicBool::new(false));
-    spawn_periodic(every, FirstRun::AfterInterval, shutdown, move || {
-        let (directory, failing) = (directory.clone(), failing.clone());
-        async move {
-            match directory.refresh().await {
-                Ok(_) => failing.store(false, Ordering::Relaxed),
-                Err(e) => {
-                    if !failing.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(error = %e, "cannot refresh the user directory; recent look-ups may be stale");
-                    }
-                }
-            }
-        }
-    })
-}
-
 /// OnCall's public API, when `grafana.oncall.url` and its token are set.
 fn oncall_api(settings: &Settings) -> Result<Option<crate::ack::api::OncallApi>, StartupError> {
     let oncall = &settings.grafana.oncall;
@@ -493,35 +425,27 @@ fn oncall_api(settings: &Settings) -> Result<Option<crate::ack::api::OncallApi>,
     )?))
 }
 
-fn spawn_purge(
-    store: Store,
-    retention: std::time::Duration,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    let every = std::time::Duration::from_secs(600);
-    spawn_periodic(every, FirstRun::Now, shutdown, move || {
-        let store = store.clone();
-        async move {
-            let before = crate::store::now_ms() - retention.as_millis() as i64;
-            match crate::notify::purge_finished(&store, before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "purged old notifications"),
-                Err(e) => tracing::warn!(error = %e, "cannot purge old notifications"),
-            }
-            if let Err(e) = crate::ack::registry::purge(&store, before).await {
-                tracing::warn!(error = %e, "cannot purge old pages");
-            }
-            if let Err(e) = crate::ack::links::purge(&store, crate::store::now_ms()).await {
-                tracing::warn!(error = %e, "cannot purge used action links");
-            }
-        }
-    })
+/// The tokens of an `app.*_token` option as the checks compare them.
+fn exposed(tokens: &Tokens) -> Vec<String> {
+    tokens.0.iter().map(|s| s.expose().to_string()).collect()
 }
 
-/// Returns memory freed after a burst to the system, so an idle relay stays small.
-fn spawn_memory_trim(shutdown: CancellationToken) -> JoinHandle<()> {
-    let every = std::time::Duration::from_secs(30);
-    spawn_periodic(every, FirstRun::AfterInterval, shutdown, || async {
-        crate::telemetry::release_free_memory();
-    })
+/// The check of a token option that turns its routes off when unset (no "any token" mode).
+fn optional_check(tokens: &Tokens) -> Option<TokenCheck> {
+    (!tokens.0.is_empty()).then(|| TokenCheck::new(exposed(tokens), false))
+}
+
+/// The secret `pick` finds in each backend's settings, by backend name; empty ones are left out.
+fn backend_secrets(
+    settings: &Settings,
+    pick: fn(&BackendSettings) -> Option<&Secret>,
+) -> BTreeMap<String, Secret> {
+    settings
+        .plugin
+        .backends
+        .iter()
+        .filter_map(|(name, b)| pick(b).map(|s| (name, s)))
+        .filter(|(_, s)| !s.expose().is_empty())
+        .map(|(name, s)| (name.clone(), s.clone()))
+        .collect()
 }

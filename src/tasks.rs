@@ -1,11 +1,16 @@
 //! Background work that repeats until shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::directory::Directory;
+use crate::store::Store;
 
 /// Delay before retry number `retry` (from 0): `base` doubled `retry` times, capped at `max`.
 pub fn doubling_delay(retry: usize, base: Duration, max: Duration) -> Duration {
@@ -56,6 +61,65 @@ where
                 _ = shutdown.cancelled() => return,
             }
         }
+    })
+}
+
+/// Checks every `every` whether the directory changed, so another replica's edits reach the
+/// look-up cache.
+pub(crate) fn spawn_directory_refresh(
+    directory: Directory,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    // Warn once per outage, not once per interval.
+    let failing = Arc::new(AtomicBool::new(false));
+    spawn_periodic(every, FirstRun::AfterInterval, shutdown, move || {
+        let (directory, failing) = (directory.clone(), failing.clone());
+        async move {
+            match directory.refresh().await {
+                Ok(_) => failing.store(false, Ordering::Relaxed),
+                Err(e) => {
+                    if !failing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "cannot refresh the user directory; recent look-ups may be stale");
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Every ten minutes, deletes finished notifications and pages older than `retention`, and
+/// used action links past their expiry.
+pub(crate) fn spawn_purge(
+    store: Store,
+    retention: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let every = Duration::from_secs(600);
+    spawn_periodic(every, FirstRun::Now, shutdown, move || {
+        let store = store.clone();
+        async move {
+            let before = crate::store::now_ms() - retention.as_millis() as i64;
+            match crate::notify::purge_finished(&store, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "purged old notifications"),
+                Err(e) => tracing::warn!(error = %e, "cannot purge old notifications"),
+            }
+            if let Err(e) = crate::ack::registry::purge(&store, before).await {
+                tracing::warn!(error = %e, "cannot purge old pages");
+            }
+            if let Err(e) = crate::ack::links::purge(&store, crate::store::now_ms()).await {
+                tracing::warn!(error = %e, "cannot purge used action links");
+            }
+        }
+    })
+}
+
+/// Returns memory freed after a burst to the system, so an idle relay stays small.
+pub(crate) fn spawn_memory_trim(shutdown: CancellationToken) -> JoinHandle<()> {
+    let every = Duration::from_secs(30);
+    spawn_periodic(every, FirstRun::AfterInterval, shutdown, || async {
+        crate::telemetry::release_free_memory();
     })
 }
 

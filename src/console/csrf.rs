@@ -86,17 +86,29 @@ impl<T: DeserializeOwned + Tokened + Send> FromRequest<AppState> for AdminPosted
     }
 }
 
-/// The sign-in form, its token checked against its cookie.
-pub struct SignInPosted<T>(pub T);
+/// The sign-in form, its token checked against its cookie, with the request's prefix and
+/// headers (the page answering it renders the form again with the same cookie).
+pub struct SignInPosted<T> {
+    /// The path prefix the request came through.
+    pub base: Base,
+    /// The request's headers.
+    pub headers: HeaderMap,
+    /// The fields.
+    pub form: T,
+}
 
 impl<T: DeserializeOwned + Tokened + Send> FromRequest<AppState> for SignInPosted<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
-        let (base, headers, form) = head_and_form::<Headers, T>(req, state).await?;
-        match check_signin(&headers.0, &base, form.token()) {
+        let (base, Headers(headers), form) = head_and_form::<Headers, T>(req, state).await?;
+        match check_signin(&headers, &base, form.token()) {
             Some(page) => Err(page),
-            None => Ok(SignInPosted(form)),
+            None => Ok(SignInPosted {
+                base,
+                headers,
+                form,
+            }),
         }
     }
 }

@@ -181,23 +181,19 @@ pub async fn form(
 }
 
 /// `POST /console/signin`: the admin token signs in at once; an email gets a code sent.
-pub async fn submit(
-    State(state): State<AppState>,
-    base: Base,
-    headers: HeaderMap,
-    SignInPosted(f): SignInPosted<SignInForm>,
-) -> Response {
-    let next = safe_next(&base, f.next.as_deref());
+pub async fn submit(State(state): State<AppState>, posted: SignInPosted<SignInForm>) -> Response {
+    let (base, headers, f) = (&posted.base, &posted.headers, &posted.form);
+    let next = safe_next(base, f.next.as_deref());
     let token = f.token.as_deref().unwrap_or("").trim();
     if !token.is_empty() {
         return match &state.admin_tokens {
             Some(tokens) if tokens.accepts(token) => {
-                signed_in(&state, &base, None, true, &next).await
+                signed_in(&state, base, None, true, &next).await
             }
             _ => signin_page(
                 &state,
-                &base,
-                &headers,
+                base,
+                headers,
                 StatusCode::UNAUTHORIZED,
                 &next,
                 None,
@@ -209,8 +205,8 @@ pub async fn submit(
     if email.is_empty() {
         return signin_page(
             &state,
-            &base,
-            &headers,
+            base,
+            headers,
             StatusCode::BAD_REQUEST,
             &next,
             None,
@@ -219,7 +215,7 @@ pub async fn submit(
     }
     let user = match state.directory.by_email(&email).await {
         Ok(user) => user,
-        Err(e) => return ConsoleError::from(e).page(&base),
+        Err(e) => return ConsoleError::from(e).page(base),
     };
     // The same answer whether or not the email is known, so the form does not tell who is.
     if let Some(user) = user.filter(|u| u.active) {
@@ -228,8 +224,8 @@ pub async fn submit(
             Err(ConsoleError::RateLimited) => {
                 return signin_page(
                     &state,
-                    &base,
-                    &headers,
+                    base,
+                    headers,
                     StatusCode::TOO_MANY_REQUESTS,
                     &next,
                     Some(&email),
@@ -238,7 +234,7 @@ pub async fn submit(
                     ),
                 );
             }
-            Err(e) => return e.page(&base),
+            Err(e) => return e.page(base),
         }
     }
     // On to the code form with a GET, so reloading it does not send another code.
@@ -269,15 +265,14 @@ async fn send_code(state: &AppState, user: &User) -> Result<(), ConsoleError> {
 /// `POST /console/signin/code`: the code a person received.
 pub async fn with_code(
     State(state): State<AppState>,
-    base: Base,
-    headers: HeaderMap,
-    SignInPosted(f): SignInPosted<SignInForm>,
+    posted: SignInPosted<SignInForm>,
 ) -> Response {
-    let next = safe_next(&base, f.next.as_deref());
+    let (base, headers, f) = (&posted.base, &posted.headers, &posted.form);
+    let next = safe_next(base, f.next.as_deref());
     let email = f.email.as_deref().unwrap_or("").trim().to_string();
     let user = match state.directory.by_email(&email).await {
         Ok(user) => user.filter(|u| u.active),
-        Err(e) => return ConsoleError::from(e).page(&base),
+        Err(e) => return ConsoleError::from(e).page(base),
     };
     let redeemed = match &user {
         Some(user) => {
@@ -293,17 +288,17 @@ pub async fn with_code(
         None => Err(ConsoleError::WrongCode),
     };
     match (redeemed, user) {
-        (Ok(_), Some(user)) => signed_in(&state, &base, Some(&user), false, &next).await,
+        (Ok(_), Some(user)) => signed_in(&state, base, Some(&user), false, &next).await,
         (Err(ConsoleError::WrongCode), _) | (Ok(_), None) => signin_page(
             &state,
-            &base,
-            &headers,
+            base,
+            headers,
             StatusCode::UNAUTHORIZED,
             &next,
             Some(&email),
             Some("That code is wrong or has expired."),
         ),
-        (Err(e), _) => e.page(&base),
+        (Err(e), _) => e.page(base),
     }
 }
 

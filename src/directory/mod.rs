@@ -173,8 +173,10 @@ pub struct NewUser {
     pub contacts: BTreeMap<String, String>,
 }
 
-/// Changes to an existing user; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Changes to an existing user; `None` leaves a field as it is. Built in code only: each
+/// caller reads its own input (the admin API's body, a console form, CLI flags, an import
+/// row) into one.
+#[derive(Debug, Clone, Default)]
 pub struct UserPatch {
     /// New email.
     pub email: Option<String>,
@@ -193,7 +195,6 @@ pub struct UserPatch {
     /// New language tag; an empty one removes it.
     pub language: Option<String>,
     /// Contacts to set (an empty value removes the key).
-    #[serde(default)]
     pub contacts: BTreeMap<String, String>,
 }
 

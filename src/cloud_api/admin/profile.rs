@@ -31,55 +31,52 @@ enum NoProfile {
     NotBuilt,
 }
 
-/// CPU profile in pprof format (needs `debug: true` and a build with the `profiling` feature)
-///
-/// pprof's protobuf format (`go tool pprof`), sampled for `seconds`.
-#[utoipa::path(
-    get, path = "/debug/pprof/profile", tag = "debug",
-    params(ProfileQuery),
-    responses(
-        (status = 200, description = "The profile", content_type = "application/octet-stream"),
-        NoProfile
-    )
-)]
-pub(super) async fn profile(
-    State(state): State<AppState>,
-    Query(q): Query<ProfileQuery>,
-) -> Result<Response, ApiError> {
-    sample(&state, &q, ProfileFormat::Pprof).await
+/// Declares a profile route: its OpenAPI description and a handler that samples in `$format`,
+/// served as `$content_type`, which the description names too.
+macro_rules! profile_route {
+    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $what:literal, $format:ident, $content_type:literal) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            get, path = $path, tag = "debug",
+            params(ProfileQuery),
+            responses(
+                (status = 200, description = $what, content_type = $content_type),
+                NoProfile
+            )
+        )]
+        pub(super) async fn $name(
+            State(state): State<AppState>,
+            Query(q): Query<ProfileQuery>,
+        ) -> Result<Response, ApiError> {
+            sample(&state, &q, ProfileFormat::$format, $content_type).await
+        }
+    };
 }
 
-/// CPU profile as an SVG flame graph (needs `debug: true` and the `profiling` feature)
-#[utoipa::path(
-    get, path = "/debug/pprof/flamegraph", tag = "debug",
-    params(ProfileQuery),
-    responses(
-        (status = 200, description = "The flame graph", content_type = "image/svg+xml"),
-        NoProfile
-    )
-)]
-pub(super) async fn flamegraph(
-    State(state): State<AppState>,
-    Query(q): Query<ProfileQuery>,
-) -> Result<Response, ApiError> {
-    sample(&state, &q, ProfileFormat::Svg).await
-}
+profile_route!(
+    /// CPU profile in pprof format (needs `debug: true` and a build with the `profiling` feature)
+    ///
+    /// pprof's protobuf format (`go tool pprof`), sampled for `seconds`.
+    profile, "/debug/pprof/profile", "The profile", Pprof, "application/octet-stream"
+);
+
+profile_route!(
+    /// CPU profile as an SVG flame graph (needs `debug: true` and the `profiling` feature)
+    flamegraph, "/debug/pprof/flamegraph", "The flame graph", Svg, "image/svg+xml"
+);
 
 /// Samples for `seconds` (1 to 120, default 10) when `debug` is on.
 async fn sample(
     state: &AppState,
     q: &ProfileQuery,
     format: ProfileFormat,
+    content_type: &'static str,
 ) -> Result<Response, ApiError> {
     if !state.debug {
         return Err(ApiError::NotFound);
     }
     let seconds = q.seconds.unwrap_or(10).clamp(1, 120);
     let bytes = cpu_profile(seconds, format).await?;
-    let content_type = match format {
-        ProfileFormat::Pprof => "application/octet-stream",
-        ProfileFormat::Svg => "image/svg+xml",
-    };
     Ok(([(CONTENT_TYPE, content_type)], bytes).into_response())
 }
 

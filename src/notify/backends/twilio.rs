@@ -293,14 +293,8 @@ mod tests {
             auth_token: Secret("t".into()),
             from: "+15550001111".into(),
             api_base: api_base.into(),
-            max_length: 1600,
-            split: true,
-            max_segments: 10,
-            replies: false,
-            voice: None,
-            language: None,
-            repeat: 2,
             timeout: Duration::from_secs(1),
+            ..TwilioSettings::default()
         };
         Twilio::new(&setup("tw"), &settings).expect("valid")
     }

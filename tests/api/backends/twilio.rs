@@ -21,14 +21,8 @@ fn twilio_settings(fake: &Fake) -> TwilioSettings {
         auth_token: Secret("tw-t0ken".into()),
         from: "+15550001111".into(),
         api_base: fake.url.trim_end_matches("/hook").to_string(),
-        max_length: 1600,
-        split: true,
-        max_segments: 10,
-        replies: false,
-        voice: None,
-        language: None,
-        repeat: 2,
         timeout: Duration::from_secs(2),
+        ..TwilioSettings::default()
     }
 }
 
