@@ -6,9 +6,15 @@
 //! which bounds what a crash can make the next claim repeat. Recording and claiming in the
 //! same commit halves the commits per delivery, and a claim always fills every slot the
 //! commit freed, so a fast backend moves a full batch per commit instead of a trickle.
+//!
+//! Rows accepted while a slot is free arrive already claimed ([`super::handoff`]); the
+//! loop claims from the table only when rows may be waiting there (queued while every slot
+//! was busy, a retry or an expired lease come due).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use rand::RngExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -92,8 +98,12 @@ impl Dispatcher {
             self.metrics.clone(),
         ));
         let mut pending = Pending::default();
-        // Whether the last claim filled every free slot: more rows may be due right now.
-        let mut backlog = false;
+        // Whether rows may be due that no one claimed: rows were queued (a wake-up), time
+        // passed (retries and expired leases come due), or the last claim filled every slot.
+        // Only then does a commit claim: rows accepted with a free slot never wait in the
+        // queue, and a claim that finds nothing costs a query.
+        let mut due = true;
+        let mut last_claim = Instant::now();
         let mut failures = 0u32;
 
         loop {
@@ -107,9 +117,9 @@ impl Dispatcher {
                         continue;
                     }
                     Some(f) = done_rx.recv() => pending.push(f),
-                    _ = self.wake.notified(), if free && !backlog => {}
-                    _ = tokio::time::sleep(settings.poll_interval), if free && !backlog => {}
-                    _ = std::future::ready(()), if free && backlog => {}
+                    _ = self.wake.notified(), if free && !due => due = true,
+                    _ = tokio::time::sleep(settings.poll_interval), if free && !due => due = true,
+                    _ = std::future::ready(()), if free && due => {}
                 }
             }
             // Rows accepted meanwhile are claimed already: they go first.
@@ -118,10 +128,16 @@ impl Dispatcher {
             }
             pending.gather(&mut done_rx);
             self.linger(&mut pending, &mut done_rx, &slots).await;
+            due |= self.wake.notified().now_or_never().is_some()
+                || last_claim.elapsed() >= settings.poll_interval;
             // The slots this commit frees count for its claim: the claim is what uses them.
             // The others are taken before claiming, as the acceptor takes them too.
-            let reused = pending.permits.len().min(settings.batch_size);
-            let extra = take_slots(&slots, settings.batch_size - reused);
+            let (reused, extra) = if due {
+                let reused = pending.permits.len().min(settings.batch_size);
+                (reused, take_slots(&slots, settings.batch_size - reused))
+            } else {
+                (0, Vec::new())
+            };
             let limit = reused + extra.len();
             let now = now_ms();
             let lease = Lease {
@@ -136,7 +152,10 @@ impl Dispatcher {
                     let mut permits = std::mem::take(&mut pending).permits;
                     permits.extend(extra);
                     permits.truncate(rows.len());
-                    backlog = limit > 0 && rows.len() == limit;
+                    if limit > 0 {
+                        last_claim = Instant::now();
+                        due = rows.len() == limit;
+                    }
                     self.start(rows, permits, lease.tag, &guards, &done_tx)
                         .await;
                 }
