@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::{ApiError, AppState, prefix_of};
-use crate::directory::{Page as DirPage, Role, User, email_key};
+use crate::directory::{Listed, Role, User, email_key};
 
 /// Largest and default page size.
 const MAX_PAGE_SIZE: usize = 100;
@@ -109,14 +109,14 @@ enum UserOut<'a> {
 }
 
 impl<'a> UserOut<'a> {
-    fn new(u: &'a User, short: bool) -> UserOut<'a> {
+    fn new(u: &'a Listed, short: bool) -> UserOut<'a> {
         let brief = ShortUser {
             id: &u.id,
             grafana_id: u.seq,
             email: &u.email,
             username: &u.username,
             role: u.role.as_str(),
-            is_phone_number_verified: u.phone_verified(),
+            is_phone_number_verified: u.verified,
         };
         if short {
             UserOut::Short(brief)
@@ -143,8 +143,12 @@ struct Page<'a> {
     total_pages: usize,
 }
 
-/// Page `page` of the users the query's roles, email and username select.
-async fn select(state: &AppState, q: &Query, page: usize) -> Result<DirPage, ApiError> {
+/// How many users the query's roles, email and username select, and page `page` of them.
+async fn select(
+    state: &AppState,
+    q: &Query,
+    page: usize,
+) -> Result<(usize, Vec<Listed>), ApiError> {
     let offset = (page - 1) * q.perpage;
     let username = q.username.as_deref().map(str::to_lowercase);
     let matches = |u: &User| {
@@ -164,19 +168,27 @@ async fn select(state: &AppState, q: &Query, page: usize) -> Result<DirPage, Api
             .into_iter()
             .collect(),
         (None, Some(name)) if name.is_ascii() => state.directory.by_username(name).await?,
-        (None, Some(_)) => return Ok(state.directory.scan(matches, offset, q.perpage).await?),
+        (None, Some(_)) => {
+            let page = state.directory.scan(matches, offset, q.perpage).await?;
+            return Ok((page.count, page.users.iter().map(Listed::from).collect()));
+        }
         (None, None) => {
             return Ok(state
                 .directory
-                .page_by_roles(&q.roles, offset, q.perpage)
+                .listing_by_roles(&q.roles, offset, q.perpage)
                 .await?);
         }
     };
     let users: Vec<User> = candidates.into_iter().filter(|u| matches(u)).collect();
-    Ok(DirPage {
-        count: users.len(),
-        users: users.into_iter().skip(offset).take(q.perpage).collect(),
-    })
+    Ok((
+        users.len(),
+        users
+            .iter()
+            .skip(offset)
+            .take(q.perpage)
+            .map(Listed::from)
+            .collect(),
+    ))
 }
 
 /// Lists users page by page, filtered by roles, email and username.
@@ -187,19 +199,14 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let q = parse_query(uri.query())?;
-    let mut found = select(&state, &q, q.page).await?;
-    let count = found.count;
+    let (count, mut users) = select(&state, &q, q.page).await?;
     let total_pages = count.div_ceil(q.perpage).max(1);
     // Past the end answers the last page, as the engine expects, never a 404.
     let page = q.page.min(total_pages);
     if page != q.page {
-        found = select(&state, &q, page).await?;
+        users = select(&state, &q, page).await?.1;
     }
-    let results = found
-        .users
-        .iter()
-        .map(|u| UserOut::new(u, q.short))
-        .collect();
+    let results = users.iter().map(|u| UserOut::new(u, q.short)).collect();
 
     let link = |target: usize| {
         let root = state.public_root(&headers, &prefix_of(&original, &uri));

@@ -42,6 +42,49 @@ impl People {
     }
 }
 
+/// What OnCall's user sync shows of a person.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Listed {
+    /// Internal sequence number (OnCall's `grafana_id`).
+    #[sqlx(rename = "id")]
+    pub seq: i64,
+    /// Stable public id.
+    #[sqlx(rename = "public_id")]
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Grafana username.
+    pub username: String,
+    /// Email as stored.
+    pub email: String,
+    /// Grafana role.
+    pub role: Role,
+    /// IANA time zone.
+    pub timezone: String,
+    /// [`User::phone_verified`].
+    #[sqlx(try_from = "crate::store::Flag")]
+    pub verified: bool,
+}
+
+/// The columns [`Listed`] reads.
+const LISTED_COLUMNS: &str = "id, public_id, name, username, email, role, timezone, \
+     CAST(CASE WHEN active = 1 AND phone_number IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS verified";
+
+impl From<&User> for Listed {
+    fn from(u: &User) -> Listed {
+        Listed {
+            seq: u.seq,
+            id: u.id.clone(),
+            name: u.name.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            role: u.role,
+            timezone: u.timezone.clone(),
+            verified: u.phone_verified(),
+        }
+    }
+}
+
 /// One page of a listing, and how many match in all.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -315,6 +358,36 @@ impl Directory {
         if roles.contains(&Role::None) {
             return self.scan(|u| roles.contains(&u.role), offset, limit).await;
         }
+        let (count, users) = self.page_of(USER_COLUMNS, roles, offset, limit).await?;
+        Ok(Page { count, users })
+    }
+
+    /// [`Directory::page_by_roles`] as OnCall's user sync lists people: only what the page
+    /// shows is read, which every sync asks for again and again.
+    pub async fn listing_by_roles(
+        &self,
+        roles: &[Role],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<Listed>), DirectoryError> {
+        if roles.contains(&Role::None) {
+            let page = self
+                .scan(|u| roles.contains(&u.role), offset, limit)
+                .await?;
+            return Ok((page.count, page.users.iter().map(Listed::from).collect()));
+        }
+        self.page_of(LISTED_COLUMNS, roles, offset, limit).await
+    }
+
+    /// How many people have one of `roles`, and the page of them from `offset`, as `T` read
+    /// through `columns`.
+    async fn page_of<T: crate::store::Record>(
+        &self,
+        columns: &str,
+        roles: &[Role],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<T>), DirectoryError> {
         let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
         let condition = if names.is_empty() {
             "1 = 1".to_string()
@@ -337,14 +410,22 @@ impl Directory {
                 count
             }
         };
+        // Limit and offset are bound, so every page of a sync runs one prepared statement.
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM directory_users WHERE {condition} ORDER BY id LIMIT {limit} OFFSET {offset}"
+            "SELECT {columns} FROM directory_users WHERE {condition} ORDER BY id LIMIT ${} OFFSET ${}",
+            names.len() + 1,
+            names.len() + 2
         );
-        let users = self
-            .store
-            .fetch_all(sqlx::AssertSqlSafe(sql), &names)
+        let mut query = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql));
+        for name in &names {
+            query = query.bind(*name);
+        }
+        let rows = query
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(self.store.pool())
             .await?;
-        Ok(Page { count, users })
+        Ok((count, rows))
     }
 
     /// One page of the people whose email, name, username or phone contains `needle` (ASCII,

@@ -24,7 +24,7 @@ pub use devices::Device;
 pub use import::{
     ImportFormat, ImportReport, ImportRow, MigrationReport, Skipped, parse_import, read_emu_oncall,
 };
-pub use lookup::{Page, People};
+pub use lookup::{Listed, Page, People};
 pub use validation::{
     email_key, generate_public_id, parse_contact_key, parse_email, parse_language, parse_phone,
     parse_public_id,

@@ -134,6 +134,14 @@ async fn verified_tracks_phone_and_active_flag(db: TestDb) {
     let check = |expected: bool| {
         let app = &app;
         async move {
+            // Both ways a sync reads people: one by email, and the pages of everyone.
+            for path in ["/api/v1/users?short=true", "/api/v1/users?roles=0&roles=1"] {
+                let (_, body) = app.get_json(path).await;
+                assert_eq!(
+                    body["results"][0]["is_phone_number_verified"], expected,
+                    "{path}: {body}"
+                );
+            }
             let (_, body) = app.get_json("/api/v1/users?email=a@example.com").await;
             assert_eq!(
                 body["results"][0]["is_phone_number_verified"], expected,
