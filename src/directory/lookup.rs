@@ -42,45 +42,45 @@ impl People {
     }
 }
 
-/// What OnCall's user sync shows of a person.
+/// What OnCall's user sync shows of a person, each field named after the one it becomes.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Listed {
-    /// Internal sequence number (OnCall's `grafana_id`).
-    #[sqlx(rename = "id")]
-    pub seq: i64,
-    /// Stable public id.
+    /// `id`: the public id.
     #[sqlx(rename = "public_id")]
     pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Grafana username.
-    pub username: String,
-    /// Email as stored.
+    /// `grafana_id`: the sequence number.
+    #[sqlx(rename = "id")]
+    pub seq: i64,
+    /// `email`, as stored (OnCall matches it case-sensitively).
     pub email: String,
-    /// Grafana role.
+    /// `username`.
+    pub username: String,
+    /// `role`.
     pub role: Role,
-    /// IANA time zone.
-    pub timezone: String,
-    /// [`User::phone_verified`].
+    /// `is_phone_number_verified`: active with a phone on file.
     #[sqlx(try_from = "crate::store::Flag")]
     pub verified: bool,
+    /// `name` (long form only).
+    pub name: String,
+    /// `timezone` (long form only).
+    pub timezone: String,
 }
 
 /// The columns [`Listed`] reads.
-const LISTED_COLUMNS: &str = "id, public_id, name, username, email, role, timezone, \
-     CAST(CASE WHEN active = 1 AND phone_number IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS verified";
+const LISTED_COLUMNS: &str = "public_id, id, email, username, role, \
+     CAST(CASE WHEN active = 1 AND phone_number IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS verified, name, timezone";
 
 impl From<&User> for Listed {
     fn from(u: &User) -> Listed {
         Listed {
-            seq: u.seq,
             id: u.id.clone(),
-            name: u.name.clone(),
-            username: u.username.clone(),
+            seq: u.seq,
             email: u.email.clone(),
+            username: u.username.clone(),
             role: u.role,
-            timezone: u.timezone.clone(),
             verified: u.phone_verified(),
+            name: u.name.clone(),
+            timezone: u.timezone.clone(),
         }
     }
 }
