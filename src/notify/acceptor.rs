@@ -252,6 +252,13 @@ impl Committer {
         }
         let answer = match result {
             Ok(rows) => {
+                if !rows.is_empty() {
+                    self.metrics.count(
+                        "oncall_relay_notifications_claimed_total",
+                        &[("via", "acceptance")],
+                        rows.len() as u64,
+                    );
+                }
                 if let (Some(handoff), Some(lease)) = (&self.handoff, lease) {
                     handoff.send(Claimed {
                         rows,

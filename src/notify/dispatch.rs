@@ -38,6 +38,10 @@ const RECORD_BATCH: usize = 512;
 /// out and the rows are claimed again rather than lost.
 const RECORD_TRIES: u32 = 20;
 
+/// A claim from the table leaves 1/`HANDOFF_SHARE` of the slots to rows handed over as they
+/// are accepted.
+const HANDOFF_SHARE: usize = 4;
+
 /// Longest pause between two outcomes for which a commit waits for the next one.
 const LINGER_GAP: Duration = Duration::from_millis(1);
 
@@ -134,7 +138,13 @@ impl Dispatcher {
             // The others are taken before claiming, as the acceptor takes them too.
             let (reused, extra) = if due {
                 let reused = pending.permits.len().min(settings.batch_size);
-                (reused, take_slots(&slots, settings.batch_size - reused))
+                // A claim holds its slots until it commits; taking every free one would send
+                // the rows accepted meanwhile to the queue, whose wake-up claims again, and so
+                // on. A share stays free for them.
+                let keep = settings.concurrency / HANDOFF_SHARE;
+                let wanted = (settings.batch_size - reused)
+                    .min(slots.available_permits().saturating_sub(keep));
+                (reused, take_slots(&slots, wanted))
             } else {
                 (0, Vec::new())
             };
@@ -155,6 +165,13 @@ impl Dispatcher {
                     if limit > 0 {
                         last_claim = Instant::now();
                         due = rows.len() == limit;
+                    }
+                    if !rows.is_empty() {
+                        self.metrics.count(
+                            "oncall_relay_notifications_claimed_total",
+                            &[("via", "queue")],
+                            rows.len() as u64,
+                        );
                     }
                     self.start(rows, permits, lease.tag, &guards, &done_tx)
                         .await;

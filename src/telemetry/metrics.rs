@@ -27,7 +27,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// Counters: full name (with `_total`) and help. The library appends `_total` itself.
-const COUNTERS: [(&str, &str); 5] = [
+const COUNTERS: [(&str, &str); 6] = [
     (
         "oncall_relay_http_requests_total",
         "HTTP requests answered, by route, method and status",
@@ -35,6 +35,10 @@ const COUNTERS: [(&str, &str); 5] = [
     (
         "oncall_relay_notifications_accepted_total",
         "Notifications committed to the queue, by kind",
+    ),
+    (
+        "oncall_relay_notifications_claimed_total",
+        "Notifications claimed for delivery, by how: as they were accepted (a delivery slot was free) or from the queue (queued behind others, a retry or an expired lease)",
     ),
     (
         "oncall_relay_delivery_attempts_total",

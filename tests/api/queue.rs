@@ -114,6 +114,31 @@ async fn a_notification_survives_the_process_being_killed_mid_delivery(db: TestD
 }
 db_test!(a_notification_survives_the_process_being_killed_mid_delivery);
 
+async fn calls_accepted_while_slots_are_free_go_straight_to_delivery(db: TestDb) {
+    let fake = Fake::start().await;
+    let app = TestApp::spawn_with_alice(webhook_settings(&db, &fake.url)).await;
+    for i in 0..20 {
+        app.call_alice(&format!("m{i}")).await;
+    }
+    let events = app.wait_until_settled(20).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| e.status == "delivered" && e.attempts == 1),
+        "{events:?}"
+    );
+    // Each was claimed in the commit that accepted it, none from the table: the delivery
+    // loop's own claims (every poll interval) leave slots free for them.
+    let text = app.plain_get_text("/metrics").await;
+    assert!(
+        text.contains("oncall_relay_notifications_claimed_total{via=\"acceptance\"} 20"),
+        "{text}"
+    );
+    assert!(!text.contains("via=\"queue\""), "{text}");
+    app.stop().await;
+}
+db_test!(calls_accepted_while_slots_are_free_go_straight_to_delivery);
+
 async fn graceful_stop_drains_accepted_notifications(db: TestDb) {
     let fake = Fake::start().await;
     let s = webhook_settings(&db, &fake.url);
